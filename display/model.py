@@ -1,0 +1,152 @@
+"""Values shared by every layer: bookings, events, occupancy states and what a panel shows.
+
+All are frozen dataclasses; all datetimes are timezone-aware and in UTC. Conversion to the room's
+local time happens only when something is drawn or printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    """The three values of ``event.type`` in Feishu's third-party room event family."""
+
+    CREATED = "third_party_meeting_room_event_created"
+    UPDATED = "third_party_meeting_room_event_updated"
+    DELETED = "third_party_meeting_room_event_deleted"
+
+
+class State(StrEnum):
+    """Occupancy of a room at an instant (DESIGN.md, "Occupancy semantics")."""
+
+    FREE = "free"
+    SOON = "soon"
+    BUSY = "busy"
+    ENDING = "ending"
+
+    @property
+    def occupied(self) -> bool:
+        """True while a meeting is in progress."""
+        return self in (State.BUSY, State.ENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """One booking of one room: the half-open interval ``[start, end)``."""
+
+    event_id: str
+    uid: str
+    original_time: int
+    start: datetime
+    end: datetime
+    organizer_open_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The booking object of the ``status --json`` contract (UTC offsets)."""
+        return {
+            "event_id": self.event_id,
+            "uid": self.uid,
+            "original_time": self.original_time,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "organizer_open_id": self.organizer_open_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """A validated Feishu event: one version of one booking, naming one or more rooms.
+
+    ``event_time_ms`` orders versions of the same ``event_id``; ``uuid`` identifies the delivery
+    and is what duplicates share.
+    """
+
+    uuid: str
+    kind: EventKind
+    event_id: str
+    uid: str
+    original_time: int
+    event_time_ms: int
+    start: datetime
+    end: datetime
+    room_ids: tuple[str, ...]
+    organizer_open_id: str | None = None
+
+    def booking(self) -> Booking:
+        """The booking this event describes (rooms apart)."""
+        return Booking(
+            event_id=self.event_id,
+            uid=self.uid,
+            original_time=self.original_time,
+            start=self.start,
+            end=self.end,
+            organizer_open_id=self.organizer_open_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """What the schedule says about a room at ``at``: a pure function's answer.
+
+    ``since``/``until`` bound the current *state* (``until`` is also ``next_change``); ``None``
+    means unbounded within the schedule we know. ``current`` is the booking in progress, ``next``
+    the upcoming bookings in start order.
+    """
+
+    at: datetime
+    state: State
+    since: datetime | None
+    until: datetime | None
+    current: Booking | None
+    next: tuple[Booking, ...]
+    today: tuple[Booking, ...] = ()
+
+    @property
+    def next_change(self) -> datetime | None:
+        """When the state will change next if the schedule stays as it is."""
+        return self.until
+
+
+@dataclass(frozen=True, slots=True)
+class RoomView:
+    """Everything a panel needs to draw one room: the renderers' only input.
+
+    ``as_of`` is when the data was last vouched for (shown on a stale sign as "as of HH:MM");
+    ``timezone`` is an IANA name used for display only.
+    """
+
+    open_id: str
+    name: str
+    occupancy: Occupancy
+    stale: bool
+    as_of: datetime
+    timezone: str
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """A device's health as ``status`` reports it."""
+
+    id: str
+    kind: str
+    url: str
+    online: bool
+    last_update: datetime | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The device object of the ``status --json`` contract."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "url": self.url,
+            "online": self.online,
+            "last_update": self.last_update.isoformat() if self.last_update else None,
+            "error": self.error,
+        }
