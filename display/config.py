@@ -143,7 +143,6 @@ DEFAULT_LED_COLOURS: Mapping[str, str] = {
     "soon": "#ffa000",
     "busy": "#ff0000",
     "ending": "#ff00c0",
-    "stale": "#0040ff",
 }
 DEFAULT_LED_EFFECTS: Mapping[str, str] = {
     "free": "steady",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from enum import StrEnum
 
 
@@ -37,3 +38,30 @@ class LedOutput:
             raise ValueError(f"colour must be three values 0-255, got {self.colour!r}")
         if not 0 <= self.brightness <= 255:
             raise ValueError(f"brightness must be 0-255, got {self.brightness}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SignImage:
+    """A rendered e-ink sign as the panel's bit planes, already rotated to the panel's frame.
+
+    ``black`` and ``red`` are Pillow images of mode ``"1"`` and the panel's native size, where a
+    *black* pixel (value 0) means ink on that plane. ``red`` is ``None`` for black/white panels.
+    """
+
+    black: Any  # PIL.Image.Image; typed loosely so importing this module never imports Pillow
+    red: Any | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        w, h = self.black.size
+        return int(w), int(h)
+
+    def to_rgb(self) -> Any:
+        """An RGB image of what the panel shows (for ``preview`` and virtual panels)."""
+        from PIL import Image
+
+        rgb = Image.new("RGB", self.size, (255, 255, 255))
+        rgb.paste((0, 0, 0), mask=self.black.point(lambda v: 255 - v).convert("1"))
+        if self.red is not None:
+            rgb.paste((200, 0, 0), mask=self.red.point(lambda v: 255 - v).convert("1"))
+        return rgb
