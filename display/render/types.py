@@ -58,10 +58,11 @@ class SignImage:
 
     def to_rgb(self) -> Any:
         """An RGB image of what the panel shows (for ``preview`` and virtual panels)."""
-        from PIL import Image
+        from PIL import Image, ImageChops
 
         rgb = Image.new("RGB", self.size, (255, 255, 255))
-        rgb.paste((0, 0, 0), mask=self.black.point(lambda v: 255 - v).convert("1"))
+        # A mask selects where it is non-zero, so invert: ink (0) becomes 255.
+        rgb.paste((0, 0, 0), mask=ImageChops.invert(self.black.convert("L")))
         if self.red is not None:
-            rgb.paste((200, 0, 0), mask=self.red.point(lambda v: 255 - v).convert("1"))
+            rgb.paste((200, 0, 0), mask=ImageChops.invert(self.red.convert("L")))
         return rgb
