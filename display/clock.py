@@ -71,4 +71,4 @@ def from_epoch_ms(ms: int) -> datetime:
 
 def to_epoch_ms(when: datetime) -> int:
     """Milliseconds since the epoch of an aware datetime."""
-    return int(round(when.timestamp() * 1000))
+    return round(when.timestamp() * 1000)

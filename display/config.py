@@ -396,7 +396,7 @@ class _Parser:
         app_secret = self.secret(t, key, "app_secret")
         if mode == "long_connection" and (not app_id or not app_secret):
             raise self.fail("feishu.app_id" if not app_id else "feishu.app_secret", "is required",
-                            "long_connection needs app_id and app_secret from the developer console")
+                            "long_connection needs the app credentials from the developer console")
         listen = self.get(t, key, "listen", str, "127.0.0.1:7777")
         host, _, port = listen.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:

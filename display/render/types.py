@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from enum import StrEnum
+from typing import Any
 
 
 class Effect(StrEnum):

@@ -1,0 +1,79 @@
+"""The one path every Feishu event takes: validate, dedupe, commit, then tell the node.
+
+Both Feishu modes and ``--replay`` call :meth:`EventSink.accept`; when it returns, the event is
+committed and may be acknowledged. It raises :class:`~display.errors.EventError` for an invalid
+event (answer 400 / log and drop) and :class:`~display.errors.StoreError` when the commit failed
+(answer 500 so Feishu retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from display.clock import Clock
+from display.intake.envelope import UnknownEventType, parse_envelope
+from display.model import RoomEvent
+from display.store import Outcome, ScheduleStore
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(StrEnum):
+    """How an accepted delivery was handled; every verdict is acknowledged."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
+    IGNORED = "ignored"  # unknown event type
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Result of :meth:`EventSink.accept`."""
+
+    verdict: Verdict
+    event: RoomEvent | None = None
+    changed: frozenset[str] = frozenset()
+
+
+class EventSink:
+    """Validate and commit Feishu envelopes; call ``on_change`` with the rooms that changed."""
+
+    def __init__(self, store: ScheduleStore, clock: Clock,
+                 on_change: Callable[[frozenset[str]], None] = lambda rooms: None) -> None:
+        self._store = store
+        self._clock = clock
+        self._on_change = on_change
+        self._unknown_logged: set[str] = set()
+        self._lock = threading.Lock()
+
+    def accept(self, raw: Any) -> Accepted:
+        """Handle one decoded envelope. Thread-safe."""
+        try:
+            event = parse_envelope(raw)
+        except UnknownEventType:
+            kind = str(raw["event"]["type"])
+            with self._lock:
+                first = kind not in self._unknown_logged
+                self._unknown_logged.add(kind)
+            if first:  # logged once per type: Feishu may send many
+                log.info("ignoring event type %r (acknowledged; logged once)", kind)
+            return Accepted(Verdict.IGNORED)
+        result = self._store.apply(event, self._clock.now())
+        if result.outcome is Outcome.DUPLICATE:
+            log.debug("duplicate delivery %s ignored", event.uuid)
+            return Accepted(Verdict.DUPLICATE, event)
+        if result.outcome is Outcome.SUPERSEDED:
+            log.info("event %s (%s) is older than the version we have; ignored",
+                     event.event_id, event.kind.value)
+            return Accepted(Verdict.SUPERSEDED, event)
+        log.info("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
+                 ",".join(sorted(result.changed)))
+        if result.changed:
+            self._on_change(result.changed)
+        return Accepted(Verdict.APPLIED, event, result.changed)
