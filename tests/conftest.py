@@ -38,3 +38,18 @@ def envelope(kind: str = "created", *, uid: str = "bk1", original_time: int = 0,
             "organizer": {"open_id": organizer, "user_id": "u1", "union_id": "on_1"},
         },
     }
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.01,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

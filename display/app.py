@@ -1,0 +1,89 @@
+"""Wiring: build a running node (store, devices, intake links) from a configuration.
+
+``run`` and ``demo`` both go through :class:`App`, so the demo exercises the same code paths as a
+Pi by a door. Nothing here imports ``lark_oapi``: the Feishu intake runs in a child process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+from display.clock import Clock, SystemClock
+from display.config import Config, load_config
+from display.devices.factory import make_device
+from display.freshness import Freshness
+from display.intake.replay import replay_file
+from display.intake.sink import EventSink
+from display.intake.supervisor import IntakeSupervisor
+from display.node import Node
+from display.store import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+
+def store_path(config: Config) -> Path:
+    return config.node.state_dir / "schedule.db"
+
+
+class App:
+    """A node and everything it owns; a context manager that releases all of it."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = ScheduleStore(store_path(config))
+        now = self.clock.now()
+        self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes), now)
+        self.node = Node(config, self.store, self.clock, make_device, self.freshness)
+        self.intake: IntakeSupervisor | None = None
+        self._stop = threading.Event()
+
+    @classmethod
+    def from_path(cls, path: Path, clock: Clock | None = None) -> App:
+        return cls(load_config(path), clock)
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def replay(self, path: Path) -> None:
+        """Apply a JSON-lines file of Feishu envelopes before running (debugging, demos)."""
+        sink = EventSink(self.store, self.clock, self.node.notify)
+        report = replay_file(path, sink)
+        log.info("replayed %s: %s", path, report)
+
+    def start_intake(self, on_ready: Callable[[str], None] | None = None) -> None:
+        """Start the Feishu intake child when this node is a bridge or single box."""
+        if self.config.feishu is None:
+            return
+        self.freshness.expect("feishu", self.clock.now())
+        self.intake = IntakeSupervisor(
+            self.config.path,
+            on_changed=self.node.notify,
+            on_link=lambda up, error: self.node.set_link("feishu", up, error),
+            on_ready=on_ready,
+        )
+        self.intake.start()
+
+    def run(self, on_tick: Callable[[], None] | None = None) -> None:
+        """Run the node's loop until :meth:`stop`."""
+        self.node.run(self._stop, on_tick)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.node.wake()
+
+    def close(self) -> None:
+        self.stop()
+        if self.intake is not None:
+            self.intake.close()
+        self.node.close()
+        self.store.close()

@@ -1,0 +1,192 @@
+"""The ``room-display`` command.
+
+Exit codes (DESIGN.md): 0 ok, 1 a problem was found (bad config, unreachable device...),
+2 usage error. Errors are one line naming the file, key and fix; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from display import __version__
+from display.config import Config, default_config_path, load_config
+from display.errors import RoomDisplayError
+
+log = logging.getLogger("display")
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", metavar="FILE",
+                        help="config file (default: $ROOM_DISPLAY_CONFIG, then "
+                             "/etc/room-display/config.toml, then ./room-display.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+    parser = argparse.ArgumentParser(
+        prog="room-display",
+        description="Show Feishu meeting-room bookings on LED lights and e-ink door signs.")
+    parser.add_argument("--version", action="version", version=f"room-display {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the node as configured")
+    run.add_argument("--replay", metavar="FILE", type=Path,
+                     help="apply Feishu events from a JSON-lines file first")
+
+    demo = sub.add_parser("demo", parents=[common],
+                          help="run the built-in demo: local webhook, virtual panels, no account")
+    demo.add_argument("--dir", type=Path, default=Path("demo-state"),
+                      help="where the demo keeps its config, store and panels (default: "
+                           "./demo-state)")
+    demo.add_argument("--port", type=int, default=7777, help="webhook port (default 7777)")
+
+    status = sub.add_parser("status", parents=[common],
+                            help="every room's state, bookings and device health")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--watch", action="store_true", help="refresh in place every second")
+
+    sub.add_parser("check", parents=[common],
+                   help="validate the config and check Feishu, broker and devices")
+
+    preview = sub.add_parser("preview", parents=[common], help="the image an e-ink sign shows now")
+    preview.add_argument("room", help="room open_id or name")
+    preview.add_argument("-o", "--output", type=Path, help="PNG file (default: ROOM.png)")
+    preview.add_argument("--size", help="panel size WxH when the room has no e-ink device")
+
+    identify = sub.add_parser("identify", parents=[common],
+                              help="blink an LED or draw a test pattern on a sign")
+    identify.add_argument("device", help="device id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        logging.getLogger("Lark").setLevel(logging.WARNING)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except RoomDisplayError as exc:
+        print(f"room-display: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(default_config_path(args.config))
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def _install_stop(stop: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from display.app import App
+
+    config = _config(args)
+    with App(config) as app:
+        _install_stop(app.stop)
+        if args.replay:
+            app.replay(args.replay)
+        app.start_intake()
+        log.info("node %s running as %s with %d room(s)", config.node.name, config.role,
+                 len(config.rooms))
+        app.run()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from display.demo import run_demo
+
+    code: int = run_demo(args.dir, args.port)
+    return code
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from display.status import read_status, render_text
+
+    config = _config(args)
+    while True:
+        doc = read_status(config)
+        out = json.dumps(doc, ensure_ascii=False, indent=2) if args.json else render_text(doc)
+        if not args.watch:
+            print(out)
+            return EXIT_OK
+        # Clear the screen and home the cursor, then redraw: a live board for a terminal.
+        sys.stdout.write("\x1b[H\x1b[2J" + out + "\n")
+        sys.stdout.flush()
+        time.sleep(1)
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from display.check import run_checks
+
+    path = default_config_path(args.config)
+    config = load_config(path)
+    print(f"config {path}: ok ({config.role}, {len(config.rooms)} room(s), "
+          f"{len(config.devices())} device(s))")
+    problems = 0
+    for line, ok in run_checks(config):
+        print(("ok      " if ok else "PROBLEM ") + line)
+        problems += 0 if ok else 1
+    return EXIT_OK if problems == 0 else EXIT_PROBLEM
+
+
+# -- preview / identify ---------------------------------------------------------------------------
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from display.preview import preview
+
+    config = _config(args)
+    out = preview(config, args.room, args.output, args.size)
+    print(out)
+    return EXIT_OK
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from display.preview import identify
+
+    config = _config(args)
+    identify(config, args.device)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "status": cmd_status,
+    "check": cmd_check,
+    "preview": cmd_preview,
+    "identify": cmd_identify,
+}
+

@@ -1,0 +1,226 @@
+"""The node's loop: schedule + clock -> occupancy -> views -> devices, and the status snapshot.
+
+The loop sleeps until the next state change of any room (a meeting's start, a threshold, a link
+turning stale), capped at :data:`MAX_SLEEP` so a wall-clock step is noticed, and wakes at once
+when intake reports changed rooms. It never does device I/O itself: ``Device.show`` only hands
+the newest view to the device's own worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from display.clock import Clock
+from display.config import Config, DeviceConfig, RoomConfig
+from display.devices.base import Device
+from display.freshness import Freshness
+from display.model import Booking, Occupancy, RoomView
+from display.occupancy import Thresholds, occupancy
+from display.store import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 30.0  # seconds: bounds how late a wall-clock step is noticed
+REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
+STATUS_EVERY = timedelta(seconds=5)  # heartbeat of status.json while nothing changes
+PRUNE_EVERY = timedelta(hours=1)
+LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
+
+DeviceFactory = Callable[[Config, RoomConfig, DeviceConfig, Clock], Device]
+
+
+def status_path(config: Config) -> Path:
+    return config.node.state_dir / "status.json"
+
+
+def _content(occ: Occupancy, stale: bool) -> tuple[Any, ...]:
+    """What a view shows, minus the instants that move every second."""
+    return (occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today)
+
+
+class Node:
+    """One node's rooms and devices; :meth:`run` is its loop."""
+
+    def __init__(self, config: Config, store: ScheduleStore, clock: Clock,
+                 make_device: DeviceFactory, freshness: Freshness | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._make_device = make_device
+        self.freshness = freshness or Freshness(
+            timedelta(minutes=config.occupancy.stale_after_minutes), clock.now())
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._dirty_rooms: set[str] = set()
+        self._bookings: dict[str, list[Booking]] = {}
+        self._views: dict[str, RoomView] = {}
+        self._shown: dict[str, tuple[tuple[Any, ...], datetime]] = {}
+        self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
+        self._status_written: datetime | None = None
+        self._last_prune: datetime | None = None
+        self.extra_status: dict[str, Callable[[], Any]] = {}
+        self.listeners: list[Callable[[RoomView], None]] = []
+        for room, dev in config.devices():
+            self._devices[dev.id] = (room.open_id, make_device(config, room, dev, clock))
+
+    # -- inputs (any thread) ------------------------------------------------------------------
+
+    def notify(self, rooms: Iterable[str]) -> None:
+        """Intake committed changes for ``rooms``: re-read them and redraw now."""
+        with self._lock:
+            self._dirty_rooms.update(rooms)
+        self._wake.set()
+
+    def set_link(self, name: str, up: bool, error: str | None = None) -> None:
+        """A link (``feishu``, ``broker``, ``bridge``) went up or down."""
+        if self.freshness.set(name, up, self.clock.now(), error):
+            log.info("link %s %s%s", name, "up" if up else "down", f": {error}" if error else "")
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        """Update rooms and devices until ``stop`` is set."""
+        while not stop.is_set():
+            timeout = self.tick()
+            if on_tick is not None:
+                on_tick()
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def tick(self) -> float:
+        """One pass: refresh changed rooms, update views and devices; returns seconds to sleep."""
+        now = self.clock.now()
+        with self._lock:
+            dirty, self._dirty_rooms = self._dirty_rooms, set()
+        for room in self.config.rooms:
+            if room.open_id in dirty or room.open_id not in self._bookings:
+                self._bookings[room.open_id] = self.store.bookings(
+                    room.open_id, ending_after=now - LOOKBACK)
+        wake_at = [t for t in (self.freshness.next_change(now),) if t is not None]
+        changed = False
+        for room in self.config.rooms:
+            view = self._update_room(room, now)
+            changed |= view is not None
+            until = self._views[room.open_id].occupancy.until
+            if until is not None:
+                wake_at.append(until)
+        if changed or self._status_written is None or now - self._status_written >= STATUS_EVERY:
+            self.write_status(now)
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            self.store.prune(now)
+        if not wake_at:
+            return MAX_SLEEP
+        seconds = (min(wake_at) - self.clock.now()).total_seconds()
+        return max(0.0, min(MAX_SLEEP, seconds))
+
+    def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
+        """Recompute one room; show it on its devices when what they display changed."""
+        occ = occupancy(self._bookings[room.open_id], now, Thresholds.from_minutes(
+            self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
+            self.config.node.tz)
+        stale = self.freshness.stale(now)
+        content = _content(occ, stale)
+        previous = self._shown.get(room.open_id)
+        as_of = self.freshness.as_of(now) if stale else now
+        if previous is not None and previous[0] == content and now - previous[1] < REDRAW_EVERY:
+            old = self._views[room.open_id]
+            self._views[room.open_id] = RoomView(
+                open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
+                timezone=old.timezone, language=old.language)
+            return None
+        view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
+                        as_of=as_of, timezone=self.config.node.timezone,
+                        language=self.config.node.language)
+        self._views[room.open_id] = view
+        self._shown[room.open_id] = (content, now)
+        if previous is None or previous[0] != content:
+            log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
+                     " (stale)" if stale else "")
+        for room_id, device in self._devices.values():
+            if room_id == room.open_id:
+                device.show(view)
+        for listener in self.listeners:
+            listener(view)
+        return view
+
+    # -- status -------------------------------------------------------------------------------
+
+    def views(self) -> dict[str, RoomView]:
+        return dict(self._views)
+
+    def devices(self) -> Mapping[str, tuple[str, Device]]:
+        return dict(self._devices)
+
+    def status(self, now: datetime | None = None) -> dict[str, Any]:
+        """The ``status --json`` document (DESIGN.md contract)."""
+        now = now or self.clock.now()
+        tz = self.config.node.tz
+        rooms = []
+        for room in self.config.rooms:
+            view = self._views.get(room.open_id)
+            devices = [d.health().to_json() for rid, d in self._devices.values()
+                       if rid == room.open_id]
+            rooms.append(room_status(room, view, devices, tz))
+        doc: dict[str, Any] = {
+            "generated_at": now.astimezone(tz).isoformat(),
+            "node": {"name": self.config.node.name, "role": self.config.role, "pid": os.getpid(),
+                     "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok()},
+            "rooms": rooms,
+        }
+        for key, fn in self.extra_status.items():
+            doc["node"][key] = fn()
+        return doc
+
+    def write_status(self, now: datetime) -> None:
+        """Atomically replace ``status.json`` for ``room-display status`` to read."""
+        path = status_path(self.config)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(".status.json.tmp")
+            tmp.write_text(json.dumps(self.status(now), ensure_ascii=False, indent=1))
+            os.replace(tmp, path)
+            self._status_written = now
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc.strerror)
+
+    def close(self) -> None:
+        """Stop every device worker and release its port."""
+        for _, device in self._devices.values():
+            device.close()
+
+
+def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],
+                tz: Any) -> dict[str, Any]:
+    """One room of the ``status --json`` document; times in the node's zone."""
+    def iso(t: datetime | None) -> str | None:
+        return t.astimezone(tz).isoformat() if t else None
+
+    def booking(b: Booking) -> dict[str, Any]:
+        doc = b.to_json()
+        doc["start"], doc["end"] = iso(b.start), iso(b.end)
+        return doc
+
+    if view is None:
+        return {"open_id": room.open_id, "name": room.name, "state": None, "stale": True,
+                "since": None, "until": None, "current": None, "next": [], "devices": devices}
+    occ = view.occupancy
+    return {
+        "open_id": room.open_id, "name": room.name, "state": occ.state.value,
+        "stale": view.stale, "since": iso(occ.since), "until": iso(occ.until),
+        "as_of": iso(view.as_of),
+        "current": booking(occ.current) if occ.current else None,
+        "next": [booking(b) for b in occ.next],
+        "devices": devices,
+    }

@@ -1,0 +1,115 @@
+"""``room-display status``: the running node's snapshot, or the store's view when it is down.
+
+The node rewrites ``status.json`` in its state directory at every change and every few seconds.
+When that file is missing or old, or its process is gone, ``status`` says so plainly and computes
+the rooms from the schedule store itself (device health is then unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from display.clock import SystemClock
+from display.config import Config
+from display.node import room_status, status_path
+from display.occupancy import Thresholds, occupancy
+
+FRESH = timedelta(seconds=30)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def read_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
+    """The status document, with ``node.running`` telling whether a node answered for it."""
+    now = now or SystemClock().now()
+    path = status_path(config)
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        generated = datetime.fromisoformat(doc["generated_at"])
+        pid = int(doc.get("node", {}).get("pid", 0))
+        if now - generated <= FRESH and pid and _pid_alive(pid):
+            doc["node"]["running"] = True
+            return doc
+        reason = (f"the node's status is {int((now - generated).total_seconds())} s old"
+                  if _pid_alive(pid) else "the node is not running")
+    except FileNotFoundError:
+        reason = "the node is not running (no status file yet)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = f"cannot read {path}: {exc}"
+    return _from_store(config, now, reason)
+
+
+def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
+    from display.app import store_path
+    from display.model import RoomView
+    from display.store import ScheduleStore
+
+    tz = config.node.tz
+    rooms = []
+    db = store_path(config)
+    store = ScheduleStore(db) if db.exists() else None
+    try:
+        for room in config.rooms:
+            bookings = store.bookings(room.open_id) if store else []
+            occ = occupancy(bookings, now, Thresholds.from_minutes(
+                config.occupancy.soon_minutes, config.occupancy.ending_minutes), tz)
+            # Nobody vouches for this data: it is stale by definition.
+            view = RoomView(room.open_id, room.name, occ, True, now, config.node.timezone)
+            devices = [{"id": d.id, "kind": d.kind, "url": d.url, "online": False,
+                        "last_update": None, "error": "node not running"} for d in room.devices]
+            rooms.append(room_status(room, view, devices, tz))
+    finally:
+        if store is not None:
+            store.close()
+    return {"generated_at": now.astimezone(tz).isoformat(),
+            "node": {"name": config.node.name, "role": config.role, "running": False,
+                     "note": reason},
+            "rooms": rooms}
+
+
+def _hm(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).strftime("%H:%M") if iso else "--:--"
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    """A human summary: one block per room, devices indented under it."""
+    node = doc.get("node", {})
+    lines = []
+    head = f"room-display status at {_hm(doc['generated_at'])}  node {node.get('name')}"
+    head += f" ({node.get('role')})"
+    if not node.get("running", True):
+        head += f"\n  NOTE: {node.get('note')}; showing the stored schedule, marked stale"
+    lines.append(head)
+    for link, info in sorted(node.get("links", {}).items()):
+        state = "up" if info["up"] else "DOWN"
+        err = f" ({info['error']})" if info.get("error") else ""
+        lines.append(f"  link {link}: {state} since {_hm(info['since'])}{err}")
+    if node.get("clock_synced") is False:
+        lines.append("  clock: NOT synchronised (panels show stale)")
+    for room in doc.get("rooms", []):
+        state = (room.get("state") or "unknown").upper()
+        stale = "  [STALE]" if room.get("stale") else ""
+        span = f" {_hm(room.get('since'))}-{_hm(room.get('until'))}" if room.get("state") else ""
+        lines.append(f"\n{room['name']}  ({room['open_id']})\n  {state}{stale}{span}")
+        cur = room.get("current")
+        if cur:
+            lines.append(f"  now:  {_hm(cur['start'])}-{_hm(cur['end'])}  {cur['event_id']}")
+        for b in room.get("next", [])[:5]:
+            lines.append(f"  next: {_hm(b['start'])}-{_hm(b['end'])}  {b['event_id']}")
+        for d in room.get("devices", []):
+            ok = "online " if d["online"] else "OFFLINE"
+            last = f" last update {_hm(d['last_update'])}" if d.get("last_update") else ""
+            err = f"  error: {d['error']}" if d.get("error") else ""
+            lines.append(f"  device {d['id']} [{d['kind']}] {ok} {d['url']}{last}{err}")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The node's loop with a fake clock: events in, virtual panels and status.json out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import envelope, wait_for
+from display.clock import FakeClock
+from display.config import Config, parse_config
+from display.devices.factory import make_device
+from display.intake.sink import EventSink, Verdict
+from display.node import MAX_SLEEP, Node
+from display.store import ScheduleStore
+
+START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
+
+CONFIG = """
+[node]
+name = "test-node"
+timezone = "Asia/Shanghai"
+state_dir = "state"
+[occupancy]
+stale_after_minutes = 10
+[[rooms]]
+open_id = "omm_a"
+name = "Room A"
+[[rooms.devices]]
+id = "a-led"
+kind = "led"
+url = "virtual:panels"
+[[rooms]]
+open_id = "omm_b"
+name = "Room B"
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Any:
+    config = parse_config(CONFIG, tmp_path / "room-display.toml")
+    clock = FakeClock(START)
+    store = ScheduleStore(config.node.state_dir / "schedule.db")
+    node = Node(config, store, clock, make_device)
+    sink = EventSink(store, clock, node.notify)
+    yield config, clock, store, node, sink
+    node.close()
+    store.close()
+
+
+def panel(config: Config, device: str) -> dict[str, Any] | None:
+    path = config.path.parent / "panels" / f"{device}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_event_turns_the_panel_busy_then_free(setup: Any) -> None:
+    config, clock, _store, node, sink = setup
+    node.tick()
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", message="free")
+    result = sink.accept(envelope(start=START, end=START + timedelta(hours=1), event_time=1))
+    assert result.verdict is Verdict.APPLIED and result.changed == {"omm_a"}
+    node.tick()
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "busy", message="busy")
+    clock.advance(timedelta(minutes=50))
+    node.tick()
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "ending", message="ending")
+    clock.advance(timedelta(minutes=10))
+    node.tick()
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", message="free again")
+
+
+def test_loop_sleeps_until_the_next_change_capped(setup: Any) -> None:
+    _config, _clock, _store, node, sink = setup
+    assert node.tick() == MAX_SLEEP  # nothing booked: only the cap
+    sink.accept(envelope(start=START + timedelta(seconds=615), end=START + timedelta(hours=1),
+                         event_time=1))
+    # soon starts 10 minutes before: in 15 s
+    assert node.tick() == pytest.approx(15, abs=0.01)
+
+
+def test_status_json_follows_the_contract(setup: Any) -> None:
+    config, _clock, _store, node, sink = setup
+    sink.accept(envelope(start=START - timedelta(minutes=5), end=START + timedelta(minutes=55),
+                         event_time=1, organizer="ou_bob"))
+    sink.accept(envelope(uid="later", start=START + timedelta(hours=2),
+                         end=START + timedelta(hours=3), event_time=1))
+    node.tick()
+    doc = json.loads((config.node.state_dir / "status.json").read_text())
+    assert doc["generated_at"].endswith("+08:00")
+    room = doc["rooms"][0]
+    assert {k: room[k] for k in ("open_id", "name", "state", "stale")} == {
+        "open_id": "omm_a", "name": "Room A", "state": "busy", "stale": False}
+    assert room["since"] == "2026-11-25T08:55:00+08:00"
+    assert room["until"] == "2026-11-25T09:45:00+08:00"
+    assert room["current"] == {"event_id": "bk1_0", "uid": "bk1", "original_time": 0,
+                               "start": "2026-11-25T08:55:00+08:00",
+                               "end": "2026-11-25T09:55:00+08:00",
+                               "organizer_open_id": "ou_bob"}
+    assert [b["uid"] for b in room["next"]] == ["later"]
+    device = room["devices"][0]
+    assert set(device) == {"id", "kind", "url", "online", "last_update", "error"}
+    assert doc["rooms"][1]["state"] == "free" and doc["rooms"][1]["devices"] == []
+
+
+def test_link_down_turns_stale_after_the_threshold_and_back(setup: Any) -> None:
+    config, clock, _store, node, _sink = setup
+    node.set_link("feishu", True)
+    node.tick()
+    node.set_link("feishu", False, "connection lost")
+    node.tick()
+    assert node.views()["omm_a"].stale is False
+    assert node.freshness.next_change(clock.now()) == START + timedelta(minutes=10)
+    clock.advance(timedelta(minutes=10))
+    node.tick()
+    view = node.views()["omm_a"]
+    assert view.stale is True
+    assert view.as_of == START  # "as of" the moment the link went down
+    wait_for(lambda: (panel(config, "a-led") or {}).get("stale") is True, message="stale panel")
+    node.set_link("feishu", True)
+    node.tick()
+    assert node.views()["omm_a"].stale is False
+
+
+def test_unchanged_state_is_not_reshown(setup: Any) -> None:
+    config, clock, _store, node, _sink = setup
+    node.tick()
+    device = node.devices()["a-led"][1]
+    wait_for(lambda: device.writes == 1, message="first write")
+    for _ in range(5):
+        clock.advance(timedelta(seconds=30))
+        node.tick()
+    assert device.writes == 1
+    clock.advance(timedelta(minutes=10))
+    node.tick()
+    wait_for(lambda: device.writes == 2, message="periodic redraw")
+
+
+def test_events_for_unconfigured_rooms_change_no_panel(setup: Any) -> None:
+    config, _clock, _store, node, sink = setup
+    node.tick()
+    sink.accept(envelope(start=START, end=START + timedelta(hours=1), rooms=("omm_zzz",),
+                         event_time=1))
+    node.tick()
+    assert {r: v.occupancy.state.value for r, v in node.views().items()} == {
+        "omm_a": "free", "omm_b": "free"}
