@@ -16,6 +16,7 @@ from types import TracebackType
 from display.clock import Clock, SystemClock
 from display.config import Config, load_config
 from display.devices.factory import make_device
+from display.errors import ConfigError
 from display.freshness import Freshness
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
@@ -42,6 +43,7 @@ class App:
         self.node = Node(config, self.store, self.clock, make_device, self.freshness)
         self.intake: IntakeSupervisor | None = None
         self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @classmethod
     def from_path(cls, path: Path, clock: Clock | None = None) -> App:
@@ -72,6 +74,49 @@ class App:
             on_ready=on_ready,
         )
         self.intake.start()
+
+    def reload(self) -> bool:
+        """Re-read the config file; apply it if valid and different. Returns True if applied.
+
+        An invalid file is rejected with one log line and the running config stays.
+        """
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("config change rejected, still running the previous one: %s", exc)
+            return False
+        if new == self.config:
+            return False
+        feishu_changed = new.feishu != self.config.feishu
+        self.config = new
+        self.node.reconfigure(new)
+        if feishu_changed and self.intake is not None:
+            log.info("[feishu] changed: restarting the Feishu intake")
+            self.intake.close()
+            self.intake = None
+        if feishu_changed:
+            self.start_intake()
+        return True
+
+    def watch_config(self, interval: float = 1.0) -> None:
+        """Reload when the config file changes (``map`` edits, an editor's save)."""
+        def signature() -> tuple[int, int, int] | None:
+            try:
+                st = self.config.path.stat()
+            except OSError:
+                return None
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+        def loop() -> None:
+            last = signature()
+            while not self._stop.wait(interval):
+                current = signature()
+                if current != last and current is not None:
+                    last = current
+                    self.reload()
+
+        self._watcher = threading.Thread(target=loop, name="config-watch", daemon=True)
+        self._watcher.start()
 
     def run(self, on_tick: Callable[[], None] | None = None) -> None:
         """Run the node's loop until :meth:`stop`."""

@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("-o", "--output", type=Path, help="PNG file (default: ROOM.png)")
     preview.add_argument("--size", help="panel size WxH when the room has no e-ink device")
 
+    _add_map_parser(sub, common)
+
     identify = sub.add_parser("identify", parents=[common],
                               help="blink an LED or draw a test pattern on a sign")
     identify.add_argument("device", help="device id")
@@ -112,6 +115,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.replay:
             app.replay(args.replay)
         app.start_intake()
+        app.watch_config()
+        # SIGHUP reloads the config (systemctl reload); the handler only hands over to a thread.
+        signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(
+            target=app.reload, name="reload", daemon=True).start())
         log.info("node %s running as %s with %d room(s)", config.node.name, config.role,
                  len(config.rooms))
         app.run()
@@ -181,7 +188,59 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_map_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    mapping = sub.add_parser("map", parents=[common],
+                             help="list and edit rooms and devices in the config file")
+    verbs = mapping.add_subparsers(dest="verb", metavar="VERB")
+    verbs.add_parser("list", parents=[common], help="rooms and their devices (the default)")
+    add_room = verbs.add_parser("add-room", parents=[common], help="add a room")
+    add_room.add_argument("open_id", help="the room's Feishu id (omm_...)")
+    add_room.add_argument("name", help="name shown on the sign")
+    rename = verbs.add_parser("rename-room", parents=[common], help="change a room's name")
+    rename.add_argument("room", help="open_id or current name")
+    rename.add_argument("name", help="new name")
+    remove_room = verbs.add_parser("remove-room", parents=[common],
+                                   help="remove a room and its devices")
+    remove_room.add_argument("room", help="open_id or name")
+    add_device = verbs.add_parser("add-device", parents=[common], help="add a device to a room")
+    add_device.add_argument("room", help="open_id or name")
+    add_device.add_argument("id", help="a new device id, e.g. 3f-door-led")
+    add_device.add_argument("--kind", choices=["led", "eink"], required=True)
+    add_device.add_argument("--url", required=True,
+                            help="serial port or pyserial URL, mqtt:TOPIC or virtual:DIR")
+    add_device.add_argument("--protocol", choices=["panel", "wled", "json"])
+    add_device.add_argument("--size", help="e-ink size WxH, e.g. 296x128")
+    add_device.add_argument("--palette", choices=["bw", "bwr"])
+    add_device.add_argument("--rotation", type=int, choices=[0, 90, 180, 270])
+    remove_device = verbs.add_parser("remove-device", parents=[common], help="remove a device")
+    remove_device.add_argument("id", help="device id")
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from display import mapedit
+
+    path = default_config_path(args.config)
+    verb = args.verb or "list"
+    if verb == "list":
+        print(mapedit.describe(load_config(path)))
+        return EXIT_OK
+    changes: dict[str, Any] = {
+        "add-room": lambda e: e.add_room(args.open_id, args.name),
+        "rename-room": lambda e: e.rename_room(args.room, args.name),
+        "remove-room": lambda e: e.remove_room(args.room),
+        "add-device": lambda e: e.add_device(args.room, mapedit.DeviceSpec(
+            id=args.id, kind=args.kind, url=args.url, protocol=args.protocol, size=args.size,
+            palette=args.palette, rotation=args.rotation)),
+        "remove-device": lambda e: e.remove_device(args.id),
+    }
+    config = mapedit.edit(path, changes[verb])
+    print(f"{path}: saved ({verb}); a running node reloads it by itself")
+    print(mapedit.describe(config))
+    return EXIT_OK
+
+
 COMMANDS = {
+    "map": cmd_map,
     "run": cmd_run,
     "demo": cmd_demo,
     "status": cmd_status,

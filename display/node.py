@@ -40,9 +40,9 @@ def status_path(config: Config) -> Path:
     return config.node.state_dir / "status.json"
 
 
-def _content(occ: Occupancy, stale: bool) -> tuple[Any, ...]:
+def _content(name: str, occ: Occupancy, stale: bool) -> tuple[Any, ...]:
     """What a view shows, minus the instants that move every second."""
-    return (occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today)
+    return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today)
 
 
 class Node:
@@ -65,6 +65,7 @@ class Node:
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
         self._last_prune: datetime | None = None
+        self._pending_config: Config | None = None
         self.extra_status: dict[str, Callable[[], Any]] = {}
         self.listeners: list[Callable[[RoomView], None]] = []
         for room, dev in config.devices():
@@ -87,6 +88,44 @@ class Node:
     def wake(self) -> None:
         self._wake.set()
 
+    def reconfigure(self, config: Config) -> None:
+        """Switch to ``config`` at the start of the next tick (on the loop's own thread)."""
+        with self._lock:
+            self._pending_config = config
+        self._wake.set()
+
+    def _apply_config(self, new: Config) -> None:
+        """Touch only what changed: unchanged devices keep running and are not redrawn."""
+        old = self.config
+        old_devices = {d.id: (room.open_id, d) for room, d in old.devices()}
+        new_devices = {d.id: (room, d) for room, d in new.devices()}
+        for device_id, (_room_id, device) in list(self._devices.items()):
+            entry = new_devices.get(device_id)
+            if entry is None or (entry[0].open_id, entry[1]) != old_devices[device_id]:
+                log.info("device %s removed or changed: releasing it", device_id)
+                device.close()
+                del self._devices[device_id]
+        added = []
+        for device_id, (room, dev) in new_devices.items():
+            if device_id not in self._devices:
+                self._devices[device_id] = (room.open_id, self._make_device(new, room, dev,
+                                                                            self.clock))
+                added.append(room.open_id)
+        kept_rooms = {r.open_id for r in new.rooms}
+        for room_id in list(self._views):
+            if room_id not in kept_rooms:
+                del self._views[room_id]
+                self._shown.pop(room_id, None)
+                self._bookings.pop(room_id, None)
+        if (old.occupancy, old.node) != (new.occupancy, new.node):
+            self._shown.clear()  # thresholds, zone or language changed: every view may differ
+            self.freshness.stale_after = timedelta(minutes=new.occupancy.stale_after_minutes)
+        for room_id in added:  # a new device must be shown its room even if nothing changed
+            self._shown.pop(room_id, None)
+        self.config = new
+        log.info("configuration reloaded: %d room(s), %d device(s)", len(new.rooms),
+                 len(self._devices))
+
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
@@ -100,9 +139,12 @@ class Node:
 
     def tick(self) -> float:
         """One pass: refresh changed rooms, update views and devices; returns seconds to sleep."""
-        now = self.clock.now()
         with self._lock:
             dirty, self._dirty_rooms = self._dirty_rooms, set()
+            pending, self._pending_config = self._pending_config, None
+        if pending is not None:
+            self._apply_config(pending)
+        now = self.clock.now()
         for room in self.config.rooms:
             if room.open_id in dirty or room.open_id not in self._bookings:
                 self._bookings[room.open_id] = self.store.bookings(
@@ -131,7 +173,7 @@ class Node:
             self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
             self.config.node.tz)
         stale = self.freshness.stale(now)
-        content = _content(occ, stale)
+        content = _content(room.name, occ, stale)
         previous = self._shown.get(room.open_id)
         as_of = self.freshness.as_of(now) if stale else now
         if previous is not None and previous[0] == content and now - previous[1] < REDRAW_EVERY:

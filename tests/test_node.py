@@ -146,3 +146,24 @@ def test_events_for_unconfigured_rooms_change_no_panel(setup: Any) -> None:
     node.tick()
     assert {r: v.occupancy.state.value for r, v in node.views().items()} == {
         "omm_a": "free", "omm_b": "free"}
+
+
+def test_reconfigure_touches_only_what_changed(setup: Any) -> None:
+    config, _clock, _store, node, _sink = setup
+    node.tick()
+    led = node.devices()["a-led"][1]
+    wait_for(lambda: led.writes == 1, message="first write")
+    text = CONFIG.replace('name = "Room B"', 'name = "Room B"\n[[rooms.devices]]\nid = "b-sign"\n'
+                          'kind = "eink"\nurl = "virtual:panels"\n')
+    node.reconfigure(parse_config(text, config.path))
+    node.tick()
+    sign = node.devices()["b-sign"][1]
+    wait_for(lambda: sign.writes == 1, message="new device drawn")
+    assert node.devices()["a-led"][1] is led and led.writes == 1, "unchanged device not redrawn"
+    renamed = text.replace('name = "Room A"', 'name = "Room A (renamed)"')
+    node.reconfigure(parse_config(renamed.replace('id = "b-sign"', 'id = "b-sign2"'),
+                                  config.path))
+    node.tick()
+    wait_for(lambda: led.writes == 2, message="renamed room redrawn")
+    assert "b-sign" not in node.devices() and "b-sign2" in node.devices()
+    assert (panel(config, "a-led") or {}).get("name") == "Room A (renamed)"
