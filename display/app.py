@@ -23,6 +23,7 @@ from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor
 from display.node import Node
 from display.store import ScheduleStore
+from display.systemd import ClockSync, notify
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,14 @@ class App:
         self.clock = clock or SystemClock()
         self.store = ScheduleStore(store_path(config))
         now = self.clock.now()
-        self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes), now)
+        self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes), now,
+                                   ClockSync(config.node.clock))
         self.node = Node(config, self.store, self.clock, make_device, self.freshness)
         self.intake: IntakeSupervisor | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._ready = False
+        self._last_status_line = ""
 
     @classmethod
     def from_path(cls, path: Path, clock: Clock | None = None) -> App:
@@ -120,7 +124,32 @@ class App:
 
     def run(self, on_tick: Callable[[], None] | None = None) -> None:
         """Run the node's loop until :meth:`stop`."""
-        self.node.run(self._stop, on_tick)
+        def tick() -> None:
+            self._tell_systemd()
+            if on_tick is not None:
+                on_tick()
+
+        self.node.run(self._stop, tick)
+
+    def _tell_systemd(self) -> None:
+        """READY after the first pass, a STATUS line when it changes, and a watchdog ping.
+
+        Sent from the loop itself, so a wedged loop stops the pings and systemd restarts us.
+        """
+        if not self._ready:
+            self._ready = True
+            notify("READY=1")
+        views = self.node.views().values()
+        counts: dict[str, int] = {}
+        for view in views:
+            counts[view.occupancy.state.value] = counts.get(view.occupancy.state.value, 0) + 1
+        stale = sum(1 for v in views if v.stale)
+        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rooms"
+        line += f"; {stale} stale" if stale else ""
+        if line != self._last_status_line:
+            self._last_status_line = line
+            notify(f"STATUS={line}")
+        notify("WATCHDOG=1")
 
     def stop(self) -> None:
         self._stop.set()

@@ -28,6 +28,7 @@ from display.store import ScheduleStore
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 30.0  # seconds: bounds how late a wall-clock step is noticed
+CLOCK_STEP = 5.0  # seconds of disagreement between wall and monotonic time that count as a step
 REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
 STATUS_EVERY = timedelta(seconds=5)  # heartbeat of status.json while nothing changes
 PRUNE_EVERY = timedelta(hours=1)
@@ -66,6 +67,8 @@ class Node:
         self._status_written: datetime | None = None
         self._last_prune: datetime | None = None
         self._pending_config: Config | None = None
+        self._last_clocks: tuple[datetime, float] | None = None
+        self.clock_steps = 0
         self.extra_status: dict[str, Callable[[], Any]] = {}
         self.listeners: list[Callable[[RoomView], None]] = []
         for room, dev in config.devices():
@@ -145,6 +148,7 @@ class Node:
         if pending is not None:
             self._apply_config(pending)
         now = self.clock.now()
+        self._notice_clock_step(now)
         for room in self.config.rooms:
             if room.open_id in dirty or room.open_id not in self._bookings:
                 self._bookings[room.open_id] = self.store.bookings(
@@ -166,6 +170,21 @@ class Node:
             return MAX_SLEEP
         seconds = (min(wake_at) - self.clock.now()).total_seconds()
         return max(0.0, min(MAX_SLEEP, seconds))
+
+    def _notice_clock_step(self, now: datetime) -> None:
+        """Log when the wall clock jumped (NTP's first sync on a Pi without RTC, a manual set).
+
+        Nothing else is needed: every tick recomputes from ``now``, and sleeps are capped.
+        """
+        mono = self.clock.monotonic()
+        if self._last_clocks is not None:
+            wall_delta = (now - self._last_clocks[0]).total_seconds()
+            step = wall_delta - (mono - self._last_clocks[1])
+            if abs(step) > CLOCK_STEP:
+                self.clock_steps += 1
+                log.warning("wall clock stepped %+.0f s; recomputing every room", step)
+                self._shown.clear()
+        self._last_clocks = (now, mono)
 
     def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
