@@ -1,0 +1,1 @@
+"""Benchmarks: ``scripts/bench`` (or ``python -m bench [NAME...]``) runs them and prints medians."""

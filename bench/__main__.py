@@ -1,0 +1,50 @@
+"""Run every ``bench/bench_*.py`` (or the ones named) one after another, each in a fresh process.
+
+A fresh process per benchmark keeps start-up and memory figures honest (no warm imports).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    python = platform.python_version()
+    return f"{platform.platform()}, {os.cpu_count()} CPU ({cpu}), Python {python}"
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    print(f"machine: {machine()}", flush=True)
+    failed = 0
+    for name in names:
+        script = HERE / f"bench_{name}.py"
+        if not script.exists():
+            known = ", ".join(p.stem[6:] for p in HERE.glob("bench_*.py"))
+            print(f"no benchmark {name!r} (have: {known})")
+            return 2
+        print(f"\n== {name} ==", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        print(f"({name}: {time.monotonic() - started:.1f} s, exit {code})", flush=True)
+        failed += code != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
