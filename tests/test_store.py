@@ -254,3 +254,42 @@ def test_random_histories_end_at_the_newest_version(tmp_path_factory: Any, histo
                 truth[room].add((uid, event.start))
         for room, expected in truth.items():
             assert {(b.uid, b.start) for b in store.bookings(room)} == expected
+
+
+# -- re-sync from free/busy ----------------------------------------------------------------------
+
+WINDOW = (T10 - timedelta(hours=1), T10 + timedelta(days=1))
+
+
+def test_resync_is_authoritative_for_its_window(store: ScheduleStore) -> None:
+    apply(store, envelope(uid="stale", start=T10, end=T11, event_time=1))
+    missed = parse_envelope(envelope(uid="missed", start=T11, end=T11 + timedelta(hours=1)))
+    asked = NOW + timedelta(minutes=1)
+    changed = store.resync_room("omm_a", WINDOW, [missed.booking()], asked, asked)
+    assert changed is True
+    assert [b.uid for b in store.bookings("omm_a")] == ["missed"]
+    # A retry of the old "created" (event_time before the request) cannot bring it back.
+    assert apply(store, envelope(uid="stale", start=T10, end=T11, event_time=2)) \
+        is Outcome.SUPERSEDED
+    assert [b.uid for b in store.bookings("omm_a")] == ["missed"]
+    assert store.resync_room("omm_a", WINDOW, [missed.booking()], asked, asked) is False
+
+
+def test_resync_never_overrides_an_event_newer_than_the_request(store: ScheduleStore) -> None:
+    asked = datetime.fromtimestamp(1_764_000_100, UTC)  # between event_time 50 and 200
+    # Created after the request was sent: the answer cannot know it yet.
+    apply(store, envelope(uid="fresh", start=T10, end=T11, event_time=200))
+    # Deleted after the request: the answer still lists it.
+    apply(store, envelope("deleted", uid="cancelled", start=T11, end=T11 + timedelta(hours=1),
+                          event_time=200))
+    cancelled = parse_envelope(envelope(uid="cancelled", start=T11,
+                                        end=T11 + timedelta(hours=1), event_time=50))
+    store.resync_room("omm_a", WINDOW, [cancelled.booking()], asked, asked)
+    assert [b.uid for b in store.bookings("omm_a")] == ["fresh"]
+
+
+def test_resync_leaves_bookings_outside_the_window(store: ScheduleStore) -> None:
+    apply(store, envelope(uid="later", start=T10 + timedelta(days=3),
+                          end=T10 + timedelta(days=3, hours=1), event_time=1))
+    store.resync_room("omm_a", WINDOW, [], NOW, NOW)
+    assert [b.uid for b in store.bookings("omm_a")] == ["later"]
