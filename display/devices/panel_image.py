@@ -1,4 +1,4 @@
-"""Encoder: a rendered :class:`~display.render.types.SignImage` → the bytes the panel protocol sends.
+"""Encoder: a rendered :class:`~display.render.types.SignImage` → bytes for the panel protocol.
 
 Bit planes are packed 1 bit per pixel, MSB first, rows padded to whole bytes, **1 = ink**: the
 opposite of Pillow's mode ``"1"`` (1 = white), so each plane is XOR-ed with an all-white image

@@ -26,7 +26,8 @@ CRC_LEN = 2
 OVERHEAD = HEADER_LEN + CRC_LEN
 MIN_MAX_FRAME = 64
 HOST_MAX_FRAME = 4096
-DEFLATE_WBITS = -9  # raw deflate, 512-byte window: MicroPython's ``deflate`` decodes it in little RAM
+# Raw deflate, 512-byte window: MicroPython's ``deflate`` decodes it in little RAM.
+DEFLATE_WBITS = -9
 
 
 class ProtocolError(DeviceError):
@@ -102,7 +103,9 @@ class Hello:
 
     def describe(self) -> str:
         """Short human description, e.g. ``296x128 bwr, 8 LEDs, firmware 1.0.0``."""
-        panel = f"{self.width}x{self.height} {self.palette}" if self.palette != "none" else "no panel"
+        panel = "no panel"
+        if self.palette != "none":
+            panel = f"{self.width}x{self.height} {self.palette}"
         return f"{panel}, {self.led_count} LEDs, firmware {self.firmware_version}"
 
 
