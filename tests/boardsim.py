@@ -9,6 +9,7 @@ announce any capabilities.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -56,6 +57,7 @@ class BoardSim:
         self.noise = b""
         self.silent = False
         self.reset_on_chunk: int | None = None
+        self.silent_on_chunk: int | None = None  # go silent at the Nth chunk (a hung transfer)
         # What the host sent, decoded, with arrival time (time.perf_counter()).
         self.received: list[tuple[float, pp.Message]] = []
         self._decoder = pp.FrameDecoder()
@@ -132,10 +134,9 @@ class BoardSim:
     def _write(self, data: bytes) -> None:
         fd = self._master
         if fd is not None and data:
-            try:
+            # The pty may go away under us: like a board talking to an unplugged cable.
+            with contextlib.suppress(OSError):
                 os.write(fd, data)
-            except OSError:
-                pass  # the pty went away under us: like a board talking to an unplugged cable
 
     def _run(self, master: int, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -156,6 +157,11 @@ class BoardSim:
                         if self._chunks_seen >= self.reset_on_chunk:
                             self.reset_on_chunk = None
                             reset = True
+                    if isinstance(msg, pp.ImageChunk) and self.silent_on_chunk is not None:
+                        self.silent_on_chunk -= 1
+                        if self.silent_on_chunk <= 0:
+                            self.silent_on_chunk = None
+                            self.silent = True
             if reset:
                 self.reset()  # the chunk is lost with the board's RAM
             elif not self.silent:

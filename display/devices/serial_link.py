@@ -115,6 +115,7 @@ class PanelLink:
         self._pending: int | None = None
         self._reply: Ack | Nak | None = None
         self.decoder = FrameDecoder(HOST_MAX_FRAME)
+        self.open_attempts = 0
         self._thread = threading.Thread(target=self._run, name=f"panel-link {url}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -200,7 +201,8 @@ class PanelLink:
         ``generation``), :class:`DeviceError` on a NAK, a lost port or a board that stays silent.
         """
         name = type(msg).__name__
-        timeout = self.options.end_timeout if isinstance(msg, ImageEnd) else self.options.ack_timeout
+        opts = self.options
+        timeout = opts.end_timeout if isinstance(msg, ImageEnd) else opts.ack_timeout
         with self._request_lock:
             with self._cond:
                 if not self._ready:
@@ -226,7 +228,7 @@ class PanelLink:
                     self._pending = None
             error = (f"board on {self.url} did not answer {name} after "
                      f"{1 + self.options.retries} tries")
-            self._lose(error, rehandshake=True)
+            self._set_down(error)  # offline, and the reader starts the HELLO handshake again
             raise DeviceError(error)
 
     def _next_seq(self) -> int:
@@ -275,7 +277,7 @@ class PanelLink:
             try:
                 self._session(port)
             except (OSError, serial.SerialException) as exc:
-                self._lose(f"{self.url}: connection lost: {exc}")
+                self._set_down(f"{self.url}: connection lost: {exc}")
             finally:
                 with self._write_lock:
                     self._port = None
@@ -291,6 +293,7 @@ class PanelLink:
             return self._closing
 
     def _open(self) -> Any:
+        self.open_attempts += 1
         try:
             port = serial.serial_for_url(
                 self.port_url, baudrate=self.baud, timeout=self.options.read_timeout,
@@ -374,12 +377,6 @@ class PanelLink:
             log.info("%s: board ready: %s", self.url, hello.describe())
         for listener in listeners:
             listener.link_ready(hello, gen)
-
-    def _lose(self, error: str, rehandshake: bool = False) -> None:
-        """The board is gone (or stopped answering): offline until its next HELLO."""
-        if rehandshake:
-            log.warning("%s", error)
-        self._set_down(error)
 
     def _set_down(self, error: str, quiet: bool = False) -> None:
         with self._cond:

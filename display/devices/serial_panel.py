@@ -54,7 +54,9 @@ class _SerialDevice(DeviceWorker, Generic[T]):
         self._render = render
         self._own_link = link is None
         self.link = link if link is not None else PanelLink(config.url, link_options)
-        self._ready_timeout = self.link.options.hello_timeout
+        # A little past the link's own HELLO deadline, so its clearer error is the one we see.
+        opts = self.link.options
+        self._ready_timeout = opts.hello_timeout + 2 * opts.hello_interval
         self.link.add_listener(self)
         if self._own_link:
             self.link.start()
