@@ -29,6 +29,7 @@ PANEL_WIDTH = 128          # native RAM orientation of the controller (2.9" SSD1
 PANEL_HEIGHT = 296
 PANEL_PALETTE = "bw"       # "bw" or "bwr"
 EPD_PINS = {"sck": 10, "mosi": 11, "cs": 9, "dc": 8, "rst": 12, "busy": 13}
+SAFE_MODE_PIN = 15         # tied to GND at boot: skip the firmware, keep the REPL
 MAX_FRAME = 512
 MAX_IMAGE = 32768          # compressed image buffer; 800x480 bwr signs compress to ~5-15 KB
 
@@ -98,6 +99,9 @@ def make_epd():
 
 
 def main():
+    if Pin(SAFE_MODE_PIN, Pin.IN, Pin.PULL_UP).value() == 0:
+        print("room-display: safe mode, REPL left alone")
+        return
     caps = pb.Capabilities(led_count=LED_COUNT, width=PANEL_WIDTH if PANEL else 0,
                            height=PANEL_HEIGHT if PANEL else 0,
                            palette=PANEL_PALETTE if PANEL else "none",
