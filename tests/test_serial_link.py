@@ -285,11 +285,31 @@ def test_unchanged_image_is_not_resent_and_refresh_policy(sim: BoardSim,
             wait_for(lambda e=expected: sim.image_planes == e, what=f"{state} image")
             wait_for(lambda: dev.health().online, what="online")
         # FREE full, SOON partial, BUSY partial, ENDING full (2 partials since the last full).
-        assert [b.full_refresh for b in sim.messages(pp.ImageBegin)] == [True, False, False, True]
+        begins = sim.messages(pp.ImageBegin)
+        assert [b.full_refresh for b in begins] == [True, False, False, True]
+        # After the first image only the changed pixels travel (XOR delta).
+        assert [b.delta for b in begins] == [False, True, True, True]
         clock.advance(timedelta(hours=25))
         dev.show(view(State.FREE))
         wait_for(lambda: len(sim.messages(pp.ImageBegin)) == 5, what="fifth image")
         assert sim.messages(pp.ImageBegin)[-1].full_refresh  # a day since the last full one
+    finally:
+        dev.close()
+
+
+def test_board_without_the_delta_base_gets_the_whole_image(sim: BoardSim,
+                                                          clock: FakeClock) -> None:
+    render = sign_renderer((296, 128))
+    dev = eink_device(sim, clock, render)
+    try:
+        dev.show(view(State.FREE))
+        wait_for(lambda: sim.image_planes == expected_planes(render(view(State.FREE))))
+        wait_for(lambda: dev.health().online, what="online")
+        sim.board.image = None  # the board lost its copy without rebooting
+        dev.show(view(State.BUSY))
+        expected = expected_planes(render(view(State.BUSY)))
+        wait_for(lambda: sim.image_planes == expected, what="the whole image")
+        assert [b.delta for b in sim.messages(pp.ImageBegin)] == [False, True, False]
     finally:
         dev.close()
 

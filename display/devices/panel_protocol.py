@@ -72,6 +72,7 @@ class LedEffect(IntEnum):
 PALETTES = {0: "none", 1: "bw", 2: "bwr"}
 PALETTE_CODES = {name: code for code, name in PALETTES.items()}
 FLAG_FULL_REFRESH = 0x01
+FLAG_DELTA = 0x02  # the stream is XOR of the new planes with the planes the board shows now
 
 
 # -- messages ------------------------------------------------------------------------------------
@@ -155,6 +156,7 @@ class ImageBegin:
     full_refresh: bool
     length: int
     crc32: int
+    delta: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,8 @@ def _payload(msg: Message) -> tuple[MsgType, bytes]:
     if isinstance(msg, ImageBegin):
         return MsgType.IMAGE_BEGIN, _BEGIN.pack(
             msg.image_id, msg.width, msg.height, msg.planes,
-            FLAG_FULL_REFRESH if msg.full_refresh else 0, msg.length, msg.crc32)
+            (FLAG_FULL_REFRESH if msg.full_refresh else 0) | (FLAG_DELTA if msg.delta else 0),
+            msg.length, msg.crc32)
     if isinstance(msg, ImageChunk):
         return MsgType.IMAGE_CHUNK, _CHUNK_HEAD.pack(msg.image_id, msg.offset) + msg.data
     return MsgType.IMAGE_END, _END.pack(msg.image_id)
@@ -321,7 +324,8 @@ def decode_body(body: bytes) -> Message:
     if kind is MsgType.IMAGE_BEGIN:
         _need(payload, _BEGIN.size, kind)
         image_id, w, h, planes, flags, length, crc = _BEGIN.unpack(payload)
-        return ImageBegin(seq, image_id, w, h, planes, bool(flags & FLAG_FULL_REFRESH), length, crc)
+        return ImageBegin(seq, image_id, w, h, planes, bool(flags & FLAG_FULL_REFRESH), length, crc,
+                          bool(flags & FLAG_DELTA))
     if kind is MsgType.IMAGE_CHUNK:
         if len(payload) < _CHUNK_HEAD.size:
             raise ProtocolError("IMAGE_CHUNK: payload too short")
@@ -422,6 +426,13 @@ def decompress_planes(data: bytes, expected_len: int) -> bytes:
     if len(out) != expected_len or not d.eof:
         raise ProtocolError(f"image decompresses to {len(out)} bytes, expected {expected_len}")
     return out
+
+
+def xor_planes(a: bytes, b: bytes) -> bytes:
+    """Bytewise XOR of two equal-length plane buffers (big-int XOR: no per-byte Python loop)."""
+    if len(a) != len(b):
+        raise ValueError(f"planes differ in length: {len(a)} and {len(b)}")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def plane_len(width: int, height: int) -> int:

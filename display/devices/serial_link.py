@@ -45,6 +45,14 @@ class BoardReset(DeviceError):
     """The board announced itself (HELLO) while a transfer was in progress: start over."""
 
 
+class BoardRefused(DeviceError):
+    """The board answered NAK; ``reason`` is the :class:`NakReason` code."""
+
+    def __init__(self, message: str, reason: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class LinkListener(Protocol):
     """What a device hears from its link. Called on the reader thread: must not block."""
 
@@ -219,7 +227,8 @@ class PanelLink:
                     self._write(frame)
                     reply = self._wait_reply(gen, timeout)
                     if isinstance(reply, Nak):
-                        raise DeviceError(f"{self.url}: board refused {name}: {reply.reason_name}")
+                        raise BoardRefused(
+                            f"{self.url}: board refused {name}: {reply.reason_name}", reply.reason)
                     if reply is not None:
                         return reply
                     log.debug("%s: no answer to %s seq %d, resending", self.url, name, seq)

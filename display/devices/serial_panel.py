@@ -27,9 +27,12 @@ from display.devices.panel_protocol import (
     ImageChunk,
     ImageEnd,
     LedEffect,
+    NakReason,
     SetLed,
+    compress_planes,
+    xor_planes,
 )
-from display.devices.serial_link import BoardReset, LinkOptions, PanelLink
+from display.devices.serial_link import BoardRefused, BoardReset, LinkOptions, PanelLink
 from display.errors import DeviceError
 from display.model import DeviceHealth, RoomView
 from display.render.types import Effect, LedOutput, Palette, SignImage
@@ -148,6 +151,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
                  render: Callable[[RoomView], SignImage], *, link: PanelLink | None = None,
                  link_options: LinkOptions | None = None) -> None:
         self._shown: tuple[int, str] | None = None  # (generation, digest) the board shows
+        self._shown_planes = b""  # its planes: the base of the next delta
         self._full_generation = -1
         self._partials = 0
         self._last_full = 0.0
@@ -174,8 +178,22 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         if self._shown == (generation, image.digest):
             return
         full = self._needs_full(generation)
-        self._send(image, hello, generation, full)
+        stream, delta = image.compressed, False
+        if self._shown is not None and self._shown[0] == generation and \
+                len(self._shown_planes) == len(image.planes):
+            # Only the changed pixels: a state change touches a small part of the sign.
+            diff = compress_planes(xor_planes(self._shown_planes, image.planes))
+            if len(diff) < len(stream):
+                stream, delta = diff, True
+        try:
+            self._send(image, stream, delta, hello, generation, full)
+        except BoardRefused as exc:
+            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM):
+                raise
+            log.info("device %s: board has no base for a delta; sending the whole image", self.id)
+            self._send(image, image.compressed, False, hello, generation, full)
         self._shown = (generation, image.digest)
+        self._shown_planes = image.planes
         if full:
             self._full_generation = generation
             self._partials = 0
@@ -191,17 +209,18 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         age = self._clock.monotonic() - self._last_full
         return age >= self.config.full_refresh_hours * 3600
 
-    def _send(self, image: EncodedImage, hello: Hello, generation: int, full: bool) -> None:
+    def _send(self, image: EncodedImage, data: bytes, delta: bool, hello: Hello,
+              generation: int, full: bool) -> None:
         self._image_id = self._image_id % 0xFFFF + 1
         image_id = self._image_id
         chunk = min(hello.max_frame, HOST_MAX_FRAME) - OVERHEAD - CHUNK_HEADER
         if chunk < 16:
             raise DeviceError(f"board on {self.url} reports max frame {hello.max_frame}, too small")
-        data = image.compressed
-        log.debug("device %s: image %d, %d bytes compressed (%d raw), %s refresh", self.id,
-                  image_id, len(data), len(image.planes), "full" if full else "partial")
+        log.debug("device %s: image %d, %d bytes%s (%d raw), %s refresh", self.id, image_id,
+                  len(data), " delta" if delta else "", len(image.planes),
+                  "full" if full else "partial")
         self.link.request(ImageBegin(0, image_id, image.width, image.height, image.plane_count,
-                                     full, len(data), image.crc32), generation)
+                                     full, len(data), image.crc32, delta), generation)
         for offset in range(0, len(data), chunk):
             self.link.request(ImageChunk(0, image_id, offset, data[offset:offset + chunk]),
                               generation)

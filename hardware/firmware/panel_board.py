@@ -40,6 +40,7 @@ NAK_TOO_LARGE = 9
 
 PALETTE_CODES = {"none": 0, "bw": 1, "bwr": 2}
 FLAG_FULL_REFRESH = 0x01
+FLAG_DELTA = 0x02
 DEFLATE_WBITS = 9
 
 
@@ -119,6 +120,12 @@ def frame(kind, seq, payload=b""):
     body = bytes((PROTOCOL_VERSION, kind, seq)) + payload
     crc = crc16(body)
     return b"\x00" + cobs_encode(body + bytes((crc >> 8, crc & 0xFF))) + b"\x00"
+
+
+def xor_bytes(a, b):
+    """Bytewise XOR of equal-length buffers via big integers (fast on MicroPython too)."""
+    n = len(a)
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(n, "big")
 
 
 def inflate_raw(data, expected_len):
@@ -295,12 +302,17 @@ class Board:
             return self._nak(seq, NAK_UNSUPPORTED)
         if length == 0 or length > caps.max_image:
             return self._nak(seq, NAK_TOO_LARGE)
+        delta = bool(flags & FLAG_DELTA)
+        shown = self.image
+        if delta and (shown is None or (shown.width, shown.height, shown.planes) != (w, h, planes)):
+            return self._nak(seq, NAK_NO_IMAGE)  # no base to apply the delta to
         try:
             buf = bytearray(length)
         except MemoryError:
             return self._nak(seq, NAK_TOO_LARGE)
         self.pending = {"id": image_id, "w": w, "h": h, "planes": planes,
-                        "full": bool(flags & FLAG_FULL_REFRESH), "length": length, "crc": crc,
+                        "full": bool(flags & FLAG_FULL_REFRESH), "delta": delta,
+                        "length": length, "crc": crc,
                         "buf": buf, "next": 0}
         return frame(ACK, seq)
 
@@ -336,6 +348,10 @@ class Board:
             data = inflate_raw(bytes(p["buf"]), expected)
         except Exception:  # zlib.error (CPython), OSError/ValueError (MicroPython): corrupt data
             data = None
+        if data is not None and len(data) == expected and p["delta"]:
+            if self.image is None or len(self.image.data) != expected:
+                return self._nak(seq, NAK_NO_IMAGE)
+            data = xor_bytes(data, self.image.data)
         if data is None or len(data) != expected or crc32(data) != p["crc"]:
             return self._nak(seq, NAK_BAD_CHECKSUM)
         self.image = ShownImage(image_id, p["w"], p["h"], p["planes"], p["full"], p["crc"], data)
