@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import envelope
 from display.errors import EventError
 from display.intake.envelope import UnknownEventType, parse_envelope
 from display.store import Outcome, ScheduleStore
@@ -191,7 +191,8 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_mutated_envelopes_never_crash_or_corrupt(store: ScheduleStore, data: st.DataObject) -> None:
+def test_mutated_envelopes_never_crash_or_corrupt(store: ScheduleStore,
+                                                  data: st.DataObject) -> None:
     good = envelope(uid="keep", start=T10, end=T11, event_time=1, uuid="keep-1")
     if not store.seen("keep-1"):
         store.apply(parse_envelope(good), NOW)
