@@ -396,6 +396,18 @@ class _Canvas:
             return None
         return self.draw_plan(role, plan, box, ink, align=align, valign=valign)
 
+    def text_first(self, role: str, candidates: Sequence[Sequence[Seg]], box: Box, max_size: int,
+                   min_size: int, ink: Ink, *, align: str = "left",
+                   valign: str = "center") -> PlacedText | None:
+        """Draw the first candidate that fits whole at ``min_size`` or more (e.g. "as of 10:05",
+        then "10:05"); the last one is ellipsised if nothing fits."""
+        for segs in candidates[:-1]:
+            plan = self.type._largest(segs, box, min_size, max(min_size, max_size))
+            if plan is not None:
+                return self.draw_plan(role, plan, box, ink, align=align, valign=valign)
+        return self.text(role, candidates[-1], box, max_size, min_size, ink, align=align,
+                         valign=valign)
+
     def draw_plan(self, role: str, plan: _Plan, box: Box, ink: Ink, *, align: str = "left",
                   valign: str = "center") -> PlacedText:
         total = plan.height
@@ -544,8 +556,9 @@ def _stale_icon(c: _Canvas, box: Box) -> None:
 
 def _asof_plan(c: _Canvas, f: _Facts, box: Box, size: int, bold: bool) -> _Plan | None:
     """"as of 10:05", or just "10:05" where that does not fit: a time is never ellipsised."""
-    for candidate in (f.t("as_of", t=f.hm(f.as_of)), f.hm(f.as_of)):
-        plan = c.type._largest([Seg(candidate, bold=bold)], box, min(9, size), size)
+    hm = f.hm(f.as_of)
+    for candidate in (f.t("as_of", t=hm), text("as_of", "en", t=hm), hm):
+        plan = c.type._largest([Seg(candidate, bold=bold)], box, min(10, size), size)
         if plan is not None:
             return plan
     return None
@@ -618,7 +631,7 @@ def _next_line(c: _Canvas, f: _Facts, box: Box, rest: tuple[Booking, ...]) -> No
 
 def _next_grid(c: _Canvas, f: _Facts, box: Box, rest: tuple[Booking, ...], unit: int) -> None:
     """Large panels: a heading, then the rest of the day's bookings in columns."""
-    row = max(14, min(box.h // 3, unit * 8))
+    row = max(14, min(box.h // 4, unit * 8))
     label_box = Box(box.x, box.y, box.w, row)
     if not rest:
         c.text("next", [Seg(f.t("none"))], label_box, row * 4 // 5, 10, Ink.BLACK)
@@ -632,13 +645,18 @@ def _next_grid(c: _Canvas, f: _Facts, box: Box, rest: tuple[Booking, ...], unit:
     cols = max(1, min(grid.w // col_w, len(rest)))
     cap = rows * cols
     items = [f.span(b) for b in rest]
+    more = 0
     if len(items) > cap:
         more = len(items) - (cap - 1)
-        items = [*items[: cap - 1], f.t("more", n=more)]
-    for i, s in enumerate(items):
+        items = items[: cap - 1]
+    for i, s in enumerate([*items, ""] if more else items):
         r, col = divmod(i, cols)  # row-major: read across, then down, in time order
         cell = Box(grid.x + col * col_w, grid.y + r * row, col_w - unit, row)
-        c.text("next_item", [Seg(s, bold=False)], cell, size, 10, Ink.BLACK)
+        if s:
+            c.text("next_item", [Seg(s, bold=False)], cell, size, 10, Ink.BLACK)
+        else:  # the count matters more than the words: "+9" when "+9 more" does not fit
+            c.text_first("more", [[Seg(f.t("more", n=more))], [Seg(f"+{more}")]], cell, size,
+                         10, Ink.BLACK)
 
 
 def _timeline(c: _Canvas, f: _Facts, box: Box, unit: int) -> None:
