@@ -21,6 +21,7 @@ ellipsised; :func:`compose` reports where each string went so tests can check no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -186,8 +187,13 @@ def _stroke(font_is_cjk: bool, bold: bool, size: int) -> int:
 class _Typesetter:
     """Measures and fits text with one :class:`Fonts`."""
 
+    MAX_CACHED = 20_000  # measured lines kept; a sign needs ~150, so this spans many rooms
+
     def __init__(self, fonts: Fonts) -> None:
         self.fonts = fonts
+        # Signs are redrawn with mostly the same strings (room name, spans), and measuring is
+        # most of a render's cost, so measured lines are kept. Lines are immutable.
+        self._lines: dict[tuple[tuple[Seg, ...], int, str | None], _Line] = {}
 
     def _pick(self, face_text: str, size: int, bold: bool) -> tuple[Font, int]:
         return (self.fonts.font(face_text, size, bold=bold),
@@ -196,6 +202,15 @@ class _Typesetter:
     def line(self, segs: Sequence[Seg], size: int, face_text: str | None = None) -> _Line:
         """Lay ``segs`` on one baseline at base ``size``; ``face_text`` picks the font for all
         (so wrapped lines of one string share a face)."""
+        key = (tuple(segs), size, face_text)
+        found = self._lines.get(key)
+        if found is None:
+            if len(self._lines) >= self.MAX_CACHED:
+                self._lines.clear()
+            found = self._lines[key] = self._measure(segs, size, face_text)
+        return found
+
+    def _measure(self, segs: Sequence[Seg], size: int, face_text: str | None) -> _Line:
         runs: list[_Run] = []
         x = 0
         x0 = y0 = 1 << 30
@@ -225,8 +240,24 @@ class _Typesetter:
     def _largest(self, segs: Sequence[Seg], box: Box, lo: int, hi: int) -> _Plan | None:
         """The largest single-line plan with size in ``[lo, hi]`` that fits, by bisection
         (text grows with size, so fitting is monotonic)."""
-        if lo > hi or not self._fits(best := self._single(segs, lo), box):
+        if lo > hi:
             return None
+        top = self._single(segs, hi)
+        if self._fits(top, box):
+            return top
+        hi -= 1
+        # Text scales about linearly with size, so the estimate is within a size or two of the
+        # answer: bisect on whichever side of it the answer lies.
+        ratio = min(box.w / max(1, top.width), box.h / max(1, top.height))
+        guess = max(lo, min(hi, int((hi + 1) * ratio)))
+        if self._fits(best := self._single(segs, guess), box):
+            lo = guess
+        elif guess == lo:
+            return None
+        else:
+            hi = guess - 1
+            if not self._fits(best := self._single(segs, lo), box):
+                return None
         while lo < hi:
             mid = (lo + hi + 1) // 2
             plan = self._single(segs, mid)
@@ -321,6 +352,11 @@ class _Typesetter:
         return _Plan(tuple(out), size, truncated) if out else None
 
 
+@functools.lru_cache(maxsize=8)
+def _typesetter(fonts: Fonts) -> _Typesetter:
+    return _Typesetter(fonts)
+
+
 def _tokens(s: str) -> list[str]:
     """Break points for wrapping: words with their trailing spaces; each CJK character alone."""
     out: list[str] = []
@@ -357,7 +393,7 @@ class _Canvas:
             self._draws.append(ImageDraw.Draw(self.red))
         for d in self._draws:
             d.fontmode = "1"  # crisp 1-bit glyphs, no anti-alias threshold artefacts
-        self.type = _Typesetter(fonts)
+        self.type = _typesetter(fonts)
         self.placed: list[PlacedText] = []
 
     @property
@@ -686,21 +722,24 @@ def _timeline(c: _Canvas, f: _Facts, box: Box, unit: int) -> None:
         c.rect(Box(x0, bar.y, max(1, x1 - x0), bar.h), ink)
     c.frame(bar, Ink.BLACK, max(1, unit // 2))
     # Hour ticks every hour, labels as often as they fit.
-    label_size = label_h
-    probe = c.type.line([Seg("00", bold=False)], label_size)
+    big_tick = max(2, unit)
+    label_room = Box(0, 0, box.w, box.bottom - bar.bottom - big_tick)
+    probe = c.type._largest([Seg("00", bold=False)], label_room, 8, label_h)
     hours = end_h - start_h
     px_per_h = bar.w / max(1, hours)
-    step = next((s for s in (1, 2, 3, 4, 6, 12) if s * px_per_h >= probe.width * 1.6), 24)
+    width = probe.width if probe else box.w
+    step = next((s for s in (1, 2, 3, 4, 6, 12) if s * px_per_h >= width * 1.6), 24)
     for h in range(start_h, end_h + 1):
         x = x_at(f.day_start + timedelta(hours=h))
-        tick = max(2, unit) if (h - start_h) % step == 0 else max(1, unit // 2)
+        labelled = (h - start_h) % step == 0
+        tick = big_tick if labelled else max(1, unit // 2)
         c.rect(Box(x, bar.bottom, 1, tick), Ink.BLACK)
-        if (h - start_h) % step == 0:
-            w = probe.width
-            lx = min(max(box.x, x - w // 2), box.right - w)
-            c.text("hour", [Seg(f"{h:02d}", bold=False)],
-                   Box(lx, bar.bottom + tick, w + 1, box.bottom - bar.bottom - tick), label_size,
-                   8, Ink.BLACK, valign="top")
+        if labelled and probe is not None:
+            # One size for all labels (measured once above); digits share one advance width.
+            plan = c.type._single([Seg(f"{h:02d}", bold=False)], probe.size)
+            lx = min(max(box.x, x - plan.width // 2), box.right - plan.width)
+            c.draw_plan("hour", plan, Box(lx, bar.bottom + big_tick, plan.width, label_room.h),
+                        Ink.BLACK, valign="top")
     if t0 <= f.now <= t1:
         x = x_at(f.now)
         half = max(3, marker_h * 2 // 3)
