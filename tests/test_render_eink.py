@@ -96,6 +96,15 @@ def test_golden(name: str, state: State, size: tuple[int, int], palette: str, la
                         "(UPDATE_GOLDEN=1 to accept after looking at it)")
 
 
+@pytest.mark.parametrize("size", [(32, 2000), (40, 40), (2000, 32)], ids=str)
+def test_extreme_panels_terminate_and_fit(size: tuple[int, int]) -> None:
+    # A glyph wider than its box once made the wrapper loop forever.
+    name = "很长的会议室名称 Long Name " * 3
+    for language in ("zh", "en"):
+        assert_contained(compose(sample_view(State.BUSY, name=name, language=language),
+                                 eink(size)))
+
+
 def test_golden_dir_has_no_orphans() -> None:
     names = {f"{c[0]}.png" for c in CASES}
     assert {p.name for p in GOLDEN.glob("*.png")} == names
@@ -235,18 +244,20 @@ def test_rotation_turns_the_logical_sign_clockwise(rotation: int) -> None:
     assert same(turned.black, upright.transpose(op))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.text(alphabet=st.sampled_from(list("Room 会议室大小ABCWwjgy-·()3F东西")), max_size=70),
-    w=st.integers(120, 900),
-    h=st.integers(64, 600),
+    w=st.integers(32, 900),
+    h=st.integers(32, 600),
+    rotation=st.sampled_from([0, 90]),
     state=st.sampled_from(list(State)),
     language=st.sampled_from(["zh", "en", "zh+en"]),
     stale=st.booleans(),
 )
-def test_any_size_and_name_fits(name: str, w: int, h: int, state: State, language: str,
-                                stale: bool) -> None:
-    comp = compose(sample_view(state, name=name, language=language, stale=stale), eink((w, h)))
+def test_any_size_and_name_fits(name: str, w: int, h: int, rotation: int, state: State,
+                                language: str, stale: bool) -> None:
+    view = sample_view(state, name=name, language=language, stale=stale)
+    comp = compose(view, eink((w, h), rotation=rotation))
     assert comp.sign.size == (w, h)
     assert_contained(comp)
 

@@ -312,38 +312,43 @@ class _Typesetter:
     def _wrap(self, seg: Seg, box: Box, size: int) -> _Plan | None:
         face = seg.text
 
-        def width(s: str) -> int:
-            return self.line([Seg(s, seg.scale, seg.bold)], size, face).width
+        def fits(s: str) -> bool:
+            return self.line([Seg(s, seg.scale, seg.bold)], size, face).width <= box.w
 
-        lines: list[str] = []
-        cur = ""
-        for tok in _tokens(seg.text):
-            if width(cur + tok) <= box.w or not cur.strip():
-                cur += tok
-                if width(cur) > box.w:  # one token wider than the box: break it by characters
-                    while cur and width(cur) > box.w:
-                        cut = len(cur) - 1
-                        while cut > 1 and width(cur[:cut]) > box.w:
-                            cut -= 1
-                        lines.append(cur[:cut])
-                        cur = cur[cut:].lstrip()
-            else:
-                lines.append(cur.rstrip())
-                cur = tok.lstrip()
-        if cur.strip():
-            lines.append(cur.rstrip())
         probe = self.line([Seg(seg.text, seg.scale, seg.bold)], size, face)
-        room = max(0, box.h // max(1, probe.height))
-        truncated = len(lines) > room
+        room = box.h // max(1, probe.height)
+        if room == 0:
+            return self._ellipsise([seg], box, size)
+        lines: list[str] = []
+        tokens = _tokens(seg.text)[::-1]  # a stack: next token last
+        cur = ""
+        while tokens and len(lines) < room:
+            tok = tokens.pop()
+            if fits(cur + tok):
+                cur += tok
+            elif cur.strip():
+                lines.append(cur.rstrip())
+                cur = ""
+                tokens.append(tok.lstrip())
+            else:  # a token wider than the box on its own: break it by characters
+                lo, hi = 1, len(tok) - 1  # keep at least one character per line
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if fits(tok[:mid]) else (lo, mid - 1)
+                lines.append(tok[:lo])
+                if tok[lo:]:
+                    tokens.append(tok[lo:])
+        rest = cur + "".join(reversed(tokens))
+        if rest.strip() and len(lines) < room:
+            lines.append(rest.strip())
+            rest = ""
+        truncated = bool(rest.strip())
         if truncated:
-            if room == 0:
-                return self._ellipsise([seg], box, size)
-            rest = "".join(lines[room - 1:])
-            lines = [*lines[: room - 1], rest]
+            lines[-1] = lines[-1] + rest
         out: list[_Line] = []
-        for i, s in enumerate(lines):
+        for s in lines:
             ln = self.line([Seg(s, seg.scale, seg.bold)], size, face)
-            if i == len(lines) - 1 and (truncated or ln.width > box.w):
+            if ln.width > box.w:  # the last line with the rest, or one glyph wider than the box
                 p = self._ellipsise([Seg(s, seg.scale, seg.bold)], box, size)
                 if p is None:
                     break
@@ -679,6 +684,7 @@ def _next_grid(c: _Canvas, f: _Facts, box: Box, rest: tuple[Booking, ...], unit:
     sample = c.type.line([Seg("00:00" + DASH + "00:00", bold=False)], size)
     col_w = max(1, sample.width + unit * 6)
     cols = max(1, min(grid.w // col_w, len(rest)))
+    col_w = min(col_w, grid.w)  # a panel narrower than one span: the text shrinks to fit
     cap = rows * cols
     items = [f.span(b) for b in rest]
     more = 0
