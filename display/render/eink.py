@@ -622,7 +622,7 @@ def _header(c: _Canvas, f: _Facts, box: Box, unit: int, *, show_asof: bool) -> N
         if icon:
             _stale_icon(c, Box(inner.right - used, inner.y, icon, inner.h))
     name_box = Box(inner.x, inner.y, max(0, inner.w - used - 2 * m), inner.h)
-    c.text("name", [Seg(f.name)], name_box, inner.h, max(11, inner.h * 2 // 5), Ink.BLACK,
+    c.text("name", [Seg(f.name)], name_box, inner.h, max(11, inner.h // 3), Ink.BLACK,
            wrap=True)
 
 
