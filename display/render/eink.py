@@ -85,10 +85,12 @@ class Box:
 
     @property
     def right(self) -> int:
+        """First column to the right of the box."""
         return self.x + self.w
 
     @property
     def bottom(self) -> int:
+        """First row below the box."""
         return self.y + self.h
 
     def inset(self, dx: int, dy: int | None = None) -> Box:
@@ -234,15 +236,15 @@ class _Typesetter:
     def _fits(self, plan: _Plan, box: Box) -> bool:
         return plan.width <= box.w and plan.height <= box.h
 
-    def _single(self, segs: Sequence[Seg], size: int) -> _Plan:
+    def single(self, segs: Sequence[Seg], size: int) -> _Plan:
         return _Plan((self.line(segs, size),), size, truncated=False)
 
-    def _largest(self, segs: Sequence[Seg], box: Box, lo: int, hi: int) -> _Plan | None:
+    def largest(self, segs: Sequence[Seg], box: Box, lo: int, hi: int) -> _Plan | None:
         """The largest single-line plan with size in ``[lo, hi]`` that fits, by bisection
         (text grows with size, so fitting is monotonic)."""
         if lo > hi:
             return None
-        top = self._single(segs, hi)
+        top = self.single(segs, hi)
         if self._fits(top, box):
             return top
         hi -= 1
@@ -250,17 +252,17 @@ class _Typesetter:
         # answer: bisect on whichever side of it the answer lies.
         ratio = min(box.w / max(1, top.width), box.h / max(1, top.height))
         guess = max(lo, min(hi, int((hi + 1) * ratio)))
-        if self._fits(best := self._single(segs, guess), box):
+        if self._fits(best := self.single(segs, guess), box):
             lo = guess
         elif guess == lo:
             return None
         else:
             hi = guess - 1
-            if not self._fits(best := self._single(segs, lo), box):
+            if not self._fits(best := self.single(segs, lo), box):
                 return None
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            plan = self._single(segs, mid)
+            plan = self.single(segs, mid)
             if self._fits(plan, box):
                 lo, best = mid, plan
             else:
@@ -277,11 +279,11 @@ class _Typesetter:
             return None
         max_size = max(min_size, max_size)
         if any(s.optional for s in segs):
-            plan = self._largest(segs, box, max(min_size, int(max_size * drop_below)), max_size)
+            plan = self.largest(segs, box, max(min_size, int(max_size * drop_below)), max_size)
             if plan is not None:
                 return plan
             segs = [s for s in segs if not s.optional]
-        plan = self._largest(segs, box, min_size, max_size)
+        plan = self.largest(segs, box, min_size, max_size)
         if plan is not None:
             return plan
         if wrap and len(segs) == 1:
@@ -443,7 +445,7 @@ class _Canvas:
         """Draw the first candidate that fits whole at ``min_size`` or more (e.g. "as of 10:05",
         then "10:05"); the last one is ellipsised if nothing fits."""
         for segs in candidates[:-1]:
-            plan = self.type._largest(segs, box, min_size, max(min_size, max_size))
+            plan = self.type.largest(segs, box, min_size, max(min_size, max_size))
             if plan is not None:
                 return self.draw_plan(role, plan, box, ink, align=align, valign=valign)
         return self.text(role, candidates[-1], box, max_size, min_size, ink, align=align,
@@ -599,7 +601,7 @@ def _asof_plan(c: _Canvas, f: _Facts, box: Box, size: int, bold: bool) -> _Plan 
     """"as of 10:05", or just "10:05" where that does not fit: a time is never ellipsised."""
     hm = f.hm(f.as_of)
     for candidate in (f.t("as_of", t=hm), text("as_of", "en", t=hm), hm):
-        plan = c.type._largest([Seg(candidate, bold=bold)], box, min(10, size), size)
+        plan = c.type.largest([Seg(candidate, bold=bold)], box, min(10, size), size)
         if plan is not None:
             return plan
     return None
@@ -663,7 +665,7 @@ def _next_line(c: _Canvas, f: _Facts, box: Box, rest: tuple[Booking, ...]) -> No
     for k in range(len(spans), 0, -1):
         more = len(spans) - k
         body = "  ".join(spans[:k]) + (f"  {f.t('more', n=more)}" if more else "")
-        plan = c.type._largest([label, Seg(body, bold=False)], box, min_size, size)
+        plan = c.type.largest([label, Seg(body, bold=False)], box, min_size, size)
         if plan is not None:
             c.draw_plan("next", plan, box, Ink.BLACK)
             return
@@ -730,7 +732,7 @@ def _timeline(c: _Canvas, f: _Facts, box: Box, unit: int) -> None:
     # Hour ticks every hour, labels as often as they fit.
     big_tick = max(2, unit)
     label_room = Box(0, 0, box.w, box.bottom - bar.bottom - big_tick)
-    probe = c.type._largest([Seg("00", bold=False)], label_room, 8, label_h)
+    probe = c.type.largest([Seg("00", bold=False)], label_room, 8, label_h)
     hours = end_h - start_h
     px_per_h = bar.w / max(1, hours)
     width = probe.width if probe else box.w
@@ -742,7 +744,7 @@ def _timeline(c: _Canvas, f: _Facts, box: Box, unit: int) -> None:
         c.rect(Box(x, bar.bottom, 1, tick), Ink.BLACK)
         if labelled and probe is not None:
             # One size for all labels (measured once above); digits share one advance width.
-            plan = c.type._single([Seg(f"{h:02d}", bold=False)], probe.size)
+            plan = c.type.single([Seg(f"{h:02d}", bold=False)], probe.size)
             lx = min(max(box.x, x - plan.width // 2), box.right - plan.width)
             c.draw_plan("hour", plan, Box(lx, bar.bottom + big_tick, plan.width, label_room.h),
                         Ink.BLACK, valign="top")
