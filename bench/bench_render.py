@@ -1,0 +1,84 @@
+"""Render + encode time of the e-ink sign for each panel size (README "Performance").
+
+Run: ``.venv/bin/python bench/bench_render.py [--runs N]``. Prints the machine, then per size and
+palette the median and p95 of rendering a zh+en sign (the four states in turn) and packing its
+bit planes, after a warm-up render (font files loaded, as in a running node); both "cold" (no
+text measurement reused) and "warm" (the renderer's measurement cache hot).
+Target: <= 50 ms for 800x480.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+from display.config import DeviceConfig
+from display.model import State
+from display.render.eink import render_sign
+from display.render.encode import planes_bytes
+from display.render.fonts import Fonts
+from display.render.samples import sample_view
+from display.render.types import Palette
+
+SIZES = [(250, 122), (296, 128), (400, 300), (800, 480)]
+
+
+def machine() -> str:
+    """One line naming the machine the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f
+                        if ln.startswith(("model name", "Model"))), cpu)
+    except OSError:
+        pass
+    return (f"{platform.platform()}, {os.cpu_count()} CPUs, {cpu}, "
+            f"Python {platform.python_version()}")
+
+
+def bench(size: tuple[int, int], palette: Palette, runs: int, cold: bool) -> list[float]:
+    """Milliseconds per render + encode, over ``runs`` renders cycling through the four states.
+
+    ``cold``: a fresh :class:`Fonts` per render, so no text measurement is reused (font files
+    stay loaded, as in any running node); otherwise the renderer's caches are warm, as when a
+    node redraws a room whose name and bookings it has drawn before.
+    """
+    device = DeviceConfig(id="bench", kind="eink", url="virtual:x", protocol="panel", size=size,
+                          palette=palette)
+    views = [sample_view(s, language="zh+en") for s in State]
+    for v in views:  # warm-up: every font size used gets loaded once
+        planes_bytes(render_sign(v, device))
+    out = []
+    for i in range(runs):
+        fonts = Fonts() if cold else None
+        t0 = time.perf_counter()
+        planes_bytes(render_sign(views[i % len(views)], device, fonts=fonts))
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _stats(ms: list[float]) -> str:
+    ms = sorted(ms)
+    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+    return f"{statistics.median(ms):>8.1f} {p95:>7.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"{'':>17} {'cold (ms)':^16} {'warm (ms)':^16}")
+    print(f"{'size':>9} {'palette':>7} {'median':>8} {'p95':>7} {'median':>8} {'p95':>7}")
+    for size in SIZES:
+        for palette in (Palette.BW, Palette.BWR):
+            cold = _stats(bench(size, palette, args.runs, cold=True))
+            warm = _stats(bench(size, palette, args.runs, cold=False))
+            print(f"{size[0]:>4}x{size[1]:<4} {palette.value:>7} {cold} {warm}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""LED renderer: a room's state as one colour, an effect and a brightness.
+
+Defaults (``DEFAULT_LED_COLOURS`` / ``DEFAULT_LED_EFFECTS`` in :mod:`display.config`), chosen so
+that each state is told apart at a glance, by colour first and by motion second:
+
+=========  ===============================  =====================  ==============================
+state      colour                           effect                 reads as
+=========  ===============================  =====================  ==============================
+free       green ``#00c000``                steady                 come in
+soon       amber ``#ffa000``                pulse (breathing)      free now, a meeting is about
+                                                                   to start
+busy       red ``#ff0000``                  steady                 in use, do not disturb
+ending     magenta ``#ff00c0``              pulse (breathing)      in use, about to be free
+stale      the state's colour               blink (slow on/off,    the node cannot vouch for its
+           (``colours.stale`` overrides)    about 1 Hz)            data; colour is the last known
+=========  ===============================  =====================  ==============================
+
+Free and busy are the colours every room sign uses; soon and ending are the two in-between states
+and therefore move (pulse). Stale never looks like any fresh state: no fresh state blinks, so a
+blinking light always means "do not trust me", while its colour still says what the schedule last
+said (DESIGN.md: "LED: the state colour blinking slowly, configurable").
+
+Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale``), ``effects.<state>``
+(``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and ``brightness`` (0-255) override
+the defaults.
+"""
+
+from __future__ import annotations
+
+from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfig
+from display.model import RoomView
+from display.render.types import RGB, Effect, LedOutput
+
+
+def _hex(value: str) -> RGB:
+    h = value.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
+    """What the LED of ``device`` shows for ``view``: pure, no I/O.
+
+    The colour is ``device.colours[state]``; when ``view.stale``, ``colours["stale"]`` if
+    configured, else the state's colour, with ``effects["stale"]`` (default slow blink). A device
+    built without colours or effects (not through the config loader) gets the defaults.
+    """
+    state = view.occupancy.state.value
+    colour: RGB = device.colours.get(state) or _hex(DEFAULT_LED_COLOURS[state])
+    if view.stale:
+        colour = device.colours.get("stale", colour)
+        key = "stale"
+    else:
+        key = state
+    effect = device.effects.get(key) or Effect(DEFAULT_LED_EFFECTS[key])
+    return LedOutput(colour=colour, effect=effect, brightness=device.brightness)
