@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from display.clock import SystemClock
-from display.config import Config
+from display.config import Config, RoomConfig
+from display.model import RoomView
 from display.node import room_status, status_path
 from display.occupancy import Thresholds, occupancy
 
@@ -50,28 +51,32 @@ def read_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
     return _from_store(config, now, reason)
 
 
-def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
+def stored_view(config: Config, room: RoomConfig, now: datetime, *, stale: bool,
+                as_of: datetime) -> RoomView:
+    """The room's view computed from the schedule store (no running node needed)."""
     from display.app import store_path
-    from display.model import RoomView
     from display.store import ScheduleStore
 
+    db = store_path(config)
+    bookings = []
+    if db.exists():
+        with ScheduleStore(db) as store:
+            bookings = store.bookings(room.open_id)
+    occ = occupancy(bookings, now, Thresholds.from_minutes(
+        config.occupancy.soon_minutes, config.occupancy.ending_minutes), config.node.tz)
+    return RoomView(room.open_id, room.name, occ, stale, as_of, config.node.timezone,
+                    config.node.language)
+
+
+def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
     tz = config.node.tz
     rooms = []
-    db = store_path(config)
-    store = ScheduleStore(db) if db.exists() else None
-    try:
-        for room in config.rooms:
-            bookings = store.bookings(room.open_id) if store else []
-            occ = occupancy(bookings, now, Thresholds.from_minutes(
-                config.occupancy.soon_minutes, config.occupancy.ending_minutes), tz)
-            # Nobody vouches for this data: it is stale by definition.
-            view = RoomView(room.open_id, room.name, occ, True, now, config.node.timezone)
-            devices = [{"id": d.id, "kind": d.kind, "url": d.url, "online": False,
-                        "last_update": None, "error": "node not running"} for d in room.devices]
-            rooms.append(room_status(room, view, devices, tz))
-    finally:
-        if store is not None:
-            store.close()
+    for room in config.rooms:
+        # Nobody vouches for this data: it is stale by definition.
+        view = stored_view(config, room, now, stale=True, as_of=now)
+        devices = [{"id": d.id, "kind": d.kind, "url": d.url, "online": False,
+                    "last_update": None, "error": "node not running"} for d in room.devices]
+        rooms.append(room_status(room, view, devices, tz))
     return {"generated_at": now.astimezone(tz).isoformat(),
             "node": {"name": config.node.name, "role": config.role, "running": False,
                      "note": reason},

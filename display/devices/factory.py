@@ -1,20 +1,68 @@
-"""Build a device from its configuration: URL scheme and protocol pick the implementation."""
+"""Build a device from its configuration: URL scheme and protocol pick the implementation.
+
+| scheme / protocol | class |
+|---|---|
+| ``virtual:DIR`` | :class:`~display.devices.virtual.VirtualDevice` (JSON, PNG for e-ink) |
+| serial + ``panel`` | ``serial_panel.SerialLedDevice`` / ``serial_panel.SerialEinkDevice`` |
+| serial + ``wled`` | :class:`~display.devices.wled.SerialWledDevice` (LED only) |
+
+Renderers are bound here (device config in, ``view -> output`` out), so devices stay ignorant of
+how a view becomes a colour or an image.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
-from display.devices.base import Device, DeviceWorker
-from display.devices.virtual import VirtualDevice
+from display.devices.base import Device
 from display.errors import DeviceError
+from display.model import RoomView
+from display.render.types import LedOutput, SignImage
+
+
+def led_renderer(device: DeviceConfig) -> Callable[[RoomView], LedOutput]:
+    """``view -> LedOutput`` for this device's colours and effects."""
+    from display.render.led import led_output
+
+    return lambda view: led_output(view, device)
+
+
+def sign_renderer(device: DeviceConfig) -> Callable[[RoomView], SignImage]:
+    """``view -> SignImage`` for this device's size, palette, rotation and language.
+
+    Imported lazily: Pillow's font machinery is only loaded on nodes that have a sign.
+    """
+    from display.render.eink import render_sign
+
+    return lambda view: render_sign(view, device)
 
 
 def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
-    """A started device worker for ``device`` of ``room``."""
-    worker: DeviceWorker
+    """A running device for ``device`` of ``room`` (serial devices start in their constructor)."""
     if device.scheme == "virtual":
-        worker = VirtualDevice(device, clock)
-    else:
-        raise DeviceError(f"device {device.id}: {device.scheme} devices are not supported yet")
-    worker.start()
-    return worker
+        from display.devices.virtual import VirtualDevice
+
+        virtual = VirtualDevice(
+            device, clock,
+            led=led_renderer(device) if device.kind == "led" else None,
+            sign=sign_renderer(device) if device.kind == "eink" else None)
+        virtual.start()
+        return virtual
+    if device.scheme == "serial":
+        if device.protocol == "wled":
+            if device.kind != "led":
+                raise DeviceError(f"device {device.id}: protocol wled drives LEDs only")
+            from display.devices.wled import SerialWledDevice
+
+            return SerialWledDevice(device, clock, led_renderer(device))
+        if device.protocol == "panel":
+            from display.devices.serial_panel import SerialEinkDevice, SerialLedDevice
+
+            if device.kind == "led":
+                return SerialLedDevice(device, clock, led_renderer(device))
+            return SerialEinkDevice(device, clock, sign_renderer(device))
+        raise DeviceError(f"device {device.id}: protocol {device.protocol} is not for serial "
+                          "ports (use panel or wled)")
+    raise DeviceError(f"device {device.id}: {device.url} needs the MQTT broker ([mqtt])")

@@ -1,8 +1,7 @@
 """Encoder: a rendered :class:`~display.render.types.SignImage` → bytes for the panel protocol.
 
-Bit planes are packed 1 bit per pixel, MSB first, rows padded to whole bytes, **1 = ink**: the
-opposite of Pillow's mode ``"1"`` (1 = white), so each plane is XOR-ed with an all-white image
-in C (``ImageChops.logical_xor``) instead of a per-pixel Python loop; padding bits stay 0.
+Bit planes are packed by :func:`display.render.encode.plane_bytes` (1 bit per pixel, MSB first,
+rows padded to whole bytes, **1 = ink**); this module adds the checksum and the compression.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from display.devices.panel_protocol import compress_planes, plane_len
+from display.render.encode import plane_bytes
 from display.render.types import SignImage
 
 
@@ -30,14 +30,12 @@ class EncodedImage:
 
 
 def ink_plane(plane: Any) -> bytes:
-    """Pack one mode-``"1"`` Pillow image as a 1 = ink bit plane."""
-    from PIL import Image, ImageChops
+    """Pack one Pillow image as a 1 = ink bit plane (converted to mode ``"1"`` if needed)."""
+    from PIL import Image
 
     if plane.mode != "1":
         plane = plane.convert("1", dither=Image.Dither.NONE)
-    white = Image.new("1", plane.size, 1)
-    data: bytes = ImageChops.logical_xor(plane, white).tobytes()
-    return data
+    return plane_bytes(plane)
 
 
 def encode_sign(image: SignImage) -> EncodedImage:
