@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class AgentIntake:
-    """Subscribes to the configured rooms' schedules and feeds ``node``; wire with :meth:`attach`."""
+    """Feeds ``node`` from its configured rooms' schedule topics; wire with :meth:`attach`."""
 
     def __init__(self, link: MqttLink, node: Node, store: ScheduleStore, clock: Clock) -> None:
         self.link = link

@@ -379,3 +379,44 @@ class MqttLink:
                       msg: mqtt.MQTTMessage) -> None:
         message = Message(msg.topic, bytes(msg.payload), bool(msg.retain))
         self._tasks.put(lambda: self._dispatch(message))
+
+
+def probe(config: MqttConfig, node_name: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once and wait for the CONNACK: ``(ok, one line)`` for ``room-display check``.
+
+    Uses its own client id so it never kicks a running node off the broker.
+    """
+    import os
+
+    where = f"broker {config.host}:{config.port}"
+    try:
+        client = build_client(config, f"room-display-check-{node_name}-{os.getpid()}")
+    except MqttError as exc:
+        return False, f"{where}: {exc}"
+    answered = threading.Event()
+    result: list[ReasonCode] = []
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                   properties: Any) -> None:
+        result.append(reason)
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(config.host, config.port, keepalive=max(5, config.keepalive))
+    except (OSError, ssl.SSLError) as exc:
+        return False, f"{where}: unreachable ({getattr(exc, 'strerror', None) or exc})"
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return False, (f"{where}: no answer to CONNECT within {timeout:.0f} s "
+                           "(not an MQTT broker?)")
+        reason = result[0]
+        if reason.is_failure:
+            fix = "; check [mqtt] username / password" if reason.value in (4, 5, 134, 135) else ""
+            return False, f"{where}: {refusal_text(reason)}{fix}"
+        tls = ", TLS" if config.tls else ""
+        return True, f"{where}: connected (MQTT {config.protocol}{tls})"
+    finally:
+        client.disconnect()
+        client.loop_stop()
