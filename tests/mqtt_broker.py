@@ -18,9 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-
 from conftest import wait_for
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def mosquitto_binary() -> str | None:
@@ -113,8 +112,8 @@ class Broker:
         self.proc = None
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def running_broker(tmp_path: Path) -> Iterator[Broker]:
+    """Body of the ``broker`` fixture each MQTT test module declares."""
     b = Broker(tmp_path / "broker")
     b.start()
     yield b

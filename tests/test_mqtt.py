@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import envelope, wait_for
-from display.clock import FakeClock
-from display.config import parse_config
-from display.mqtt.client import MqttLink, probe
-from display.mqtt.schema import MAX_SCHEDULE_BYTES, decode_schedule
-from mqtt_broker import Broker, Recorder, broker  # noqa: F401  (fixture)
+from mqtt_broker import Broker, Recorder, running_broker
 from mqtt_nodes import AGENT, BRIDGE, START, RunningNode, fake_clock
 
+from display.clock import FakeClock
+from display.config import parse_config
+from display.mqtt.client import probe
+from display.mqtt.schema import MAX_SCHEDULE_BYTES, decode_schedule
+
 P = "room-display/v1"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from running_broker(tmp_path)
 
 
 @pytest.fixture
@@ -56,8 +61,8 @@ def agent_node(tmp: Path, b: Broker, clock: FakeClock, nodes: list[RunningNode],
 def book(bridge: RunningNode, minutes_from_now: int, length: int, uid: str = "bk1",
          event_time: int = 1) -> None:
     start = bridge.clock.now() + timedelta(minutes=minutes_from_now)
-    result = bridge.sink.accept(envelope(uid=uid, start=start, end=start + timedelta(minutes=length),
-                                         event_time=event_time))
+    end = start + timedelta(minutes=length)
+    result = bridge.sink.accept(envelope(uid=uid, start=start, end=end, event_time=event_time))
     assert result.changed == {"omm_a"}
 
 

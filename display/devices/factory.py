@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device, DeviceWorker
 from display.devices.virtual import VirtualDevice
 from display.errors import DeviceError
+
+if TYPE_CHECKING:
+    from display.mqtt.client import MqttLink
+    from display.node import DeviceFactory
 
 
 def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
@@ -18,3 +24,21 @@ def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: C
         raise DeviceError(f"device {device.id}: {device.scheme} devices are not supported yet")
     worker.start()
     return worker
+
+
+def device_factory(mqtt: MqttLink | None = None) -> DeviceFactory:
+    """:func:`make_device`, plus ``mqtt:TOPIC`` devices published through the node's ``mqtt``."""
+    def make(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
+        if device.scheme != "mqtt":
+            return make_device(config, room, device, clock)
+        if mqtt is None:
+            raise DeviceError(f"device {device.id}: {device.url} needs [mqtt] in the config")
+        from display.devices.mqtt_devices import MqttDevice  # paho only where MQTT is used
+
+        # MERGE: pass led=lambda v: led_output(v, device), sign=lambda v: render_sign(v, device),
+        # wled=display.devices.wled.wled_state, planes=display.render.encode.planes_bytes.
+        worker = MqttDevice(device, clock, mqtt)
+        worker.start()
+        return worker
+
+    return make
