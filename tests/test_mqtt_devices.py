@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import wait_for
+from mqtt_broker import Broker, Recorder, running_broker
+from mqtt_nodes import START
+
 from display.clock import FakeClock
 from display.config import Config, DeviceConfig, parse_config
 from display.devices.mqtt_devices import DISCONNECTED, MqttDevice, wled_payload
@@ -18,8 +20,6 @@ from display.model import Occupancy, RoomView, State
 from display.mqtt.client import MqttLink
 from display.mqtt.image import FLAG_STALE, decode_image, encode_image, planes_from_sign
 from display.render.types import Effect, LedOutput, SignImage
-from mqtt_broker import Broker, Recorder, running_broker
-from mqtt_nodes import START
 
 CONFIG = """
 [node]
@@ -132,7 +132,7 @@ def test_unchanged_payload_is_not_republished_but_stale_is(
 
 def test_broker_down_marks_devices_offline_and_they_republish_on_return(
         setup: tuple[Config, MqttLink, dict[str, Any]], broker: Broker) -> None:
-    _config, link, devices = setup
+    _config, _link, devices = setup
     dev = devices["state-json"]
     dev.show(view(State.FREE))
     wait_for(lambda: dev.health().online, message="online")

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
-from display.clock import FakeClock
-from display.mqtt.homeassistant import object_id
 from mqtt_broker import Broker, Recorder, running_broker
 from mqtt_nodes import BRIDGE, RunningNode, fake_clock
+
+from display.clock import FakeClock
+from display.mqtt.homeassistant import object_id
 
 # Keys of HA's MQTT discovery schema (home-assistant.io/integrations/binary_sensor.mqtt/,
 # sensor.mqtt/, mqtt/#discovery-messages) that we may use; anything else is a typo HA rejects.
