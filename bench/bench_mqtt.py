@@ -85,7 +85,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.platform()}, {os.cpu_count()} CPU ({cpu}), Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{platform.platform()}, {os.cpu_count()} CPU ({cpu}), Python {python}"
 
 
 def free_port() -> int:
@@ -213,7 +214,7 @@ def bench_latency(tmp: Path, port: int) -> None:
         t0 = time.perf_counter()
         sink.accept(envelope(kind, seq, now - timedelta(minutes=1), now + timedelta(hours=1)))
         with lock:
-            ok = lock.wait_for(lambda b=before: len(shown) > b and shown[-1][1] == want, 5)
+            ok = lock.wait_for(lambda b=before, w=want: len(shown) > b and shown[-1][1] == w, 5)
             if not ok:
                 raise SystemExit(f"event {seq} did not reach the agent")
             latencies.append((shown[-1][0] - t0) * 1000)

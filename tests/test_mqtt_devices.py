@@ -170,3 +170,16 @@ def test_wled_device_needs_an_led_renderer(tmp_path: Path) -> None:
     wled: DeviceConfig = config.rooms[0].devices[1]
     with pytest.raises(Exception, match="LED renderer"):
         MqttDevice(wled, FakeClock(START), MqttLink(config.mqtt, "x"))
+
+
+def test_protocol_md_example_matches_the_encoder() -> None:
+    text = (Path(__file__).resolve().parent.parent / "hardware" / "PROTOCOL.md").read_text()
+    block = text.split("```mqtt-image-example\n", 1)[1].split("```", 1)[0]
+    fields = {k: bytes.fromhex(v) for k, v in (line.split(":", 1) for line in
+                                               block.strip().splitlines())}
+    frame = decode_image(fields["payload"])
+    assert (frame.width, frame.height, frame.flags) == (16, 8, FLAG_STALE)
+    assert (frame.black, frame.red) == (fields["black"], fields["red"])
+    ours = encode_image(16, 8, fields["black"], fields["red"], flags=FLAG_STALE)
+    assert ours[:20] == fields["header"]
+    assert decode_image(ours) == frame
