@@ -191,7 +191,7 @@ def test_broker_restarted_without_persistence_gets_retained_state_back(
 
 def test_stale_after_the_broker_stays_down(
         tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
-    bridge_node(tmp_path, broker, clock, nodes)
+    bridge = bridge_node(tmp_path, broker, clock, nodes)
     agent = agent_node(tmp_path, broker, clock, nodes)
     wait_for(lambda: agent.link("bridge").get("up"), message="bridge up")
     broker.kill()
@@ -202,6 +202,11 @@ def test_stale_after_the_broker_stays_down(
     status = agent.node.status()
     assert status["node"]["links"]["broker"]["error"].startswith("connection to broker")
     assert status["rooms"][0]["stale"] is True
+    # The bridge's data comes from Feishu: a broker outage is in its status, not stale.
+    bridge.node.wake()
+    wait_for(lambda: bridge.node.status()["node"]["mqtt"]["error"], message="bridge sees it")
+    assert "broker" not in bridge.node.freshness.links()
+    assert not any(v.stale for v in bridge.node.views().values())
 
 
 BAD_PAYLOADS = [
@@ -329,3 +334,36 @@ def test_agent_never_imports_lark_oapi(tmp_path: Path, broker: Broker) -> None:
     modules: list[Any] = eval(out.stdout.strip().splitlines()[-1])
     assert "display.mqtt.agent" in modules
     assert not [m for m in modules if m.startswith("lark_oapi")]
+
+
+def test_rooms_added_and_removed_at_runtime(
+        tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    bridge = bridge_node(tmp_path, broker, clock, nodes)
+    agent = agent_node(tmp_path, broker, clock, nodes)
+    start = clock.now()
+    bridge.sink.accept(envelope(uid="b1", start=start, end=start + timedelta(hours=1),
+                                rooms=("omm_b",), event_time=1))
+    wait_for(lambda: agent.state() == "free", message="agent running")
+    # The agent is given room B (``map`` + reload): it subscribes and gets B's retained schedule.
+    with_b = agent.path.read_text() + '[[rooms]]\nopen_id = "omm_b"\nname = "Room B"\n'
+    new = parse_config(with_b, agent.path)
+    agent.node.reconfigure(new)
+    agent.mqtt.reconfigure(new)
+    wait_for(lambda: [b.uid for b in agent.store.bookings("omm_b")] == ["b1"],
+             message="room B's schedule at the agent")
+    # The bridge drops room B: its retained topics are deleted from the broker.
+    only_a = parse_config(bridge.path.read_text().split('[[rooms]]\nopen_id = "omm_b"')[0],
+                          bridge.path)
+    bridge.node.reconfigure(only_a)
+    bridge.mqtt.reconfigure(only_a)
+    wait_for(lambda: bridge.store.meta("mqtt.published_rooms") == '["omm_a"]',
+             message="record updated")
+    late = Recorder(broker.port)
+    try:
+        wait_for(lambda: late.get(f"{P}/rooms/omm_a/state"), message="room A stays")
+        assert late.get(f"{P}/rooms/omm_b/state") is None
+        assert late.get(f"{P}/rooms/omm_b/schedule") is None
+    finally:
+        late.close()
+    # The agent keeps B's last schedule (logged), rather than guessing the room is free.
+    assert [b.uid for b in agent.store.bookings("omm_b")] == ["b1"]

@@ -38,9 +38,14 @@ class MqttServices:
         self.config = config
         self.node = node
         self.link = link or MqttLink(config.mqtt, config.node.name)
-        self.link.on_link = lambda up, error: node.set_link("broker", up, error)
-        node.freshness.expect("broker", clock.now())
         node.extra_status["mqtt"] = self.link.status
+        if config.role == "agent":
+            # The broker is an agent's only source of schedules: a link of the stale rule.
+            # A bridge's data depends on Feishu alone (DESIGN.md), so an outage of the broker
+            # must not turn its own panels or its published state stale; its broker health is
+            # in ``status`` under ``node.mqtt`` instead.
+            self.link.on_link = lambda up, error: node.set_link("broker", up, error)
+            node.freshness.expect("broker", clock.now())
         self.bridge: BridgePublisher | None = None
         self.agent: AgentIntake | None = None
         self.homeassistant: HomeAssistantDiscovery | None = None
