@@ -188,6 +188,55 @@ class ScheduleStore:
                            [(room_id, *r) for r in rows])
             return True
 
+    def resync_room(self, room_id: str, window: tuple[datetime, datetime],
+                    bookings: Iterable[Booking], requested_at: datetime,
+                    received: datetime) -> bool:
+        """Make the room's bookings in ``window`` match a free/busy answer; True if changed.
+
+        The answer is authoritative for its window as of ``requested_at``, but never overrides
+        a version that arrived (or happened) after the request was sent: that event is newer
+        than what the API could know.
+        """
+        start_ms, end_ms = to_epoch_ms(window[0]), to_epoch_ms(window[1])
+        asked_ms, received_ms = to_epoch_ms(requested_at), to_epoch_ms(received)
+        wanted = {b.event_id: b for b in bookings}
+        changed = False
+        with self._transaction() as db:
+            def newer_than_request(event_id: str) -> bool:
+                row = db.execute("SELECT event_time_ms, received_ms FROM versions "
+                                 "WHERE event_id = ?", (event_id,)).fetchone()
+                return row is not None and (row[0] > asked_ms or row[1] > asked_ms)
+
+            present = {r[0]: r[1:] for r in db.execute(
+                "SELECT event_id, uid, original_time, start_ms, end_ms, organizer_open_id "
+                "FROM bookings WHERE room_id = ? AND end_ms > ? AND start_ms < ?",
+                (room_id, start_ms, end_ms))}
+            for event_id in present.keys() - wanted.keys():
+                if newer_than_request(event_id):
+                    continue
+                db.execute("DELETE FROM bookings WHERE room_id = ? AND event_id = ?",
+                           (room_id, event_id))
+                left = db.execute("SELECT 1 FROM bookings WHERE event_id = ?",
+                                  (event_id,)).fetchone()
+                if left is None:  # gone everywhere: a tombstone stops a late retry of "created"
+                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?)",
+                               (event_id, asked_ms, present[event_id][3], received_ms))
+                changed = True
+            for event_id, b in wanted.items():
+                row = (b.uid, b.original_time, to_epoch_ms(b.start), to_epoch_ms(b.end),
+                       b.organizer_open_id)
+                if present.get(event_id) == row or newer_than_request(event_id):
+                    continue
+                db.execute("INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (room_id, event_id, *row))
+                db.execute(
+                    "INSERT INTO versions VALUES (?, ?, 0, ?, ?) ON CONFLICT(event_id) DO UPDATE "
+                    "SET event_time_ms = excluded.event_time_ms, deleted = 0, "
+                    "end_ms = excluded.end_ms, received_ms = excluded.received_ms",
+                    (event_id, asked_ms, row[3], received_ms))
+                changed = True
+        return changed
+
     def prune(self, now: datetime) -> int:
         """Forget old deliveries, past bookings and their tombstones; returns rows removed."""
         now_ms = to_epoch_ms(now)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import envelope, wait_for
+
 from display.clock import FakeClock
 from display.config import Config, parse_config
 from display.devices.factory import make_device
@@ -125,7 +125,7 @@ def test_link_down_turns_stale_after_the_threshold_and_back(setup: Any) -> None:
 
 
 def test_unchanged_state_is_not_reshown(setup: Any) -> None:
-    config, clock, _store, node, _sink = setup
+    _config, clock, _store, node, _sink = setup
     node.tick()
     device = node.devices()["a-led"][1]
     wait_for(lambda: device.writes == 1, message="first write")
@@ -139,7 +139,7 @@ def test_unchanged_state_is_not_reshown(setup: Any) -> None:
 
 
 def test_events_for_unconfigured_rooms_change_no_panel(setup: Any) -> None:
-    config, _clock, _store, node, sink = setup
+    _config, _clock, _store, node, sink = setup
     node.tick()
     sink.accept(envelope(start=START, end=START + timedelta(hours=1), rooms=("omm_zzz",),
                          event_time=1))

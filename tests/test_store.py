@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import envelope
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import envelope
 from display.errors import EventError
 from display.intake.envelope import UnknownEventType, parse_envelope
 from display.store import Outcome, ScheduleStore
@@ -191,7 +191,8 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_mutated_envelopes_never_crash_or_corrupt(store: ScheduleStore, data: st.DataObject) -> None:
+def test_mutated_envelopes_never_crash_or_corrupt(store: ScheduleStore,
+                                                  data: st.DataObject) -> None:
     good = envelope(uid="keep", start=T10, end=T11, event_time=1, uuid="keep-1")
     if not store.seen("keep-1"):
         store.apply(parse_envelope(good), NOW)
@@ -254,3 +255,42 @@ def test_random_histories_end_at_the_newest_version(tmp_path_factory: Any, histo
                 truth[room].add((uid, event.start))
         for room, expected in truth.items():
             assert {(b.uid, b.start) for b in store.bookings(room)} == expected
+
+
+# -- re-sync from free/busy ----------------------------------------------------------------------
+
+WINDOW = (T10 - timedelta(hours=1), T10 + timedelta(days=1))
+
+
+def test_resync_is_authoritative_for_its_window(store: ScheduleStore) -> None:
+    apply(store, envelope(uid="stale", start=T10, end=T11, event_time=1))
+    missed = parse_envelope(envelope(uid="missed", start=T11, end=T11 + timedelta(hours=1)))
+    asked = NOW + timedelta(minutes=1)
+    changed = store.resync_room("omm_a", WINDOW, [missed.booking()], asked, asked)
+    assert changed is True
+    assert [b.uid for b in store.bookings("omm_a")] == ["missed"]
+    # A retry of the old "created" (event_time before the request) cannot bring it back.
+    assert apply(store, envelope(uid="stale", start=T10, end=T11, event_time=2)) \
+        is Outcome.SUPERSEDED
+    assert [b.uid for b in store.bookings("omm_a")] == ["missed"]
+    assert store.resync_room("omm_a", WINDOW, [missed.booking()], asked, asked) is False
+
+
+def test_resync_never_overrides_an_event_newer_than_the_request(store: ScheduleStore) -> None:
+    asked = datetime.fromtimestamp(1_764_000_100, UTC)  # between event_time 50 and 200
+    # Created after the request was sent: the answer cannot know it yet.
+    apply(store, envelope(uid="fresh", start=T10, end=T11, event_time=200))
+    # Deleted after the request: the answer still lists it.
+    apply(store, envelope("deleted", uid="cancelled", start=T11, end=T11 + timedelta(hours=1),
+                          event_time=200))
+    cancelled = parse_envelope(envelope(uid="cancelled", start=T11,
+                                        end=T11 + timedelta(hours=1), event_time=50))
+    store.resync_room("omm_a", WINDOW, [cancelled.booking()], asked, asked)
+    assert [b.uid for b in store.bookings("omm_a")] == ["fresh"]
+
+
+def test_resync_leaves_bookings_outside_the_window(store: ScheduleStore) -> None:
+    apply(store, envelope(uid="later", start=T10 + timedelta(days=3),
+                          end=T10 + timedelta(days=3, hours=1), event_time=1))
+    store.resync_room("omm_a", WINDOW, [], NOW, NOW)
+    assert [b.uid for b in store.bookings("omm_a")] == ["later"]

@@ -1,0 +1,60 @@
+"""Encoder: a rendered :class:`~display.render.types.SignImage` → bytes for the panel protocol.
+
+Bit planes are packed 1 bit per pixel, MSB first, rows padded to whole bytes, **1 = ink**: the
+opposite of Pillow's mode ``"1"`` (1 = white), so each plane is XOR-ed with an all-white image
+in C (``ImageChops.logical_xor``) instead of a per-pixel Python loop; padding bits stay 0.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from display.devices.panel_protocol import compress_planes, plane_len
+from display.render.types import SignImage
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """An image ready to send: ``planes`` (black then red) and their compressed form."""
+
+    width: int
+    height: int
+    plane_count: int
+    planes: bytes = field(repr=False)
+    compressed: bytes = field(repr=False)
+    crc32: int
+    digest: str  # identifies the content, to skip resending an unchanged image
+
+
+def ink_plane(plane: Any) -> bytes:
+    """Pack one mode-``"1"`` Pillow image as a 1 = ink bit plane."""
+    from PIL import Image, ImageChops
+
+    if plane.mode != "1":
+        plane = plane.convert("1", dither=Image.Dither.NONE)
+    white = Image.new("1", plane.size, 1)
+    data: bytes = ImageChops.logical_xor(plane, white).tobytes()
+    return data
+
+
+def encode_sign(image: SignImage) -> EncodedImage:
+    """Bit planes, CRC-32 and raw-deflate stream of ``image``."""
+    width, height = image.size
+    planes = ink_plane(image.black)
+    count = 1
+    if image.red is not None:
+        if tuple(image.red.size) != (width, height):
+            raise ValueError(f"red plane is {image.red.size}, black plane is {image.size}")
+        planes += ink_plane(image.red)
+        count = 2
+    if len(planes) != count * plane_len(width, height):  # pragma: no cover - Pillow invariant
+        raise ValueError("unexpected plane size")
+    return EncodedImage(
+        width=width, height=height, plane_count=count, planes=planes,
+        compressed=compress_planes(planes),
+        crc32=binascii.crc32(planes) & 0xFFFFFFFF,
+        digest=hashlib.blake2b(planes, digest_size=16).hexdigest(),
+    )

@@ -1,0 +1,229 @@
+"""LED lights and e-ink signs on a board speaking the serial ``panel`` protocol.
+
+Each device is a :class:`~display.devices.base.DeviceWorker` (its own thread, newest view wins)
+that renders the view, compares it with what the board already shows and sends only what
+differs. After every HELLO (new port, reset board) the whole desired state goes again.
+
+Two devices may share one board (LEDs and a panel on the same port): pass the same
+:class:`~display.devices.serial_link.PanelLink` to both; requests are serialised by the link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from display.clock import Clock
+from display.config import DeviceConfig
+from display.devices.base import DeviceWorker
+from display.devices.panel_image import EncodedImage, encode_sign
+from display.devices.panel_protocol import (
+    HOST_MAX_FRAME,
+    OVERHEAD,
+    Hello,
+    ImageBegin,
+    ImageChunk,
+    ImageEnd,
+    LedEffect,
+    NakReason,
+    SetLed,
+    compress_planes,
+    xor_planes,
+)
+from display.devices.serial_link import BoardRefused, BoardReset, LinkOptions, PanelLink
+from display.errors import DeviceError
+from display.model import DeviceHealth, RoomView
+from display.render.types import Effect, LedOutput, Palette, SignImage
+
+log = logging.getLogger(__name__)
+
+CHUNK_HEADER = 6  # image_id:u16, offset:u32
+MAX_RESTARTS = 3  # board resets in a row during one apply before giving up until the retry
+T = TypeVar("T")
+
+EFFECT_CODES = {Effect.STEADY: LedEffect.STEADY, Effect.BLINK: LedEffect.BLINK,
+                Effect.PULSE: LedEffect.PULSE}
+
+
+class _SerialDevice(DeviceWorker, Generic[T]):
+    """Shared part: link ownership, HELLO → resend, health details, restart on reset."""
+
+    def __init__(self, config: DeviceConfig, clock: Clock, render: Callable[[RoomView], T], *,
+                 link: PanelLink | None = None, link_options: LinkOptions | None = None) -> None:
+        super().__init__(config.id, config.url, clock)
+        self.config = config
+        self._render = render
+        self._own_link = link is None
+        self.link = link if link is not None else PanelLink(config.url, link_options)
+        # A little past the link's own HELLO deadline, so its clearer error is the one we see.
+        opts = self.link.options
+        self._ready_timeout = opts.hello_timeout + 2 * opts.hello_interval
+        self.link.add_listener(self)
+        if self._own_link:
+            self.link.start()
+        self.start()
+
+    # -- LinkListener ----------------------------------------------------------------------------
+
+    def link_ready(self, hello: Hello, generation: int) -> None:
+        """A new board session: it forgot our state, so send the desired view again."""
+        self.resend()
+
+    def link_down(self, error: str) -> None:
+        self.mark(online=False, error=error)
+
+    # -- DeviceWorker ----------------------------------------------------------------------------
+
+    def apply(self, view: RoomView) -> None:
+        output = self._render(view)
+        for _ in range(MAX_RESTARTS):
+            hello, generation = self.link.wait_ready(self._ready_timeout)
+            self.check(hello)
+            try:
+                self.push(output, hello, generation)
+                return
+            except BoardReset:
+                log.info("device %s: board restarted mid-transfer; sending it all again", self.id)
+        raise DeviceError(f"{self.url}: board keeps restarting during transfers")
+
+    def health(self) -> DeviceHealth:
+        base = super().health()
+        hello = self.link.hello
+        details = {"board": hello.describe() if hello else None,
+                   "frames_dropped": self.link.decoder.stats.dropped}
+        return dataclasses.replace(base, details=details)
+
+    def close(self) -> None:
+        if self._own_link:
+            self.link.close()  # first, so a request in flight fails fast instead of timing out
+        super().close()
+
+    def release(self) -> None:
+        self.link.remove_listener(self)
+
+    # -- for subclasses --------------------------------------------------------------------------
+
+    def check(self, hello: Hello) -> None:
+        """Raise :class:`DeviceError` if the board cannot show this device."""
+        raise NotImplementedError
+
+    def push(self, output: T, hello: Hello, generation: int) -> None:
+        """Bring the board to ``output``; may raise :class:`BoardReset`."""
+        raise NotImplementedError
+
+
+class SerialLedDevice(_SerialDevice[LedOutput]):
+    """An LED light: one SET_LED per change, and again after every HELLO."""
+
+    kind = "led"
+
+    def __init__(self, config: DeviceConfig, clock: Clock,
+                 render: Callable[[RoomView], LedOutput], *, link: PanelLink | None = None,
+                 link_options: LinkOptions | None = None) -> None:
+        self._sent: tuple[int, LedOutput] | None = None
+        super().__init__(config, clock, render, link=link, link_options=link_options)
+
+    def check(self, hello: Hello) -> None:
+        if hello.led_count == 0:
+            raise DeviceError(f"board on {self.url} reports no LEDs ({hello.describe()})")
+
+    def push(self, output: LedOutput, hello: Hello, generation: int) -> None:
+        if self._sent == (generation, output):
+            return
+        r, g, b = output.colour
+        self.link.request(SetLed(0, r, g, b, EFFECT_CODES[output.effect], output.brightness),
+                          generation)
+        self._sent = (generation, output)
+
+
+class SerialEinkDevice(_SerialDevice[SignImage]):
+    """An e-ink sign: compressed bit planes in chunks, only when the image changed.
+
+    Partial refresh normally; a full refresh for the first image of a board session, after
+    ``full_refresh_every`` partial ones, and when the last full one is ``full_refresh_hours`` old.
+    """
+
+    kind = "eink"
+
+    def __init__(self, config: DeviceConfig, clock: Clock,
+                 render: Callable[[RoomView], SignImage], *, link: PanelLink | None = None,
+                 link_options: LinkOptions | None = None) -> None:
+        self._shown: tuple[int, str] | None = None  # (generation, digest) the board shows
+        self._shown_planes = b""  # its planes: the base of the next delta
+        self._full_generation = -1
+        self._partials = 0
+        self._last_full = 0.0
+        self._image_id = 0
+        self.transfers = 0  # images sent, for tests and the benchmark
+        self.bytes_sent = 0
+        super().__init__(config, clock, render, link=link, link_options=link_options)
+
+    def check(self, hello: Hello) -> None:
+        cw, ch = self.config.size
+        palette_ok = hello.palette == "bwr" or (
+            hello.palette == "bw" and self.config.palette == Palette.BW)
+        if (hello.width, hello.height) != (cw, ch) or not palette_ok:
+            board = (f"{hello.width}x{hello.height} {hello.palette}" if hello.palette != "none"
+                     else "no panel")
+            raise DeviceError(f"board reports {board}, config says {cw}x{ch} "
+                              f"{self.config.palette.value}")
+
+    def push(self, output: SignImage, hello: Hello, generation: int) -> None:
+        image = encode_sign(output)
+        if (image.width, image.height) != (hello.width, hello.height):
+            raise DeviceError(f"rendered image is {image.width}x{image.height}, "
+                              f"panel is {hello.width}x{hello.height}")
+        if self._shown == (generation, image.digest):
+            return
+        full = self._needs_full(generation)
+        stream, delta = image.compressed, False
+        if self._shown is not None and self._shown[0] == generation and \
+                len(self._shown_planes) == len(image.planes):
+            # Only the changed pixels: a state change touches a small part of the sign.
+            diff = compress_planes(xor_planes(self._shown_planes, image.planes))
+            if len(diff) < len(stream):
+                stream, delta = diff, True
+        try:
+            self._send(image, stream, delta, hello, generation, full)
+        except BoardRefused as exc:
+            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM):
+                raise
+            log.info("device %s: board has no base for a delta; sending the whole image", self.id)
+            self._send(image, image.compressed, False, hello, generation, full)
+        self._shown = (generation, image.digest)
+        self._shown_planes = image.planes
+        if full:
+            self._full_generation = generation
+            self._partials = 0
+            self._last_full = self._clock.monotonic()
+        else:
+            self._partials += 1
+
+    def _needs_full(self, generation: int) -> bool:
+        if generation != self._full_generation:
+            return True  # first image since the board (re)started: its screen is unknown
+        if self._partials >= self.config.full_refresh_every:
+            return True
+        age = self._clock.monotonic() - self._last_full
+        return age >= self.config.full_refresh_hours * 3600
+
+    def _send(self, image: EncodedImage, data: bytes, delta: bool, hello: Hello,
+              generation: int, full: bool) -> None:
+        self._image_id = self._image_id % 0xFFFF + 1
+        image_id = self._image_id
+        chunk = min(hello.max_frame, HOST_MAX_FRAME) - OVERHEAD - CHUNK_HEADER
+        if chunk < 16:
+            raise DeviceError(f"board on {self.url} reports max frame {hello.max_frame}, too small")
+        log.debug("device %s: image %d, %d bytes%s (%d raw), %s refresh", self.id, image_id,
+                  len(data), " delta" if delta else "", len(image.planes),
+                  "full" if full else "partial")
+        self.link.request(ImageBegin(0, image_id, image.width, image.height, image.plane_count,
+                                     full, len(data), image.crc32, delta), generation)
+        for offset in range(0, len(data), chunk):
+            self.link.request(ImageChunk(0, image_id, offset, data[offset:offset + chunk]),
+                              generation)
+        self.link.request(ImageEnd(0, image_id), generation)
+        self.transfers += 1
+        self.bytes_sent += len(data)

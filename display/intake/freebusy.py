@@ -1,0 +1,88 @@
+"""Validate answers of ``GET /open-apis/meeting_room/freebusy/batch_get`` (re-sync).
+
+The answer lists, per room, the busy slots in the window with ``uid``, ``original_time``,
+``start_time``/``end_time`` (RFC 3339) and ``organizer_info``; recurring series come expanded.
+A malformed answer raises :class:`~display.errors.EventError` naming the field; nothing of it is
+applied then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from display.errors import EventError
+from display.model import Booking
+
+MAX_ROOMS_PER_CALL = 20  # documented limit of batch_get
+
+
+def chunks(rooms: Sequence[str], size: int = MAX_ROOMS_PER_CALL) -> Iterator[list[str]]:
+    """Room ids in groups the API accepts."""
+    for i in range(0, len(rooms), size):
+        yield list(rooms[i:i + size])
+
+
+def rfc3339(when: datetime) -> str:
+    """The API's time format, e.g. ``2026-11-25T09:00:00+00:00``."""
+    return when.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_freebusy(answer: Any, rooms: Sequence[str]) -> dict[str, list[Booking]]:
+    """Bookings per requested room. A room missing from ``free_busy`` has none."""
+    if not isinstance(answer, Mapping):
+        raise EventError("body", "must be a JSON object")
+    code = answer.get("code")
+    if code != 0:
+        raise EventError("code", f"API error {code!r}: {answer.get('msg')!r}")
+    data = answer.get("data")
+    if not isinstance(data, Mapping):
+        raise EventError("data", "must be an object")
+    free_busy = data.get("free_busy", {})
+    if free_busy is None:
+        free_busy = {}
+    if not isinstance(free_busy, Mapping):
+        raise EventError("data.free_busy", "must be an object keyed by room id")
+    result: dict[str, list[Booking]] = {}
+    for room in rooms:
+        slots = free_busy.get(room, [])
+        if slots is None:
+            slots = []
+        if not isinstance(slots, list):
+            raise EventError(f"data.free_busy.{room}", "must be a list")
+        result[room] = [_slot(s, f"data.free_busy.{room}[{i}]") for i, s in enumerate(slots)]
+    return result
+
+
+def _slot(slot: Any, name: str) -> Booking:
+    if not isinstance(slot, Mapping):
+        raise EventError(name, "must be an object")
+    uid = slot.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise EventError(f"{name}.uid", "must be a non-empty string")
+    original = slot.get("original_time", 0)
+    if isinstance(original, str) and original.isdigit():
+        original = int(original)
+    if not isinstance(original, int) or isinstance(original, bool) or original < 0:
+        raise EventError(f"{name}.original_time", "must be a non-negative integer")
+    start = _time(slot.get("start_time"), f"{name}.start_time")
+    end = _time(slot.get("end_time"), f"{name}.end_time")
+    if start >= end:
+        raise EventError(f"{name}.end_time", "must be after start_time")
+    organizer = slot.get("organizer_info")
+    open_id = organizer.get("open_id") if isinstance(organizer, Mapping) else None
+    return Booking(event_id=f"{uid}_{original}", uid=uid, original_time=original, start=start,
+                   end=end, organizer_open_id=open_id if isinstance(open_id, str) else None)
+
+
+def _time(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise EventError(name, "must be an RFC 3339 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError(name, f"{value!r} is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise EventError(name, f"{value!r} has no UTC offset")
+    return parsed.astimezone(UTC)
