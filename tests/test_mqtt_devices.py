@@ -15,7 +15,8 @@ from mqtt_nodes import START
 
 from display.clock import FakeClock
 from display.config import Config, DeviceConfig, parse_config
-from display.devices.mqtt_devices import DISCONNECTED, MqttDevice, wled_payload
+from display.devices.mqtt_devices import DISCONNECTED, MqttDevice
+from display.devices.wled import wled_state
 from display.model import Occupancy, RoomView, State
 from display.mqtt.client import MqttLink
 from display.mqtt.image import FLAG_STALE, decode_image, encode_image, planes_from_sign
@@ -98,6 +99,8 @@ def test_json_wled_and_image_payloads_are_published_retained(
     _config, _link, devices = setup
     for d in devices.values():
         d.show(view())
+    # Subscribe once the broker acknowledged every write: then all arrive as retained copies.
+    wait_for(lambda: all(d.writes == 1 for d in devices.values()), message="written")
     rec = Recorder(broker.port)
     try:
         state = wait_for(lambda: rec.get("lights/room-a"), message="json")
@@ -106,7 +109,7 @@ def test_json_wled_and_image_payloads_are_published_retained(
         assert doc["state"] == "busy" and doc["open_id"] == "omm_a"
         assert doc["led"] == {"colour": "#ff0000", "effect": "steady", "brightness": 128}
         api = wait_for(lambda: rec.get("wled/door-a/api"), message="wled")
-        assert json.loads(api[0]) == wled_payload(led(view())) and api[1] is True
+        assert json.loads(api[0]) == wled_state(led(view())) and api[1] is True
         image = wait_for(lambda: rec.get("signs/room-a"), message="image")
         frame = decode_image(image[0])
         assert (frame.width, frame.height, frame.flags) == (250, 122, 0)

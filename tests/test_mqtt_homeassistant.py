@@ -98,6 +98,9 @@ def test_room_leaving_the_config_is_removed_from_home_assistant(
                  and bridge.mqtt.homeassistant.announcements >= 1, message="announced")
         wait_for(lambda: bridge.store.meta("homeassistant.announced") == '["omm_a"]',
                  message="record updated")
+        wait_for(lambda: bridge.store.meta("mqtt.published_rooms") == '["omm_a"]',
+                 message="bridge record updated")
+        assert bridge.mqtt.link.flush(5)  # the deletions reached the broker
         late = Recorder(broker.port)
         try:
             wait_for(lambda: late.get(config_topics("omm_a")[0]), message="room A stays")

@@ -35,8 +35,8 @@ def device_factory(mqtt: MqttLink | None = None) -> DeviceFactory:
             raise DeviceError(f"device {device.id}: {device.url} needs [mqtt] in the config")
         from display.devices.mqtt_devices import MqttDevice  # paho only where MQTT is used
 
-        # MERGE: pass led=lambda v: led_output(v, device), sign=lambda v: render_sign(v, device),
-        # wled=display.devices.wled.wled_state, planes=display.render.encode.planes_bytes.
+        # MERGE: pass led=lambda v: led_output(v, device), sign=lambda v: render_sign(v, device)
+        # and planes=display.render.encode.planes_bytes once the render branch is in.
         worker = MqttDevice(device, clock, mqtt)
         worker.start()
         return worker

@@ -3,7 +3,8 @@
 - ``protocol = "json"`` (default): the room's state JSON (:func:`view_json`, plus ``"led"`` for
   an LED) retained on ``TOPIC``: Tasmota rules, ESPHome, custom boards;
 - ``protocol = "wled"``: WLED's JSON API on ``TOPIC/api`` (WLED subscribes to
-  ``[mqttDeviceTopic]/api``), retained so a WLED that reboots gets its colour back at once;
+  ``[mqttDeviceTopic]/api``; payload from :func:`display.devices.wled.wled_state`, the same
+  as over serial), retained so a WLED that reboots gets its colour back at once;
 - ``kind = "eink"`` with ``protocol = "panel"``: the rendered sign as the compressed image payload
   of :mod:`display.mqtt.image`, retained on ``TOPIC``, for Wi-Fi e-ink panels.
 
@@ -25,31 +26,17 @@ from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
 from display.devices.virtual import view_json
+from display.devices.wled import wled_state
 from display.errors import DeviceError
 from display.model import RoomView
 from display.mqtt.client import MqttLink
 from display.mqtt.image import FLAG_STALE, encode_image, planes_from_sign
-from display.render.types import Effect, LedOutput, SignImage
+from display.render.types import LedOutput, SignImage
 
 log = logging.getLogger(__name__)
 
 PUBACK_TIMEOUT = 5.0
 DISCONNECTED = "broker disconnected"
-
-# WLED effect ids (FX_MODE_STATIC, FX_MODE_BLINK, FX_MODE_BREATH in WLED's FX.h).
-_WLED_FX = {Effect.STEADY: 0, Effect.BLINK: 1, Effect.PULSE: 2}
-
-
-def wled_payload(output: LedOutput) -> dict[str, Any]:
-    """WLED JSON API state for ``output``.
-
-    Stand-in until merge: the factory passes ``display.devices.wled.wled_state`` (the same
-    builder the serial WLED device uses) instead.
-    """
-    return {"on": True, "bri": output.brightness, "transition": 0,
-            "seg": [{"id": 0, "col": [list(output.colour)], "fx": _WLED_FX[output.effect],
-                     "sx": 64}]}
-
 
 class MqttDevice(DeviceWorker):
     """A panel fed through the broker; the payload depends on kind and protocol."""
@@ -57,7 +44,7 @@ class MqttDevice(DeviceWorker):
     def __init__(self, config: DeviceConfig, clock: Clock, link: MqttLink, *,
                  led: Callable[[RoomView], LedOutput] | None = None,
                  sign: Callable[[RoomView], SignImage] | None = None,
-                 wled: Callable[[LedOutput], dict[str, Any]] = wled_payload,
+                 wled: Callable[[LedOutput], dict[str, Any]] = wled_state,
                  planes: Callable[[SignImage], tuple[bytes, bytes | None]] = planes_from_sign,
                  ) -> None:
         super().__init__(config.id, config.url, clock)
