@@ -15,12 +15,13 @@ from types import TracebackType
 
 from display.clock import Clock, SystemClock
 from display.config import Config, load_config
-from display.devices.factory import make_device
+from display.devices.factory import device_factory
 from display.errors import ConfigError
 from display.freshness import Freshness
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor
+from display.mqtt.service import MqttServices, make_link
 from display.node import Node
 from display.store import ScheduleStore
 from display.systemd import ClockSync, notify
@@ -42,7 +43,11 @@ class App:
         now = self.clock.now()
         self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes), now,
                                    ClockSync(config.node.clock))
-        self.node = Node(config, self.store, self.clock, make_device, self.freshness)
+        # One broker connection per node, made before the devices: mqtt:TOPIC devices use it.
+        self.mqtt_link = make_link(config)
+        self.node = Node(config, self.store, self.clock, device_factory(self.mqtt_link),
+                         self.freshness)
+        self.mqtt: MqttServices | None = None
         self.intake: IntakeSupervisor | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -67,7 +72,9 @@ class App:
         log.info("replayed %s: %s", path, report)
 
     def start_intake(self, on_ready: Callable[[str], None] | None = None) -> None:
-        """Start the Feishu intake child when this node is a bridge or single box."""
+        """Start the Feishu intake child when this node is a bridge or single box, and the
+        MQTT side (bridge publishing or an agent's schedule intake) when it has ``[mqtt]``."""
+        self.start_mqtt()
         if self.config.feishu is None:
             return
         self.freshness.expect("feishu", self.clock.now())
@@ -78,6 +85,13 @@ class App:
             on_ready=on_ready,
         )
         self.intake.start()
+
+    def start_mqtt(self) -> None:
+        """Connect to the broker in the background; by role, publish or follow schedules."""
+        if self.mqtt is not None or self.config.mqtt is None:
+            return
+        self.mqtt = MqttServices(self.config, self.node, self.store, self.clock, self.mqtt_link)
+        self.mqtt.start()
 
     def reload(self) -> bool:
         """Re-read the config file; apply it if valid and different. Returns True if applied.
@@ -94,6 +108,8 @@ class App:
         feishu_changed = new.feishu != self.config.feishu
         self.config = new
         self.node.reconfigure(new)
+        if self.mqtt is not None:
+            self.mqtt.reconfigure(new)
         if feishu_changed and self.intake is not None:
             log.info("[feishu] changed: restarting the Feishu intake")
             self.intake.close()
@@ -160,4 +176,6 @@ class App:
         if self.intake is not None:
             self.intake.close()
         self.node.close()
+        if self.mqtt is not None:
+            self.mqtt.close()
         self.store.close()

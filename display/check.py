@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ def run_checks(config: Config) -> Iterator[tuple[str, bool]]:
     if config.feishu is not None:
         yield check_feishu(config.feishu)
     if config.mqtt is not None:
-        yield check_broker(config.mqtt)
+        yield check_broker(config.mqtt, config.node.name)
     for _room, device in config.devices():
         yield check_device(device)
     state = config.node.state_dir
@@ -56,14 +55,12 @@ def check_feishu(feishu: FeishuConfig) -> tuple[str, bool]:
             f"{answer.get('msg')}); check [feishu] app_id / app_secret", False)
 
 
-def check_broker(mqtt: MqttConfig) -> tuple[str, bool]:
-    """A TCP connection to the broker (the MQTT handshake is checked by the MQTT module)."""
-    try:
-        with socket.create_connection((mqtt.host, mqtt.port), timeout=TIMEOUT):
-            pass
-    except OSError as exc:
-        return f"broker {mqtt.host}:{mqtt.port}: unreachable ({exc.strerror or exc})", False
-    return f"broker {mqtt.host}:{mqtt.port}: reachable", True
+def check_broker(mqtt: MqttConfig, node_name: str = "check") -> tuple[str, bool]:
+    """A real MQTT handshake: CONNECT, then the broker's CONNACK within :data:`TIMEOUT`."""
+    from display.mqtt.client import probe  # paho is only imported when [mqtt] is configured
+
+    ok, line = probe(mqtt, node_name, TIMEOUT)
+    return line, ok
 
 
 def check_device(device: DeviceConfig) -> tuple[str, bool]:

@@ -71,6 +71,10 @@ class Node:
         self.clock_steps = 0
         self.extra_status: dict[str, Callable[[], Any]] = {}
         self.listeners: list[Callable[[RoomView], None]] = []
+        # Called on the loop's thread with the rooms whose bookings were re-read from the store
+        # (changed by intake, or read for the first time): the MQTT bridge republishes their
+        # schedules, which may change without changing what a panel shows (a booking next week).
+        self.schedule_listeners: list[Callable[[list[str]], None]] = []
         for room, dev in config.devices():
             self._devices[dev.id] = (room.open_id, make_device(config, room, dev, clock))
 
@@ -149,10 +153,15 @@ class Node:
             self._apply_config(pending)
         now = self.clock.now()
         self._notice_clock_step(now)
+        reread = []
         for room in self.config.rooms:
             if room.open_id in dirty or room.open_id not in self._bookings:
                 self._bookings[room.open_id] = self.store.bookings(
                     room.open_id, ending_after=now - LOOKBACK)
+                reread.append(room.open_id)
+        if reread:
+            for schedule_listener in self.schedule_listeners:
+                schedule_listener(reread)
         wake_at = [t for t in (self.freshness.next_change(now),) if t is not None]
         changed = False
         for room in self.config.rooms:

@@ -5,6 +5,7 @@
 | ``virtual:DIR`` | :class:`~display.devices.virtual.VirtualDevice` (JSON, PNG for e-ink) |
 | serial + ``panel`` | ``serial_panel.SerialLedDevice`` / ``serial_panel.SerialEinkDevice`` |
 | serial + ``wled`` | :class:`~display.devices.wled.SerialWledDevice` (LED only) |
+| ``mqtt:TOPIC`` | :class:`~display.devices.mqtt_devices.MqttDevice` (json, wled, e-ink image) |
 
 Renderers are bound here (device config in, ``view -> output`` out), so devices stay ignorant of
 how a view becomes a colour or an image.
@@ -13,6 +14,7 @@ how a view becomes a colour or an image.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
@@ -20,6 +22,10 @@ from display.devices.base import Device
 from display.errors import DeviceError
 from display.model import RoomView
 from display.render.types import LedOutput, SignImage
+
+if TYPE_CHECKING:
+    from display.mqtt.client import MqttLink
+    from display.node import DeviceFactory
 
 
 def led_renderer(device: DeviceConfig) -> Callable[[RoomView], LedOutput]:
@@ -37,6 +43,10 @@ def sign_renderer(device: DeviceConfig) -> Callable[[RoomView], SignImage]:
     from display.render.eink import render_sign
 
     return lambda view: render_sign(view, device)
+
+if TYPE_CHECKING:
+    from display.mqtt.client import MqttLink
+    from display.node import DeviceFactory
 
 
 def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
@@ -65,4 +75,20 @@ def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: C
             return SerialEinkDevice(device, clock, sign_renderer(device))
         raise DeviceError(f"device {device.id}: protocol {device.protocol} is not for serial "
                           "ports (use panel or wled)")
-    raise DeviceError(f"device {device.id}: {device.url} needs the MQTT broker ([mqtt])")
+    raise DeviceError(f"device {device.id}: {device.url} needs [mqtt] in the config")
+
+
+def device_factory(mqtt: MqttLink | None = None) -> DeviceFactory:
+    """:func:`make_device`, plus ``mqtt:TOPIC`` devices published through the node's link."""
+    def make(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
+        if device.scheme != "mqtt" or mqtt is None:
+            return make_device(config, room, device, clock)
+        from display.devices.mqtt_devices import MqttDevice  # paho only where MQTT is used
+
+        worker = MqttDevice(device, clock, mqtt,
+                            led=led_renderer(device) if device.kind == "led" else None,
+                            sign=sign_renderer(device) if device.kind == "eink" else None)
+        worker.start()
+        return worker
+
+    return make
