@@ -18,6 +18,7 @@ from display.config import Config, load_config
 from display.devices.factory import device_factory
 from display.errors import ConfigError
 from display.freshness import Freshness
+from display.identify import DEFAULT_SECONDS, Identify
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor
@@ -33,6 +34,10 @@ def store_path(config: Config) -> Path:
     return config.node.state_dir / "schedule.db"
 
 
+def identify_request_path(config: Config) -> Path:
+    return config.node.state_dir / "identify-request"
+
+
 class App:
     """A node and everything it owns; a context manager that releases all of it."""
 
@@ -45,7 +50,9 @@ class App:
                                    ClockSync(config.node.clock))
         # One broker connection per node, made before the devices: mqtt:TOPIC devices use it.
         self.mqtt_link = make_link(config)
-        self.node = Node(config, self.store, self.clock, device_factory(self.mqtt_link),
+        self.identify = Identify(self.clock)
+        self.node = Node(config, self.store, self.clock,
+                         device_factory(self.mqtt_link, self.identify),
                          self.freshness)
         self.mqtt: MqttServices | None = None
         self.intake: IntakeSupervisor | None = None
@@ -117,6 +124,30 @@ class App:
         if feishu_changed:
             self.start_intake()
         return True
+
+    def identify_device(self, device_id: str, seconds: float = DEFAULT_SECONDS) -> bool:
+        """Show ``device_id``'s test pattern for ``seconds``, then its room again."""
+        entry = self.node.devices().get(device_id)
+        if entry is None:
+            log.warning("identify: no device %r on this node", device_id)
+            return False
+        device = entry[1]
+        self.identify.start(device_id, seconds)
+        device.resend()
+        timer = threading.Timer(seconds + 0.05, device.resend)
+        timer.daemon = True
+        timer.start()
+        log.info("identify: %s shows its test pattern for %.0f s", device_id, seconds)
+        return True
+
+    def identify_requested(self) -> None:
+        """Serve ``room-display identify`` (it writes the device id, then sends SIGUSR1)."""
+        try:
+            device_id = identify_request_path(self.config).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            log.warning("identify request unreadable: %s", exc)
+            return
+        self.identify_device(device_id)
 
     def watch_config(self, interval: float = 1.0) -> None:
         """Reload when the config file changes (``map`` edits, an editor's save)."""

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     identify = sub.add_parser("identify", parents=[common],
                               help="blink an LED or draw a test pattern on a sign")
     identify.add_argument("device", help="device id")
+    identify.add_argument("--seconds", type=float, default=10.0,
+                          help="how long to show the pattern (default 10)")
     return parser
 
 
@@ -119,6 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # SIGHUP reloads the config (systemctl reload); the handler only hands over to a thread.
         signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(
             target=app.reload, name="reload", daemon=True).start())
+        signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(
+            target=app.identify_requested, name="identify", daemon=True).start())
         log.info("node %s running as %s with %d room(s)", config.node.name, config.role,
                  len(config.rooms))
         app.run()
@@ -184,7 +188,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from display.preview import identify
 
     config = _config(args)
-    identify(config, args.device)
+    print(identify(config, args.device, args.seconds))
     return EXIT_OK
 
 

@@ -55,3 +55,49 @@ def preview(config: Config, room_ref: str, output: Path | None, size: str | None
     out = output or Path(f"{room.open_id}.png")
     render_sign(view, device).to_rgb().save(out, format="PNG")
     return out
+
+
+def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
+    """Ask the running node to identify ``device_id``, or drive the device directly when no
+    node runs (it holds the port otherwise). Returns a line for the user."""
+    import os
+    import signal
+    import time
+
+    from display.app import identify_request_path
+    from display.devices.factory import make_device
+    from display.identify import Identify
+    from display.status import read_status, stored_view
+
+    entry = next(((room, d) for room, d in config.devices() if d.id == device_id), None)
+    if entry is None:
+        known = ", ".join(d.id for _, d in config.devices()) or "none"
+        raise ConfigError(str(config.path), "rooms.devices", f"no device {device_id!r}",
+                          f"known devices: {known}")
+    room, device = entry
+    doc = read_status(config)
+    if doc["node"].get("running"):
+        pid = int(doc["node"]["pid"])
+        path = identify_request_path(config)
+        path.write_text(device_id, encoding="utf-8")
+        os.kill(pid, signal.SIGUSR1)
+        return f"asked the running node (pid {pid}) to identify {device_id} for {seconds:.0f} s"
+    if device.scheme == "mqtt":
+        raise ConfigError(str(config.path), "rooms.devices", f"{device_id} is an MQTT device",
+                          "start the node (room-display run); it owns the broker connection")
+    clock = SystemClock()
+    marker = Identify(clock)
+    marker.start(device_id, seconds)
+    worker = make_device(config, room, device, clock, marker)
+    try:
+        worker.show(stored_view(config, room, clock.now(), stale=True, as_of=clock.now()))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker.resend()  # back to the room's state before letting go of the port
+        time.sleep(0.5)
+    finally:
+        worker.close()
+    health = worker.health()
+    state = "online" if health.online else f"offline: {health.error}"
+    return f"identified {device_id} for {seconds:.0f} s ({state})"

@@ -23,6 +23,10 @@ class Device(Protocol):
         """Make ``view`` the desired state; the device catches up in its own time."""
         ...
 
+    def resend(self) -> None:
+        """Apply the current desired state again (after identify, or a board that forgot it)."""
+        ...
+
     def health(self) -> DeviceHealth:
         """Online flag, time of the last successful update, last error."""
         ...

@@ -20,6 +20,7 @@ from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device
 from display.errors import DeviceError
+from display.identify import Identify, pattern_led, pattern_sign
 from display.model import RoomView
 from display.render.types import LedOutput, SignImage
 
@@ -28,36 +29,49 @@ if TYPE_CHECKING:
     from display.node import DeviceFactory
 
 
-def led_renderer(device: DeviceConfig) -> Callable[[RoomView], LedOutput]:
-    """``view -> LedOutput`` for this device's colours and effects."""
+def led_renderer(device: DeviceConfig,
+                 identify: Identify | None = None) -> Callable[[RoomView], LedOutput]:
+    """``view -> LedOutput`` for this device's colours and effects (or its identify pattern)."""
     from display.render.led import led_output
 
-    return lambda view: led_output(view, device)
+    def render(view: RoomView) -> LedOutput:
+        if identify is not None and identify.active(device.id):
+            return pattern_led()
+        return led_output(view, device)
+
+    return render
 
 
-def sign_renderer(device: DeviceConfig) -> Callable[[RoomView], SignImage]:
+def sign_renderer(device: DeviceConfig,
+                  identify: Identify | None = None) -> Callable[[RoomView], SignImage]:
     """``view -> SignImage`` for this device's size, palette, rotation and language.
 
     Imported lazily: Pillow's font machinery is only loaded on nodes that have a sign.
     """
     from display.render.eink import render_sign
 
-    return lambda view: render_sign(view, device)
+    def render(view: RoomView) -> SignImage:
+        if identify is not None and identify.active(device.id):
+            return pattern_sign(device)
+        return render_sign(view, device)
+
+    return render
 
 if TYPE_CHECKING:
     from display.mqtt.client import MqttLink
     from display.node import DeviceFactory
 
 
-def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
+def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock,
+                identify: Identify | None = None) -> Device:
     """A running device for ``device`` of ``room`` (serial devices start in their constructor)."""
     if device.scheme == "virtual":
         from display.devices.virtual import VirtualDevice
 
         virtual = VirtualDevice(
             device, clock,
-            led=led_renderer(device) if device.kind == "led" else None,
-            sign=sign_renderer(device) if device.kind == "eink" else None)
+            led=led_renderer(device, identify) if device.kind == "led" else None,
+            sign=sign_renderer(device, identify) if device.kind == "eink" else None)
         virtual.start()
         return virtual
     if device.scheme == "serial":
@@ -66,28 +80,30 @@ def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: C
                 raise DeviceError(f"device {device.id}: protocol wled drives LEDs only")
             from display.devices.wled import SerialWledDevice
 
-            return SerialWledDevice(device, clock, led_renderer(device))
+            return SerialWledDevice(device, clock, led_renderer(device, identify))
         if device.protocol == "panel":
             from display.devices.serial_panel import SerialEinkDevice, SerialLedDevice
 
             if device.kind == "led":
-                return SerialLedDevice(device, clock, led_renderer(device))
-            return SerialEinkDevice(device, clock, sign_renderer(device))
+                return SerialLedDevice(device, clock, led_renderer(device, identify))
+            return SerialEinkDevice(device, clock, sign_renderer(device, identify))
         raise DeviceError(f"device {device.id}: protocol {device.protocol} is not for serial "
                           "ports (use panel or wled)")
     raise DeviceError(f"device {device.id}: {device.url} needs [mqtt] in the config")
 
 
-def device_factory(mqtt: MqttLink | None = None) -> DeviceFactory:
+def device_factory(mqtt: MqttLink | None = None,
+                   identify: Identify | None = None) -> DeviceFactory:
     """:func:`make_device`, plus ``mqtt:TOPIC`` devices published through the node's link."""
     def make(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
         if device.scheme != "mqtt" or mqtt is None:
-            return make_device(config, room, device, clock)
+            return make_device(config, room, device, clock, identify)
         from display.devices.mqtt_devices import MqttDevice  # paho only where MQTT is used
 
         worker = MqttDevice(device, clock, mqtt,
-                            led=led_renderer(device) if device.kind == "led" else None,
-                            sign=sign_renderer(device) if device.kind == "eink" else None)
+                            led=led_renderer(device, identify) if device.kind == "led" else None,
+                            sign=sign_renderer(device, identify) if device.kind == "eink"
+                            else None)
         worker.start()
         return worker
 
