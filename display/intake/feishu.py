@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 
 import lark_oapi as lark
 from lark_oapi.core.exception import AccessDeniedException, NoAuthorizationException
+from lark_oapi.core.utils import AESCipher
 from lark_oapi.event.custom import CustomizedEventProcessor
 from lark_oapi.ws.exception import ClientException
 
@@ -404,13 +405,17 @@ class WebhookHandler(BaseHTTPRequestHandler):
             return HTTPStatus.UNAUTHORIZED, str(error)
         if error is None:
             return HTTPStatus.INTERNAL_SERVER_ERROR, "the SDK failed without a reason"
-        if "encrypt" not in data:
-            try:  # name the field when we can see the plaintext
-                parse_envelope(data)
-            except EventError as exc:
-                return HTTPStatus.BAD_REQUEST, str(exc)
+        plain: Any = data
         if "encrypt" in data:
-            return HTTPStatus.BAD_REQUEST, f"cannot decrypt the body ({type(error).__name__})"
+            try:
+                plain = json.loads(AESCipher(self.server.feishu.encrypt_key.reveal())
+                                   .decrypt_str(data["encrypt"]))
+            except (ValueError, TypeError, UnicodeDecodeError):
+                return HTTPStatus.BAD_REQUEST, "cannot decrypt the body (check feishu.encrypt_key)"
+        try:  # the SDK choked on the envelope's shape: name the field
+            parse_envelope(plain)
+        except EventError as exc:
+            return HTTPStatus.BAD_REQUEST, str(exc)
         return HTTPStatus.BAD_REQUEST, f"malformed event ({type(error).__name__}: {error})"
 
     # -- answering ------------------------------------------------------------------------------
