@@ -260,10 +260,12 @@ class FeishuStandIn:
         with self._lock:
             return sorted(self._conns)
 
-    def deliver(self, envelope: Any, *, split: int = 1, connection: str | None = None) -> str:
+    def deliver(self, envelope: Any, *, split: int = 1, connection: str | None = None,
+                message_id: str | None = None) -> str:
         """Send one event to ONE connection (round robin, or ``connection``); its message id.
 
-        ``split > 1`` cuts the payload into that many frames (``sum``/``seq`` headers).
+        ``split > 1`` cuts the payload into that many frames (``sum``/``seq`` headers). Pass
+        ``message_id`` to know it before the ack can arrive.
         """
         payload = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
         with self._lock:
@@ -273,7 +275,7 @@ class FeishuStandIn:
             if not conns:
                 raise RuntimeError("no client connected to the stand-in")
             conn = conns[next(self._round_robin) % len(conns)]
-        message_id = f"msg_{next(self._ids)}_{uuid.uuid4().hex[:8]}"
+        message_id = message_id or f"msg_{next(self._ids)}_{uuid.uuid4().hex[:8]}"
         size = -(-len(payload) // split)
         parts = [payload[i * size:(i + 1) * size] for i in range(split)]
         frames = [_frame(1, {"type": "event", "message_id": message_id, "sum": str(split),
