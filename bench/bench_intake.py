@@ -89,7 +89,7 @@ def bench_webhook(n: int, clients: int, runs: int,
                 shares = [bodies[i::clients] for i in range(clients)]
                 errors: list[str] = []
 
-                def post(share: list[tuple[bytes, dict[str, str]]]) -> None:
+                def post(share: list[tuple[bytes, dict[str, str]]], errors: list[str]) -> None:
                     client = HttpClient(listen)
                     try:
                         for body, headers in share:
@@ -102,7 +102,7 @@ def bench_webhook(n: int, clients: int, runs: int,
                     finally:
                         client.close()
 
-                threads = [threading.Thread(target=post, args=(s,)) for s in shares]
+                threads = [threading.Thread(target=post, args=(s, errors)) for s in shares]
                 t0 = time.perf_counter()
                 for t in threads:
                     t.start()
