@@ -189,6 +189,7 @@ def test_reconnects_after_dropped_connection(bridge: Bridge, standin: FeishuStan
     assert bridge.sup.starts == 1  # the SDK reconnected by itself
 
 
+@pytest.mark.slow
 def test_silent_server_gets_the_child_restarted(bridge: Bridge, standin: FeishuStandIn) -> None:
     first = bridge.sup.ready_pid
     before = standin.connections()

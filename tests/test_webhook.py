@@ -331,60 +331,55 @@ def test_intake_survives_all_of_the_above(intake: Intake) -> None:
 # -- kill -9 ------------------------------------------------------------------------------------
 
 
+# Last in the module: it kills the shared child (the supervisor restarts it on the same state).
 @pytest.mark.slow
-def test_state_survives_kill_9_mid_stream(tmp_path: Path) -> None:
-    recorder = Recorder()
-    sup = start_intake(tmp_path, recorder)
+def test_state_survives_kill_9_mid_stream(intake: Intake) -> None:
+    sup = intake.sup
+    first_pid = sup.ready_pid
+    starts = sup.starts
+    answered: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def stream(listen: str, worker: int) -> None:
+        client = HttpClient(listen, timeout=5)
+        try:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                env = event(uid=f"k{worker}-{i}", rooms=("omm_a", "omm_b"))
+                body = encrypted_body(env, KEY)
+                status, _ = client.request("POST", PATH, body, signed_headers(body, KEY))
+                if status == 200:
+                    answered.append(env)
+        except OSError:
+            return  # the intake died under us: expected
+        finally:
+            client.close()
+
+    workers = [threading.Thread(target=stream, args=(intake.listen, w)) for w in range(2)]
+    for w in workers:
+        w.start()
     try:
-        wait_until(lambda: sup.ready_listen, 60, what="intake ready")
-        first_pid = sup.ready_pid
-        answered: list[dict[str, Any]] = []
-        stop = threading.Event()
-
-        def stream(listen: str, worker: int) -> None:
-            client = HttpClient(listen, timeout=5)
-            try:
-                for i in range(100_000):
-                    if stop.is_set():
-                        return
-                    env = event(uid=f"k{worker}-{i}", rooms=("omm_a", "omm_b"))
-                    body = encrypted_body(env, KEY)
-                    status, _ = client.request("POST", PATH, body, signed_headers(body, KEY))
-                    if status == 200:
-                        answered.append(env)
-            except OSError:
-                return  # the intake died under us: expected
-            finally:
-                client.close()
-
-        listen = sup.ready_listen
-        assert listen
-        workers = [threading.Thread(target=stream, args=(listen, w)) for w in range(2)]
-        for w in workers:
-            w.start()
         wait_until(lambda: len(answered) >= 60, 30, what="events answered before the kill")
         assert first_pid is not None
         os.kill(first_pid, signal.SIGKILL)
         for w in workers:
             w.join(timeout=20)
-        stop.set()
-        acked = list(answered)
-
-        wait_until(lambda: sup.ready_pid not in (None, first_pid), 60, what="restarted intake")
-        assert sup.last_exit == -signal.SIGKILL
-        with ScheduleStore(tmp_path / "state" / "schedule.db") as store:
-            missing = [e["uuid"] for e in acked if not store.seen(e["uuid"])]
-            assert not missing, f"{len(missing)} acknowledged events lost"
-            uids = {b.uid for b in store.bookings("omm_a")}
-            assert {e["event"]["uid"] for e in acked} <= uids
-        intake = Intake(sup, recorder, tmp_path / "state" / "schedule.db")
-        client = HttpClient(intake.listen)
-        try:
-            for env in acked:
-                body = encrypted_body(env, KEY)
-                status, reply = client.request("POST", PATH, body, signed_headers(body, KEY))
-                assert (status, reply.get("verdict")) == (200, "duplicate")
-        finally:
-            client.close()
     finally:
-        sup.close()
+        stop.set()
+    acked = list(answered)
+
+    wait_until(lambda: sup.ready_pid not in (None, first_pid), 60, what="restarted intake")
+    assert sup.last_exit == -signal.SIGKILL and sup.starts == starts + 1
+    with intake.store() as store:
+        missing = [e["uuid"] for e in acked if not store.seen(e["uuid"])]
+        assert not missing, f"{len(missing)} acknowledged events lost"
+        assert {e["event"]["uid"] for e in acked} <= {b.uid for b in store.bookings("omm_b")}
+    client = HttpClient(intake.listen)
+    try:
+        for env in acked:
+            body = encrypted_body(env, KEY)
+            status, reply = client.request("POST", PATH, body, signed_headers(body, KEY))
+            assert (status, reply.get("verdict")) == (200, "duplicate")
+    finally:
+        client.close()

@@ -30,8 +30,9 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         every ``--alive-interval`` seconds (default 5); the age of the newest frame from Feishu
 
 Readers must ignore keys they do not know. Logs go to stderr. The child exits when stdin reaches
-EOF (the parent is gone). Exit codes: 0 stdin closed; 1 link lost, watchdog or unexpected error;
-2 configuration or credentials rejected (retrying soon will not help: back off).
+EOF (the parent is gone), so run it by hand as ``sleep infinity | python -m ...``.
+Exit codes: 0 stdin closed; 1 link lost, watchdog or unexpected error; 2 configuration or
+credentials rejected (retrying soon will not help: back off).
 """
 
 from __future__ import annotations
