@@ -120,3 +120,13 @@ def test_a_slow_callback_does_not_block_the_reader(tmp_path: Path, child: Path) 
 def test_rejects_nonsense_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         IntakeSupervisor(tmp_path / "c.toml", lambda r: None, lambda u, e: None, silence=0)
+
+
+def test_close_right_after_start_leaves_no_child(tmp_path: Path, child: Path) -> None:
+    rec = Recorder()
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
+                           python=str(child))
+    sup.start()
+    sup.close()
+    assert sup.pid is None
+    assert sup.last_exit in (None, 0)

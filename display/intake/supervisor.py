@@ -94,13 +94,9 @@ class IntakeSupervisor:
 
     def close(self) -> None:
         """Stop the child (EOF on its stdin, then SIGTERM, then SIGKILL) and the threads."""
-        self._stop.set()
-        with self._lock:
-            proc = self._proc
-        if proc is not None:
-            self._terminate(proc, gentle=True)
+        self._stop.set()  # the monitor thread ends the child: it may be spawning one right now
         for t in self._threads:
-            t.join(timeout=self._kill_grace * 2 + 5)
+            t.join(timeout=self._kill_grace * 3 + 5)
         self._threads.clear()
 
     @property
@@ -174,7 +170,8 @@ class IntakeSupervisor:
         reader.start()
         while not eof.wait(0.2):
             if self._stop.is_set():
-                break  # close() terminates the child
+                self._terminate(proc, gentle=True)
+                break
             limit = self._silence if last_line[1] else self._startup_timeout
             quiet = time.monotonic() - float(last_line[0])
             if quiet > limit:
