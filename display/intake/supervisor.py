@@ -1,0 +1,276 @@
+"""Run the Feishu intake child (:mod:`display.intake.feishu`) and keep it running.
+
+The parent never imports ``lark_oapi``. It spawns ``python -m display.intake.feishu -c CONFIG``
+with stdin a pipe (the child exits when the pipe closes, so it never outlives us), reads the
+child's JSON lines (the contract is in :mod:`display.intake.feishu`'s docstring) and turns them
+into two callbacks:
+
+- ``on_changed(rooms)`` after the child committed a change to those rooms;
+- ``on_link(up, error)`` when the Feishu link goes up or down (also ``False`` when the child
+  exits while up).
+
+Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
+cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
+ran a healthy minute) whenever it exits, and killed (SIGTERM, SIGKILL after a grace period) when
+it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
+``kill -9 -PGID`` and systemd's stop reach both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from os import PathLike
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+ChangedCallback = Callable[[frozenset[str]], None]
+LinkCallback = Callable[[bool, str | None], None]
+
+
+class IntakeSupervisor:
+    """Starts, watches and restarts the Feishu intake child; a context manager.
+
+    ``silence``: kill the child when no line came for this long (it sends ``alive`` lines at a
+    quarter of it). ``startup_timeout``: the same before its first line (importing lark_oapi
+    takes seconds, more on a Pi without bytecode caches).
+    """
+
+    def __init__(self, config_path: str | PathLike[str], on_changed: ChangedCallback,
+                 on_link: LinkCallback, *, python: str = sys.executable,
+                 silence: float = 60.0, startup_timeout: float = 180.0,
+                 backoff_initial: float = 1.0, backoff_max: float = 60.0,
+                 healthy_after: float = 60.0, kill_grace: float = 5.0) -> None:
+        if silence <= 0 or startup_timeout <= 0 or backoff_initial <= 0:
+            raise ValueError("silence, startup_timeout and backoff_initial must be positive")
+        self.config_path = Path(config_path)
+        self._on_changed = on_changed
+        self._on_link = on_link
+        self._python = python
+        self._silence = silence
+        self._startup_timeout = startup_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = max(backoff_max, backoff_initial)
+        self._healthy_after = healthy_after
+        self._kill_grace = kill_grace
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready_listen: str | None = None
+        self._ready_pid: int | None = None
+        self._link_up = False
+        self._starts = 0
+        self._last_exit: int | None = None
+        self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def __enter__(self) -> IntakeSupervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Spawn the child and the threads watching it; returns at once."""
+        if self._threads:
+            raise RuntimeError("IntakeSupervisor already started")
+        for target, name in ((self._monitor, "intake-monitor"),
+                             (self._dispatch, "intake-callbacks")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        """Stop the child (EOF on its stdin, then SIGTERM, then SIGKILL) and the threads."""
+        self._stop.set()  # the monitor thread ends the child: it may be spawning one right now
+        for t in self._threads:
+            t.join(timeout=self._kill_grace * 3 + 5)
+        self._threads.clear()
+
+    @property
+    def ready_listen(self) -> str | None:
+        """``host:port`` the current webhook child listens on (``None`` until it is ready or
+        for a long connection)."""
+        with self._lock:
+            return self._ready_listen
+
+    @property
+    def ready_pid(self) -> int | None:
+        """Process id of the child that reported ready, while it runs."""
+        with self._lock:
+            return self._ready_pid
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the current child, if one runs."""
+        with self._lock:
+            return self._proc.pid if self._proc is not None else None
+
+    @property
+    def starts(self) -> int:
+        """How many children were spawned so far."""
+        with self._lock:
+            return self._starts
+
+    @property
+    def last_exit(self) -> int | None:
+        """Exit code of the most recent child that ended (negative: killed by that signal)."""
+        with self._lock:
+            return self._last_exit
+
+    # -- the children -----------------------------------------------------------------------------
+
+    def _monitor(self) -> None:
+        backoff = self._backoff_initial
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                code = self._run_child()
+            except OSError as exc:
+                log.error("cannot start the Feishu intake (%s): %s", self._python, exc)
+                code = None
+            if self._stop.is_set():
+                return
+            if time.monotonic() - started >= self._healthy_after:
+                backoff = self._backoff_initial
+            hint = " (configuration or credentials rejected)" if code == 2 else ""
+            log.warning("Feishu intake exited with code %s%s; restarting in %.0f s",
+                        code, hint, backoff)
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, self._backoff_max)
+
+    def _run_child(self) -> int:
+        """Spawn one child, watch it until it exits, return its exit code."""
+        cmd = [self._python, "-m", "display.intake.feishu", "-c", str(self.config_path),
+               "--alive-interval", f"{max(0.2, min(5.0, self._silence / 4)):g}"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=None, close_fds=True)
+        with self._lock:
+            self._proc = proc
+            self._starts += 1
+        log.info("started Feishu intake pid %d", proc.pid)
+        last_line = [time.monotonic(), False]  # time of the newest line, any line seen yet
+        eof = threading.Event()
+        assert proc.stdout is not None  # we asked for a pipe
+        reader = threading.Thread(target=self._read, args=(proc, proc.stdout, last_line, eof),
+                                  name=f"intake-reader-{proc.pid}", daemon=True)
+        reader.start()
+        while not eof.wait(0.2):
+            if self._stop.is_set():
+                self._terminate(proc, gentle=True)
+                break
+            limit = self._silence if last_line[1] else self._startup_timeout
+            quiet = time.monotonic() - float(last_line[0])
+            if quiet > limit:
+                log.error("Feishu intake pid %d silent for %.0f s: killing it", proc.pid, quiet)
+                self._terminate(proc, gentle=False)
+                break
+        code = proc.wait()
+        reader.join(timeout=5)
+        with self._lock:
+            self._proc = None
+            self._ready_listen = None
+            self._ready_pid = None
+            self._last_exit = code
+            was_up, self._link_up = self._link_up, False
+        if was_up:
+            self._call(lambda: self._on_link(False, f"intake process exited (code {code})"))
+        return code
+
+    def _terminate(self, proc: subprocess.Popen[bytes], *, gentle: bool) -> None:
+        """Stop ``proc``: close its stdin (gentle), then SIGTERM, then SIGKILL."""
+        steps: list[Callable[[], None]] = [proc.terminate, proc.kill]
+        if gentle and proc.stdin is not None:
+            steps.insert(0, proc.stdin.close)
+        for step in steps:
+            with contextlib.suppress(OSError):  # already gone, or the pipe already closed
+                step()
+            try:
+                proc.wait(timeout=self._kill_grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _read(self, proc: subprocess.Popen[bytes], stream: IO[bytes], last_line: list[Any],
+              eof: threading.Event) -> None:
+        try:
+            for raw in stream:
+                last_line[0] = time.monotonic()
+                last_line[1] = True
+                self._handle_line(proc.pid, raw)
+        except (OSError, ValueError) as exc:
+            log.warning("reading from Feishu intake pid %d failed: %s", proc.pid, exc)
+        finally:
+            eof.set()
+
+    def _handle_line(self, pid: int, raw: bytes) -> None:
+        """Validate one protocol line and queue its callback; garbage is logged, not fatal."""
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            log.warning("Feishu intake pid %d wrote a line that is not a JSON object: %.200r",
+                        pid, raw)
+            return
+        if msg.get("ready") is True:
+            listen = msg.get("listen")
+            with self._lock:
+                self._ready_listen = listen if isinstance(listen, str) else None
+                self._ready_pid = pid
+            log.info("Feishu intake pid %d ready (%s%s)", pid, msg.get("mode"),
+                     f" on {listen}" if isinstance(listen, str) else "")
+        elif "changed" in msg:
+            rooms = msg["changed"]
+            if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+                log.warning("Feishu intake pid %d: bad 'changed' line: %.200r", pid, raw)
+                return
+            changed = frozenset(rooms)
+            self._call(lambda: self._on_changed(changed))
+        elif "link" in msg:
+            state, error = msg["link"], msg.get("error")
+            if state not in ("up", "down") or not (error is None or isinstance(error, str)):
+                log.warning("Feishu intake pid %d: bad 'link' line: %.200r", pid, raw)
+                return
+            up = state == "up"
+            with self._lock:
+                self._link_up = up
+            self._call(lambda: self._on_link(up, None if up else (error or "link down")))
+        elif "alive" in msg:
+            if not isinstance(msg["alive"], int | float):
+                log.warning("Feishu intake pid %d: bad 'alive' line: %.200r", pid, raw)
+        else:
+            log.warning("Feishu intake pid %d wrote an unknown line: %.200r", pid, raw)
+
+    # -- callbacks --------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        self._calls.put(fn)
+
+    def _dispatch(self) -> None:
+        while True:
+            try:
+                fn = self._calls.get(timeout=0.5)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception:  # a callback's bug must not stop later callbacks
+                log.exception("intake callback failed")

@@ -1,0 +1,331 @@
+"""A local stand-in for Feishu's open platform, for tests and benchmarks (no internet needed).
+
+- HTTP on 127.0.0.1 (``domain``): ``POST /callback/ws/endpoint`` hands out the long-connection URL
+  and ClientConfig as FEISHU.md describes; more endpoints can be added with :meth:`add_route`
+  (e.g. ``/open-apis/auth/v3/tenant_access_token/internal``).
+- A WebSocket server speaking lark-oapi's protobuf ``Frame``: answers pings with pongs, delivers
+  each event to ONE connection (as Feishu does), optionally split into several frames, records
+  the acks, and can drop connections or go silent on them (TCP kept open, no pongs).
+- :func:`encrypt` and :func:`signed_headers` produce webhook bodies the way Feishu does, written
+  from the documented algorithm with pycryptodome (not with the SDK's helpers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from Crypto.Cipher import AES
+
+# Test code may use the SDK's generated protobuf module: it *is* the wire format.
+from lark_oapi.ws.pb.pbbp2_pb2 import Frame
+from websockets.asyncio.server import ServerConnection, serve
+
+# -- webhook crypto (FEISHU.md "Webhook mode") ---------------------------------------------------
+
+
+def encrypt(plaintext: bytes, encrypt_key: str) -> str:
+    """AES-256-CBC, key sha256(encrypt_key), random IV prefixed, PKCS7, base64."""
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    iv = os.urandom(16)
+    pad = 16 - len(plaintext) % 16
+    cipher = AES.new(key, AES.MODE_CBC, iv)
+    return base64.b64encode(iv + cipher.encrypt(plaintext + bytes([pad]) * pad)).decode()
+
+
+def encrypted_body(envelope: Any, encrypt_key: str) -> bytes:
+    """``{"encrypt": ...}`` around the JSON of ``envelope``."""
+    return json.dumps({"encrypt": encrypt(json.dumps(envelope).encode(), encrypt_key)}).encode()
+
+
+def signed_headers(body: bytes, encrypt_key: str, *, timestamp: int | None = None,
+                   nonce: str | None = None) -> dict[str, str]:
+    """The three signature headers: hex sha256(timestamp + nonce + encrypt_key + body)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or uuid.uuid4().hex
+    sig = hashlib.sha256((ts + nonce + encrypt_key).encode() + body).hexdigest()
+    return {"Content-Type": "application/json", "X-Lark-Request-Timestamp": ts,
+            "X-Lark-Request-Nonce": nonce, "X-Lark-Signature": sig}
+
+
+# -- the stand-in -------------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One HTTP request to the stand-in."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+Route = Callable[[Request], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A client's answer to one delivered event."""
+
+    message_id: str
+    connection: str
+    code: int | None
+    payload: Any
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Conn:
+    id: str
+    ws: ServerConnection
+    silent: bool = False
+
+
+class FeishuStandIn:
+    """Feishu's endpoints on 127.0.0.1 free ports; a context manager."""
+
+    def __init__(self, *, app_id: str = "cli_standin", app_secret: str = "standin-secret",
+                 ping_interval: int = 1, reconnect_interval: int = 1,
+                 reconnect_nonce: int = 0) -> None:
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.client_config = {"ReconnectCount": -1, "ReconnectInterval": reconnect_interval,
+                              "ReconnectNonce": reconnect_nonce, "PingInterval": ping_interval}
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.requests: list[Request] = []
+        self.acks: dict[str, list[Ack]] = {}
+        self.pings = 0
+        #: Called on the WebSocket thread the moment an ack arrives, before it is recorded.
+        self.on_ack: Callable[[Ack], None] | None = None
+        self._conns: dict[str, _Conn] = {}
+        self._lock = threading.Lock()
+        self._round_robin = itertools.count()
+        self._ids = itertools.count(1)
+        self._loop = asyncio.new_event_loop()
+        self._ws_port = 0
+        self._http: ThreadingHTTPServer | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self.add_route("POST", "/callback/ws/endpoint", self._endpoint)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> FeishuStandIn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        ready = threading.Event()
+        threading.Thread(target=self._run_ws, args=(ready,), name="standin-ws",
+                         daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("stand-in WebSocket server did not start")
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self._route("GET")
+
+            def do_POST(self) -> None:
+                self._route("POST")
+
+            def _route(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                req = Request(method, parts.path, parse_qs(parts.query), dict(self.headers),
+                              self.rfile.read(length))
+                with standin._lock:
+                    standin.requests.append(req)
+                route = standin.routes.get((method, parts.path))
+                status, payload = route(req) if route else (404, {"code": 404, "msg": "no route"})
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="standin-http",
+                         daemon=True).start()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set_result, None)
+
+    @property
+    def domain(self) -> str:
+        """What a config's ``[feishu] domain`` should say."""
+        assert self._http is not None, "start() first"
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    def add_route(self, method: str, path: str, route: Route) -> None:
+        """Serve ``method path`` with ``route(request) -> (status, JSON payload)``."""
+        self.routes[(method, path)] = route
+
+    # -- HTTP endpoints -------------------------------------------------------------------------
+
+    def _endpoint(self, req: Request) -> tuple[int, Any]:
+        body = req.json() or {}
+        if body.get("AppID") != self.app_id or body.get("AppSecret") != self.app_secret:
+            return 200, {"code": 10003, "msg": "invalid app_id or app_secret"}
+        device = uuid.uuid4().hex[:12]
+        return 200, {"code": 0, "msg": "ok", "data": {
+            "URL": f"ws://127.0.0.1:{self._ws_port}/ws?device_id={device}&service_id=1",
+            "ClientConfig": self.client_config}}
+
+    # -- WebSocket --------------------------------------------------------------------------------
+
+    def _run_ws(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stopped = self._loop.create_future()
+            async with serve(self._serve_ws, "127.0.0.1", 0, ping_interval=None) as server:
+                self._ws_port = next(iter(server.sockets)).getsockname()[1]
+                ready.set()
+                await self._stopped
+
+        self._loop.run_until_complete(main())
+
+    async def _serve_ws(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path if ws.request else "").query)
+        conn = _Conn(query.get("device_id", ["?"])[0], ws)
+        with self._lock:
+            self._conns[conn.id] = conn
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    await self._on_frame(conn, message)
+        except Exception:  # a client going away mid-frame is normal here
+            pass
+        finally:
+            with self._lock:
+                self._conns.pop(conn.id, None)
+
+    async def _on_frame(self, conn: _Conn, message: bytes) -> None:
+        frame = Frame()
+        frame.ParseFromString(message)
+        headers = {h.key: h.value for h in frame.headers}
+        if frame.method == 0 and headers.get("type") == "ping":
+            with self._lock:
+                self.pings += 1
+            if not conn.silent:
+                await conn.ws.send(_frame(0, {"type": "pong"}, service=frame.service))
+        elif frame.method == 1:
+            try:
+                payload = json.loads(frame.payload)
+            except ValueError:
+                payload = frame.payload
+            code = payload.get("code") if isinstance(payload, dict) else None
+            ack = Ack(headers.get("message_id", "?"), conn.id, code, payload)
+            if self.on_ack is not None:
+                self.on_ack(ack)
+            with self._lock:
+                self.acks.setdefault(ack.message_id, []).append(ack)
+
+    # -- driving it from a test ---------------------------------------------------------------
+
+    def connections(self) -> list[str]:
+        """Ids of the open WebSocket connections."""
+        with self._lock:
+            return sorted(self._conns)
+
+    def deliver(self, envelope: Any, *, split: int = 1, connection: str | None = None,
+                message_id: str | None = None) -> str:
+        """Send one event to ONE connection (round robin, or ``connection``); its message id.
+
+        ``split > 1`` cuts the payload into that many frames (``sum``/``seq`` headers). Pass
+        ``message_id`` to know it before the ack can arrive.
+        """
+        payload = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
+        with self._lock:
+            conns = sorted(self._conns.values(), key=lambda c: c.id)
+            if connection is not None:
+                conns = [c for c in conns if c.id == connection]
+            if not conns:
+                raise RuntimeError("no client connected to the stand-in")
+            conn = conns[next(self._round_robin) % len(conns)]
+        message_id = message_id or f"msg_{next(self._ids)}_{uuid.uuid4().hex[:8]}"
+        size = -(-len(payload) // split)
+        parts = [payload[i * size:(i + 1) * size] for i in range(split)]
+        frames = [_frame(1, {"type": "event", "message_id": message_id, "sum": str(split),
+                             "seq": str(i), "trace_id": uuid.uuid4().hex}, payload=part)
+                  for i, part in enumerate(parts)]
+
+        async def send() -> None:
+            for data in frames:
+                await conn.ws.send(data)
+
+        self._submit(send()).result(timeout=10)
+        return message_id
+
+    def acks_for(self, message_id: str) -> list[Ack]:
+        with self._lock:
+            return list(self.acks.get(message_id, []))
+
+    def drop_connections(self) -> None:
+        """Close every connection (clients must reconnect)."""
+        with self._lock:
+            conns = list(self._conns.values())
+
+        async def drop() -> None:
+            for c in conns:
+                await c.ws.close()
+
+        self._submit(drop()).result(timeout=10)
+
+    def silence_connections(self) -> None:
+        """Stop answering pings on the current connections; TCP stays open, new ones are
+        served normally."""
+        with self._lock:
+            for c in self._conns.values():
+                c.silent = True
+
+    def _submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+
+def _frame(method: int, headers: dict[str, str], *, service: int = 1,
+           payload: bytes = b"") -> bytes:
+    frame = Frame()
+    frame.SeqID = 0
+    frame.LogID = 0
+    frame.service = service
+    frame.method = method
+    for key, value in headers.items():
+        h = frame.headers.add()
+        h.key = key
+        h.value = value
+    if payload:
+        frame.payload = payload
+    return bytes(frame.SerializeToString())
