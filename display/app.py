@@ -78,7 +78,7 @@ class App:
         report = replay_file(path, sink)
         log.info("replayed %s: %s", path, report)
 
-    def start_intake(self, on_ready: Callable[[str], None] | None = None) -> None:
+    def start_intake(self) -> None:
         """Start the Feishu intake child when this node is a bridge or single box, and the
         MQTT side (bridge publishing or an agent's schedule intake) when it has ``[mqtt]``."""
         self.start_mqtt()
@@ -89,7 +89,6 @@ class App:
             self.config.path,
             on_changed=self.node.notify,
             on_link=lambda up, error: self.node.set_link("feishu", up, error),
-            on_ready=on_ready,
         )
         self.intake.start()
 
@@ -197,6 +196,10 @@ class App:
             self._last_status_line = line
             notify(f"STATUS={line}")
         notify("WATCHDOG=1")
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

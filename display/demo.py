@@ -12,12 +12,17 @@ import logging
 import shlex
 import sys
 import threading
+import time
 import uuid as uuidlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from display.clock import to_epoch_ms
 from display.config import load_config
+
+if TYPE_CHECKING:
+    from display.app import App
 from display.model import RoomView
 
 log = logging.getLogger(__name__)
@@ -125,19 +130,22 @@ Stop with Ctrl-C. State changes are printed below.
 """
 
 
+def _wait_ready(app: App, timeout: float) -> str | None:
+    """The intake's listen address once it answers (importing lark_oapi takes seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not app.stopped:
+        if app.intake is not None and app.intake.ready_listen:
+            return app.intake.ready_listen
+        time.sleep(0.1)
+    return None
+
+
 def run_demo(directory: Path, port: int) -> int:
     """Run the demo until Ctrl-C; returns the exit code."""
     from display.app import App
 
     directory = directory.resolve()
     config = load_config(write_demo_config(directory, port))
-    ready = threading.Event()
-    listen: list[str] = []
-
-    def on_ready(address: str) -> None:
-        listen.append(address)
-        ready.set()
-
     def on_view(view: RoomView) -> None:
         occ = view.occupancy
         local = occ.at.astimezone(view_tz).strftime("%H:%M:%S")
@@ -153,14 +161,16 @@ def run_demo(directory: Path, port: int) -> int:
         app.node.listeners.append(on_view)
         print(f"room-display demo: starting (config {directory / 'room-display.toml'}) ...",
               flush=True)
-        app.start_intake(on_ready=on_ready)
+        app.start_intake()
         runner = threading.Thread(target=app.run, name="node", daemon=True)
         runner.start()
-        if not ready.wait(60):
-            print("room-display demo: the webhook intake did not start within 60 s; see the log "
-                  "above", file=sys.stderr)
+        listen = _wait_ready(app, 120)
+        if listen is None:
+            print("room-display demo: the webhook intake did not start within 120 s; see the "
+                  "log above", file=sys.stderr)
+            app.stop()
             return 1
-        url = f"http://{listen[0]}{config.feishu.path if config.feishu else ''}"
+        url = f"http://{listen}{config.feishu.path if config.feishu else ''}"
         print(instructions(directory / "room-display.toml", url, directory / "panels",
                            datetime.now(UTC)), flush=True)
         runner.join()

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS bookings (
     PRIMARY KEY (room_id, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bookings_room_end ON bookings (room_id, end_ms);
+CREATE INDEX IF NOT EXISTS bookings_event ON bookings (event_id);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
