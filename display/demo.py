@@ -150,8 +150,11 @@ def run_demo(directory: Path, port: int) -> int:
         occ = view.occupancy
         local = occ.at.astimezone(view_tz).strftime("%H:%M:%S")
         until = f" until {occ.until.astimezone(view_tz):%H:%M}" if occ.until else ""
+        meeting = occ.current or (occ.next[0] if occ.next else None)
+        span = (f" (meeting {meeting.start.astimezone(view_tz):%H:%M}-"
+                f"{meeting.end.astimezone(view_tz):%H:%M})") if meeting else ""
         stale = " (stale)" if view.stale else ""
-        print(f"{local}  {view.name}: {occ.state.value.upper()}{until}{stale}", flush=True)
+        print(f"{local}  {view.name}: {occ.state.value.upper()}{until}{span}{stale}", flush=True)
 
     view_tz = config.node.tz
     with App(config) as app:
