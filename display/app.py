@@ -6,6 +6,7 @@ Pi by a door. Nothing here imports ``lark_oapi``: the Feishu intake runs in a ch
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -142,11 +143,13 @@ class App:
     def identify_requested(self) -> None:
         """Serve ``room-display identify`` (it writes the device id, then sends SIGUSR1)."""
         try:
-            device_id = identify_request_path(self.config).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+            request = json.loads(identify_request_path(self.config).read_text(encoding="utf-8"))
+            device_id = str(request["device"])
+            seconds = min(300.0, max(0.1, float(request.get("seconds", DEFAULT_SECONDS))))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("identify request unreadable: %s", exc)
             return
-        self.identify_device(device_id)
+        self.identify_device(device_id, seconds)
 
     def watch_config(self, interval: float = 1.0) -> None:
         """Reload when the config file changes (``map`` edits, an editor's save)."""

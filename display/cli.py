@@ -13,14 +13,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from display import __version__
 from display.config import Config, default_config_path, load_config
 from display.errors import RoomDisplayError
+
+if TYPE_CHECKING:
+    from display.app import App
 
 log = logging.getLogger("display")
 
@@ -99,13 +102,23 @@ def _config(args: argparse.Namespace) -> Config:
 # -- run -----------------------------------------------------------------------------------------
 
 
-def _install_stop(stop: Any) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop()
+def install_signal_handlers(app: App) -> None:
+    """TERM/INT stop, HUP reloads the config, USR1 serves ``identify``.
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    Handlers only hand work to a thread: a signal can arrive while the loop holds a lock.
+    """
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        app.stop()
+
+    def in_thread(target: Callable[[], object], name: str) -> Any:
+        return lambda signum, frame: threading.Thread(target=target, name=name,
+                                                      daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, in_thread(app.reload, "reload"))
+    signal.signal(signal.SIGUSR1, in_thread(app.identify_requested, "identify"))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,16 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     with App(config) as app:
-        _install_stop(app.stop)
+        install_signal_handlers(app)
         if args.replay:
             app.replay(args.replay)
         app.start_intake()
         app.watch_config()
-        # SIGHUP reloads the config (systemctl reload); the handler only hands over to a thread.
-        signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(
-            target=app.reload, name="reload", daemon=True).start())
-        signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(
-            target=app.identify_requested, name="identify", daemon=True).start())
         log.info("node %s running as %s with %d room(s)", config.node.name, config.role,
                  len(config.rooms))
         app.run()

@@ -158,9 +158,9 @@ def run_demo(directory: Path, port: int) -> int:
 
     view_tz = config.node.tz
     with App(config) as app:
-        from display.cli import _install_stop
+        from display.cli import install_signal_handlers
 
-        _install_stop(app.stop)
+        install_signal_handlers(app)
         app.node.listeners.append(on_view)
         print(f"room-display demo: starting (config {directory / 'room-display.toml'}) ...",
               flush=True)

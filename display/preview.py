@@ -60,6 +60,7 @@ def preview(config: Config, room_ref: str, output: Path | None, size: str | None
 def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
     """Ask the running node to identify ``device_id``, or drive the device directly when no
     node runs (it holds the port otherwise). Returns a line for the user."""
+    import json
     import os
     import signal
     import time
@@ -79,7 +80,7 @@ def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
     if doc["node"].get("running"):
         pid = int(doc["node"]["pid"])
         path = identify_request_path(config)
-        path.write_text(device_id, encoding="utf-8")
+        path.write_text(json.dumps({"device": device_id, "seconds": seconds}), encoding="utf-8")
         os.kill(pid, signal.SIGUSR1)
         return f"asked the running node (pid {pid}) to identify {device_id} for {seconds:.0f} s"
     if device.scheme == "mqtt":
