@@ -15,7 +15,6 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,18 +23,6 @@ from firmware import panel_board
 from display.devices import panel_protocol as pp
 
 T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)  # polling interval, not a wait for something to happen
 
 
 class BoardSim:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from display.clock import to_epoch_ms
+
+T = TypeVar("T")
 
 _uuids = itertools.count(1)
 #: ``event_time`` given to :func:`envelope` is seconds after this instant (2025-11-24).
@@ -40,16 +44,17 @@ def envelope(kind: str = "created", *, uid: str = "bk1", original_time: int = 0,
     }
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.01,
-             message: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    import time
+def wait_for(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition",
+             *, interval: float = 0.005) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds.
 
+    The one way tests wait for something to happen (never a bare ``time.sleep``).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)  # polling interval, not a wait for something to happen

@@ -1,28 +1,13 @@
-"""Helpers for the intake tests: waiting on conditions, recording callbacks, configs, HTTP."""
+"""Helpers for the intake tests: recording callbacks, configs, HTTP."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float = 15.0, *, what: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.02)
+from typing import Any
 
 
 class Recorder:

@@ -95,7 +95,7 @@ class Broker:
             except OSError:
                 return False
 
-        wait_for(listening, timeout=10, message="mosquitto listening")
+        wait_for(listening, timeout=10, what="mosquitto listening")
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no saving (what a power cut does)."""

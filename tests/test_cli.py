@@ -38,7 +38,7 @@ class Demo:
              "--port", str(free_port())],
             stdout=self.out.open("w"), stderr=(directory / "stderr.txt").open("w"), text=True)
         text = wait_for(lambda: "Stop with Ctrl-C" in self.text() and self.text(), timeout=90,
-                        message="demo instructions")
+                        what="demo instructions")
         self.curls = [line.strip() for line in text.splitlines()
                       if line.strip().startswith("curl ")]
         self.config = directory / "demo" / "room-display.toml"
@@ -76,28 +76,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 def test_demo_books_and_frees_a_room_within_a_second(demo: Demo) -> None:
     assert len(demo.curls) == 3
-    wait_for(lambda: demo.panel("3f-large-led").get("state") == "free", message="free at start")
+    wait_for(lambda: demo.panel("3f-large-led").get("state") == "free", what="free at start")
     started = time.monotonic()
     assert demo.post(0)["msg"] == "success"
     wait_for(lambda: demo.panel("3f-large-led").get("state") == "busy", timeout=1.0,
-             message="busy within a second")
+             what="busy within a second")
     assert time.monotonic() - started < 1.0
     assert demo.panel("3f-large-led")["led"]["colour"] == "#ff0000"
-    wait_for(lambda: demo.panel("3f-large-sign").get("state") == "busy", message="sign busy")
+    wait_for(lambda: demo.panel("3f-large-sign").get("state") == "busy", what="sign busy")
     sign = Image.open(demo.directory / "demo" / "panels" / "3f-large-sign.png")
     assert sign.size == (296, 128)
     assert demo.post(1)["msg"] == "success"
     wait_for(lambda: demo.panel("3f-large-led").get("state") == "free", timeout=1.0,
-             message="free again within a second")
+             what="free again within a second")
     assert re.search(r"3F 大会议室 Large: BUSY until \d\d:\d\d \(meeting", demo.text())
 
 
 def test_status_of_the_running_demo(demo: Demo) -> None:
     demo.post(2)  # 5F "starting in 5 minutes"
-    wait_for(lambda: demo.panel("5f-focus-led").get("state") == "soon", message="soon")
+    wait_for(lambda: demo.panel("5f-focus-led").get("state") == "soon", what="soon")
     doc = wait_for(lambda: (d := json.loads(room_display(
         "status", "--json", "-c", str(demo.config)).stdout))["rooms"][1]["state"] == "soon" and d,
-        message="status shows soon")
+        what="status shows soon")
     assert doc["node"]["running"] is True
     assert doc["node"]["links"]["feishu"]["up"] is True
     room = doc["rooms"][1]
@@ -109,13 +109,13 @@ def test_status_of_the_running_demo(demo: Demo) -> None:
 
 
 def test_identify_on_a_running_node_shows_the_pattern_then_the_room(demo: Demo) -> None:
-    wait_for(lambda: demo.panel("3f-large-led").get("led"), message="led drawn")
+    wait_for(lambda: demo.panel("3f-large-led").get("led"), what="led drawn")
     proc = room_display("identify", "3f-large-led", "--seconds", "1.5", "-c", str(demo.config))
     assert proc.returncode == 0 and "asked the running node" in proc.stdout
     wait_for(lambda: demo.panel("3f-large-led")["led"] == {
-        "colour": "#ffffff", "effect": "blink", "brightness": 255}, message="identify pattern")
+        "colour": "#ffffff", "effect": "blink", "brightness": 255}, what="identify pattern")
     wait_for(lambda: demo.panel("3f-large-led")["led"]["colour"] != "#ffffff", timeout=5,
-             message="back to the room's colour")
+             what="back to the room's colour")
 
 
 def test_demo_stops_cleanly_on_ctrl_c(demo: Demo) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import envelope
+from conftest import envelope, wait_for
 from feishu_standin import Ack, FeishuStandIn
-from intake_support import Recorder, wait_until, write_config
+from intake_support import Recorder, write_config
 
 from display.intake.supervisor import IntakeSupervisor
 from display.store import ScheduleStore
@@ -61,7 +61,7 @@ class AckWatch:
         standin.on_ack = self._on_ack
 
     def watch(self, db: Path) -> None:
-        wait_until(db.exists, 60, what=f"{db} created")
+        wait_for(db.exists, 60, what=f"{db} created")
         self.stores.append(ScheduleStore(db))
 
     def _on_ack(self, ack: Ack) -> None:
@@ -78,7 +78,7 @@ class AckWatch:
         return self.standin.deliver(env, message_id=message_id, **kw)
 
     def ack(self, message_id: str, timeout: float = 15) -> Ack:
-        acks = wait_until(lambda: self.standin.acks_for(message_id), timeout,
+        acks = wait_for(lambda: self.standin.acks_for(message_id), timeout,
                           what=f"ack of {message_id}")
         assert len(acks) == 1, acks
         return acks[0]
@@ -104,7 +104,7 @@ def bridge(standin: FeishuStandIn, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def watch(standin: FeishuStandIn, bridge: Bridge) -> Iterator[AckWatch]:
     w = AckWatch(standin)
-    wait_until(standin.connections, 60, what="the client connected")
+    wait_for(standin.connections, 60, what="the client connected")
     w.watch(bridge.db)
     yield w
     w.close()
@@ -117,9 +117,9 @@ def event(kind: str = "created", **kw: Any) -> dict[str, Any]:
 
 
 def test_ready_and_link_up(bridge: Bridge, standin: FeishuStandIn) -> None:
-    wait_until(lambda: bridge.sup.ready_pid, 60, what="ready line")
+    wait_for(lambda: bridge.sup.ready_pid, 60, what="ready line")
     assert bridge.sup.ready_listen is None  # nothing listens in long-connection mode
-    wait_until(lambda: (True, None) in bridge.recorder.link_events(), what="link up")
+    wait_for(lambda: (True, None) in bridge.recorder.link_events(), what="link up")
     assert any(r.path == "/callback/ws/endpoint" for r in standin.requests)
 
 
@@ -136,7 +136,7 @@ def test_created_updated_deleted_acked_after_commit(bridge: Bridge, watch: AckWa
     assert ack.code == 200 and watch.stored_at_ack[ack.message_id]
     with bridge.store() as store:
         assert not [b for b in store.bookings("omm_a") if b.uid == "w1"]
-    wait_until(lambda: "omm_a" in bridge.recorder.rooms_changed(), what="changed callback")
+    wait_for(lambda: "omm_a" in bridge.recorder.rooms_changed(), what="changed callback")
 
 
 def test_event_split_over_several_frames(bridge: Bridge, watch: AckWatch) -> None:
@@ -179,11 +179,11 @@ def test_reconnects_after_dropped_connection(bridge: Bridge, standin: FeishuStan
     before = standin.connections()
     links_before = len(bridge.recorder.link_events())
     standin.drop_connections()
-    wait_until(lambda: standin.connections() and standin.connections() != before, 20,
+    wait_for(lambda: standin.connections() and standin.connections() != before, 20,
                what="a new connection")
-    wait_until(lambda: (False, "connection lost; reconnecting")
+    wait_for(lambda: (False, "connection lost; reconnecting")
                in bridge.recorder.link_events()[links_before:], what="link down")
-    wait_until(lambda: bridge.recorder.link_events()[-1] == (True, None), what="link up again")
+    wait_for(lambda: bridge.recorder.link_events()[-1] == (True, None), what="link up again")
     ack = watch.ack(watch.deliver(event(uid="after-drop")))
     assert ack.code == 200 and watch.stored_at_ack[ack.message_id]
     assert bridge.sup.starts == 1  # the SDK reconnected by itself
@@ -195,9 +195,9 @@ def test_silent_server_gets_the_child_restarted(bridge: Bridge, standin: FeishuS
     before = standin.connections()
     standin.silence_connections()
     # Watchdog: 3 ping intervals (1 s each) without a frame, then the supervisor restarts it.
-    wait_until(lambda: bridge.sup.ready_pid not in (None, first), 60, what="a restarted child")
+    wait_for(lambda: bridge.sup.ready_pid not in (None, first), 60, what="a restarted child")
     assert bridge.sup.last_exit == 1
-    wait_until(lambda: set(standin.connections()) - set(before), 20, what="new connection")
+    wait_for(lambda: set(standin.connections()) - set(before), 20, what="new connection")
     w = AckWatch(standin)
     try:
         w.watch(bridge.db)
@@ -210,9 +210,9 @@ def test_silent_server_gets_the_child_restarted(bridge: Bridge, standin: FeishuS
 @pytest.mark.slow
 def test_two_clients_on_one_app_each_get_a_share(bridge: Bridge, standin: FeishuStandIn,
                                                  tmp_path: Path) -> None:
-    wait_until(lambda: len(standin.connections()) == 1, 20, what="the first client")
+    wait_for(lambda: len(standin.connections()) == 1, 20, what="the first client")
     with Bridge(standin, tmp_path) as second:
-        wait_until(lambda: len(standin.connections()) == 2, 60, what="the second client")
+        wait_for(lambda: len(standin.connections()) == 2, 60, what="the second client")
         w = AckWatch(standin)
         try:
             w.watch(bridge.db)
@@ -231,6 +231,6 @@ def test_two_clients_on_one_app_each_get_a_share(bridge: Bridge, standin: Feishu
 @pytest.mark.slow
 def test_rejected_credentials_exit_2(standin: FeishuStandIn, tmp_path: Path) -> None:
     with Bridge(standin, tmp_path, secret="wrong-secret") as bad:
-        wait_until(lambda: bad.sup.last_exit is not None, 60, what="the child to give up")
+        wait_for(lambda: bad.sup.last_exit is not None, 60, what="the child to give up")
         assert bad.sup.last_exit == 2
         assert bad.sup.ready_pid is None

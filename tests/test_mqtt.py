@@ -71,11 +71,11 @@ def test_bridge_publishes_retained_schedule_state_and_availability(
     rec = Recorder(broker.port)
     try:
         bridge = bridge_node(tmp_path, broker, clock, nodes)
-        wait_for(lambda: rec.get(f"{P}/nodes/bridge-1/availability"), message="online")
+        wait_for(lambda: rec.get(f"{P}/nodes/bridge-1/availability"), what="online")
         assert rec.get(f"{P}/nodes/bridge-1/availability") == (b"online", False)
         book(bridge, -5, 60)
         wait_for(lambda: json.loads((rec.get(f"{P}/rooms/omm_a/state") or (b"{}",))[0])
-                 .get("state") == "busy", message="busy state published")
+                 .get("state") == "busy", what="busy state published")
         schedule = decode_schedule(rec.get(f"{P}/rooms/omm_a/schedule")[0], "omm_a")  # type: ignore[index]
         assert schedule.bridge == "bridge-1" and [b.uid for b in schedule.bookings] == ["bk1"]
         assert schedule.bookings[0].start == START - timedelta(minutes=5)
@@ -87,7 +87,7 @@ def test_bridge_publishes_retained_schedule_state_and_availability(
     try:
         for topic in (f"{P}/rooms/omm_a/schedule", f"{P}/rooms/omm_a/state",
                       f"{P}/rooms/omm_b/schedule", f"{P}/nodes/bridge-1/availability"):
-            got = wait_for(lambda t=topic: late.get(t), message=topic)
+            got = wait_for(lambda t=topic: late.get(t), what=topic)
             assert got[1] is True, f"{topic} not retained"
         doc = json.loads(late.get(f"{P}/rooms/omm_a/schedule")[0])  # type: ignore[index]
         assert set(doc) == {"open_id", "name", "version", "generated_at", "bridge", "bookings"}
@@ -102,7 +102,7 @@ def test_bridge_publishes_retained_schedule_state_and_availability(
     final = Recorder(broker.port)
     try:
         wait_for(lambda: final.get(f"{P}/nodes/bridge-1/availability") == (b"offline", True),
-                 message="offline retained")
+                 what="offline retained")
     finally:
         final.close()
 
@@ -111,19 +111,19 @@ def test_agent_follows_the_bridge_and_two_agents_agree(
         tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
     bridge = bridge_node(tmp_path, broker, clock, nodes)
     first = agent_node(tmp_path, broker, clock, nodes, "agent-1")
-    wait_for(lambda: first.state() == "free", message="agent shows free")
+    wait_for(lambda: first.state() == "free", what="agent shows free")
     book(bridge, -5, 60)
-    wait_for(lambda: first.state() == "busy", message="agent shows busy")
+    wait_for(lambda: first.state() == "busy", what="agent shows busy")
     # Started later: gets the retained schedule at once.
     second = agent_node(tmp_path, broker, clock, nodes, "agent-2")
-    wait_for(lambda: second.state() == "busy", timeout=5, message="late agent busy")
+    wait_for(lambda: second.state() == "busy", timeout=5, what="late agent busy")
     wait_for(lambda: first.link("bridge").get("up") and second.link("bridge").get("up"),
-             message="bridge link up")
+             what="bridge link up")
     book(bridge, 60, 30, uid="bk2")
     wait_for(lambda: [b["uid"] for b in (second.panel() or {}).get("next", [])] == ["bk2"],
-             message="next booking at agent-2")
+             what="next booking at agent-2")
     wait_for(lambda: first.panel()["next"] == second.panel()["next"],  # type: ignore[index]
-             message="agents agree")
+             what="agents agree")
     assert {k: v for k, v in first.panel().items() if k != "device"} == {  # type: ignore[union-attr]
         k: v for k, v in second.panel().items() if k != "device"}  # type: ignore[union-attr]
     versions = [n.mqtt.agent.status()["omm_a"]["version"] for n in (first, second)]  # type: ignore[union-attr]
@@ -131,7 +131,7 @@ def test_agent_follows_the_bridge_and_two_agents_agree(
     # The bridge going away (clean close: retained "offline") is seen by the agents.
     nodes.remove(bridge)
     bridge.close()
-    wait_for(lambda: first.link("bridge").get("up") is False, message="bridge link down")
+    wait_for(lambda: first.link("bridge").get("up") is False, what="bridge link down")
     assert first.link("bridge")["error"] == "bridge bridge-1 offline"
 
 
@@ -143,28 +143,28 @@ def test_broker_killed_panels_keep_changing_and_recover(
         bridge = bridge_node(tmp_path, b, clock, nodes)
         agent = agent_node(tmp_path, b, clock, nodes)
         book(bridge, 20, 30)  # 09:20-09:50
-        wait_for(lambda: (agent.panel() or {}).get("next"), message="booking at agent")
+        wait_for(lambda: (agent.panel() or {}).get("next"), what="booking at agent")
         assert agent.state() == "free"
         b.kill()
-        wait_for(lambda: agent.link("broker").get("up") is False, message="broker down")
+        wait_for(lambda: agent.link("broker").get("up") is False, what="broker down")
         # While the broker is down the agent's own clock moves the panel on.
         clock.advance(timedelta(minutes=12))
         agent.node.wake()
-        wait_for(lambda: agent.state() == "soon", message="soon without broker")
+        wait_for(lambda: agent.state() == "soon", what="soon without broker")
         clock.advance(timedelta(minutes=10))
         agent.node.wake()
-        wait_for(lambda: agent.state() == "busy", message="busy without broker")
+        wait_for(lambda: agent.state() == "busy", what="busy without broker")
         # Down for 22 min (> stale_after_minutes): still busy, but flagged stale.
         assert agent.panel()["stale"] is True  # type: ignore[index]
         # A booking made at the bridge while the broker is down reaches the agent on return.
         book(bridge, 60, 30, uid="bk2")
         b.start()
         wait_for(lambda: [x["uid"] for x in (agent.panel() or {}).get("next", [])] == ["bk2"],
-                 timeout=8, message="new booking after the broker returned")
+                 timeout=8, what="new booking after the broker returned")
         wait_for(lambda: agent.link("broker").get("up") and agent.link("bridge").get("up"),
-                 message="links up again")
+                 what="links up again")
         assert agent.state() == "busy"
-        wait_for(lambda: (agent.panel() or {}).get("stale") is False, message="fresh again")
+        wait_for(lambda: (agent.panel() or {}).get("stale") is False, what="fresh again")
     finally:
         b.kill()
 
@@ -176,17 +176,17 @@ def test_broker_restarted_without_persistence_gets_retained_state_back(
     publisher = bridge.mqtt.bridge
     assert publisher is not None
     wait_for(lambda: bridge.mqtt.link.connected and publisher.published >= 4,
-             message="published")
+             what="published")
     before = publisher.published
     broker.kill()
     broker.start()  # persistence false: every retained message is gone
-    wait_for(lambda: publisher.published >= before + 4, timeout=8, message="republished")
+    wait_for(lambda: publisher.published >= before + 4, timeout=8, what="republished")
     assert bridge.mqtt.link.flush(5)  # acknowledged, so the subscriber gets retained copies
     rec = Recorder(broker.port)
     try:
         for topic in (f"{P}/rooms/omm_a/schedule", f"{P}/rooms/omm_a/state",
                       f"{P}/rooms/omm_b/state", f"{P}/nodes/bridge-1/availability"):
-            got = wait_for(lambda t=topic: rec.get(t), timeout=5, message=topic)
+            got = wait_for(lambda t=topic: rec.get(t), timeout=5, what=topic)
             assert got[1] is True
         assert json.loads(rec.get(f"{P}/rooms/omm_a/state")[0])["state"] == "busy"  # type: ignore[index]
     finally:
@@ -197,18 +197,18 @@ def test_stale_after_the_broker_stays_down(
         tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
     bridge = bridge_node(tmp_path, broker, clock, nodes)
     agent = agent_node(tmp_path, broker, clock, nodes)
-    wait_for(lambda: agent.link("bridge").get("up"), message="bridge up")
+    wait_for(lambda: agent.link("bridge").get("up"), what="bridge up")
     broker.kill()
-    wait_for(lambda: agent.link("broker").get("up") is False, message="broker down")
+    wait_for(lambda: agent.link("broker").get("up") is False, what="broker down")
     clock.advance(timedelta(minutes=10))
     agent.node.wake()
-    wait_for(lambda: (agent.panel() or {}).get("stale") is True, message="stale panel")
+    wait_for(lambda: (agent.panel() or {}).get("stale") is True, what="stale panel")
     status = agent.node.status()
     assert status["node"]["links"]["broker"]["error"].startswith("connection to broker")
     assert status["rooms"][0]["stale"] is True
     # The bridge's data comes from Feishu: a broker outage is in its status, not stale.
     bridge.node.wake()
-    wait_for(lambda: bridge.node.status()["node"]["mqtt"]["error"], message="bridge sees it")
+    wait_for(lambda: bridge.node.status()["node"]["mqtt"]["error"], what="bridge sees it")
     assert "broker" not in bridge.node.freshness.links()
     assert not any(v.stale for v in bridge.node.views().values())
 
@@ -234,7 +234,7 @@ def test_bad_schedule_payloads_change_nothing(
     bridge = bridge_node(tmp_path, broker, clock, nodes)
     agent = agent_node(tmp_path, broker, clock, nodes)
     book(bridge, -5, 60)
-    wait_for(lambda: agent.state() == "busy", message="busy")
+    wait_for(lambda: agent.state() == "busy", what="busy")
     intake = agent.mqtt.agent
     assert intake is not None
     before = agent.store.bookings("omm_a")
@@ -243,7 +243,7 @@ def test_bad_schedule_payloads_change_nothing(
     try:
         for i, (payload, words) in enumerate(BAD_PAYLOADS):
             rec.publish(f"{P}/rooms/omm_a/schedule", payload)
-            wait_for(lambda n=i: intake.rejected == n + 1, message=f"rejected {words}")
+            wait_for(lambda n=i: intake.rejected == n + 1, what=f"rejected {words}")
             lines = [r.getMessage() for r in caplog.records if r.name == "display.mqtt.agent"
                      and "nothing applied" in r.getMessage()]
             assert len(lines) == i + 1 and "room omm_a" in lines[-1] and words in lines[-1], lines
@@ -252,7 +252,7 @@ def test_bad_schedule_payloads_change_nothing(
         # Still running: a good schedule after all that is applied.
         book(bridge, 90, 30, uid="bk3")
         wait_for(lambda: [x["uid"] for x in (agent.panel() or {}).get("next", [])] == ["bk3"],
-                 message="good schedule applied")
+                 what="good schedule applied")
     finally:
         rec.close()
 
@@ -267,7 +267,7 @@ def test_refused_credentials_are_a_clear_error_in_status_and_check(
                             mqtt_extra='username = "panel"\npassword = "file:../pw"').start()
         nodes.append(agent)
         wait_for(lambda: "refused credentials" in (agent.link("broker").get("error") or ""),
-                 message="refused in status")
+                 what="refused in status")
         assert agent.node.status()["node"]["links"]["broker"]["error"] in (
             "broker refused credentials (not authorised)",
             "broker refused credentials (bad user name or password)")
@@ -292,7 +292,7 @@ def test_mqtt5_connects_and_carries_the_schedule(
                         mqtt_extra='protocol = "5"').start()
     nodes.append(agent)
     book(bridge, -5, 60)
-    wait_for(lambda: agent.state() == "busy", message="busy over MQTT 5")
+    wait_for(lambda: agent.state() == "busy", what="busy over MQTT 5")
 
 
 def test_missing_tls_files_keep_the_node_running(
@@ -303,8 +303,8 @@ def test_missing_tls_files_keep_the_node_running(
                         url="mqtts://127.0.0.1:1", clock=clock,
                         mqtt_extra='ca_file = "missing-ca.pem"').start()
     nodes.append(agent)
-    wait_for(lambda: agent.state() == "free", message="panel drawn without a broker")
-    error = wait_for(lambda: agent.link("broker").get("error"), message="broker error")
+    wait_for(lambda: agent.state() == "free", what="panel drawn without a broker")
+    error = wait_for(lambda: agent.link("broker").get("error"), what="broker error")
     assert error.startswith("mqtt.ca_file: cannot read ") and "missing-ca.pem" in error
     assert any("mqtt.ca_file" in r.getMessage() for r in caplog.records)
     assert agent.config.mqtt is not None
@@ -348,25 +348,25 @@ def test_rooms_added_and_removed_at_runtime(
     start = clock.now()
     bridge.sink.accept(envelope(uid="b1", start=start, end=start + timedelta(hours=1),
                                 rooms=("omm_b",), event_time=1))
-    wait_for(lambda: agent.state() == "free", message="agent running")
+    wait_for(lambda: agent.state() == "free", what="agent running")
     # The agent is given room B (``map`` + reload): it subscribes and gets B's retained schedule.
     with_b = agent.path.read_text() + '[[rooms]]\nopen_id = "omm_b"\nname = "Room B"\n'
     new = parse_config(with_b, agent.path)
     agent.node.reconfigure(new)
     agent.mqtt.reconfigure(new)
     wait_for(lambda: [b.uid for b in agent.store.bookings("omm_b")] == ["b1"],
-             message="room B's schedule at the agent")
+             what="room B's schedule at the agent")
     # The bridge drops room B: its retained topics are deleted from the broker.
     only_a = parse_config(bridge.path.read_text().split('[[rooms]]\nopen_id = "omm_b"')[0],
                           bridge.path)
     bridge.node.reconfigure(only_a)
     bridge.mqtt.reconfigure(only_a)
     wait_for(lambda: bridge.store.meta("mqtt.published_rooms") == '["omm_a"]',
-             message="record updated")
+             what="record updated")
     assert bridge.mqtt.link.flush(5)  # the deletions reached the broker
     late = Recorder(broker.port)
     try:
-        wait_for(lambda: late.get(f"{P}/rooms/omm_a/state"), message="room A stays")
+        wait_for(lambda: late.get(f"{P}/rooms/omm_a/state"), what="room A stays")
         assert late.get(f"{P}/rooms/omm_b/state") is None
         assert late.get(f"{P}/rooms/omm_b/schedule") is None
     finally:

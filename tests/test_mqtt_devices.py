@@ -101,17 +101,17 @@ def test_json_wled_and_image_payloads_are_published_retained(
     for d in devices.values():
         d.show(view())
     # Subscribe once the broker acknowledged every write: then all arrive as retained copies.
-    wait_for(lambda: all(d.writes == 1 for d in devices.values()), message="written")
+    wait_for(lambda: all(d.writes == 1 for d in devices.values()), what="written")
     rec = Recorder(broker.port)
     try:
-        state = wait_for(lambda: rec.get("lights/room-a"), message="json")
+        state = wait_for(lambda: rec.get("lights/room-a"), what="json")
         assert state[1] is True
         doc = json.loads(state[0])
         assert doc["state"] == "busy" and doc["open_id"] == "omm_a"
         assert doc["led"] == {"colour": "#ff0000", "effect": "steady", "brightness": 128}
-        api = wait_for(lambda: rec.get("wled/door-a/api"), message="wled")
+        api = wait_for(lambda: rec.get("wled/door-a/api"), what="wled")
         assert json.loads(api[0]) == wled_state(led(view())) and api[1] is True
-        image = wait_for(lambda: rec.get("signs/room-a"), message="image")
+        image = wait_for(lambda: rec.get("signs/room-a"), what="image")
         frame = decode_image(image[0])
         assert (frame.width, frame.height, frame.flags) == (250, 122, 0)
         assert frame.black[:2] == b"\xff\xc0" and frame.black[2:] == bytes(len(frame.black) - 2)
@@ -119,7 +119,7 @@ def test_json_wled_and_image_payloads_are_published_retained(
         assert len(image[0]) < 200  # compressed
     finally:
         rec.close()
-    wait_for(lambda: all(d.health().online for d in devices.values()), message="online")
+    wait_for(lambda: all(d.health().online for d in devices.values()), what="online")
 
 
 def test_unchanged_payload_is_not_republished_but_stale_is(
@@ -127,10 +127,10 @@ def test_unchanged_payload_is_not_republished_but_stale_is(
     _config, _link, devices = setup
     sign_dev = devices["sign"]
     sign_dev.show(view())
-    wait_for(lambda: sign_dev.writes == 1, message="first image")
+    wait_for(lambda: sign_dev.writes == 1, what="first image")
     sign_dev.show(view())
     sign_dev.show(view(stale=True))
-    wait_for(lambda: sign_dev.writes == 2, message="stale image")
+    wait_for(lambda: sign_dev.writes == 2, what="stale image")
     assert decode_image(sign_dev.payload(view(stale=True))).flags == FLAG_STALE
 
 
@@ -139,19 +139,19 @@ def test_broker_down_marks_devices_offline_and_they_republish_on_return(
     _config, _link, devices = setup
     dev = devices["state-json"]
     dev.show(view(State.FREE))
-    wait_for(lambda: dev.health().online, message="online")
+    wait_for(lambda: dev.health().online, what="online")
     broker.kill()
     wait_for(lambda: not dev.health().online and dev.health().error == DISCONNECTED,
-             message="offline while the broker is down")
+             what="offline while the broker is down")
     dev.show(view(State.BUSY))
     broker.start()  # no persistence: the retained copy is gone
     rec = Recorder(broker.port)
     try:
-        got = wait_for(lambda: rec.get("lights/room-a"), timeout=8, message="republished")
+        got = wait_for(lambda: rec.get("lights/room-a"), timeout=8, what="republished")
         assert json.loads(got[0])["state"] == "busy"
     finally:
         rec.close()
-    wait_for(lambda: dev.health().online, message="online again")
+    wait_for(lambda: dev.health().online, what="online again")
 
 
 def test_image_payload_round_trip_and_rejects_corruption() -> None:

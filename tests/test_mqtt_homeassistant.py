@@ -46,12 +46,12 @@ def config_topics(open_id: str) -> tuple[str, str]:
 def test_discovery_payloads_follow_the_schema(tmp_path: Path, broker: Broker) -> None:
     bridge = start_bridge(tmp_path / "bridge", broker, fake_clock())
     wait_for(lambda: bridge.mqtt.homeassistant is not None
-             and bridge.mqtt.homeassistant.announcements >= 1, message="announced")
+             and bridge.mqtt.homeassistant.announcements >= 1, what="announced")
     rec = Recorder(broker.port)  # subscribes after the announcement: sees retained copies
     try:
         occ_topic, state_topic = config_topics("omm_a")
-        occ_raw, occ_retained = wait_for(lambda: rec.get(occ_topic), message="binary_sensor")
-        st_raw, st_retained = wait_for(lambda: rec.get(state_topic), message="sensor")
+        occ_raw, occ_retained = wait_for(lambda: rec.get(occ_topic), what="binary_sensor")
+        st_raw, st_retained = wait_for(lambda: rec.get(state_topic), what="sensor")
         assert occ_retained and st_retained
         occ, st = json.loads(occ_raw), json.loads(st_raw)
         assert set(occ) <= BINARY_SENSOR and set(st) <= SENSOR
@@ -67,13 +67,13 @@ def test_discovery_payloads_follow_the_schema(tmp_path: Path, broker: Broker) ->
             object_id("omm_a")]
         assert occ["device"]["name"] == "Room A" and occ["origin"]["name"] == "room-display"
         # The entities' state topic exists, retained, and carries what the templates read.
-        state = json.loads(wait_for(lambda: rec.get(occ["state_topic"]), message="state")[0])
+        state = json.loads(wait_for(lambda: rec.get(occ["state_topic"]), what="state")[0])
         assert {"state", "current", "next", "since", "until", "stale"} <= set(state)
         assert "value_json.state" in occ["value_template"]
         # Home Assistant restarts and sends its birth message: configs are sent again.
         sent = rec.count(occ_topic)
         rec.publish(f"{HA}/status", "online")
-        wait_for(lambda: rec.count(occ_topic) > sent, message="re-sent on HA birth")
+        wait_for(lambda: rec.count(occ_topic) > sent, what="re-sent on HA birth")
     finally:
         rec.close()
         bridge.close()
@@ -86,7 +86,7 @@ def test_room_leaving_the_config_is_removed_from_home_assistant(
     rec = Recorder(broker.port)
     try:
         for topic in config_topics("omm_b"):
-            wait_for(lambda t=topic: rec.get(t), message=topic)
+            wait_for(lambda t=topic: rec.get(t), what=topic)
     finally:
         rec.close()
     bridge.close()
@@ -95,16 +95,16 @@ def test_room_leaving_the_config_is_removed_from_home_assistant(
     bridge = start_bridge(tmp_path / "bridge", broker, clock, one_room)
     try:
         wait_for(lambda: bridge.mqtt.homeassistant is not None
-                 and bridge.mqtt.homeassistant.announcements >= 1, message="announced")
+                 and bridge.mqtt.homeassistant.announcements >= 1, what="announced")
         wait_for(lambda: bridge.store.meta("homeassistant.announced") == '["omm_a"]',
-                 message="record updated")
+                 what="record updated")
         wait_for(lambda: bridge.store.meta("mqtt.published_rooms") == '["omm_a"]',
-                 message="bridge record updated")
+                 what="bridge record updated")
         assert bridge.mqtt.link.flush(5)  # the deletions reached the broker
         late = Recorder(broker.port)
         try:
-            wait_for(lambda: late.get(config_topics("omm_a")[0]), message="room A stays")
-            wait_for(lambda: late.get("room-display/v1/rooms/omm_a/schedule"), message="A")
+            wait_for(lambda: late.get(config_topics("omm_a")[0]), what="room A stays")
+            wait_for(lambda: late.get("room-display/v1/rooms/omm_a/schedule"), what="A")
             # Retained copies of room B are gone: HA removes the device, agents see nothing.
             for topic in (*config_topics("omm_b"), "room-display/v1/rooms/omm_b/state",
                           "room-display/v1/rooms/omm_b/schedule"):

@@ -59,17 +59,17 @@ def panel(config: Config, device: str) -> dict[str, Any] | None:
 def test_event_turns_the_panel_busy_then_free(setup: Any) -> None:
     config, clock, _store, node, sink = setup
     node.tick()
-    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", message="free")
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", what="free")
     result = sink.accept(envelope(start=START, end=START + timedelta(hours=1), event_time=1))
     assert result.verdict is Verdict.APPLIED and result.changed == {"omm_a"}
     node.tick()
-    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "busy", message="busy")
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "busy", what="busy")
     clock.advance(timedelta(minutes=50))
     node.tick()
-    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "ending", message="ending")
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "ending", what="ending")
     clock.advance(timedelta(minutes=10))
     node.tick()
-    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", message="free again")
+    wait_for(lambda: (panel(config, "a-led") or {}).get("state") == "free", what="free again")
 
 
 def test_loop_sleeps_until_the_next_change_capped(setup: Any) -> None:
@@ -118,7 +118,7 @@ def test_link_down_turns_stale_after_the_threshold_and_back(setup: Any) -> None:
     view = node.views()["omm_a"]
     assert view.stale is True
     assert view.as_of == START  # "as of" the moment the link went down
-    wait_for(lambda: (panel(config, "a-led") or {}).get("stale") is True, message="stale panel")
+    wait_for(lambda: (panel(config, "a-led") or {}).get("stale") is True, what="stale panel")
     node.set_link("feishu", True)
     node.tick()
     assert node.views()["omm_a"].stale is False
@@ -128,14 +128,14 @@ def test_unchanged_state_is_not_reshown(setup: Any) -> None:
     _config, clock, _store, node, _sink = setup
     node.tick()
     device = node.devices()["a-led"][1]
-    wait_for(lambda: device.writes == 1, message="first write")
+    wait_for(lambda: device.writes == 1, what="first write")
     for _ in range(5):
         clock.advance(timedelta(seconds=30))
         node.tick()
     assert device.writes == 1
     clock.advance(timedelta(minutes=10))
     node.tick()
-    wait_for(lambda: device.writes == 2, message="periodic redraw")
+    wait_for(lambda: device.writes == 2, what="periodic redraw")
 
 
 def test_events_for_unconfigured_rooms_change_no_panel(setup: Any) -> None:
@@ -152,18 +152,18 @@ def test_reconfigure_touches_only_what_changed(setup: Any) -> None:
     config, _clock, _store, node, _sink = setup
     node.tick()
     led = node.devices()["a-led"][1]
-    wait_for(lambda: led.writes == 1, message="first write")
+    wait_for(lambda: led.writes == 1, what="first write")
     text = CONFIG.replace('name = "Room B"', 'name = "Room B"\n[[rooms.devices]]\nid = "b-sign"\n'
                           'kind = "eink"\nurl = "virtual:panels"\n')
     node.reconfigure(parse_config(text, config.path))
     node.tick()
     sign = node.devices()["b-sign"][1]
-    wait_for(lambda: sign.writes == 1, message="new device drawn")
+    wait_for(lambda: sign.writes == 1, what="new device drawn")
     assert node.devices()["a-led"][1] is led and led.writes == 1, "unchanged device not redrawn"
     renamed = text.replace('name = "Room A"', 'name = "Room A (renamed)"')
     node.reconfigure(parse_config(renamed.replace('id = "b-sign"', 'id = "b-sign2"'),
                                   config.path))
     node.tick()
-    wait_for(lambda: led.writes == 2, message="renamed room redrawn")
+    wait_for(lambda: led.writes == 2, what="renamed room redrawn")
     assert "b-sign" not in node.devices() and "b-sign2" in node.devices()
     assert (panel(config, "a-led") or {}).get("name") == "Room A (renamed)"

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from boardsim import BoardSim, wait_for
+from boardsim import BoardSim
+from conftest import wait_for
 from firmware import panel_board
 from PIL import Image, ImageDraw
 

@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from intake_support import Recorder, wait_until
+from conftest import wait_for
+from intake_support import Recorder
 
 from display.intake.supervisor import IntakeSupervisor
 
@@ -68,8 +69,8 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
     rec = Recorder()
     with IntakeSupervisor(config(tmp_path, "chatty"), rec.on_changed, rec.on_link,
                           python=str(child), backoff_initial=0.1) as sup:
-        wait_until(lambda: sup.starts >= 2, what="a restart after exit code 3")
-        wait_until(lambda: len(rec.link_events()) >= 2, what="link callbacks")
+        wait_for(lambda: sup.starts >= 2, what="a restart after exit code 3")
+        wait_for(lambda: len(rec.link_events()) >= 2, what="link callbacks")
         assert rec.changed[0] == frozenset({"omm_a", "omm_b"})
         assert rec.link_events()[:2] == [(True, None), (False, "intake process exited (code 3)")]
         assert sup.last_exit == 3
@@ -83,8 +84,8 @@ def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child
     with IntakeSupervisor(config(tmp_path, "mute"), rec.on_changed, rec.on_link,
                           python=str(child), silence=1.0, kill_grace=0.5,
                           backoff_initial=30) as sup:
-        wait_until(lambda: sup.ready_pid, what="ready")
-        wait_until(lambda: sup.last_exit is not None, 15, what="the silent child killed")
+        wait_for(lambda: sup.ready_pid, what="ready")
+        wait_for(lambda: sup.last_exit is not None, 15, what="the silent child killed")
         assert sup.last_exit == -signal.SIGKILL
         assert sup.ready_pid is None
 
@@ -94,7 +95,7 @@ def test_close_ends_the_child_through_stdin(tmp_path: Path, child: Path) -> None
     sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
                            python=str(child))
     sup.start()
-    wait_until(lambda: sup.ready_listen == "127.0.0.1:9", what="ready")
+    wait_for(lambda: sup.ready_listen == "127.0.0.1:9", what="ready")
     sup.close()
     assert sup.pid is None
     assert sup.last_exit == 0
@@ -111,10 +112,10 @@ def test_a_slow_callback_does_not_block_the_reader(tmp_path: Path, child: Path) 
 
     with IntakeSupervisor(config(tmp_path, "burst"), slow, rec.on_link,
                           python=str(child)) as sup:
-        wait_until(lambda: sup.ready_pid, what="ready read while the callback blocks")
+        wait_for(lambda: sup.ready_pid, what="ready read while the callback blocks")
         assert rec.changed == []
         release.set()
-        wait_until(lambda: rec.changed, what="the callback to finish")
+        wait_for(lambda: rec.changed, what="the callback to finish")
 
 
 def test_rejects_nonsense_settings(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import envelope
+from conftest import envelope, wait_for
 from feishu_standin import encrypt, encrypted_body, signed_headers
-from intake_support import HttpClient, Recorder, wait_until, write_config
+from intake_support import HttpClient, Recorder, write_config
 
 from display.intake.supervisor import IntakeSupervisor
 from display.store import ScheduleStore
@@ -79,7 +79,7 @@ def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Intake]:
     recorder = Recorder()
     sup = start_intake(tmp, recorder)
     try:
-        wait_until(lambda: sup.ready_listen, 60, what="webhook intake ready")
+        wait_for(lambda: sup.ready_listen, 60, what="webhook intake ready")
         yield Intake(sup, recorder, tmp / "state" / "schedule.db")
     finally:
         sup.close()
@@ -122,7 +122,7 @@ def test_signed_encrypted_event_is_committed_then_answered(intake: Intake) -> No
     with intake.store() as store:  # committed before the answer
         assert store.seen(env["uuid"])
         assert [b.uid for b in store.bookings("omm_a")] == ["ok1"]
-    wait_until(lambda: "omm_a" in intake.recorder.rooms_changed(), what="changed callback")
+    wait_for(lambda: "omm_a" in intake.recorder.rooms_changed(), what="changed callback")
 
 
 def test_updated_and_deleted(intake: Intake) -> None:
@@ -360,7 +360,7 @@ def test_state_survives_kill_9_mid_stream(intake: Intake) -> None:
     for w in workers:
         w.start()
     try:
-        wait_until(lambda: len(answered) >= 60, 30, what="events answered before the kill")
+        wait_for(lambda: len(answered) >= 60, 30, what="events answered before the kill")
         assert first_pid is not None
         os.kill(first_pid, signal.SIGKILL)
         for w in workers:
@@ -369,7 +369,7 @@ def test_state_survives_kill_9_mid_stream(intake: Intake) -> None:
         stop.set()
     acked = list(answered)
 
-    wait_until(lambda: sup.ready_pid not in (None, first_pid), 60, what="restarted intake")
+    wait_for(lambda: sup.ready_pid not in (None, first_pid), 60, what="restarted intake")
     assert sup.last_exit == -signal.SIGKILL and sup.starts == starts + 1
     with intake.store() as store:
         missing = [e["uuid"] for e in acked if not store.seen(e["uuid"])]

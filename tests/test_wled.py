@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from boardsim import wait_for
+from conftest import wait_for
 
 from display.clock import FakeClock
 from display.config import DeviceConfig
