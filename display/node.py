@@ -75,8 +75,20 @@ class Node:
         # (changed by intake, or read for the first time): the MQTT bridge republishes their
         # schedules, which may change without changing what a panel shows (a booking next week).
         self.schedule_listeners: list[Callable[[list[str]], None]] = []
+        self._status_dirty = False
         for room, dev in config.devices():
-            self._devices[dev.id] = (room.open_id, make_device(config, room, dev, clock))
+            self._add_device(config, room, dev)
+
+    def _add_device(self, config: Config, room: RoomConfig, dev: DeviceConfig) -> None:
+        device = self._make_device(config, room, dev, self.clock)
+        if hasattr(device, "on_change"):  # DeviceWorker: rewrite status when health changes
+            device.on_change = self._device_changed
+        self._devices[dev.id] = (room.open_id, device)
+
+    def _device_changed(self) -> None:
+        with self._lock:
+            self._status_dirty = True
+        self._wake.set()
 
     # -- inputs (any thread) ------------------------------------------------------------------
 
@@ -115,8 +127,7 @@ class Node:
         added = []
         for device_id, (room, dev) in new_devices.items():
             if device_id not in self._devices:
-                self._devices[device_id] = (room.open_id, self._make_device(new, room, dev,
-                                                                            self.clock))
+                self._add_device(new, room, dev)
                 added.append(room.open_id)
         kept_rooms = {r.open_id for r in new.rooms}
         for room_id in list(self._views):
@@ -149,6 +160,7 @@ class Node:
         with self._lock:
             dirty, self._dirty_rooms = self._dirty_rooms, set()
             pending, self._pending_config = self._pending_config, None
+            status_dirty, self._status_dirty = self._status_dirty, False
         if pending is not None:
             self._apply_config(pending)
         now = self.clock.now()
@@ -170,7 +182,8 @@ class Node:
             until = self._views[room.open_id].occupancy.until
             if until is not None:
                 wake_at.append(until)
-        if changed or self._status_written is None or now - self._status_written >= STATUS_EVERY:
+        if (changed or status_dirty or self._status_written is None
+                or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -61,6 +62,8 @@ class DeviceWorker:
         self._last_update: datetime | None = None
         self._error: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"device-{device_id}", daemon=True)
+        #: Called (on the worker's thread) after health changed; the node refreshes ``status``.
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def id(self) -> str:
@@ -114,8 +117,15 @@ class DeviceWorker:
     def mark(self, *, online: bool, error: str | None = None) -> None:
         """Record link health seen outside ``apply`` (e.g. a reader thread noticing EOF)."""
         with self._cond:
+            changed = (self._online, self._error) != (online, error)
             self._online = online
             self._error = error
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -136,12 +146,17 @@ class DeviceWorker:
             except Exception as exc:  # any failure of one device must not kill its worker
                 message = str(exc) or type(exc).__name__
                 with self._cond:
-                    if self._error != message:
+                    new_error = self._error != message
+                    if new_error:
                         log.warning("device %s: %s", self._id, message)
                     self._online = False
                     self._error = message
                     self._dirty = True  # retry the newest view after the backoff
-                    self._cond.wait(timeout=delay)
+                if new_error:
+                    self._changed()
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(timeout=delay)
                 delay = min(delay * 2, self.retry_max)
             else:
                 delay = self.retry_initial
@@ -149,3 +164,4 @@ class DeviceWorker:
                     self._online = True
                     self._error = None
                     self._last_update = self._clock.now()
+                self._changed()
