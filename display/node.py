@@ -27,10 +27,12 @@ from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
 
-MAX_SLEEP = 30.0  # seconds: bounds how late a wall-clock step is noticed
+# Seconds the loop sleeps at most: bounds how late a wall-clock step is noticed, and keeps the
+# status.json heartbeat fresh (``status`` trusts a snapshot for 30 s).
+MAX_SLEEP = 10.0
 CLOCK_STEP = 5.0  # seconds of disagreement between wall and monotonic time that count as a step
 REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
-STATUS_EVERY = timedelta(seconds=5)  # heartbeat of status.json while nothing changes
+STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # heartbeat of status.json while nothing changes
 PRUNE_EVERY = timedelta(hours=1)
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 

@@ -100,12 +100,19 @@ def render_text(doc: dict[str, Any]) -> str:
         state = "up" if info["up"] else "DOWN"
         err = f" ({info['error']})" if info.get("error") else ""
         lines.append(f"  link {link}: {state} since {_hm(info['since'])}{err}")
+    mqtt = node.get("mqtt")
+    if isinstance(mqtt, dict):
+        state = "connected" if mqtt.get("connected") else "NOT connected"
+        err = f" ({mqtt['error']})" if mqtt.get("error") and not mqtt.get("connected") else ""
+        lines.append(f"  broker {mqtt.get('broker')}: {state}{err}")
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
     for room in doc.get("rooms", []):
         state = (room.get("state") or "unknown").upper()
         stale = "  [STALE]" if room.get("stale") else ""
-        span = f" {_hm(room.get('since'))}-{_hm(room.get('until'))}" if room.get("state") else ""
+        since, until = room.get("since"), room.get("until")
+        span = (f" {_hm(since)}-{_hm(until)}" if since and until
+                else f" since {_hm(since)}" if since else f" until {_hm(until)}" if until else "")
         lines.append(f"\n{room['name']}  ({room['open_id']})\n  {state}{stale}{span}")
         cur = room.get("current")
         if cur:
