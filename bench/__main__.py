@@ -5,27 +5,15 @@ A fresh process per benchmark keeps start-up and memory figures honest (no warm 
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{platform.platform()}, {os.cpu_count()} CPU ({cpu}), Python {python}"
+from bench.common import machine  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -15,27 +15,23 @@ one is a real commit with fsync.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the event builder and Feishu's crypto live there
 
 from conftest import envelope  # noqa: E402
 from intake_support import write_config  # noqa: E402
 
+from bench.common import machine, median, percentile, python_cost, wait  # noqa: E402
 from display.clock import SystemClock  # noqa: E402
 from display.intake.sink import EventSink  # noqa: E402
 from display.intake.supervisor import IntakeSupervisor  # noqa: E402
@@ -82,7 +78,8 @@ def bench_webhook(n: int, clients: int, runs: int,
             "mode": "webhook", "listen": "127.0.0.1:0", "verification_token": TOKEN,
             "encrypt_key": KEY})
         with IntakeSupervisor(config, lambda rooms: None, lambda up, err: None) as sup:
-            listen = _wait(lambda: sup.ready_listen, 120)
+            listen = wait(lambda: sup.ready_listen, 120, "the webhook intake to be ready",
+                          interval=0.05)
             for run in range(runs):
                 requests = []
                 for env in events(n, f"http{run}-{time.monotonic_ns()}"):
@@ -138,33 +135,9 @@ def _read_reply(replies: Any) -> tuple[int, bytes]:
 def bench_import(runs: int) -> tuple[list[float], list[float], float]:
     """Seconds and peak RSS (MB) of ``import lark_oapi`` in a fresh interpreter, and the
     peak RSS of a bare interpreter for comparison."""
-    code = ("import resource, time, json; t = time.perf_counter(); {imp}; "
-            "print(json.dumps([time.perf_counter() - t, "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))")
-    secs, rss = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code.format(imp="import lark_oapi")],
-                             check=True, capture_output=True, text=True).stdout
-        s, r = json.loads(out)
-        secs.append(s)
-        rss.append(r)
-    bare = json.loads(subprocess.run([sys.executable, "-c", code.format(imp="pass")],
-                                     check=True, capture_output=True, text=True).stdout)[1]
+    secs, _walls, rss = python_cost("import lark_oapi", runs)
+    bare = python_cost("pass", 1)[2][0]
     return secs, rss, bare
-
-
-def _wait(cond: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise SystemExit("the webhook intake did not become ready")
-        time.sleep(0.05)
-    return value
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -174,8 +147,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2)
     args = parser.parse_args()
 
-    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     secs, rss, bare = bench_import(args.runs)
     places = [(ROOT, "disk")]
     if Path("/dev/shm").is_dir():  # tmpfs: fsync costs nothing, which isolates the CPU path
@@ -183,15 +155,15 @@ def main() -> None:
     for where, label in places:
         inproc = [bench_in_process(args.events, where) for _ in range(args.runs)]
         print(f"in-process, store on {label} (parse + dedupe + commit with fsync): "
-              f"{statistics.median(inproc):,.0f} events/s median of {args.runs} x {args.events}")
+              f"{median(inproc):,.0f} events/s median of {args.runs} x {args.events}")
     for where, label in places:
         rates, lat = bench_webhook(args.events, args.clients, args.runs, where)
         print(f"webhook, store on {label} (HTTP keep-alive, {args.clients} clients, decrypt + "
-              f"signature + commit): {statistics.median(rates):,.0f} events/s median of "
-              f"{args.runs} x {args.events}; latency p50 {_pct(lat, 0.5):.2f} ms, "
-              f"p99 {_pct(lat, 0.99):.2f} ms")
-    print(f"import lark_oapi (fresh interpreter): {statistics.median(secs):.2f} s, "
-          f"peak RSS {statistics.median(rss):.0f} MB (bare interpreter {bare:.0f} MB)")
+              f"signature + commit): {median(rates):,.0f} events/s median of "
+              f"{args.runs} x {args.events}; latency p50 {percentile(lat, 50):.2f} ms, "
+              f"p99 {percentile(lat, 99):.2f} ms")
+    print(f"import lark_oapi (fresh interpreter): {median(secs):.2f} s, "
+          f"peak RSS {median(rss):.0f} MB (bare interpreter {bare:.0f} MB)")
 
 
 if __name__ == "__main__":

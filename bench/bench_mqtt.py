@@ -15,12 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
-import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, machine, median, peak_rss_mb, percentile, wait  # noqa: E402
 from display.clock import Clock, SystemClock, to_epoch_ms  # noqa: E402
 from display.config import Config, DeviceConfig, RoomConfig, parse_config  # noqa: E402
 from display.devices.base import Device  # noqa: E402
@@ -76,25 +74,6 @@ url = "virtual:panels"
 """
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{platform.platform()}, {os.cpu_count()} CPU ({cpu}), Python {python}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Mosquitto:
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -110,37 +89,20 @@ class Mosquitto:
     def start(self) -> None:
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise SystemExit("mosquitto did not start")
+        wait(self.listening, 10, "mosquitto to listen", interval=0.01)
+
+    def listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
             self.proc = None
-
-
-def wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.001)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class TimedDevice(VirtualDevice):
@@ -219,7 +181,7 @@ def bench_latency(tmp: Path, port: int) -> None:
                 raise SystemExit(f"event {seq} did not reach the agent")
             latencies.append((shown[-1][0] - t0) * 1000)
     print(f"event at bridge -> device write at agent ({LATENCY_EVENTS} events): "
-          f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+          f"p50 {median(latencies):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
           f"max {max(latencies):.1f} ms (target p99 <= 50 ms)")
     for stop, node, services, store in ((a_stop, a_node, a_mqtt, a_store),
                                         (b_stop, b_node, b_mqtt, b_store)):
@@ -267,8 +229,8 @@ def bench_bridge_1000(tmp: Path, broker: Mosquitto) -> None:
             raise SystemExit("republish not acknowledged")
         times.append(time.perf_counter() - connected_at[-1])
     print(f"bridge, {ROOMS} rooms: republish {2 * ROOMS} retained messages after a broker "
-          f"restart, until every PUBACK: median {statistics.median(times) * 1000:.0f} ms, "
-          f"max {max(times) * 1000:.0f} ms (target <= 2 s); bridge peak RSS {rss_mb():.0f} MB")
+          f"restart, until every PUBACK: median {median(times) * 1000:.0f} ms, "
+          f"max {max(times) * 1000:.0f} ms (target <= 2 s); bridge peak RSS {peak_rss_mb():.0f} MB")
     stop.set()
     node.wake()
     services.close()
@@ -277,7 +239,8 @@ def bench_bridge_1000(tmp: Path, broker: Mosquitto) -> None:
 
 
 AGENT_SCRIPT = """
-import resource, sys, threading, time
+import sys, threading, time
+from bench.common import peak_rss_mb
 from display.clock import SystemClock
 from display.config import load_config
 from display.devices.factory import make_device
@@ -294,7 +257,7 @@ stop = threading.Event()
 threading.Thread(target=node.run, args=(stop,), daemon=True).start()
 sys.stdin.read()  # the benchmark closes stdin once it saw the first frame
 stop.set(); node.wake(); services.close(); node.close(); store.close()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peak_rss_mb())
 """
 
 
@@ -331,10 +294,10 @@ def bench_agent_start(tmp: Path, port: int) -> None:
         wait(busy, 10, "agent's first frame")
         starts.append(time.perf_counter() - t0)
         out, _ = proc.communicate("", timeout=10)
-        rss.append(int(out.strip().splitlines()[-1]) / 1024)
+        rss.append(float(out.strip().splitlines()[-1]))
     print(f"panel agent start-up to first frame ({AGENT_STARTS} runs, schedule retained): "
-          f"median {statistics.median(starts) * 1000:.0f} ms, max {max(starts) * 1000:.0f} ms "
-          f"(target <= 1 s); peak RSS median {statistics.median(rss):.1f} MB, "
+          f"median {median(starts) * 1000:.0f} ms, max {max(starts) * 1000:.0f} ms "
+          f"(target <= 1 s); peak RSS median {median(rss):.1f} MB, "
           f"max {max(rss):.1f} MB (target <= 50 MB)")
     stop.set()
     node.wake()
