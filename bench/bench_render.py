@@ -10,11 +10,13 @@ Target: <= 50 ms for 800x480.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
+import sys
 import time
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine, median, percentile
 from display.config import DeviceConfig
 from display.model import State
 from display.render.eink import render_sign
@@ -24,19 +26,6 @@ from display.render.samples import sample_view
 from display.render.types import Palette
 
 SIZES = [(250, 122), (296, 128), (400, 300), (800, 480)]
-
-
-def machine() -> str:
-    """One line naming the machine the figures come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f
-                        if ln.startswith(("model name", "Model"))), cpu)
-    except OSError:
-        pass
-    return (f"{platform.platform()}, {os.cpu_count()} CPUs, {cpu}, "
-            f"Python {platform.python_version()}")
 
 
 def bench(size: tuple[int, int], palette: Palette, runs: int, cold: bool) -> list[float]:
@@ -61,9 +50,7 @@ def bench(size: tuple[int, int], palette: Palette, runs: int, cold: bool) -> lis
 
 
 def _stats(ms: list[float]) -> str:
-    ms = sorted(ms)
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return f"{statistics.median(ms):>8.1f} {p95:>7.1f}"
+    return f"{median(ms):>8.1f} {percentile(ms, 95):>7.1f}"
 
 
 def main() -> None:

@@ -12,20 +12,19 @@ Run: ``python bench/bench_serial.py``. Prints figures and the machine they were 
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the board simulator
 
-from boardsim import BoardSim, wait_for
+from boardsim import BoardSim
 from PIL import Image, ImageDraw, ImageFont
 
+from bench.common import machine, median, percentile, wait
 from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices import panel_protocol as pp
@@ -138,22 +137,19 @@ def bench_led(iterations: int = 300) -> None:
                 n = len(sim.received)
                 t0 = time.perf_counter()
                 dev.show(v)
-                arrived = wait_for(lambda n=n: [t for t, m in sim.received[n:]
-                                                if isinstance(m, pp.SetLed)], timeout=5)
+                arrived = wait(lambda n=n: [t for t, m in sim.received[n:]
+                                            if isinstance(m, pp.SetLed)], 5, "a SET_LED frame")
                 latencies.append((arrived[0] - t0) * 1000)
-                wait_for(lambda: dev.health().online, timeout=5)
+                wait(lambda: dev.health().online, 5, "the device to be online")
         finally:
             dev.close()
-    latencies.sort()
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     print(f"LED: show() -> SET_LED frame read on the pty, {iterations} changes: "
-          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {latencies[-1]:.2f} ms (target p99 <= 20 ms)")
+          f"p50 {median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
+          f"max {max(latencies):.2f} ms (target p99 <= 20 ms)")
 
 
 def main() -> None:
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     bench_images()
     bench_led()
 
