@@ -126,3 +126,17 @@ def test_cli_usage_error_exits_2() -> None:
     proc = subprocess.run([sys.executable, "-m", "display", "frobnicate"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["single-box", "bridge", "agent"])
+def test_examples_are_valid(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for secret in ("feishu-app-secret", "mqtt-password"):
+        (creds / secret).write_text("x")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("FEISHU_APP_SECRET", "x")
+    monkeypatch.setenv("MQTT_PASSWORD", "x")
+    root = Path(__file__).resolve().parent.parent
+    config = load_config(root / "examples" / f"{name}.toml")
+    assert config.role == {"single-box": "single", "bridge": "bridge", "agent": "agent"}[name]
