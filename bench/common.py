@@ -17,9 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +62,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait(cond: Callable[[], T], timeout: float, what: str = "a condition",
-         interval: float = 0.001) -> T:
+def wait(cond: Callable[[], Any], timeout: float, what: str = "a condition",
+         interval: float = 0.001) -> Any:
     """Poll ``cond`` until it returns something truthy and return that; exit the benchmark
     with a message naming ``what`` after ``timeout`` seconds. ``interval`` is the polling
     interval, not a wait for the event itself."""
