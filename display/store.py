@@ -84,6 +84,17 @@ class ApplyResult:
     changed: frozenset[str] = frozenset()
 
 
+@dataclass(slots=True)
+class _Ticket:
+    """One caller's event waiting for a group commit."""
+
+    event: RoomEvent
+    received_ms: int
+    done: bool = False
+    result: ApplyResult | None = None
+    error: StoreError | None = None
+
+
 class ScheduleStore:
     """Bookings per room, versioned by ``event_time``; a context manager closing the database.
 
@@ -107,6 +118,9 @@ class ScheduleStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open schedule store {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._commit_lock = threading.Lock()  # one group commit at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
 
     def __enter__(self) -> ScheduleStore:
         return self
@@ -135,35 +149,63 @@ class ScheduleStore:
     # -- writing --------------------------------------------------------------------------------
 
     def apply(self, event: RoomEvent, received: datetime) -> ApplyResult:
-        """Apply one validated event; committed (and durable) when this returns."""
-        received_ms = to_epoch_ms(received)
-        with self._transaction() as db:
-            try:
-                db.execute("INSERT INTO deliveries (uuid, received_ms) VALUES (?, ?)",
-                           (event.uuid, received_ms))
-            except sqlite3.IntegrityError:
-                return ApplyResult(Outcome.DUPLICATE)
-            deleted = event.kind is EventKind.DELETED
-            row = db.execute("SELECT event_time_ms, deleted FROM versions WHERE event_id = ?",
-                             (event.event_id,)).fetchone()
-            if row is not None and (row[0], row[1]) >= (event.event_time_ms, int(deleted)):
-                return ApplyResult(Outcome.SUPERSEDED)
+        """Apply one validated event; committed (and durable) when this returns.
+
+        Group commit: events that arrive from other threads while a commit is being written are
+        queued, and the next committer writes all of them in one transaction, one fsync. Each
+        caller still returns only after its own event is durable, so acknowledging stays safe,
+        and a burst of webhook deliveries costs one fsync per batch instead of one per event.
+        """
+        ticket = _Ticket(event, to_epoch_ms(received))
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._commit_lock:
+            if not ticket.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    with self._transaction() as db:
+                        results = [self._apply_one(db, t.event, t.received_ms) for t in batch]
+                except StoreError as exc:
+                    for t in batch:
+                        t.error, t.done = exc, True
+                else:
+                    for t, result in zip(batch, results, strict=True):
+                        t.result, t.done = result, True
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None  # set with done, under the commit lock
+        return ticket.result
+
+    @staticmethod
+    def _apply_one(db: sqlite3.Connection, event: RoomEvent, received_ms: int) -> ApplyResult:
+        """The rules of the module docstring for one event, inside the caller's transaction."""
+        try:
+            db.execute("INSERT INTO deliveries (uuid, received_ms) VALUES (?, ?)",
+                       (event.uuid, received_ms))
+        except sqlite3.IntegrityError:
+            return ApplyResult(Outcome.DUPLICATE)
+        deleted = event.kind is EventKind.DELETED
+        row = db.execute("SELECT event_time_ms, deleted FROM versions WHERE event_id = ?",
+                         (event.event_id,)).fetchone()
+        if row is not None and (row[0], row[1]) >= (event.event_time_ms, int(deleted)):
+            return ApplyResult(Outcome.SUPERSEDED)
+        db.execute(
+            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
+            (event.event_id, event.event_time_ms, int(deleted), to_epoch_ms(event.end),
+             received_ms))
+        before = {r[0] for r in db.execute(
+            "SELECT room_id FROM bookings WHERE event_id = ?", (event.event_id,))}
+        keep = set() if deleted else set(event.room_ids)
+        for room in before - keep:
+            db.execute("DELETE FROM bookings WHERE room_id = ? AND event_id = ?",
+                       (room, event.event_id))
+        for room in keep:
             db.execute(
-                "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
-                (event.event_id, event.event_time_ms, int(deleted), to_epoch_ms(event.end),
-                 received_ms))
-            before = {r[0] for r in db.execute(
-                "SELECT room_id FROM bookings WHERE event_id = ?", (event.event_id,))}
-            keep = set() if deleted else set(event.room_ids)
-            for room in before - keep:
-                db.execute("DELETE FROM bookings WHERE room_id = ? AND event_id = ?",
-                           (room, event.event_id))
-            for room in keep:
-                db.execute(
-                    "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (room, event.event_id, event.uid, event.original_time,
-                     to_epoch_ms(event.start), to_epoch_ms(event.end), event.organizer_open_id))
-            return ApplyResult(Outcome.APPLIED, frozenset(before | keep))
+                "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (room, event.event_id, event.uid, event.original_time,
+                 to_epoch_ms(event.start), to_epoch_ms(event.end), event.organizer_open_id))
+        return ApplyResult(Outcome.APPLIED, frozenset(before | keep))
 
     def seen(self, uuid: str) -> bool:
         """True if this delivery was applied (or recognised) before."""

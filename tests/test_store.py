@@ -294,3 +294,29 @@ def test_resync_leaves_bookings_outside_the_window(store: ScheduleStore) -> None
                           end=T10 + timedelta(days=3, hours=1), event_time=1))
     store.resync_room("omm_a", WINDOW, [], NOW, NOW)
     assert [b.uid for b in store.bookings("omm_a")] == ["later"]
+
+
+def test_concurrent_deliveries_commit_together_and_dedupe(tmp_path: Path) -> None:
+    """Webhook threads call apply at once: group commit must keep every rule per event."""
+    import threading
+
+    events = [parse_envelope(envelope(uid=f"c{i}", start=T10, end=T11, event_time=i + 1))
+              for i in range(200)]
+    twice = events + events[:50]  # the first 50 delivered twice, concurrently
+    results: list[Outcome] = []
+    lock = threading.Lock()
+    with ScheduleStore(tmp_path / "s.db") as store:
+        def worker(chunk: list[Any]) -> None:
+            for event in chunk:
+                outcome = store.apply(event, NOW).outcome
+                with lock:
+                    results.append(outcome)
+
+        threads = [threading.Thread(target=worker, args=(twice[i::8],)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(Outcome.APPLIED) == 200
+        assert results.count(Outcome.DUPLICATE) == 50
+        assert len(store.bookings("omm_a")) == 200
