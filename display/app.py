@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -39,10 +39,16 @@ def identify_request_path(config: Config) -> Path:
 
 
 class App:
-    """A node and everything it owns; a context manager that releases all of it."""
+    """A node and everything it owns; a context manager that releases all of it.
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    ``intake_args`` are passed to the Feishu intake child's command line (tests shorten its
+    re-sync intervals with them).
+    """
+
+    def __init__(self, config: Config, clock: Clock | None = None, *,
+                 intake_args: Sequence[str] = ()) -> None:
         self.config = config
+        self.intake_args = tuple(intake_args)
         self.clock = clock or SystemClock()
         self.store = ScheduleStore(store_path(config))
         now = self.clock.now()
@@ -92,6 +98,7 @@ class App:
             on_changed=self.node.notify,
             on_link=lambda up, error: self.node.set_link("feishu", up, error),
             on_resync=self.resync_done,
+            child_args=self.intake_args,
         )
         self.intake.start()
 
