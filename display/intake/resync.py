@@ -257,7 +257,7 @@ class Resync:
                          f"; next in {due - now:.0f} s" if due is not None else "")
             else:
                 log.warning("re-sync failed (%d room(s) done, %d changed): %s; retrying in "
-                            "%.0f s", result.rooms, len(result.changed), result.error, delay)
+                            "%.1f s", result.rooms, len(result.changed), result.error, delay)
             self._on_report(result, next_at)
 
     def _guarded_pass(self) -> PassResult:
