@@ -30,6 +30,7 @@ from display.errors import FeishuApiError
 from display.intake.feishu import ParentChannel, make_resync
 from display.intake.resync import LarkFreeBusy, PassResult, Resync
 from display.intake.supervisor import ResyncReport
+from display.status import render_text
 from display.store import ScheduleStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -378,7 +379,12 @@ def test_app_vouches_with_a_successful_resync(tmp_path: Path) -> None:
         assert not app.freshness.stale(clock.now())
         clock.advance(stale_after)
         assert app.freshness.stale(clock.now())  # and stale again once that is old
-        assert app.node.status()["node"]["resync"]["ok"] is True
+        doc = app.node.status()
+        assert doc["node"]["resync"]["ok"] is True
+        assert "  re-sync: ok at " in render_text(doc)
+        app.resync_done(ResyncReport(ok=False, at=clock.now(), error="rate limited", rooms=0,
+                                     changed=0, next_at=clock.now() + timedelta(minutes=1)))
+        assert "  re-sync: FAILED (rate limited) at " in render_text(app.node.status())
 
 
 # -- whole nodes -----------------------------------------------------------------------------------
