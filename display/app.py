@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,7 @@ from display.freshness import Freshness
 from display.identify import DEFAULT_SECONDS, Identify
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
-from display.intake.supervisor import IntakeSupervisor
+from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt.service import MqttServices, make_link
 from display.node import Node
 from display.store import ScheduleStore
@@ -40,10 +40,16 @@ def identify_request_path(config: Config) -> Path:
 
 
 class App:
-    """A node and everything it owns; a context manager that releases all of it."""
+    """A node and everything it owns; a context manager that releases all of it.
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    ``intake_args`` are passed to the Feishu intake child's command line (tests shorten its
+    re-sync intervals with them).
+    """
+
+    def __init__(self, config: Config, clock: Clock | None = None, *,
+                 intake_args: Sequence[str] = ()) -> None:
         self.config = config
+        self.intake_args = tuple(intake_args)
         self.clock = clock or SystemClock()
         self.store = ScheduleStore(store_path(config))
         now = self.clock.now()
@@ -61,6 +67,7 @@ class App:
         self._watcher: threading.Thread | None = None
         self._ready = False
         self._last_status_line = ""
+        self._resync: ResyncReport | None = None
 
     @classmethod
     def from_path(cls, path: Path, clock: Clock | None = None) -> App:
@@ -86,12 +93,37 @@ class App:
         if self.config.feishu is None:
             return
         self.freshness.expect("feishu", self.clock.now())
+        self.node.extra_status["resync"] = self.resync_status
         self.intake = IntakeSupervisor(
             self.config.path,
             on_changed=self.node.notify,
             on_link=lambda up, error: self.node.set_link("feishu", up, error),
+            on_resync=self.resync_done,
+            child_args=self.intake_args,
         )
         self.intake.start()
+
+    def resync_done(self, report: ResyncReport) -> None:
+        """The intake child finished a re-sync pass (on the supervisor's callback thread).
+
+        A full success vouches for the Feishu data (DESIGN.md: a bridge is stale only when the
+        link is down AND no re-sync succeeded for ``stale_after_minutes``).
+        """
+        self._resync = report
+        if report.ok:
+            self.freshness.vouch("feishu", self.clock.now())
+        self.node.wake()  # stale may have ended; status shows the result
+
+    def resync_status(self) -> dict[str, object]:
+        """``node.resync`` in ``status``: switched on, and the latest pass (``at`` null: none)."""
+        feishu = self.config.feishu
+        if feishu is None or not feishu.resync:
+            return {"enabled": False}
+        last = self._resync
+        if last is None:
+            return {"enabled": True, "ok": None, "at": None, "error": None, "rooms": 0,
+                    "changed": 0, "next_at": None}
+        return {"enabled": True, **last.to_json(self.config.node.tz)}
 
     def start_mqtt(self) -> None:
         """Connect to the broker in the background; by role, publish or follow schedules."""

@@ -95,7 +95,8 @@ class FeishuConfig:
     listen: str = "127.0.0.1:7777"
     path: str = "/webhook/event"
     domain: str = "https://open.feishu.cn"
-    resync_minutes: int = 15
+    resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes
+    resync_minutes: int = 15  # 0: no periodic re-sync (start and reconnects only)
     replay_window_seconds: int = 300
     max_body_bytes: int = 65536
 
@@ -387,7 +388,7 @@ class _Parser:
         key = "feishu"
         t = self.table(data, key, {
             "app_id", "app_secret", "mode", "verification_token", "encrypt_key", "listen", "path",
-            "domain", "resync_minutes", "replay_window_seconds", "max_body_bytes"})
+            "domain", "resync", "resync_minutes", "replay_window_seconds", "max_body_bytes"})
         mode = self.get(t, key, "mode", str, "long_connection")
         if mode not in ("long_connection", "webhook"):
             raise self.fail("feishu.mode", f"{mode!r} is not supported",
@@ -419,6 +420,7 @@ class _Parser:
             verification_token=self.secret(t, key, "verification_token"),
             encrypt_key=self.secret(t, key, "encrypt_key"),
             listen=listen, path=path, domain=domain,
+            resync=self.get(t, key, "resync", bool, True),
             resync_minutes=self.minutes(t, key, "resync_minutes", 15),
             replay_window_seconds=window, max_body_bytes=max_body,
         )

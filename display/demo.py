@@ -44,7 +44,7 @@ mode = "webhook"
 listen = "127.0.0.1:{port}"
 path = "/webhook/event"
 verification_token = "{token}"   # demo only; real configs use "env:NAME" or "file:/path"
-resync_minutes = 0
+resync = false                   # no Feishu app in the demo: nothing to re-sync from
 
 {rooms}"""
 

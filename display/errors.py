@@ -45,3 +45,14 @@ class StoreError(RoomDisplayError, OSError):
 
 class DeviceError(RoomDisplayError, OSError):
     """A panel device failed (port missing, board silent, capabilities mismatch)."""
+
+
+class FeishuApiError(RoomDisplayError, OSError):
+    """A Feishu open-platform call failed: unreachable, token refused, rate limited, an error code.
+
+    ``retry_after`` is the wait Feishu asked for (rate limits), in seconds, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

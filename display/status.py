@@ -105,6 +105,15 @@ def render_text(doc: dict[str, Any]) -> str:
         state = "connected" if mqtt.get("connected") else "NOT connected"
         err = f" ({mqtt['error']})" if mqtt.get("error") and not mqtt.get("connected") else ""
         lines.append(f"  broker {mqtt.get('broker')}: {state}{err}")
+    resync = node.get("resync")
+    if isinstance(resync, dict) and resync.get("enabled"):
+        if resync.get("at") is None:
+            lines.append("  re-sync: none yet")
+        else:
+            result = "ok" if resync.get("ok") else f"FAILED ({resync.get('error')})"
+            due = f", next {_hm(resync['next_at'])}" if resync.get("next_at") else ""
+            lines.append(f"  re-sync: {result} at {_hm(resync['at'])}, "
+                         f"{resync.get('rooms')} room(s){due}")
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
     for room in doc.get("rooms", []):

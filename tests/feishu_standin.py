@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -78,7 +79,8 @@ class Request:
         return json.loads(self.body) if self.body else None
 
 
-Route = Callable[[Request], tuple[int, Any]]
+#: ``route(request) -> (status, payload[, headers])``; a ``bytes`` payload is sent as it is.
+Route = Callable[[Request], tuple[int, Any] | tuple[int, Any, dict[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,15 @@ class FeishuStandIn:
                 with standin._lock:
                     standin.requests.append(req)
                 route = standin.routes.get((method, parts.path))
-                status, payload = route(req) if route else (404, {"code": 404, "msg": "no route"})
-                body = json.dumps(payload).encode()
+                answer = route(req) if route else (404, {"code": 404, "msg": "no route"})
+                status, payload = answer[0], answer[1]
+                extra: dict[str, str] = answer[2] if len(answer) > 2 else {}
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -189,7 +195,7 @@ class FeishuStandIn:
         return f"http://127.0.0.1:{self._http.server_address[1]}"
 
     def add_route(self, method: str, path: str, route: Route) -> None:
-        """Serve ``method path`` with ``route(request) -> (status, JSON payload)``."""
+        """Serve ``method path`` with ``route(request) -> (status, JSON payload[, headers])``."""
         self.routes[(method, path)] = route
 
     # -- HTTP endpoints -------------------------------------------------------------------------
@@ -329,3 +335,102 @@ def _frame(method: int, headers: dict[str, str], *, service: int = 1,
     if payload:
         frame.payload = payload
     return bytes(frame.SerializeToString())
+
+
+# -- the open API endpoints re-sync uses --------------------------------------------------------
+
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+FREEBUSY_PATH = "/open-apis/meeting_room/freebusy/batch_get"
+TENANT_TOKEN = "t-test"
+
+
+@dataclass
+class Held:
+    """A free/busy request the stand-in holds until :meth:`release` (its answer is fixed)."""
+
+    request: Request
+    rooms: list[str]
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+class FreeBusyApi:
+    """Tenant token and ``meeting_room/freebusy/batch_get`` on a stand-in, from a table.
+
+    ``slots`` maps room id -> busy slots (as Feishu writes them); each answer is computed when
+    the request arrives, so a change made while a request is held does not reach it.
+    ``answer`` (a route result) replaces the table's answer; ``token_answer`` the token's.
+    With ``hold`` set, each free/busy request waits in :attr:`held` until released.
+    """
+
+    def __init__(self, standin: FeishuStandIn) -> None:
+        self.standin = standin
+        self.slots: dict[str, list[dict[str, Any]]] = {}
+        self.answer: tuple[Any, ...] | None = None
+        self.token_answer: tuple[Any, ...] = (200, {"code": 0, "msg": "ok",
+                                                    "tenant_access_token": TENANT_TOKEN,
+                                                    "expire": 7200})
+        self.hold = False
+        self.calls: list[Request] = []
+        self.token_calls: list[Request] = []
+        self.held: list[Held] = []
+        self.unauthorised = 0
+        self.lock = threading.Lock()
+        standin.add_route("POST", TOKEN_PATH, self._token)
+        standin.add_route("GET", FREEBUSY_PATH, self._freebusy)
+
+    def set(self, **changes: Any) -> None:
+        """Change attributes under the lock (so no answer sees half a change)."""
+        with self.lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
+    def _token(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            self.token_calls.append(req)
+            body = req.json() or {}
+            if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
+                                                                 self.standin.app_secret):
+                return 200, {"code": 10014, "msg": "app secret invalid"}
+            return self.token_answer
+
+    def _freebusy(self, req: Request) -> tuple[Any, ...]:
+        rooms = req.query.get("room_ids", [])
+        with self.lock:
+            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+                self.unauthorised += 1
+                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+            self.calls.append(req)
+            answer = self.answer or (200, {"code": 0, "msg": "success", "data": {
+                "error_room_ids": [],
+                "free_busy": {room: list(self.slots.get(room, [])) for room in rooms},
+                "time_min": req.query.get("time_min", [""])[0],
+                "time_max": req.query.get("time_max", [""])[0]}})
+            held = Held(req, rooms) if self.hold else None
+            if held is not None:
+                self.held.append(held)
+        if held is not None:
+            held.gate.wait(15)
+        return answer
+
+    def release_all(self) -> None:
+        with self.lock:
+            held, self.held = self.held, []
+        for h in held:
+            h.release()
+
+    def rooms_asked(self) -> list[list[str]]:
+        with self.lock:
+            return [c.query.get("room_ids", []) for c in self.calls]
+
+
+def slot(uid: str, start: datetime, end: datetime, *, original_time: int = 0,
+         organizer: str = "ou_alice") -> dict[str, Any]:
+    """One busy slot as ``batch_get`` lists it (times RFC 3339 at +08:00, as Feishu writes)."""
+    cst = timezone(timedelta(hours=8))
+    return {"uid": uid, "original_time": original_time,
+            "start_time": start.astimezone(cst).isoformat(),
+            "end_time": end.astimezone(cst).isoformat(),
+            "organizer_info": {"name": "Alice", "open_id": organizer}}

@@ -5,6 +5,7 @@ lark-oapi keeps one module-global asyncio loop, its ``ws.Client.start()`` blocks
 child process, started and restarted by :class:`display.intake.supervisor.IntakeSupervisor`::
 
     python -m display.intake.feishu -c CONFIG [--alive-interval SECONDS]
+        [--resync-interval SECONDS] [--resync-backoff SECONDS]   (the last two: tests)
 
 It loads the config, opens the schedule store under ``[node] state_dir``, and feeds every event
 through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
@@ -18,6 +19,10 @@ through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
   signature checks; our own checks in front give each rejection a clear status (see
   :class:`WebhookHandler`).
 
+Unless ``resync = false``, it also re-syncs every room from Feishu's free/busy API
+(:mod:`display.intake.resync`): once ready, after each long-connection reconnect and every
+``resync_minutes``; that needs ``app_id`` and ``app_secret`` in webhook mode too.
+
 Parent contract: stdout carries only these JSON lines (one object per line, UTF-8)::
 
     {"ready": true, "mode": "webhook"|"long_connection", "listen": "HOST:PORT"|null}
@@ -28,6 +33,12 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         on connect, disconnect and reconnect (webhook: "up" once listening)
     {"alive": <unix time>, "last_frame_age": <seconds>|null}
         every ``--alive-interval`` seconds (default 5); the age of the newest frame from Feishu
+    {"resync": {"ok": bool, "at": <unix time>, "error": "..."|null, "rooms": <int>,
+                "changed": <int>, "next_at": <unix time>|null}}
+        after each re-sync pass: whether every room was re-synced, how many rooms were (and
+        changed; their ids came in "changed" lines first), the failure, and when the next pass is
+        due (null: only after a reconnect). Also once with ok false and next_at null when
+        re-sync is on but cannot run (e.g. no app credentials in webhook mode).
 
 Readers must ignore keys they do not know. Logs go to stderr. The child exits when stdin reaches
 EOF (the parent is gone), so run it by hand as ``sleep infinity | python -m ...``.
@@ -48,6 +59,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,9 +73,10 @@ from lark_oapi.event.custom import CustomizedEventProcessor
 from lark_oapi.ws.exception import ClientException
 
 from display.clock import SystemClock
-from display.config import FeishuConfig, load_config
+from display.config import Config, FeishuConfig, load_config
 from display.errors import ConfigError, EventError, StoreError
 from display.intake.envelope import parse_envelope
+from display.intake.resync import BACKOFF_INITIAL, LarkFreeBusy, PassResult, Resync
 from display.intake.sink import Accepted, EventSink, Verdict
 from display.model import EventKind
 from display.store import ScheduleStore
@@ -452,7 +465,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
 
 
 def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
-                channel: ParentChannel, alive_interval: float) -> int:
+                channel: ParentChannel, alive_interval: float, resync: Resync | None) -> int:
     """Serve webhooks until stdin closes (the process then exits from the watcher thread)."""
     if not feishu.verification_token:
         log.error("%s: feishu.verification_token: is required in webhook mode (every event "
@@ -466,6 +479,8 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
     log.info("webhook intake listening on http://%s%s", server.listen, feishu.path)
     channel.send(ready=True, mode="webhook", listen=server.listen)
     channel.send(link="up")
+    if resync is not None:
+        resync.start()
 
     def heartbeat() -> None:
         while True:
@@ -508,20 +523,29 @@ class WatchedClient(lark.ws.Client):  # type: ignore[misc]  # lark_oapi is untyp
 
 
 def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
-                        channel: ParentChannel, alive_interval: float) -> int:
+                        channel: ParentChannel, alive_interval: float,
+                        resync: Resync | None) -> int:
     """Hold the long connection until it dies, the watchdog fires or stdin closes."""
     ready = threading.Event()
 
-    def connected() -> None:
+    def connected() -> None:  # on the SDK's loop thread: only quick, non-blocking calls here
         if not ready.is_set():
             ready.set()
             log.info("long connection to %s established", feishu.domain)
             channel.send(ready=True, mode="long_connection", listen=None)
             channel.send(link="up")
+            if resync is not None:
+                resync.start()
+        elif resync is not None:
+            # Events sent while we were away may be lost for good (or come hours later).
+            resync.link(True)
+            resync.request("long connection re-established")
 
     def reconnecting() -> None:
         log.warning("long connection lost; the SDK is reconnecting")
         channel.send(link="down", error="connection lost; reconnecting")
+        if resync is not None:
+            resync.link(False)
 
     def reconnected() -> None:
         log.info("long connection re-established")
@@ -567,6 +591,58 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
             channel.send(alive=round(time.time(), 3), last_frame_age=round(age, 3))
 
 
+# -- re-sync ------------------------------------------------------------------------------------
+
+
+def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
+                channel: ParentChannel, interval: float | None,
+                backoff: float) -> Resync | None:
+    """The re-sync worker for this child (not started), or ``None`` when it is off or cannot run.
+
+    When it cannot run, one log line and one ``resync`` line to the parent say why.
+    """
+    if not feishu.resync:
+        log.info("re-sync from free/busy is off (feishu.resync = false)")
+        return None
+    problem = None
+    if not feishu.app_id or not feishu.app_secret:
+        problem = ("re-sync needs feishu.app_id and feishu.app_secret (or set "
+                   "feishu.resync = false)")
+    else:
+        try:
+            api = LarkFreeBusy(feishu)
+        except ValueError as exc:  # the SDK refuses plain http to anything but loopback
+            problem = f"re-sync cannot use feishu.domain: {exc}"
+    if problem is not None:
+        log.error("%s: %s", config.path, problem)
+        channel.send(resync={"ok": False, "at": round(time.time(), 3), "error": problem,
+                             "rooms": 0, "changed": 0, "next_at": None})
+        return None
+    rooms = [room.open_id for room in config.rooms]
+
+    def current_rooms() -> list[str]:
+        # Re-read each pass: `map add-room` reaches a running node without restarting us.
+        nonlocal rooms
+        try:
+            rooms = [room.open_id for room in load_config(config.path).rooms]
+        except ConfigError as exc:
+            log.warning("re-sync keeps the rooms it knew: %s", exc)
+        return rooms
+
+    def report(result: PassResult, next_at: datetime | None) -> None:
+        channel.send(resync={
+            "ok": result.ok, "at": round(result.at.timestamp(), 3), "error": result.error,
+            "rooms": result.rooms, "changed": len(result.changed),
+            "next_at": round(next_at.timestamp(), 3) if next_at is not None else None})
+
+    stale_after = config.occupancy.stale_after_minutes * 60.0
+    return Resync(api, store, SystemClock(), current_rooms,
+                  on_changed=lambda changed: channel.send(changed=sorted(changed)),
+                  on_report=report,
+                  interval=feishu.resync_minutes * 60.0 if interval is None else interval,
+                  link_down_interval=stale_after / 2, backoff_initial=backoff)
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -577,6 +653,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", required=True, type=Path, help="config file (TOML)")
     parser.add_argument("--alive-interval", type=float, default=ALIVE_INTERVAL,
                         help="seconds between alive lines (default %(default)s)")
+    parser.add_argument("--resync-interval", type=float, default=None,
+                        help="seconds between periodic re-syncs, instead of "
+                             "feishu.resync_minutes (tests)")
+    parser.add_argument("--resync-backoff", type=float, default=BACKOFF_INITIAL,
+                        help="first retry delay after a failed re-sync, doubling "
+                             "(default %(default)s; tests)")
     args = parser.parse_args(argv)
     channel = ParentChannel(take_stdout())
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
@@ -603,8 +685,10 @@ def main(argv: list[str] | None = None) -> int:
                          on_change=lambda rooms: channel.send(changed=sorted(rooms)))
         intake = Intake(sink, long_connection=long_connection)
         quiet_sdk_logger(SdkLogCapture(intake.state))
+        resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
+                             args.resync_backoff)
         run = run_long_connection if long_connection else run_webhook
-        return run(config.feishu, config.path, intake, channel, args.alive_interval)
+        return run(config.feishu, config.path, intake, channel, args.alive_interval, resync)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Validate answers of ``GET /open-apis/meeting_room/freebusy/batch_get`` (re-sync).
 
-The answer lists, per room, the busy slots in the window with ``uid``, ``original_time``,
-``start_time``/``end_time`` (RFC 3339) and ``organizer_info``; recurring series come expanded.
-A malformed answer raises :class:`~display.errors.EventError` naming the field; nothing of it is
-applied then.
+The answer (``data``) maps each room id in ``free_busy`` to its busy slots in the window, each
+with ``uid``, ``original_time`` (0, or the instance's original start in seconds for a recurring
+series, which comes expanded), ``start_time``/``end_time`` (RFC 3339, any offset) and
+``organizer_info`` (``name``, ``open_id``); ``error_room_ids`` lists rooms Feishu could not
+answer for, ``time_min``/``time_max`` echo the window. A free room may be missing from
+``free_busy`` or map to ``[]``. A malformed answer raises :class:`~display.errors.EventError`
+naming the field; nothing of it is applied then.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ def rfc3339(when: datetime) -> str:
 
 
 def parse_freebusy(answer: Any, rooms: Sequence[str]) -> dict[str, list[Booking]]:
-    """Bookings per requested room. A room missing from ``free_busy`` has none."""
+    """Bookings per requested room that Feishu answered for.
+
+    A room missing from ``free_busy`` has none. A room in ``error_room_ids`` is left out of the
+    result: its absence from ``free_busy`` says nothing, so it must not empty the room.
+    """
     if not isinstance(answer, Mapping):
         raise EventError("body", "must be a JSON object")
     code = answer.get("code")
@@ -44,8 +51,13 @@ def parse_freebusy(answer: Any, rooms: Sequence[str]) -> dict[str, list[Booking]
         free_busy = {}
     if not isinstance(free_busy, Mapping):
         raise EventError("data.free_busy", "must be an object keyed by room id")
+    failed = data.get("error_room_ids") or []
+    if not isinstance(failed, list) or not all(isinstance(r, str) for r in failed):
+        raise EventError("data.error_room_ids", "must be a list of room ids")
     result: dict[str, list[Booking]] = {}
     for room in rooms:
+        if room in failed:
+            continue
         slots = free_busy.get(room, [])
         if slots is None:
             slots = []

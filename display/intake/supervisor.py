@@ -7,7 +7,8 @@ into two callbacks:
 
 - ``on_changed(rooms)`` after the child committed a change to those rooms;
 - ``on_link(up, error)`` when the Feishu link goes up or down (also ``False`` when the child
-  exits while up).
+  exits while up);
+- ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`).
 
 Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
@@ -26,10 +27,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from os import PathLike
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +40,66 @@ ChangedCallback = Callable[[frozenset[str]], None]
 LinkCallback = Callable[[bool, str | None], None]
 
 
+@dataclass(frozen=True, slots=True)
+class ResyncReport:
+    """One ``resync`` line of the child: how its latest re-sync pass went."""
+
+    ok: bool
+    at: datetime
+    error: str | None
+    rooms: int  # rooms re-synced
+    changed: int  # of which changed
+    next_at: datetime | None  # next pass due (None: only after a reconnect)
+
+    def to_json(self, tz: tzinfo = UTC) -> dict[str, object]:
+        """For ``status``: times ISO-8601 in ``tz``."""
+        return {"ok": self.ok, "at": self.at.astimezone(tz).isoformat(), "error": self.error,
+                "rooms": self.rooms, "changed": self.changed,
+                "next_at": self.next_at.astimezone(tz).isoformat() if self.next_at else None}
+
+    @classmethod
+    def from_line(cls, value: object) -> ResyncReport | None:
+        """The report in a ``resync`` line's value; ``None`` when it is malformed."""
+        if not isinstance(value, dict):
+            return None
+        ok, at, error = value.get("ok"), value.get("at"), value.get("error")
+        rooms, changed, next_at = value.get("rooms"), value.get("changed", 0), value.get("next_at")
+        if (isinstance(ok, bool) and _is_stamp(at) and (error is None or isinstance(error, str))
+                and _is_count(rooms) and _is_count(changed)
+                and (next_at is None or _is_stamp(next_at))):
+            return cls(ok=ok, at=datetime.fromtimestamp(at, UTC), error=error, rooms=rooms,
+                       changed=changed,
+                       next_at=None if next_at is None else datetime.fromtimestamp(next_at, UTC))
+        return None
+
+
+def _is_stamp(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+ResyncCallback = Callable[[ResyncReport], None]
+
+
+def _ignore_resync(report: ResyncReport) -> None:
+    """Default ``on_resync``: parents that do not show re-sync results."""
+
+
 class IntakeSupervisor:
     """Starts, watches and restarts the Feishu intake child; a context manager.
 
     ``silence``: kill the child when no line came for this long (it sends ``alive`` lines at a
     quarter of it). ``startup_timeout``: the same before its first line (importing lark_oapi
-    takes seconds, more on a Pi without bytecode caches).
+    takes seconds, more on a Pi without bytecode caches). ``child_args`` go to the child's command
+    line after ours (e.g. ``--resync-interval`` in tests).
     """
 
     def __init__(self, config_path: str | PathLike[str], on_changed: ChangedCallback,
-                 on_link: LinkCallback, *, python: str = sys.executable,
+                 on_link: LinkCallback, *, on_resync: ResyncCallback = _ignore_resync,
+                 child_args: Sequence[str] = (), python: str = sys.executable,
                  silence: float = 60.0, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
                  healthy_after: float = 60.0, kill_grace: float = 5.0) -> None:
@@ -55,6 +108,8 @@ class IntakeSupervisor:
         self.config_path = Path(config_path)
         self._on_changed = on_changed
         self._on_link = on_link
+        self._on_resync = on_resync
+        self._child_args = list(child_args)
         self._python = python
         self._silence = silence
         self._startup_timeout = startup_timeout
@@ -155,7 +210,8 @@ class IntakeSupervisor:
     def _run_child(self) -> int:
         """Spawn one child, watch it until it exits, return its exit code."""
         cmd = [self._python, "-m", "display.intake.feishu", "-c", str(self.config_path),
-               "--alive-interval", f"{max(0.2, min(5.0, self._silence / 4)):g}"]
+               "--alive-interval", f"{max(0.2, min(5.0, self._silence / 4)):g}",
+               *self._child_args]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=None, close_fds=True)
         with self._lock:
@@ -249,6 +305,12 @@ class IntakeSupervisor:
             with self._lock:
                 self._link_up = up
             self._call(lambda: self._on_link(up, None if up else (error or "link down")))
+        elif "resync" in msg:
+            report = ResyncReport.from_line(msg["resync"])
+            if report is None:
+                log.warning("Feishu intake pid %d: bad 'resync' line: %.200r", pid, raw)
+                return
+            self._call(lambda: self._on_resync(report))
         elif "alive" in msg:
             if not isinstance(msg["alive"], int | float):
                 log.warning("Feishu intake pid %d: bad 'alive' line: %.200r", pid, raw)
