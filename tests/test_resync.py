@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import envelope
+from conftest import envelope, wait_for
 from feishu_standin import FeishuStandIn, FreeBusyApi, encrypted_body, signed_headers, slot
-from intake_support import HttpClient, wait_until, write_config
+from intake_support import HttpClient, write_config
 
 from display.app import App
 from display.clock import FakeClock, SystemClock
@@ -273,7 +273,7 @@ def test_worker_backs_off_doubling_and_resets(tmp_path: Path) -> None:
                         backoff_initial=0.1, backoff_max=0.3)
         resync.start()
         try:
-            wait_until(lambda: len(reports) >= 4, 10, what="four passes")
+            wait_for(lambda: len(reports) >= 4, 10, what="four passes")
         finally:
             resync.close()
     delays = [(n - r.at).total_seconds() if n else None for r, n in reports]
@@ -293,15 +293,15 @@ def test_requests_coalesce_and_wait_for_a_backoff(tmp_path: Path) -> None:
                         backoff_initial=0.4)
         resync.start()
         try:
-            wait_until(lambda: reports, 10, what="the first pass")
+            wait_for(lambda: reports, 10, what="the first pass")
             failed_at = time.monotonic()
             for _ in range(3):
                 resync.request("test")
-            wait_until(lambda: len(reports) >= 2, 10, what="the retry")
+            wait_for(lambda: len(reports) >= 2, 10, what="the retry")
             assert time.monotonic() - failed_at >= 0.3  # the requests waited for the backoff
             assert reports[1][0].ok and reports[1][1] is None  # interval 0: no periodic pass
             resync.request("reconnected")
-            wait_until(lambda: len(reports) >= 3, 10, what="the requested pass")
+            wait_for(lambda: len(reports) >= 3, 10, what="the requested pass")
         finally:
             resync.close()
     assert len(reports) == 3  # three requests during the backoff made one pass
@@ -316,9 +316,9 @@ def test_link_down_resyncs_more_often(tmp_path: Path) -> None:
                         link_down_interval=0.2)
         resync.start()
         try:
-            wait_until(lambda: reports, 10, what="the first pass")
+            wait_for(lambda: reports, 10, what="the first pass")
             resync.link(False)
-            wait_until(lambda: len(reports) >= 3, 10, what="passes while the link is down")
+            wait_for(lambda: len(reports) >= 3, 10, what="passes while the link is down")
         finally:
             resync.close()
     assert reports[0][1] is not None
@@ -427,7 +427,7 @@ class Node:
 
     def next_report(self, after: str | None = None, timeout: float = 20) -> dict[str, Any]:
         """The first re-sync report whose time differs from ``after``."""
-        return wait_until(lambda: (r := self.resync())["at"] not in (None, after) and r,
+        return wait_for(lambda: (r := self.resync())["at"] not in (None, after) and r,
                           timeout, what="a re-sync report")
 
 
@@ -466,7 +466,7 @@ def post_event(node: Node, env: dict[str, Any]) -> tuple[int, Any]:
     """Deliver ``env`` to a webhook node the way Feishu does (encrypted and signed)."""
     assert node.app is not None and node.app.intake is not None
     intake = node.app.intake
-    listen = wait_until(lambda: intake.ready_listen, 30, what="the webhook listening")
+    listen = wait_for(lambda: intake.ready_listen, 30, what="the webhook listening")
     body = encrypted_body(env, KEY)
     client = HttpClient(listen)
     try:
@@ -477,7 +477,7 @@ def post_event(node: Node, env: dict[str, Any]) -> tuple[int, Any]:
 
 def test_token_errors_back_off_then_reconnects_resync(nodes: dict[str, Node]) -> None:
     node = nodes["quiet"]
-    first = wait_until(lambda: (r := node.resync())["at"] and r, 30, what="a first pass")
+    first = wait_for(lambda: (r := node.resync())["at"] and r, 30, what="a first pass")
     assert first["ok"] is False and first["rooms"] == 0
     assert first["error"].startswith("tenant token refused: code 10014: 'app secret invalid'")
     second = node.next_report(after=first["at"])
@@ -491,23 +491,23 @@ def test_token_errors_back_off_then_reconnects_resync(nodes: dict[str, Node]) ->
     assert node.app is not None and not node.app.freshness.links()["feishu"]["vouched"]
     node.api.set(token_answer=(200, {"code": 0, "tenant_access_token": "t-test",
                                      "expire": 7200}))
-    ok = wait_until(lambda: (r := node.resync())["ok"] and r, 15, what="a good pass")
+    ok = wait_for(lambda: (r := node.resync())["ok"] and r, 15, what="a good pass")
     assert uids(node.store, "omm_a") == {"q1"}
     assert ok["next_at"] is None  # resync_minutes = 0: no periodic pass
     assert node.app.freshness.links()["feishu"]["vouched"]
     # A reconnect: what happened meanwhile may never be delivered, so re-sync.
     calls = len(node.api.calls)
     node.api.set(slots={"omm_a": [slot("q2", START, END)]})
-    wait_until(node.standin.connections, 15, what="the long connection")
+    wait_for(node.standin.connections, 15, what="the long connection")
     node.standin.drop_connections()
-    wait_until(lambda: uids(node.store, "omm_a") == {"q2"}, 20, what="a re-sync on reconnect")
+    wait_for(lambda: uids(node.store, "omm_a") == {"q2"}, 20, what="a re-sync on reconnect")
     assert len(node.api.calls) == calls + 1
     assert node.next_report(after=ok["at"])["ok"]
 
 
 def test_node_down_too_long_is_filled_by_the_resync(nodes: dict[str, Node]) -> None:
     busy = nodes["busy"]
-    wait_until(lambda: all(uids(busy.store, r) == {f"lost-{r}"} for r in ROOMS), 30,
+    wait_for(lambda: all(uids(busy.store, r) == {f"lost-{r}"} for r in ROOMS), 30,
                what="every room re-synced")
     report = busy.next_report()
     assert report["enabled"] and report["error"] is None and report["rooms"] == 45
@@ -536,17 +536,17 @@ def shown(node: Node, room: str) -> list[str]:
 
 def test_booking_removed_upstream_disappears(nodes: dict[str, Node]) -> None:
     busy = nodes["busy"]
-    wait_until(lambda: converged(busy), 30, what="re-synced")
+    wait_for(lambda: converged(busy), 30, what="re-synced")
     assert shown(busy, "omm_r30") == ["lost-omm_r30"]
     slots = {room: [slot(f"lost-{room}", START, END)] for room in ROOMS}
     slots["omm_r07"] = []
     slots["omm_r30"] = [slot("moved", START + timedelta(hours=1), END + timedelta(hours=1))]
     busy.api.set(slots=slots)
-    wait_until(lambda: not uids(busy.store, "omm_r07") and uids(busy.store, "omm_r30")
+    wait_for(lambda: not uids(busy.store, "omm_r07") and uids(busy.store, "omm_r30")
                == {"moved"}, 15, what="removed and moved bookings")
     assert uids(busy.store, "omm_r08") == {"lost-omm_r08"}
     # The child said which rooms changed; the node re-read them and shows the change.
-    wait_until(lambda: shown(busy, "omm_r30") == ["moved"], 10, what="the node's view")
+    wait_for(lambda: shown(busy, "omm_r30") == ["moved"], 10, what="the node's view")
 
 
 def test_event_newer_than_the_request_is_kept(nodes: dict[str, Node]) -> None:
@@ -555,7 +555,7 @@ def test_event_newer_than_the_request_is_kept(nodes: dict[str, Node]) -> None:
     slots = {r: [slot(f"lost-{r}", START, END)] for r in ROOMS}
     slots[room] = [slot("doomed", START, END)]
     busy.api.set(slots=slots)
-    wait_until(lambda: converged(busy), 15, what="doomed re-synced")
+    wait_for(lambda: converged(busy), 15, what="doomed re-synced")
     busy.api.set(hold=True)
 
     def held_with_room(besides: object = None) -> list[Any]:
@@ -567,7 +567,7 @@ def test_event_newer_than_the_request_is_kept(nodes: dict[str, Node]) -> None:
                 h.release()
         return [h for h in entries if room in h.rooms and h is not besides]
 
-    held = wait_until(held_with_room, 15, what="a held free/busy request")[0]
+    held = wait_for(held_with_room, 15, what="a held free/busy request")[0]
     # While Feishu is answering (its answer already fixed): one booking created, one deleted.
     for kind, uid in (("created", "fresh"), ("deleted", "doomed")):
         status, _ = post_event(busy, envelope(kind, uid=uid, start=START, end=END, rooms=(room,)))
@@ -577,7 +577,7 @@ def test_event_newer_than_the_request_is_kept(nodes: dict[str, Node]) -> None:
     busy.api.set(slots=slots)
     held.release()
     # The next pass asks for the room only after this pass applied every chunk.
-    wait_until(lambda: held_with_room(besides=held), 15, what="the next pass")
+    wait_for(lambda: held_with_room(besides=held), 15, what="the next pass")
     assert uids(busy.store, room) == {"fresh"}  # neither deleted nor resurrected
     busy.api.set(hold=False)
     busy.api.release_all()
@@ -585,18 +585,18 @@ def test_event_newer_than_the_request_is_kept(nodes: dict[str, Node]) -> None:
 
 def test_bad_answers_show_in_status_and_change_nothing(nodes: dict[str, Node]) -> None:
     busy = nodes["busy"]
-    wait_until(lambda: converged(busy) and busy.resync()["ok"], 15, what="a good pass")
+    wait_for(lambda: converged(busy) and busy.resync()["ok"], 15, what="a good pass")
     before = {room: uids(busy.store, room) for room in ROOMS}
     with busy.api.lock:
         table = dict(busy.api.slots)
     # The first chunk's answer is malformed; the others would empty their rooms.
     busy.api.set(slots={"omm_r02": [{**GOOD, "end_time": GOOD["start_time"]}]})
-    report = wait_until(lambda: (r := busy.resync())["ok"] is False and r, 15, what="failure")
+    report = wait_for(lambda: (r := busy.resync())["ok"] is False and r, 15, what="failure")
     assert "malformed free/busy answer: data.free_busy.omm_r02[0].end_time: must be after " \
            "start_time" in report["error"]
     busy.api.set(answer=(429, {"code": 99991400, "msg": "request trigger frequency limit"},
                          {"x-ogw-ratelimit-reset": "1"}))
-    report = wait_until(lambda: (r := busy.resync())["error"] and "rate limited" in r["error"]
+    report = wait_for(lambda: (r := busy.resync())["error"] and "rate limited" in r["error"]
                         and r, 15, what="rate limited")
     assert report["error"] == "rate limited (HTTP 429, code 99991400)"
     waited = datetime.fromisoformat(report["next_at"]) - datetime.fromisoformat(report["at"])
@@ -604,7 +604,7 @@ def test_bad_answers_show_in_status_and_change_nothing(nodes: dict[str, Node]) -
     emptied = {room: set() for room in ROOMS[20:]}
     assert {room: uids(busy.store, room) for room in ROOMS} == {**before, **emptied}
     busy.api.set(answer=None, slots=table)
-    wait_until(lambda: busy.resync()["ok"], 15, what="recovered")
+    wait_for(lambda: busy.resync()["ok"], 15, what="recovered")
 
 
 def test_resync_off_in_status(tmp_path: Path) -> None:
