@@ -14,10 +14,9 @@ import time
 
 import micropython
 import neopixel
-from machine import SPI, UART, Pin
-
 import panel_board as pb
 from epd_ssd1680 import EPD
+from machine import SPI, UART, Pin
 
 # -- configuration: wiring and panel -----------------------------------------------------------
 TRANSPORT = "usb"          # "usb" (USB CDC, /dev/ttyACM*) or "uart" (UART0 on GP0/GP1)
