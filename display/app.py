@@ -117,7 +117,7 @@ class App:
     def resync_status(self) -> dict[str, object]:
         """``node.resync`` in ``status``: switched on, and the latest pass (``at`` null: none)."""
         feishu = self.config.feishu
-        if feishu is None or not feishu.resync:
+        if feishu is None or not feishu.resync_enabled:
             return {"enabled": False}
         last = self._resync
         if last is None:

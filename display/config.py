@@ -96,9 +96,14 @@ class FeishuConfig:
     path: str = "/webhook/event"
     domain: str = "https://open.feishu.cn"
     resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes
-    resync_minutes: int = 15  # 0: no periodic re-sync (start and reconnects only)
+    resync_minutes: int = 15  # 0 = off (DESIGN.md), as is resync = false
     replay_window_seconds: int = 300
     max_body_bytes: int = 65536
+
+    @property
+    def resync_enabled(self) -> bool:
+        """Re-sync runs unless ``resync = false`` or ``resync_minutes = 0`` (DESIGN.md: 0 = off)."""
+        return self.resync and self.resync_minutes > 0
 
     @property
     def listen_host(self) -> str:

@@ -144,3 +144,11 @@ def test_examples_are_valid(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     root = Path(__file__).resolve().parent.parent
     config = load_config(root / "examples" / f"{name}.toml")
     assert config.role == {"single-box": "single", "bridge": "bridge", "agent": "agent"}[name]
+
+
+@pytest.mark.parametrize(("keys", "enabled"), [
+    ("", True), ("resync_minutes = 0\n", False), ("resync = false\n", False),
+    ("resync_minutes = 5\n", True)])
+def test_resync_switches(tmp_path: Path, keys: str, enabled: bool) -> None:
+    config = parse_config("[feishu]\nmode = 'webhook'\n" + keys, tmp_path / "c.toml")
+    assert config.feishu is not None and config.feishu.resync_enabled is enabled

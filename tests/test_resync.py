@@ -446,9 +446,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]
                      args=("--resync-interval", "0.4", "--resync-backoff", "0.2"),
                      mode="webhook", listen="127.0.0.1:0", verification_token="vtoken",
                      encrypt_key=KEY),
-        # Long connection, resync_minutes = 0: at start and after reconnects only.
+        # Long connection, a day between periodic passes: at start and after reconnects only.
         "quiet": Node(tmp_path_factory.mktemp("quiet"), rooms=("omm_a",),
-                      args=("--resync-backoff", "0.3"), resync_minutes=0),
+                      args=("--resync-backoff", "0.3"), resync_minutes=1440),
     }
     made["busy"].api.slots = {room: [slot(f"lost-{room}", START, END)] for room in ROOMS}
     made["quiet"].api.token_answer = (200, {"code": 10014, "msg": "app secret invalid"})
@@ -493,7 +493,9 @@ def test_token_errors_back_off_then_reconnects_resync(nodes: dict[str, Node]) ->
                                      "expire": 7200}))
     ok = wait_for(lambda: (r := node.resync())["ok"] and r, 15, what="a good pass")
     assert uids(node.store, "omm_a") == {"q1"}
-    assert ok["next_at"] is None  # resync_minutes = 0: no periodic pass
+    # resync_minutes = 1440: the next periodic pass is a day away.
+    assert datetime.fromisoformat(ok["next_at"]) - datetime.fromisoformat(ok["at"]) \
+        >= timedelta(hours=23)
     assert node.app.freshness.links()["feishu"]["vouched"]
     # A reconnect: what happened meanwhile may never be delivered, so re-sync.
     calls = len(node.api.calls)

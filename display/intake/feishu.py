@@ -601,8 +601,8 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
 
     When it cannot run, one log line and one ``resync`` line to the parent say why.
     """
-    if not feishu.resync:
-        log.info("re-sync from free/busy is off (feishu.resync = false)")
+    if not feishu.resync_enabled:
+        log.info("re-sync from free/busy is off (feishu.resync = false or resync_minutes = 0)")
         return None
     problem = None
     if not feishu.app_id or not feishu.app_secret:

@@ -209,7 +209,7 @@ class Resync:
 
     def _period(self) -> float:
         if self._interval <= 0:
-            return 0.0  # resync_minutes = 0: never periodically, link or not
+            return 0.0  # no periodic interval (tests): start and reconnects only
         if not self._link_up and self._link_down_interval > 0:
             return min(self._interval, self._link_down_interval)
         return self._interval
