@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from hypothesis import HealthCheck, settings
+
 from display.clock import to_epoch_ms
 
 T = TypeVar("T")
+
+# Property tests run beside subprocess-heavy tests on two cores: timing is not what they check.
+# In CI the examples are derandomized, so a run is repeatable and never flaky by chance.
+settings.register_profile("default", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True,
+                          print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 _uuids = itertools.count(1)
 #: ``event_time`` given to :func:`envelope` is seconds after this instant (2025-11-24).
