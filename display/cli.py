@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROBLEM
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        # `room-display status | head`: the reader left; not an error worth a traceback.
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _config(args: argparse.Namespace) -> Config:
