@@ -12,7 +12,8 @@ from conftest import envelope
 
 from display.clock import SystemClock
 from display.config import FeishuConfig, Secret
-from display.intake import feishu
+from display.intake.feishu.dispatch import Intake, build_handler, route_unregistered_types
+from display.intake.feishu.long_connection import WatchedClient
 from display.intake.sink import EventSink, Verdict
 from display.store import ScheduleStore
 
@@ -21,9 +22,9 @@ START = datetime.now(UTC) + timedelta(hours=1)
 
 def test_unregistered_types_reach_our_handler(tmp_path: Path) -> None:
     with ScheduleStore(tmp_path / "s.db") as store:
-        intake = feishu.Intake(EventSink(store, SystemClock()), long_connection=True)
+        intake = Intake(EventSink(store, SystemClock()), long_connection=True)
         cfg = FeishuConfig(app_id="cli", app_secret=Secret("s"))
-        handler = feishu.build_handler(intake, cfg)
+        handler = build_handler(intake, cfg)
         env = envelope(start=START, end=START + timedelta(hours=1))
         env["event"]["type"] = "some_future_event"
         # The long connection's entry point: raises "processor not found" without our map.
@@ -34,12 +35,12 @@ def test_unregistered_types_reach_our_handler(tmp_path: Path) -> None:
 
 def test_route_unregistered_types_refuses_an_unknown_sdk_shape() -> None:
     with pytest.raises(RuntimeError, match="_processorMap"):
-        feishu.route_unregistered_types(object(), lambda event: None)
+        route_unregistered_types(object(), lambda event: None)
 
 
 def test_watched_client_sees_the_ping_interval_the_endpoint_sets() -> None:
-    client = feishu.WatchedClient("cli", "secret", domain="http://127.0.0.1:9",
-                                  on_connected=lambda: None)
+    client = WatchedClient("cli", "secret", domain="http://127.0.0.1:9",
+                           on_connected=lambda: None)
     assert client.ping_interval > 0
     conf = lark.ws.model.ClientConfig({"ReconnectCount": -1, "ReconnectInterval": 1,
                                        "ReconnectNonce": 0, "PingInterval": 7})

@@ -27,7 +27,8 @@ from display.app import App
 from display.clock import FakeClock, SystemClock
 from display.config import FeishuConfig, Secret, load_config
 from display.errors import FeishuApiError
-from display.intake.feishu import ParentChannel, make_resync
+from display.intake.feishu.channel import ParentChannel
+from display.intake.feishu.child import make_resync
 from display.intake.resync import LarkFreeBusy, PassResult, Resync
 from display.intake.supervisor import ResyncReport
 from display.status import render_text

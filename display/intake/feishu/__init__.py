@@ -1,0 +1,57 @@
+"""The Feishu intake child process: the only package that imports ``lark_oapi``.
+
+lark-oapi keeps one module-global asyncio loop, its ``ws.Client.start()`` blocks forever, has no
+``stop()`` and can die silently; importing it costs seconds and ~170 MB. So the intake runs in a
+child process, started and restarted by :class:`display.intake.supervisor.IntakeSupervisor`::
+
+    python -m display.intake.feishu -c CONFIG [--alive-interval SECONDS]
+        [--resync-interval SECONDS] [--resync-backoff SECONDS]   (the last two: tests)
+
+It loads the config, opens the schedule store under ``[node] state_dir``, and feeds every event
+through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
+
+- ``mode = "long_connection"`` (default): the real ``lark.ws.Client`` in a thread; a watchdog exits
+  the process when no frame (ping, pong or data) arrived for 3 ping intervals, so the parent
+  restarts it. Invalid events are logged and acknowledged (retries cannot fix them); a store
+  failure makes the SDK answer 500 so Feishu retries.
+- ``mode = "webhook"``: a stdlib HTTP/1.1 server on ``listen`` serving ``path`` (and
+  ``GET /healthz``), with the SDK's ``EventDispatcherHandler`` doing decryption, token and
+  signature checks; our own checks in front give each rejection a clear status (see
+  :class:`~display.intake.feishu.webhook.WebhookHandler`).
+
+Unless ``resync = false``, it also re-syncs every room from Feishu's free/busy API
+(:mod:`display.intake.resync`): once ready, after each long-connection reconnect and every
+``resync_minutes``; that needs ``app_id`` and ``app_secret`` in webhook mode too.
+
+Parent contract: stdout carries only these JSON lines (one object per line, UTF-8)::
+
+    {"ready": true, "mode": "webhook"|"long_connection", "listen": "HOST:PORT"|null}
+        once, when listening (webhook; the real port when the config says :0) or connected
+    {"changed": ["omm_..", ...]}
+        after each committed change, the rooms whose bookings changed (sorted)
+    {"link": "up"}  /  {"link": "down", "error": "..."}
+        on connect, disconnect and reconnect (webhook: "up" once listening)
+    {"alive": <unix time>, "last_frame_age": <seconds>|null}
+        every ``--alive-interval`` seconds (default 5); the age of the newest frame from Feishu
+    {"resync": {"ok": bool, "at": <unix time>, "error": "..."|null, "rooms": <int>,
+                "changed": <int>, "next_at": <unix time>|null}}
+        after each re-sync pass: whether every room was re-synced, how many rooms were (and
+        changed; their ids came in "changed" lines first), the failure, and when the next pass is
+        due (null: only after a reconnect). Also once with ok false and next_at null when
+        re-sync is on but cannot run (e.g. no app credentials in webhook mode).
+
+Readers must ignore keys they do not know. Logs go to stderr. The child exits when stdin reaches
+EOF (the parent is gone), so run it by hand as ``sleep infinity | python -m ...``.
+Exit codes: 0 stdin closed; 1 link lost, watchdog or unexpected error; 2 configuration or
+credentials rejected (retrying soon will not help: back off).
+
+The modules:
+
+- :mod:`.child`: ``main()`` (the command line above): config, store and sink, re-sync wiring;
+- :mod:`.channel`: the stdout lines above, exit codes, exiting when stdin closes;
+- :mod:`.dispatch`: lark-oapi's event dispatcher feeding :class:`~display.intake.sink.EventSink`;
+- :mod:`.webhook` and :mod:`.long_connection`: the two modes.
+
+This file imports nothing, so importing :mod:`.channel` alone does not load ``lark_oapi``;
+``python -m`` runs :mod:`.__main__`.
+"""

@@ -1,0 +1,128 @@
+"""The child's entry point: arguments, config, store and sink, re-sync, then one of the modes.
+
+:func:`main` is what ``python -m display.intake.feishu`` runs (see :mod:`.__main__`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from display.clock import SystemClock
+from display.config import Config, FeishuConfig, load_config
+from display.errors import ConfigError, StoreError
+from display.intake.feishu.channel import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    ParentChannel,
+    exit_when_stdin_closes,
+    take_stdout,
+)
+from display.intake.feishu.dispatch import Intake, SdkLogCapture, quiet_sdk_logger
+from display.intake.feishu.long_connection import run_long_connection
+from display.intake.feishu.webhook import run_webhook
+from display.intake.resync import BACKOFF_INITIAL, LarkFreeBusy, PassResult, Resync
+from display.intake.sink import EventSink
+from display.store import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+ALIVE_INTERVAL = 5.0
+
+
+def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
+                channel: ParentChannel, interval: float | None,
+                backoff: float) -> Resync | None:
+    """The re-sync worker for this child (not started), or ``None`` when it is off or cannot run.
+
+    When it cannot run, one log line and one ``resync`` line to the parent say why.
+    """
+    if not feishu.resync_enabled:
+        log.info("re-sync from free/busy is off (feishu.resync = false or resync_minutes = 0)")
+        return None
+    problem = None
+    if not feishu.app_id or not feishu.app_secret:
+        problem = ("re-sync needs feishu.app_id and feishu.app_secret (or set "
+                   "feishu.resync = false)")
+    else:
+        try:
+            api = LarkFreeBusy(feishu)
+        except ValueError as exc:  # the SDK refuses plain http to anything but loopback
+            problem = f"re-sync cannot use feishu.domain: {exc}"
+    if problem is not None:
+        log.error("%s: %s", config.path, problem)
+        channel.send(resync={"ok": False, "at": round(time.time(), 3), "error": problem,
+                             "rooms": 0, "changed": 0, "next_at": None})
+        return None
+    rooms = [room.open_id for room in config.rooms]
+
+    def current_rooms() -> list[str]:
+        # Re-read each pass: `map add-room` reaches a running node without restarting us.
+        nonlocal rooms
+        try:
+            rooms = [room.open_id for room in load_config(config.path).rooms]
+        except ConfigError as exc:
+            log.warning("re-sync keeps the rooms it knew: %s", exc)
+        return rooms
+
+    def report(result: PassResult, next_at: datetime | None) -> None:
+        channel.send(resync={
+            "ok": result.ok, "at": round(result.at.timestamp(), 3), "error": result.error,
+            "rooms": result.rooms, "changed": len(result.changed),
+            "next_at": round(next_at.timestamp(), 3) if next_at is not None else None})
+
+    stale_after = config.occupancy.stale_after_minutes * 60.0
+    return Resync(api, store, SystemClock(), current_rooms,
+                  on_changed=lambda changed: channel.send(changed=sorted(changed)),
+                  on_report=report,
+                  interval=feishu.resync_minutes * 60.0 if interval is None else interval,
+                  link_down_interval=stale_after / 2, backoff_initial=backoff)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the intake child; returns the exit code (see :mod:`display.intake.feishu`)."""
+    parser = argparse.ArgumentParser(prog="python -m display.intake.feishu",
+                                     description="Feishu intake child of room-display")
+    parser.add_argument("-c", "--config", required=True, type=Path, help="config file (TOML)")
+    parser.add_argument("--alive-interval", type=float, default=ALIVE_INTERVAL,
+                        help="seconds between alive lines (default %(default)s)")
+    parser.add_argument("--resync-interval", type=float, default=None,
+                        help="seconds between periodic re-syncs, instead of "
+                             "feishu.resync_minutes (tests)")
+    parser.add_argument("--resync-backoff", type=float, default=BACKOFF_INITIAL,
+                        help="first retry delay after a failed re-sync, doubling "
+                             "(default %(default)s; tests)")
+    args = parser.parse_args(argv)
+    channel = ParentChannel(take_stdout())
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s feishu-intake[%(process)d] "
+                               "%(name)s: %(message)s")
+    exit_when_stdin_closes()
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    if config.feishu is None:
+        log.error("%s: feishu: section missing (add [feishu] to run the Feishu intake)",
+                  config.path)
+        return EXIT_CONFIG
+    long_connection = config.feishu.mode != "webhook"
+    try:
+        store = ScheduleStore(config.node.state_dir / "schedule.db")
+    except StoreError as exc:
+        log.error("%s (node.state_dir)", exc)
+        return EXIT_FAILURE
+    with store:
+        sink = EventSink(store, SystemClock(),
+                         on_change=lambda rooms: channel.send(changed=sorted(rooms)))
+        intake = Intake(sink, long_connection=long_connection)
+        quiet_sdk_logger(SdkLogCapture(intake.state))
+        resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
+                             args.resync_backoff)
+        run = run_long_connection if long_connection else run_webhook
+        return run(config.feishu, config.path, intake, channel, args.alive_interval, resync)
