@@ -2,4 +2,8 @@
 
 ``led`` turns a view into a colour and an effect; ``eink`` into a Pillow image. Neither does I/O:
 encoding and transports live in :mod:`display.devices`.
+
+The e-ink sign is built up in layers: ``geometry`` (boxes), ``typeset`` (measuring and fitting
+text), ``canvas`` (the bit planes), ``wording`` and ``facts`` (what the sign says), ``sections``
+(how each part is drawn) and ``eink`` (where the parts go; the public entry).
 """

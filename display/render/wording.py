@@ -1,0 +1,31 @@
+"""The sign's wording: every string an e-ink sign shows, in Chinese, English or both.
+
+One table, so a translation is changed in one place; :func:`text` picks and fills an entry.
+"""
+
+from __future__ import annotations
+
+# key: (zh, en, zh+en). "{t}" is a time, "{n}" a count.
+TEXTS: dict[str, tuple[str, str, str]] = {
+    "free": ("空闲", "Free", "空闲|Free"),
+    "soon": ("即将开始", "Starting soon", "即将开始|Starting soon"),
+    "busy": ("使用中", "In use", "使用中|In use"),
+    "ending": ("即将结束", "Ending soon", "即将结束|Ending soon"),
+    "until": ("至 {t}", "until {t}", "至 / until {t}"),
+    "from": ("{t} 开始", "from {t}", "{t} 开始 / from {t}"),
+    "next": ("下一场", "Next", "下一场 Next"),
+    "as_of": ("更新于 {t}", "as of {t}", "更新于 / as of {t}"),
+    "none": ("今日无更多预订", "No more bookings today", "今日无更多预订 · No more bookings today"),
+    "more": ("另有 {n} 场", "+{n} more", "另有 {n} 场 / +{n} more"),
+}
+LANGUAGES = ("zh", "en", "zh+en")  # in the order of each TEXTS row
+_LANG_INDEX = {language: i for i, language in enumerate(LANGUAGES)}
+
+
+def text(key: str, language: str, **values: object) -> str:
+    """The sign's wording for ``key`` in ``language`` (``zh``, ``en`` or ``zh+en``).
+
+    State words in ``zh+en`` come back as ``"中文|English"``: the renderer draws the English part
+    smaller after the Chinese one.
+    """
+    return TEXTS[key][_LANG_INDEX.get(language, 1)].format(**values)
