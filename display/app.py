@@ -52,8 +52,7 @@ class App:
         self.intake_args = tuple(intake_args)
         self.clock = clock or SystemClock()
         self.store = ScheduleStore(store_path(config))
-        now = self.clock.now()
-        self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes), now,
+        self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes),
                                    ClockSync(config.node.clock))
         # One broker connection per node, made before the devices: mqtt:TOPIC devices use it.
         self.mqtt_link = make_link(config)
@@ -68,10 +67,6 @@ class App:
         self._ready = False
         self._last_status_line = ""
         self._resync: ResyncReport | None = None
-
-    @classmethod
-    def from_path(cls, path: Path, clock: Clock | None = None) -> App:
-        return cls(load_config(path), clock)
 
     def __enter__(self) -> App:
         return self

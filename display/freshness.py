@@ -32,10 +32,9 @@ class _Link:
 class Freshness:
     """Link states and the stale rule; thread-safe (links change on intake threads)."""
 
-    def __init__(self, stale_after: timedelta, started: datetime,
+    def __init__(self, stale_after: timedelta,
                  clock_synced: Callable[[], bool] = lambda: True) -> None:
         self.stale_after = stale_after
-        self._started = started
         self._clock_synced = clock_synced
         self._links: dict[str, _Link] = {}
         self._lock = threading.Lock()
@@ -67,10 +66,6 @@ class Freshness:
             link = self._links.get(name)
             if link is not None and (link.vouched is None or now > link.vouched):
                 link.vouched = now
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._links.pop(name, None)
 
     def clock_ok(self) -> bool:
         return self._clock_synced()

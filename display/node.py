@@ -58,7 +58,7 @@ class Node:
         self.clock = clock
         self._make_device = make_device
         self.freshness = freshness or Freshness(
-            timedelta(minutes=config.occupancy.stale_after_minutes), clock.now())
+            timedelta(minutes=config.occupancy.stale_after_minutes))
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._dirty_rooms: set[str] = set()

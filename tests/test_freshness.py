@@ -11,7 +11,7 @@ STALE_AFTER = timedelta(minutes=10)
 
 
 def down_link() -> Freshness:
-    f = Freshness(STALE_AFTER, T0)
+    f = Freshness(STALE_AFTER)
     f.expect("feishu", T0)
     f.set("feishu", True, T0)
     f.set("feishu", False, T0 + timedelta(minutes=1), "connection lost")
@@ -48,7 +48,7 @@ def test_vouch_is_never_moved_back_and_ignores_unknown_links() -> None:
 
 
 def test_a_vouch_before_the_outage_does_not_extend_it() -> None:
-    f = Freshness(STALE_AFTER, T0)
+    f = Freshness(STALE_AFTER)
     f.expect("feishu", T0)
     f.set("feishu", True, T0)
     f.vouch("feishu", T0 + timedelta(minutes=1))

@@ -105,7 +105,7 @@ def test_clock_not_synchronised_means_stale_and_a_step_is_noticed(tmp_path: Path
     config = parse_config(CONFIG, tmp_path / "c.toml")
     start = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
     clock = FakeClock(start)
-    freshness = Freshness(timedelta(minutes=10), start, ClockSync("auto", timesync))
+    freshness = Freshness(timedelta(minutes=10), ClockSync("auto", timesync))
     with ScheduleStore(config.node.state_dir / "s.db") as store:
         node = Node(config, store, clock, make_device, freshness)
         try:
