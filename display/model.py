@@ -12,6 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 
+def booking_key(uid: str, original_time: int) -> str:
+    """The identity of a booking: ``{uid}_{original_time}`` (``original_time`` in seconds)."""
+    return f"{uid}_{original_time}"
+
+
 class EventKind(StrEnum):
     """The three values of ``event.type`` in Feishu's third-party room event family."""
 
@@ -36,7 +41,12 @@ class State(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """One booking of one room: the half-open interval ``[start, end)``."""
+    """One booking of one room: the half-open interval ``[start, end)``.
+
+    Its identity is ``(uid, original_time)`` (:attr:`key`); an occurrence of a recurring series
+    expanded by free/busy shares the series' key and is told apart by its ``start``.
+    ``event_id`` is what Feishu called it (informative only).
+    """
 
     event_id: str
     uid: str
@@ -44,6 +54,11 @@ class Booking:
     start: datetime
     end: datetime
     organizer_open_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The identity ``{uid}_{original_time}`` versions and tombstones are kept under."""
+        return booking_key(self.uid, self.original_time)
 
     def to_json(self) -> dict[str, Any]:
         """The booking object of the ``status --json`` contract (UTC offsets)."""
@@ -61,8 +76,11 @@ class Booking:
 class RoomEvent:
     """A validated Feishu event: one version of one booking, naming one or more rooms.
 
-    ``event_time_ms`` orders versions of the same ``event_id``; ``uuid`` identifies the delivery
-    and is what duplicates share.
+    ``event_time_ms`` orders versions of the same :attr:`key` (``uid``, ``original_time``);
+    ``uuid`` identifies the delivery and is what duplicates share; ``event_id`` is what Feishu
+    sent (informative: the published sample does not follow the documented format).
+    ``original_time`` is in epoch seconds: 0 for a one-off booking or a whole series, else the
+    original start of the one occurrence this event changes (an exception).
     """
 
     uuid: str
@@ -75,6 +93,11 @@ class RoomEvent:
     end: datetime
     room_ids: tuple[str, ...]
     organizer_open_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The booking's identity, derived by us (never taken from ``event_id``)."""
+        return booking_key(self.uid, self.original_time)
 
     def booking(self) -> Booking:
         """The booking this event describes (rooms apart)."""

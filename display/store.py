@@ -1,13 +1,38 @@
 """The schedule store: every room's bookings in SQLite (WAL), shared by intake and node.
 
-Rules (DESIGN.md, FEISHU.md):
+Deliveries and versions:
+
 - a delivery ``uuid`` is applied at most once; seen uuids are kept for :data:`DEDUPE_KEEP`
   (Feishu retries for ~7.1 h), across restarts;
-- per ``event_id`` the version with the newest ``event_time`` wins, whatever the arrival order;
-  at equal ``event_time`` a delete wins, so the outcome never depends on order;
+- a booking's identity (its *key*) is ``(uid, original_time)``, derived by us; Feishu's
+  ``event_id`` is kept for display only;
+- per key the version with the newest ``event_time`` wins, whatever the arrival order; at equal
+  ``event_time`` a delete wins, so the outcome never depends on order;
 - a delete leaves a tombstone (the ``versions`` row) so a late ``created`` cannot resurrect it;
-- a version that no longer names a room removes the booking from that room;
+- a version that no longer names a room removes the booking from that room (a ``deleted``
+  naming no room removes it from every room that has it);
 - :meth:`ScheduleStore.apply` returns only after the commit, so the caller may acknowledge.
+
+Recurring series. Feishu's events carry no recurrence rule: ``original_time`` is 0 for a one-off
+booking *and* for a whole series (the event then describes one occurrence), and the epoch second
+``T`` of an occurrence's original start for an *exception* (one changed or cancelled occurrence).
+Free/busy answers a series expanded into *instances* that share ``uid`` and ``original_time = 0``
+and differ by start, and an exception with ``original_time = T``. So a stored slot is
+``(room, key, start)``, and:
+
+- a pushed ``uid_0`` (create or time change) replaces every slot of that key, in every room, by
+  the one occurrence it describes: the instances are invalid until the next free/busy answer
+  (the intake asks for one at once, for the rooms the event names);
+- a ``deleted`` for ``uid_0`` removes the series: every slot of that uid, instances and
+  exceptions, everywhere; its tombstone also refuses an exception of that uid that is not newer;
+- an exception ``uid_T`` (pushed or answered) replaces the occurrence whose original start is
+  ``T``: the ``uid_0`` slot starting at ``T`` goes; a ``deleted`` for ``uid_T`` (a cancelled
+  occurrence) removes both;
+- a free/busy answer is authoritative for its window and rooms as of when it was requested:
+  slots of a key it does not list go, the listed ones are stored, and the key's version becomes
+  the request time (a retried, older event then cannot undo it). Never overridden: a key whose
+  version arrived or happened after the request, an occurrence whose exception did, and the
+  instances of a series whose delete did.
 
 Several processes open the same file (the Feishu intake child writes, the node reads); SQLite's
 WAL mode and ``busy_timeout`` make that safe.
@@ -28,7 +53,7 @@ from typing import Any
 
 from display.clock import from_epoch_ms, to_epoch_ms
 from display.errors import StoreError
-from display.model import Booking, EventKind, RoomEvent
+from display.model import Booking, EventKind, RoomEvent, booking_key
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +68,26 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_ms);
 CREATE TABLE IF NOT EXISTS versions (
-    event_id TEXT PRIMARY KEY,
+    event_id TEXT PRIMARY KEY,  -- the key {uid}_{original_time}
     event_time_ms INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
     end_ms INTEGER NOT NULL,
     received_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS bookings (
+CREATE TABLE IF NOT EXISTS slots (
     room_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
     event_id TEXT NOT NULL,
     uid TEXT NOT NULL,
     original_time INTEGER NOT NULL,
-    start_ms INTEGER NOT NULL,
-    end_ms INTEGER NOT NULL,
     organizer_open_id TEXT,
-    PRIMARY KEY (room_id, event_id)
+    PRIMARY KEY (room_id, key, start_ms)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS bookings_room_end ON bookings (room_id, end_ms);
-CREATE INDEX IF NOT EXISTS bookings_event ON bookings (event_id);
+CREATE INDEX IF NOT EXISTS slots_room_end ON slots (room_id, end_ms);
+CREATE INDEX IF NOT EXISTS slots_key ON slots (key, start_ms);
+CREATE INDEX IF NOT EXISTS slots_uid ON slots (uid);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -74,6 +101,12 @@ class Outcome(StrEnum):
     APPLIED = "applied"  # a new version; rooms in ``changed`` may show something else now
     DUPLICATE = "duplicate"  # this uuid was applied before: nothing to do, still acknowledge
     SUPERSEDED = "superseded"  # an equal or newer version of the booking is already known
+
+#: What ``status`` says about recurring series when re-sync is off.
+SERIES_WITHOUT_RESYNC = (
+    "re-sync is off: a recurring series shows only the occurrence its latest event describes; "
+    "its other occurrences are unknown (events carry no recurrence rule), exceptions and "
+    "cancelled occurrences still show")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +148,7 @@ class ScheduleStore:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open schedule store {path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -186,26 +220,34 @@ class ScheduleStore:
         except sqlite3.IntegrityError:
             return ApplyResult(Outcome.DUPLICATE)
         deleted = event.kind is EventKind.DELETED
-        row = db.execute("SELECT event_time_ms, deleted FROM versions WHERE event_id = ?",
-                         (event.event_id,)).fetchone()
-        if row is not None and (row[0], row[1]) >= (event.event_time_ms, int(deleted)):
+        version = _version(db, event.key)
+        if version is not None and version[:2] >= (event.event_time_ms, int(deleted)):
             return ApplyResult(Outcome.SUPERSEDED)
-        db.execute(
-            "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
-            (event.event_id, event.event_time_ms, int(deleted), to_epoch_ms(event.end),
-             received_ms))
-        before = {r[0] for r in db.execute(
-            "SELECT room_id FROM bookings WHERE event_id = ?", (event.event_id,))}
-        keep = set() if deleted else set(event.room_ids)
-        for room in before - keep:
-            db.execute("DELETE FROM bookings WHERE room_id = ? AND event_id = ?",
-                       (room, event.event_id))
+        series = booking_key(event.uid, 0)
+        if event.original_time:
+            # An exception of a series deleted at or after it happened cannot come back.
+            gone = _version(db, series)
+            if gone is not None and gone[1] and gone[0] >= event.event_time_ms:
+                return ApplyResult(Outcome.SUPERSEDED)
+        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
+                   (event.key, event.event_time_ms, int(deleted), to_epoch_ms(event.end),
+                    received_ms))
+        # Every slot of the key goes (for a series: the instances are invalid until the next
+        # answer); a deleted series takes its exceptions along.
+        if deleted and not event.original_time:
+            touched = _delete(db, "uid = ?", (event.uid,))
+        else:
+            touched = _delete(db, "key = ?", (event.key,))
+        if event.original_time:  # an exception replaces the occurrence it was
+            touched |= _delete(db, "key = ? AND start_ms = ?",
+                               (series, event.original_time * 1000))
+        keep = () if deleted else event.room_ids
         for room in keep:
-            db.execute(
-                "INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (room, event.event_id, event.uid, event.original_time,
-                 to_epoch_ms(event.start), to_epoch_ms(event.end), event.organizer_open_id))
-        return ApplyResult(Outcome.APPLIED, frozenset(before | keep))
+            db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (room, event.key, to_epoch_ms(event.start), to_epoch_ms(event.end),
+                        event.event_id, event.uid, event.original_time,
+                        event.organizer_open_id))
+        return ApplyResult(Outcome.APPLIED, frozenset(touched | set(keep)))
 
     def seen(self, uuid: str) -> bool:
         """True if this delivery was applied (or recognised) before."""
@@ -218,17 +260,15 @@ class ScheduleStore:
 
         Returns True when anything changed.
         """
-        rows = {(b.event_id, b.uid, b.original_time, to_epoch_ms(b.start), to_epoch_ms(b.end),
-                 b.organizer_open_id) for b in bookings}
+        rows = {_row(b) for b in bookings}
         with self._transaction() as db:
-            current = set(db.execute(
-                "SELECT event_id, uid, original_time, start_ms, end_ms, organizer_open_id "
-                "FROM bookings WHERE room_id = ?", (room_id,)))
+            current = set(db.execute(f"SELECT {_COLUMNS} FROM slots WHERE room_id = ?",
+                                     (room_id,)))
             if current == rows:
                 return False
-            db.execute("DELETE FROM bookings WHERE room_id = ?", (room_id,))
-            db.executemany("INSERT INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           [(room_id, *r) for r in rows])
+            db.execute("DELETE FROM slots WHERE room_id = ?", (room_id,))
+            db.executemany(f"INSERT OR REPLACE INTO slots (room_id, {_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(room_id, *r) for r in rows])
             return True
 
     def resync_room(self, room_id: str, window: tuple[datetime, datetime],
@@ -237,47 +277,69 @@ class ScheduleStore:
         """Make the room's bookings in ``window`` match a free/busy answer; True if changed.
 
         The answer is authoritative for its window as of ``requested_at``, but never overrides
-        a version that arrived (or happened) after the request was sent: that event is newer
-        than what the API could know.
+        what arrived (or happened) after the request was sent: see the module docstring.
         """
         start_ms, end_ms = to_epoch_ms(window[0]), to_epoch_ms(window[1])
         asked_ms, received_ms = to_epoch_ms(requested_at), to_epoch_ms(received)
-        wanted = {b.event_id: b for b in bookings}
-        changed = False
         with self._transaction() as db:
-            def newer_than_request(event_id: str) -> bool:
-                row = db.execute("SELECT event_time_ms, received_ms FROM versions "
-                                 "WHERE event_id = ?", (event_id,)).fetchone()
-                return row is not None and (row[0] > asked_ms or row[1] > asked_ms)
+            newer: dict[str, bool] = {}
 
-            present = {r[0]: r[1:] for r in db.execute(
-                "SELECT event_id, uid, original_time, start_ms, end_ms, organizer_open_id "
-                "FROM bookings WHERE room_id = ? AND end_ms > ? AND start_ms < ?",
+            def newer_than_request(key: str) -> bool:
+                if key not in newer:
+                    row = _version(db, key)
+                    newer[key] = row is not None and (row[0] > asked_ms or row[3] > asked_ms)
+                return newer[key]
+
+            def series_deleted_since(uid: str) -> bool:
+                row = _version(db, booking_key(uid, 0))
+                return row is not None and bool(row[1]) and newer_than_request(row[4])
+
+            def overridden(b: Booking) -> bool:
+                if newer_than_request(b.key) or series_deleted_since(b.uid):
+                    return True
+                start = to_epoch_ms(b.start)
+                # An instance whose occurrence got an exception (or was cancelled) since.
+                return (not b.original_time and start % 1000 == 0
+                        and newer_than_request(booking_key(b.uid, start // 1000)))
+
+            wanted = {(b.key, to_epoch_ms(b.start)): b for b in bookings if not overridden(b)}
+            present = {(r[1], r[2]): r for r in db.execute(
+                f"SELECT room_id, {_COLUMNS} FROM slots "
+                "WHERE room_id = ? AND end_ms > ? AND start_ms < ?",
                 (room_id, start_ms, end_ms))}
-            for event_id in present.keys() - wanted.keys():
-                if newer_than_request(event_id):
+            changed = False
+            gone_keys: dict[str, int] = {}
+            for slot, row in present.items():
+                if slot in wanted or newer_than_request(slot[0]):
                     continue
-                db.execute("DELETE FROM bookings WHERE room_id = ? AND event_id = ?",
-                           (room_id, event_id))
-                left = db.execute("SELECT 1 FROM bookings WHERE event_id = ?",
-                                  (event_id,)).fetchone()
-                if left is None:  # gone everywhere: a tombstone stops a late retry of "created"
-                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?)",
-                               (event_id, asked_ms, present[event_id][3], received_ms))
+                db.execute("DELETE FROM slots WHERE room_id = ? AND key = ? AND start_ms = ?",
+                           (room_id, *slot))
+                gone_keys[slot[0]] = max(gone_keys.get(slot[0], 0), row[3])
                 changed = True
-            for event_id, b in wanted.items():
-                row = (b.uid, b.original_time, to_epoch_ms(b.start), to_epoch_ms(b.end),
-                       b.organizer_open_id)
-                if present.get(event_id) == row or newer_than_request(event_id):
+            for key, last_end in gone_keys.items():
+                if db.execute("SELECT 1 FROM slots WHERE key = ? LIMIT 1", (key,)).fetchone():
                     continue
-                db.execute("INSERT OR REPLACE INTO bookings VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (room_id, event_id, *row))
+                if not newer_than_request(key):
+                    # Gone everywhere: a tombstone stops a late retry of its "created".
+                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?)",
+                               (key, asked_ms, last_end, received_ms))
+            confirmed: dict[str, int] = {}
+            for slot, b in wanted.items():
+                row = _row(b)
+                confirmed[b.key] = max(confirmed.get(b.key, 0), row[2])
+                old = present.get(slot)
+                if old is not None and tuple(old[1:]) == row:
+                    continue
+                db.execute(f"INSERT OR REPLACE INTO slots (room_id, {_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (room_id, *row))
+                changed = True
+            for key, last_end in confirmed.items():
                 db.execute(
                     "INSERT INTO versions VALUES (?, ?, 0, ?, ?) ON CONFLICT(event_id) DO UPDATE "
                     "SET event_time_ms = excluded.event_time_ms, deleted = 0, "
-                    "end_ms = excluded.end_ms, received_ms = excluded.received_ms",
-                    (event_id, asked_ms, row[3], received_ms))
-                changed = True
+                    "end_ms = max(versions.end_ms, excluded.end_ms), "
+                    "received_ms = excluded.received_ms",
+                    (key, asked_ms, last_end, received_ms))
         return changed
 
     def prune(self, now: datetime) -> int:
@@ -286,7 +348,7 @@ class ScheduleStore:
         with self._transaction() as db:
             removed = db.execute("DELETE FROM deliveries WHERE received_ms < ?",
                                  (now_ms - _ms(DEDUPE_KEEP),)).rowcount
-            removed += db.execute("DELETE FROM bookings WHERE end_ms < ?",
+            removed += db.execute("DELETE FROM slots WHERE end_ms < ?",
                                   (now_ms - _ms(BOOKING_KEEP),)).rowcount
             cutoff = now_ms - _ms(TOMBSTONE_KEEP)
             removed += db.execute("DELETE FROM versions WHERE end_ms < ? AND received_ms < ?",
@@ -312,9 +374,8 @@ class ScheduleStore:
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT event_id, uid, original_time, start_ms, end_ms, organizer_open_id "
-                    "FROM bookings WHERE room_id = ? AND end_ms > ? ORDER BY start_ms, event_id",
-                    (room_id, after)).fetchall()
+                    f"SELECT {_COLUMNS} FROM slots WHERE room_id = ? AND end_ms > ? "
+                    "ORDER BY start_ms, key", (room_id, after)).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"schedule store {self.path}: {exc}") from exc
         return [_booking(r) for r in rows]
@@ -322,21 +383,64 @@ class ScheduleStore:
     def rooms(self) -> list[str]:
         """Every room that has at least one booking."""
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT DISTINCT room_id FROM bookings")]
+            return [r[0] for r in self._db.execute("SELECT DISTINCT room_id FROM slots")]
 
     def counts(self) -> dict[str, int]:
-        """Row counts per table, for ``status`` and benchmarks."""
+        """Row counts per table, for ``status`` and benchmarks (``bookings``: stored slots)."""
         with self._lock:
-            return {t: int(self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-                    for t in ("deliveries", "versions", "bookings")}
+            return {name: int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                    for name, table in (("deliveries", "deliveries"), ("versions", "versions"),
+                                        ("bookings", "slots"))}
 
 
 def _ms(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
 
 
+#: The columns of a slot after ``room_id``, in table order.
+_COLUMNS = "key, start_ms, end_ms, event_id, uid, original_time, organizer_open_id"
+
+_SlotRow = tuple[str, int, int, str, str, int, str | None]
+
+
+def _row(b: Booking) -> _SlotRow:
+    return (b.key, to_epoch_ms(b.start), to_epoch_ms(b.end), b.event_id, b.uid,
+            b.original_time, b.organizer_open_id)
+
+
 def _booking(row: Any) -> Booking:
-    event_id, uid, original_time, start_ms, end_ms, organizer = row
+    _key, start_ms, end_ms, event_id, uid, original_time, organizer = row
     return Booking(event_id=event_id, uid=uid, original_time=original_time,
                    start=from_epoch_ms(start_ms), end=from_epoch_ms(end_ms),
                    organizer_open_id=organizer)
+
+
+def _version(db: sqlite3.Connection, key: str) -> tuple[int, int, int, int, str] | None:
+    """``(event_time_ms, deleted, end_ms, received_ms, key)`` of a key, if any."""
+    row = db.execute("SELECT event_time_ms, deleted, end_ms, received_ms, event_id "
+                     "FROM versions WHERE event_id = ?", (key,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]),
+                                     str(row[4]))
+
+
+def _delete(db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> set[str]:
+    """Delete the slots matching ``where``; the rooms that had one."""
+    rooms = {r[0] for r in db.execute(f"SELECT DISTINCT room_id FROM slots WHERE {where}", args)}
+    if rooms:
+        db.execute(f"DELETE FROM slots WHERE {where}", args)
+    return rooms
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Move a store of the schema before series (one row per room and event id) to ``slots``."""
+    old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bookings'")
+    if old.fetchone() is None:
+        return
+    db.executescript(
+        "BEGIN IMMEDIATE;"
+        f"INSERT OR IGNORE INTO slots (room_id, {_COLUMNS}) SELECT room_id, "
+        "uid || '_' || original_time, start_ms, end_ms, event_id, uid, original_time, "
+        "organizer_open_id FROM bookings;"
+        "DROP TABLE bookings;"
+        "COMMIT;")
+    log.info("schedule store: moved bookings to the schema with recurring series")
