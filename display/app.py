@@ -25,7 +25,7 @@ from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt.service import MqttServices, make_link
 from display.node import Node
-from display.store import ScheduleStore
+from display.store import SERIES_WITHOUT_RESYNC, ScheduleStore
 from display.systemd import ClockSync, notify
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,10 @@ class App:
     def resync_status(self) -> dict[str, object]:
         """``node.resync`` in ``status``: switched on, and the latest pass (``at`` null: none)."""
         feishu = self.config.feishu
-        if feishu is None or not feishu.resync_enabled:
+        if feishu is None:
             return {"enabled": False}
+        if not feishu.resync_enabled:  # what a sign can and cannot know of recurring series
+            return {"enabled": False, "series": SERIES_WITHOUT_RESYNC}
         last = self._resync
         if last is None:
             return {"enabled": True, "ok": None, "at": None, "error": None, "rooms": 0,

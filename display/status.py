@@ -106,6 +106,8 @@ def render_text(doc: dict[str, Any]) -> str:
         err = f" ({mqtt['error']})" if mqtt.get("error") and not mqtt.get("connected") else ""
         lines.append(f"  broker {mqtt.get('broker')}: {state}{err}")
     resync = node.get("resync")
+    if isinstance(resync, dict) and not resync.get("enabled") and resync.get("series"):
+        lines.append(f"  series: {resync['series']}")
     if isinstance(resync, dict) and resync.get("enabled"):
         if resync.get("at") is None:
             lines.append("  re-sync: none yet")

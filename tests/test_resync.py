@@ -615,4 +615,10 @@ def test_resync_off_in_status(tmp_path: Path) -> None:
                                       feishu={"app_id": "cli_x", "app_secret": "s",
                                               "resync": False}))
     with App(config) as app:
-        assert app.resync_status() == {"enabled": False}
+        off = app.resync_status()
+        assert off["enabled"] is False
+        # What a sign can and cannot know of recurring series, in JSON and in the text.
+        assert "only the occurrence its latest event describes" in str(off["series"])
+        text = render_text({"generated_at": NOW.isoformat(), "rooms": [],
+                            "node": {"name": "n", "role": "single", "resync": off}})
+        assert "series: re-sync is off: a recurring series shows only" in text

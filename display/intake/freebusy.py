@@ -1,12 +1,16 @@
 """Validate answers of ``GET /open-apis/meeting_room/freebusy/batch_get`` (re-sync).
 
 The answer (``data``) maps each room id in ``free_busy`` to its busy slots in the window, each
-with ``uid``, ``original_time`` (0, or the instance's original start in seconds for a recurring
-series, which comes expanded), ``start_time``/``end_time`` (RFC 3339, any offset) and
+with ``uid``, ``original_time``, ``start_time``/``end_time`` (RFC 3339, any offset) and
 ``organizer_info`` (``name``, ``open_id``); ``error_room_ids`` lists rooms Feishu could not
 answer for, ``time_min``/``time_max`` echo the window. A free room may be missing from
 ``free_busy`` or map to ``[]``. A malformed answer raises :class:`~display.errors.EventError`
 naming the field; nothing of it is applied then.
+
+A recurring series comes expanded: its instances share ``uid`` and ``original_time = 0`` and
+differ by start; an exception (a changed occurrence) has ``original_time`` = the occurrence's
+original start in epoch seconds. Each becomes one :class:`~display.model.Booking`; the store
+tells them apart by ``(uid, original_time, start)``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from display.errors import EventError
+from display.intake.envelope import MS_THRESHOLD, ascii_integer
 from display.model import Booking
 
 MAX_ROOMS_PER_CALL = 20  # documented limit of batch_get
@@ -73,11 +78,12 @@ def _slot(slot: Any, name: str) -> Booking:
     uid = slot.get("uid")
     if not isinstance(uid, str) or not uid:
         raise EventError(f"{name}.uid", "must be a non-empty string")
-    original = slot.get("original_time", 0)
-    if isinstance(original, str) and original.isdigit():
-        original = int(original)
-    if not isinstance(original, int) or isinstance(original, bool) or original < 0:
+    raw = slot.get("original_time")
+    original = 0 if raw is None else ascii_integer(raw, f"{name}.original_time")
+    if original < 0:
         raise EventError(f"{name}.original_time", "must be a non-negative integer")
+    if original > MS_THRESHOLD:  # milliseconds: the same occurrence as its event in seconds
+        original //= 1000
     start = _time(slot.get("start_time"), f"{name}.start_time")
     end = _time(slot.get("end_time"), f"{name}.end_time")
     if start >= end:

@@ -13,6 +13,13 @@ turning stale. A failed pass is retried with backoff (30 s doubling to 30 min, o
 rate limit says so); requests made meanwhile wait for the backoff. One worker thread runs every
 pass: never two at once, and never on the SDK's event loop, which must keep acknowledging events.
 
+Targeted passes: an event with ``original_time = 0`` may be a recurring series, whose other
+occurrences only free/busy knows (events carry no recurrence rule, and the store drops a series'
+instances when a newer event for it comes). :meth:`Resync.after_event` therefore re-syncs just the
+rooms that event named, :data:`DEBOUNCE` seconds later so that a burst of events costs one
+call per 20 rooms. A targeted pass shares the backoff and rate-limit handling of full passes; it
+is not reported as a pass (it vouches only for its rooms), only its changes are.
+
 Window: ``[now - 1 h, now + 2 days]``. The hour behind covers the meeting running now or just
 ended (and some clock skew); two days ahead covers what signs show (today, the next bookings) and
 what the bridge publishes soon. It is short on purpose: recurring series come expanded, so answers
@@ -25,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,6 +44,7 @@ from display.clock import Clock
 from display.config import FeishuConfig
 from display.errors import EventError, FeishuApiError, StoreError
 from display.intake.freebusy import chunks, parse_freebusy, rfc3339
+from display.model import RoomEvent
 from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,8 @@ BACKOFF_INITIAL = 30.0
 BACKOFF_MAX = 30 * 60.0
 #: Feishu's "request trigger frequency limit" code (it may come with HTTP 400 or 429).
 RATE_LIMITED = 99991400
+#: Seconds between an event for a series and the targeted re-sync of its rooms (batches bursts).
+DEBOUNCE = 2.0
 HTTP_TIMEOUT = 30.0
 _TEXT_CHARS = 200  # of a message from Feishu quoted in an error
 _ERROR_CHARS = 500  # of the error reported to the parent
@@ -154,7 +164,7 @@ class Resync:
                  on_changed: Callable[[frozenset[str]], None], on_report: ReportCallback,
                  interval: float, link_down_interval: float = 0.0,
                  backoff_initial: float = BACKOFF_INITIAL,
-                 backoff_max: float = BACKOFF_MAX) -> None:
+                 backoff_max: float = BACKOFF_MAX, debounce: float = DEBOUNCE) -> None:
         if interval < 0 or link_down_interval < 0 or backoff_initial <= 0:
             raise ValueError("intervals must be >= 0 and backoff_initial > 0")
         self._api = api
@@ -172,7 +182,10 @@ class Resync:
         self._cond = threading.Condition()
         self._pending = True  # the first pass runs as soon as the worker starts
         self._retry_at: float | None = None  # monotonic; set while backing off
-        self._last_pass: float | None = None
+        self._last_pass: float | None = None  # the last full pass
+        self._debounce = max(0.0, debounce)
+        self._targeted: set[str] = set()  # rooms waiting for a targeted pass
+        self._targeted_due = 0.0  # monotonic
         self._link_up = True
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -191,6 +204,26 @@ class Resync:
         with self._cond:
             self._pending = True
             self._cond.notify()
+
+    def request_rooms(self, rooms: Iterable[str], reason: str) -> None:
+        """Ask for a targeted pass over ``rooms`` in :data:`DEBOUNCE` seconds (batched)."""
+        new = set(rooms)
+        if not new:
+            return
+        log.debug("targeted re-sync requested for %d room(s): %s", len(new), reason)
+        with self._cond:
+            if not self._targeted:
+                self._targeted_due = self._clock.monotonic() + self._debounce
+            self._targeted |= new
+            self._cond.notify()
+
+    def after_event(self, event: RoomEvent, changed: frozenset[str]) -> None:
+        """An event was applied: for a possible series (``original_time = 0``) re-sync its rooms.
+
+        The rooms are those it names, and for a delete naming none, those it was removed from.
+        """
+        if event.original_time == 0:
+            self.request_rooms(set(event.room_ids) | changed, f"event for {event.key}")
 
     def link(self, up: bool) -> None:
         """The event link went up or down (down: re-sync more often to keep data fresh)."""
@@ -214,16 +247,25 @@ class Resync:
             return min(self._interval, self._link_down_interval)
         return self._interval
 
-    def _due(self, now: float) -> float | None:
-        """Monotonic time of the next pass, ``None`` when only a request will start one."""
-        if self._retry_at is not None:
-            return self._retry_at  # a request waits for the backoff too: rate limits
+    def _next(self, now: float) -> tuple[float | None, str | None]:
+        """When the next pass is due (monotonic; ``None``: only on request) and which one.
+
+        ``"full"`` or ``"rooms"`` (targeted); ``None`` while waiting for a backoff.
+        """
+        if self._retry_at is not None and self._retry_at > now:
+            return self._retry_at, None  # a request waits for the backoff too: rate limits
         if self._pending:
-            return now
+            return now, "full"
+        options: list[tuple[float, str]] = []
         period = self._period()
         if period and self._last_pass is not None:
-            return self._last_pass + period
-        return None
+            options.append((self._last_pass + period, "full"))
+        if self._targeted:
+            options.append((self._targeted_due, "rooms"))
+        if not options:
+            return None, None
+        due, job = min(options)
+        return due, job
 
     def _work(self) -> None:
         while True:
@@ -232,16 +274,23 @@ class Resync:
                     if self._stopped:
                         return
                     now = self._clock.monotonic()
-                    due = self._due(now)
-                    if due is not None and due <= now:
+                    due, job = self._next(now)
+                    if job is not None and due is not None and due <= now:
                         break
                     self._cond.wait(None if due is None else due - now)
-                self._pending = False
                 self._retry_at = None
-            result = self._guarded_pass()
+                if job == "full":  # covers every room, targeted ones included
+                    self._pending = False
+                    self._targeted.clear()
+                    targeted: list[str] = []
+                else:
+                    targeted = sorted(self._targeted)
+                    self._targeted.clear()
+            result = self._guarded_pass(targeted if job == "rooms" else None)
             with self._cond:
                 now = self._clock.monotonic()
-                self._last_pass = now
+                if job == "full":
+                    self._last_pass = now
                 if result.ok:
                     self._backoff = self._backoff_initial
                     delay = None
@@ -249,7 +298,20 @@ class Resync:
                     delay = max(self._backoff, result.retry_after or 0.0)
                     self._backoff = min(self._backoff * 2, self._backoff_max)
                     self._retry_at = now + delay
-                due = self._due(now)
+                    if job == "full":
+                        self._pending = True
+                    else:  # retried after the backoff, with whatever was asked meanwhile
+                        self._targeted.update(targeted)
+                        self._targeted_due = now
+                due, _ = self._next(now)
+            if job == "rooms":
+                if result.ok:
+                    log.info("targeted re-sync: %d room(s), %d changed", result.rooms,
+                             len(result.changed))
+                else:
+                    log.warning("targeted re-sync failed (%d room(s) done): %s; retrying in "
+                                "%.1f s", result.rooms, result.error, delay)
+                continue
             next_at = result.at + timedelta(seconds=due - now) if due is not None else None
             if result.ok:
                 log.info("re-sync: %d room(s) from free/busy, %d changed%s", result.rooms,
@@ -260,9 +322,9 @@ class Resync:
                             "%.1f s", result.rooms, len(result.changed), result.error, delay)
             self._on_report(result, next_at)
 
-    def _guarded_pass(self) -> PassResult:
+    def _guarded_pass(self, rooms: list[str] | None) -> PassResult:
         try:
-            return self.run_pass()
+            return self.run_pass() if rooms is None else self.run_rooms(rooms)
         except Exception as exc:  # the worker's boundary: report it, back off, keep going
             log.exception("re-sync: unexpected error")
             return PassResult(ok=False, at=self._clock.now(), rooms=0, changed=frozenset(),
@@ -276,8 +338,18 @@ class Resync:
         An API failure (token, reachability, rate limit, error code) ends the pass: the next
         chunk would fail alike. A malformed answer only skips its own chunk.
         """
+        return self._sync(None)
+
+    def run_rooms(self, rooms: Iterable[str]) -> PassResult:
+        """A targeted pass: re-sync those of ``rooms`` that are configured, like :meth:`run_pass`.
+        """
+        return self._sync(set(rooms))
+
+    def _sync(self, only: set[str] | None) -> PassResult:
         with self._one_pass:
             rooms = list(dict.fromkeys(self._rooms()))  # once each, in config order
+            if only is not None:
+                rooms = [room for room in rooms if room in only]
             now = self._clock.now()
             window = (now - LOOK_BACK, now + LOOK_AHEAD)
             synced = 0

@@ -45,10 +45,13 @@ class EventSink:
     """Validate and commit Feishu envelopes; call ``on_change`` with the rooms that changed."""
 
     def __init__(self, store: ScheduleStore, clock: Clock,
-                 on_change: Callable[[frozenset[str]], None] = lambda rooms: None) -> None:
+                 on_change: Callable[[frozenset[str]], None] = lambda rooms: None, *,
+                 on_applied: Callable[[RoomEvent, frozenset[str]], None] | None = None) -> None:
         self._store = store
         self._clock = clock
         self._on_change = on_change
+        # After a commit, with the event: the intake re-syncs a series' rooms from it.
+        self._on_applied = on_applied
         self._unknown_logged: set[str] = set()
         self._lock = threading.Lock()
 
@@ -76,4 +79,6 @@ class EventSink:
                  ",".join(sorted(result.changed)))
         if result.changed:
             self._on_change(result.changed)
+        if self._on_applied is not None:
+            self._on_applied(event, result.changed)
         return Accepted(Verdict.APPLIED, event, result.changed)

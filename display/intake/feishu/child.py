@@ -27,6 +27,7 @@ from display.intake.feishu.long_connection import run_long_connection
 from display.intake.feishu.webhook import run_webhook
 from display.intake.resync import BACKOFF_INITIAL, LarkFreeBusy, PassResult, Resync
 from display.intake.sink import EventSink
+from display.model import RoomEvent
 from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s (node.state_dir)", exc)
         return EXIT_FAILURE
     with store:
+        resync: Resync | None = None  # set below
+
+        def applied(event: RoomEvent, rooms: frozenset[str]) -> None:
+            if resync is not None:  # a series' other occurrences: re-sync its rooms soon
+                resync.after_event(event, rooms)
+
         sink = EventSink(store, SystemClock(),
-                         on_change=lambda rooms: channel.send(changed=sorted(rooms)))
+                         on_change=lambda rooms: channel.send(changed=sorted(rooms)),
+                         on_applied=applied)
         intake = Intake(sink, long_connection=long_connection)
         quiet_sdk_logger(SdkLogCapture(intake.state))
         resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
