@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 from Crypto.Cipher import AES
 
@@ -359,8 +360,11 @@ class Held:
 class FreeBusyApi:
     """Tenant token and ``meeting_room/freebusy/batch_get`` on a stand-in, from a table.
 
-    ``slots`` maps room id -> busy slots (as Feishu writes them); each answer is computed when
-    the request arrives, so a change made while a request is held does not reach it.
+    ``slots`` maps room id -> busy slots (as Feishu writes them), and ``calendar`` (a
+    :class:`Calendar`) adds what its series and bookings occupy in the asked window, expanded
+    as Feishu documents it; rooms in ``error_rooms`` are listed in ``error_room_ids`` and left
+    out of ``free_busy``. Each answer is computed when the request arrives, so a change made
+    while a request is held does not reach it.
     ``answer`` (a route result) replaces the table's answer; ``token_answer`` the token's.
     With ``hold`` set, each free/busy request waits in :attr:`held` until released.
     """
@@ -368,6 +372,8 @@ class FreeBusyApi:
     def __init__(self, standin: FeishuStandIn) -> None:
         self.standin = standin
         self.slots: dict[str, list[dict[str, Any]]] = {}
+        self.calendar = Calendar()
+        self.error_rooms: set[str] = set()
         self.answer: tuple[Any, ...] | None = None
         self.token_answer: tuple[Any, ...] = (200, {"code": 0, "msg": "ok",
                                                     "tenant_access_token": TENANT_TOKEN,
@@ -403,11 +409,15 @@ class FreeBusyApi:
                 self.unauthorised += 1
                 return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
             self.calls.append(req)
+            time_min = req.query.get("time_min", [""])[0]
+            time_max = req.query.get("time_max", [""])[0]
+            window = (datetime.fromisoformat(time_min), datetime.fromisoformat(time_max))
             answer = self.answer or (200, {"code": 0, "msg": "success", "data": {
-                "error_room_ids": [],
-                "free_busy": {room: list(self.slots.get(room, [])) for room in rooms},
-                "time_min": req.query.get("time_min", [""])[0],
-                "time_max": req.query.get("time_max", [""])[0]}})
+                "error_room_ids": [room for room in rooms if room in self.error_rooms],
+                "free_busy": {room: list(self.slots.get(room, []))
+                              + self.calendar.slots(room, *window)
+                              for room in rooms if room not in self.error_rooms},
+                "time_min": time_min, "time_max": time_max}})
             held = Held(req, rooms) if self.hold else None
             if held is not None:
                 self.held.append(held)
@@ -434,3 +444,77 @@ def slot(uid: str, start: datetime, end: datetime, *, original_time: int = 0,
             "start_time": start.astimezone(cst).isoformat(),
             "end_time": end.astimezone(cst).isoformat(),
             "organizer_info": {"name": "Alice", "open_id": organizer}}
+
+
+# -- a calendar the free/busy answers come from ------------------------------------------------
+
+
+@dataclass
+class Series:
+    """A recurring booking: every ``every`` days at the first start's local time in ``tz``.
+
+    ``exceptions`` maps an occurrence's original start (epoch seconds) to its new ``(start,
+    end)``, or to ``None`` when that occurrence was cancelled.
+    """
+
+    uid: str
+    rooms: tuple[str, ...]
+    first_start: datetime
+    duration: timedelta
+    tz: str = "Asia/Shanghai"
+    every: int = 1
+    count: int | None = None
+    organizer: str = "ou_alice"
+    exceptions: dict[int, tuple[datetime, datetime] | None] = field(default_factory=dict)
+
+    def occurrences(self, time_min: datetime,
+                    time_max: datetime) -> list[tuple[int, datetime, datetime]]:
+        """``(original start in epoch seconds, start, end)`` of the occurrences that would fall
+        in the window, before exceptions; local wall time is kept across DST changes."""
+        zone = ZoneInfo(self.tz)
+        first = self.first_start.astimezone(zone).replace(tzinfo=None)
+        skip = max(0, (time_min.astimezone(zone).replace(tzinfo=None) - first).days
+                   // self.every - 1)
+        found = []
+        k = skip
+        while self.count is None or k < self.count:
+            local = first + timedelta(days=k * self.every)
+            start = local.replace(tzinfo=zone)
+            end = (local + self.duration).replace(tzinfo=zone)
+            if start >= time_max:
+                break
+            if end > time_min:
+                found.append((int(start.timestamp()), start, end))
+            k += 1
+        return found
+
+
+@dataclass
+class Calendar:
+    """The truth a free/busy answer is computed from: series and one-off bookings."""
+
+    series: dict[str, Series] = field(default_factory=dict)
+    one_offs: dict[str, tuple[tuple[str, ...], datetime, datetime]] = field(default_factory=dict)
+
+    def slots(self, room: str, time_min: datetime, time_max: datetime) -> list[dict[str, Any]]:
+        """What ``batch_get`` lists for ``room``: a series expanded into instances sharing its
+        uid with ``original_time`` 0, each exception with ``original_time`` = its original start,
+        a cancelled occurrence not at all."""
+        found = []
+        for uid, (rooms, start, end) in self.one_offs.items():
+            if room in rooms and start < time_max and end > time_min:
+                found.append(slot(uid, start, end))
+        for series in self.series.values():
+            if room not in series.rooms:
+                continue
+            lookaround = timedelta(days=31)  # an exception may move an occurrence far
+            for original, start, end in series.occurrences(time_min - lookaround,
+                                                           time_max + lookaround):
+                if original in series.exceptions:
+                    moved = series.exceptions[original]
+                    if moved is not None and moved[0] < time_max and moved[1] > time_min:
+                        found.append(slot(series.uid, *moved, original_time=original,
+                                          organizer=series.organizer))
+                elif start < time_max and end > time_min:
+                    found.append(slot(series.uid, start, end, organizer=series.organizer))
+        return sorted(found, key=lambda s: str(s["start_time"]))

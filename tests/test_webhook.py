@@ -266,7 +266,7 @@ _DELETE = object()
     ("event.start.time_stamp", "soon", "event.start.time_stamp"),
     ("event.end", _DELETE, "event.end"),
     ("event.event_time", [], "event.event_time"),
-    ("event.meeting_rooms", [], "event.meeting_rooms"),
+    ("event.meeting_rooms", "omm_a", "event.meeting_rooms"),
     ("event.meeting_rooms", [{"open_id": 7}], "event.meeting_rooms[0].open_id"),
     ("event.type", 5, "event.type"),
     ("event", "not an object", "event"),
