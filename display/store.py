@@ -278,9 +278,13 @@ class ScheduleStore:
 
         The answer is authoritative for its window as of ``requested_at``, but never overrides
         what arrived (or happened) after the request was sent: see the module docstring.
+        ``received`` (when the answer came) is not recorded: what it confirms is as of the
+        request.
         """
         start_ms, end_ms = to_epoch_ms(window[0]), to_epoch_ms(window[1])
-        asked_ms, received_ms = to_epoch_ms(requested_at), to_epoch_ms(received)
+        # What the answer confirms is known as of the request, not of its arrival: recorded so,
+        # the next room of the same answer (or chunk) is not mistaken for something newer.
+        asked_ms = to_epoch_ms(requested_at)
         with self._transaction() as db:
             newer: dict[str, bool] = {}
 
@@ -322,7 +326,7 @@ class ScheduleStore:
                 if not newer_than_request(key):
                     # Gone everywhere: a tombstone stops a late retry of its "created".
                     db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?)",
-                               (key, asked_ms, last_end, received_ms))
+                               (key, asked_ms, last_end, asked_ms))
             confirmed: dict[str, int] = {}
             for slot, b in wanted.items():
                 row = _row(b)
@@ -339,7 +343,7 @@ class ScheduleStore:
                     "SET event_time_ms = excluded.event_time_ms, deleted = 0, "
                     "end_ms = max(versions.end_ms, excluded.end_ms), "
                     "received_ms = excluded.received_ms",
-                    (key, asked_ms, last_end, received_ms))
+                    (key, asked_ms, last_end, asked_ms))
         return changed
 
     def prune(self, now: datetime) -> int:

@@ -219,8 +219,9 @@ def test_series_deleted_while_an_answer_is_in_flight(harness: Harness,
     api.release_all()  # the answer still lists the series and its exception
     in_flight.join(20)
     assert harness.spans() == []
-    # A late retry of the series' creation, and of its exception, cannot bring it back.
-    earlier = to_epoch_ms(harness.clock.now()) - 5000
+    # A late retry of the series' creation, and of its exception, cannot bring it back: made
+    # after the answer was asked for, but before the series was deleted.
+    earlier = to_epoch_ms(harness.clock.now()) - 500
     for original in (0, int(_occurrence(26).timestamp())):
         env = envelope("created", uid="standup", original_time=original,
                        start=_occurrence(26, 14), end=_occurrence(26, 15))
