@@ -75,6 +75,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None

@@ -323,3 +323,29 @@ def test_a_calendar_answers_as_documented(api: FreeBusyApi, harness: Harness) ->
     assert answer["data"]["free_busy"]["omm_b"] == [] and answer["data"]["error_room_ids"] == []
     # Calendar is the test's truth: a room no series names is free.
     assert Calendar().slots("omm_a", NOW, NOW + timedelta(days=1)) == []
+
+
+def test_targeted_pass_shares_the_rate_limit_backoff(standin: FeishuStandIn, api: FreeBusyApi,
+                                                      tmp_path: Path) -> None:
+    h = Harness(standin, tmp_path, ["omm_a", "omm_b"], SystemClock(), debounce=0.1)
+    try:
+        h.resync.start()
+        wait_for(lambda: len(api.calls) == 1, what="the first full pass")
+        now = datetime.now(UTC).replace(microsecond=0)
+        first = now - timedelta(days=9, minutes=30)  # today's is in progress
+        api.calendar.series["rl"] = Series("rl", ("omm_b",), first, timedelta(hours=1))
+        api.set(answer=(429, {"code": 99991400, "msg": "request trigger frequency limit"},
+                        {"x-ogw-ratelimit-reset": "1"}))
+        h.sink.accept(_env("created", "rl", first, first + timedelta(hours=1), ("omm_b",)))
+        wait_for(lambda: len(api.calls) == 2, what="the rate-limited targeted call")
+        limited_at = api.calls[1]
+        api.set(answer=None)
+        wait_for(lambda: len(api.calls) == 3, 10, what="the retry")
+        assert api.rooms_asked()[1:] == [["omm_b"], ["omm_b"]]
+        waited = api.calls[2].received - limited_at.received
+        assert waited >= 0.9  # what the rate limit asked for, not the 0.1 s backoff
+        wait_for(lambda: [s[0] for s in h.spans("omm_b")] == ["rl"] * 3, 10,
+                 what="the series' instances (today, tomorrow, the day after)")
+    finally:
+        h.resync.close()
+        h.store.close()
