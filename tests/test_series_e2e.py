@@ -79,18 +79,21 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Node]]
             node.close()
 
 
+def _post(node: Node, envelope: dict[str, Any]) -> tuple[int, Any]:
+    intake = node.app.intake
+    assert intake is not None
+    listen = wait_for(lambda: intake.ready_listen, 30, what="the webhook listening")
+    body = encrypted_body(envelope, KEY)
+    client = HttpClient(listen)
+    try:
+        return client.request("POST", "/webhook/event", body, signed_headers(body, KEY))
+    finally:
+        client.close()
+
+
 def _send(name: str, node: Node, sample: dict[str, Any]) -> None:
     if name == "webhook":
-        intake = node.app.intake
-        assert intake is not None
-        listen = wait_for(lambda: intake.ready_listen, 30, what="the webhook listening")
-        body = encrypted_body(sample, KEY)
-        client = HttpClient(listen)
-        try:
-            status, reply = client.request("POST", "/webhook/event", body,
-                                           signed_headers(body, KEY))
-        finally:
-            client.close()
+        status, reply = _post(node, sample)
         assert status == 200, reply
     else:
         wait_for(node.standin.connections, 30, what="the long connection")
@@ -124,3 +127,19 @@ def test_published_sample_shows_on_the_sign_and_its_series_follows(
     assert (node.panels / "sign.png").stat().st_size > 0
     # Only the sample's rooms were asked for, in one call, right after the event.
     assert node.api.rooms_asked()[calls:] == [list(ROOMS)]
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\uff11\uff17\uff16\uff14"])
+def test_non_ascii_digits_get_one_400_naming_the_field(nodes: dict[str, Node],
+                                                       digits: str) -> None:
+    node = nodes["webhook"]
+    now = datetime.now(UTC)
+    sample = published_sample(now + timedelta(days=1), now + timedelta(days=1, hours=1), now)
+    sample["uuid"] = f"digits-{ord(digits[0])}"
+    sample["event"]["uid"] = "not-stored"
+    sample["event"]["event_time"] = digits
+    status, reply = _post(node, sample)
+    assert status == 400
+    assert reply["msg"].startswith("event.event_time: must use ASCII digits 0-9"), reply
+    assert not node.app.store.seen(sample["uuid"])
+    assert all(b.uid != "not-stored" for room in ROOMS for b in node.app.store.bookings(room))
