@@ -77,10 +77,13 @@ def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
         devices = [{"id": d.id, "kind": d.kind, "url": d.url, "online": False,
                     "last_update": None, "error": "node not running"} for d in room.devices]
         rooms.append(room_status(room, view, devices, tz))
-    return {"generated_at": now.astimezone(tz).isoformat(),
-            "node": {"name": config.node.name, "role": config.role, "running": False,
-                     "note": reason},
-            "rooms": rooms}
+    node: dict[str, Any] = {"name": config.node.name, "role": config.role, "running": False,
+                            "note": reason}
+    if config.feishu is not None and not config.feishu.resync_enabled:
+        from display.store import SERIES_WITHOUT_RESYNC
+
+        node["resync"] = {"enabled": False, "series": SERIES_WITHOUT_RESYNC}
+    return {"generated_at": now.astimezone(tz).isoformat(), "node": node, "rooms": rooms}
 
 
 def _hm(iso: str | None) -> str:

@@ -8,6 +8,11 @@
   the acks, and can drop connections or go silent on them (TCP kept open, no pongs).
 - :func:`encrypt` and :func:`signed_headers` produce webhook bodies the way Feishu does, written
   from the documented algorithm with pycryptodome (not with the SDK's helpers).
+- :class:`FreeBusyApi`: the tenant token and ``meeting_room/freebusy/batch_get``, answering from
+  a table and from a :class:`Calendar` of one-off bookings and recurring :class:`Series` (daily
+  or weekly in an IANA time zone, exceptions moved or cancelled), expanded as Feishu documents
+  it: instances of a series share ``uid`` and ``original_time = 0``, an exception carries its
+  original start, times are RFC 3339 at +08:00, failing rooms go to ``error_room_ids``.
 """
 
 from __future__ import annotations

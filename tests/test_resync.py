@@ -31,7 +31,7 @@ from display.intake.feishu.channel import ParentChannel
 from display.intake.feishu.child import make_resync
 from display.intake.resync import LarkFreeBusy, PassResult, Resync
 from display.intake.supervisor import ResyncReport
-from display.status import render_text
+from display.status import read_status, render_text
 from display.store import ScheduleStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -624,3 +624,7 @@ def test_resync_off_in_status(tmp_path: Path) -> None:
         text = render_text({"generated_at": NOW.isoformat(), "rooms": [],
                             "node": {"name": "n", "role": "single", "resync": off}})
         assert "series: re-sync is off: a recurring series shows only" in text
+    # Without a running node, from the store: the same note.
+    doc = read_status(config)
+    assert doc["node"]["running"] is False and doc["node"]["resync"] == off
+    assert "series: re-sync is off" in render_text(doc)
