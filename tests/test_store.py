@@ -328,3 +328,29 @@ def test_concurrent_deliveries_commit_together_and_dedupe(tmp_path: Path) -> Non
         assert results.count(Outcome.APPLIED) == 200
         assert results.count(Outcome.DUPLICATE) == 50
         assert len(store.bookings("omm_a")) == 200
+
+
+def test_an_agent_keeps_every_instance_of_a_series(store: ScheduleStore) -> None:
+    """A bridge publishes a series' instances with one uid and original_time 0: all stay."""
+    from display.model import Booking
+
+    days = [Booking("standup_0", "standup", 0, T10 + timedelta(days=d), T11 + timedelta(days=d))
+            for d in range(3)]
+    assert store.replace_room("omm_a", days)
+    assert [b.start for b in store.bookings("omm_a")] == [b.start for b in days]
+    assert not store.replace_room("omm_a", list(reversed(days)))  # same schedule: no change
+    assert store.replace_room("omm_a", days[1:])
+    assert [b.start for b in store.bookings("omm_a")] == [b.start for b in days[1:]]
+
+
+def test_a_series_version_outlives_its_first_instance(store: ScheduleStore) -> None:
+    """Pruning keeps a re-synced series' version while any of its instances is kept."""
+    from display.model import Booking
+
+    days = [Booking("s_0", "s", 0, T10 + timedelta(days=d), T11 + timedelta(days=d))
+            for d in range(3)]
+    window = (T10 - timedelta(hours=1), T10 + timedelta(days=3))
+    assert store.resync_room("omm_a", window, days, NOW, NOW)
+    store.prune(T11 + timedelta(days=3, hours=1))  # 3 days on: the first instance is pruned
+    late = envelope(uid="s", start=T10, end=T11, event_time=1)
+    assert apply(store, late) is Outcome.SUPERSEDED
