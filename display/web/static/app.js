@@ -113,7 +113,7 @@
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
     if (page === "overview") {
       const offline = (room.devices || []).filter(function (d) { return !d.online; }).length;
-      if (offline) li.appendChild(el("span", "devices-bad", offline + " " + w("devices") + " " + w("offline")));
+      if (offline) li.appendChild(el("span", "devices-bad", w("devices") + " " + w("offline") + ": " + offline));
     }
     return li;
   }
@@ -338,7 +338,7 @@
   }
 
   // The node sends a ping every 5 s: silence for 15 s means it is gone even if TCP did not say so.
-  setInterval(function () {
+  function everySecond() {
     if (lastMessage && Date.now() - lastMessage > 15000) {
       setConnection(false);
       lastMessage = Date.now();
@@ -346,7 +346,9 @@
     }
     const clock = document.getElementById("clock");
     if (clock) clock.textContent = new Date().toTimeString().slice(0, 5);
-  }, 1000);
+  }
+  setInterval(everySecond, 1000);
+  everySecond();
 
   connect();
 })();
