@@ -214,6 +214,7 @@
     renderNodes();
     renderDevices();
     if (page === "room") loadRoom();
+    if (!performance.getEntriesByName("first-render").length) performance.mark("first-render");
   }
 
   function queueRender() {
