@@ -160,6 +160,7 @@ class App:
         if new == self.config:
             return False
         feishu_changed = new.feishu != self.config.feishu
+        web_changed = new.web != self.config.web
         self.config = new
         self.node.reconfigure(new)
         if self.mqtt is not None:
@@ -170,6 +171,12 @@ class App:
             self.intake = None
         if feishu_changed:
             self.start_intake()
+        if web_changed and self.web is not None:
+            log.info("[web] changed: restarting the web page")
+            self.web.close()
+            self.web = None
+        if web_changed:
+            self.start_web()
         return True
 
     def identify_device(self, device_id: str, seconds: float = DEFAULT_SECONDS) -> bool:

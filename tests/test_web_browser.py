@@ -153,3 +153,24 @@ def test_layouts_fit_and_are_saved_as_screenshots(node: WebNode, page: str,
         driver.save_screenshot(str(out))
         assert out.stat().st_size > 10_000
     node.book("omm_a", kind="deleted", uid="shot")
+
+
+def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
+        tmp_path: Path) -> None:
+    kiosk = WebNode(tmp_path, token="tv-lobby", language="zh+en")
+    kiosk.start()
+    try:
+        kiosk.book("omm_a", uid="kiosk")
+        with chromium(1920, 1080) as driver:
+            driver.get(kiosk.url + "/board")  # no token: nothing to show
+            assert "unauthorized" in driver.page_source
+            driver.get(kiosk.url + "/board?token=tv-lobby")
+            wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "room A busy")
+            assert "使用中 · In use" in tile(driver, "omm_a").text
+            assert "空闲 · Free" in tile(driver, "omm_b").text
+            assert "实时 live" in conn_text(driver)
+            # The token travels with the page's own requests (the live stream answered).
+            kiosk.book("omm_b", uid="kiosk-b")
+            wait_for(lambda: tile_state(driver, "omm_b") == "busy", 5, "room B busy")
+    finally:
+        kiosk.stop()

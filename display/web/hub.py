@@ -82,6 +82,8 @@ class Hub:
         self._thread.start()
 
     def close(self) -> None:
+        if self.on_view in self.node.listeners:  # a restarted page (reload) gets a new hub
+            self.node.listeners.remove(self.on_view)
         self._stop.set()
         self._wake.set()
         with self._lock:
