@@ -76,6 +76,11 @@ class WebServer:
         self._stopping = threading.Event()
 
     @property
+    def stopping(self) -> bool:
+        """True once :meth:`close` began: open event streams end."""
+        return self._stopping.is_set()
+
+    @property
     def address(self) -> str:
         """``HOST:PORT`` actually listened on (the real port when the config says ``:0``)."""
         if self._httpd is None:
@@ -191,8 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = parse_qs(parts.query)
         if not self.web.authorized(self.headers, query):
-            self._headers(HTTPStatus.UNAUTHORIZED, "text/plain; charset=utf-8", 13)
-            self.wfile.write(b"unauthorized\n")
+            self._error(HTTPStatus.UNAUTHORIZED, "unauthorized")
             return
         try:
             self._route(path)
@@ -203,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
         node = self.web.node
         if path in PAGES:
             self._serve_page(PAGES[path])
-        elif path == "/events":
+        elif path == "/events" and self.command == "GET":
             self._events()
         elif path == "/api/status":
             self._json(status_document(node))
@@ -267,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             # retry: how soon the browser reconnects after losing the node (default ~3 s).
             self._write(b"retry: 1000\n\n" + first)
-            while not client.closed and not self.web._stopping.is_set():
+            while not client.closed and not self.web.stopping:
                 messages = client.take(HEARTBEAT_SECONDS)
                 self._write(b"".join(messages) if messages else b"event: ping\ndata: {}\n\n")
         except OSError:
