@@ -174,3 +174,55 @@ def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
             wait_for(lambda: tile_state(driver, "omm_b") == "busy", 5, "room B busy")
     finally:
         kiosk.stop()
+
+
+def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) -> None:
+    """A node whose Feishu link is down past ``stale_after_minutes`` (clock moved on)."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from display.clock import FakeClock
+    from display.config import Secret, WebConfig, parse_config
+    from display.devices.factory import make_device
+    from display.node import Node
+    from display.store import ScheduleStore
+    from display.web.server import WebServer
+
+    path = tmp_path / "room-display.toml"
+    text = ('[node]\nname = "stale-test"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
+            '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n')
+    config = parse_config(text, path)
+    clock = FakeClock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
+    node = Node(config, store, clock, make_device)
+    node.freshness.expect("feishu", clock.now())
+    node.set_link("feishu", True)
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    loop.start()
+    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
+    assert web.start()
+    try:
+        with chromium(1280, 900) as driver:
+            driver.get(f"http://{web.address}/")
+            wait_for(lambda: tile_state(driver, "omm_a") == "free", 15, "room A free")
+            assert "stale" not in tile(driver, "omm_a").text
+            clock.advance(timedelta(minutes=5))
+            node.set_link("feishu", False, "connection lost; reconnecting")  # down at 09:05
+            clock.advance(timedelta(minutes=11))
+            node.wake()
+            wait_for(lambda: "as of 09:05" in (tile(driver, "omm_a").text or ""), 10,
+                     "the tile says stale as of when the link went down")
+            assert "stale" in tile(driver, "omm_a").text
+            # The link's state is not a room's: it follows within the page's 1 s comparison.
+            problems = wait_for(lambda: "feishu down" in (text := driver.find_element(
+                "id", "problems").text) and text, 5, "the link problem listed")
+            assert "feishu down: connection lost; reconnecting" in problems
+            assert "Room A: stale — as of 09:05" in problems
+    finally:
+        web.close()
+        stop.set()
+        node.wake()
+        loop.join(timeout=5)
+        node.close()
+        store.close()
