@@ -37,20 +37,6 @@ def test_agents_status_reaches_the_bridges_page(tmp_path: Path, broker: Broker) 
     web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), bridge.node)
     assert web.start()
     try:
-        # The agent's retained status: its version, clock, links and device health.
-        recorder = Recorder(broker.port, "room-display/v1/nodes/+/status")
-        try:
-            message, retained = wait_for(
-                lambda: recorder.get("room-display/v1/nodes/agent-1/status"), 15,
-                "the agent's retained status")
-        finally:
-            recorder.close()
-        assert retained
-        payload: dict[str, Any] = json.loads(message)
-        assert payload["role"] == "agent" and payload["version"]
-        assert payload["devices"][0]["id"] == "agent-1-led"
-        assert set(payload["links"]) == {"broker", "bridge"}
-
         def fleet() -> dict[str, Any]:
             doc: dict[str, Any] = json.loads(get(web, "/api/status"))
             result: dict[str, Any] = doc["node"].get("fleet", {})
@@ -67,6 +53,21 @@ def test_agents_status_reaches_the_bridges_page(tmp_path: Path, broker: Broker) 
         assert fleet()["bridge-1"]["online"] is True  # the bridge lists itself too
         metrics = get(web, "/metrics").decode()
         assert 'room_display_node_online{node="agent-1"} 1' in metrics
+
+        # Retained on the broker: a subscriber arriving now gets it at once, as a retained
+        # copy (what a bridge started after its agents sees).
+        recorder = Recorder(broker.port, "room-display/v1/nodes/+/status")
+        try:
+            message, retained = wait_for(
+                lambda: recorder.get("room-display/v1/nodes/agent-1/status"), 15,
+                "the agent's retained status")
+        finally:
+            recorder.close()
+        assert retained
+        payload: dict[str, Any] = json.loads(message)
+        assert payload["role"] == "agent" and payload["version"]
+        assert payload["devices"][0]["id"] == "agent-1-led"
+        assert set(payload["links"]) == {"broker", "bridge"}
 
         agent.close()  # a clean stop says offline (a crash: the will says it)
         wait_for(lambda: fleet()["agent-1"]["online"] is False, 15, "the agent offline")

@@ -12,6 +12,7 @@ The payload is documented in ``docs/MQTT.md``; a malformed one is one log line a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -63,7 +64,9 @@ class NodeStatusPublisher:
         self.published = 0
 
     def attach(self) -> None:
-        self.link.add_connect_hook(lambda: self.publish(force=True))
+        # Queued behind the other connect hooks: rooms' schedules and states go out first.
+        self.link.add_connect_hook(
+            lambda: self.link.call_soon(functools.partial(self.publish, force=True)))
         self._thread.start()
 
     def _run(self) -> None:
