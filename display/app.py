@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from display.clock import Clock, SystemClock
 from display.config import Config, load_config
@@ -27,6 +28,9 @@ from display.mqtt.service import MqttServices, make_link
 from display.node import Node
 from display.store import SERIES_WITHOUT_RESYNC, ScheduleStore
 from display.systemd import ClockSync, notify
+
+if TYPE_CHECKING:
+    from display.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class App:
         self._ready = False
         self._last_status_line = ""
         self._resync: ResyncReport | None = None
+        self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
+        self.web: WebServer | None = None
 
     def __enter__(self) -> App:
         return self
@@ -83,7 +89,9 @@ class App:
 
     def start_intake(self) -> None:
         """Start the Feishu intake child when this node is a bridge or single box, and the
-        MQTT side (bridge publishing or an agent's schedule intake) when it has ``[mqtt]``."""
+        MQTT side (bridge publishing or an agent's schedule intake) when it has ``[mqtt]``,
+        and the web page when it has ``[web]`` (started with the node: no second service)."""
+        self.start_web()
         self.start_mqtt()
         if self.config.feishu is None:
             return
@@ -105,6 +113,7 @@ class App:
         link is down AND no re-sync succeeded for ``stale_after_minutes``).
         """
         self._resync = report
+        self.resync_passes["ok" if report.ok else "error"] += 1
         if report.ok:
             self.freshness.vouch("feishu", self.clock.now())
         self.node.wake()  # stale may have ended; status shows the result
@@ -121,6 +130,17 @@ class App:
             return {"enabled": True, "ok": None, "at": None, "error": None, "rooms": 0,
                     "changed": 0, "next_at": None}
         return {"enabled": True, **last.to_json(self.config.node.tz)}
+
+    def start_web(self) -> None:
+        """Serve the read-only web page (a taken port is one log line; the node runs on)."""
+        if self.web is not None or self.config.web is None:
+            return
+        from display.web.server import WebServer  # imported only where the page is served
+
+        self.web = WebServer(self.config.web, self.node,
+                             lambda: {"resync": dict(self.resync_passes)})
+        if not self.web.start():
+            self.web = None
 
     def start_mqtt(self) -> None:
         """Connect to the broker in the background; by role, publish or follow schedules."""
@@ -142,6 +162,7 @@ class App:
         if new == self.config:
             return False
         feishu_changed = new.feishu != self.config.feishu
+        web_changed = new.web != self.config.web
         self.config = new
         self.node.reconfigure(new)
         if self.mqtt is not None:
@@ -152,6 +173,12 @@ class App:
             self.intake = None
         if feishu_changed:
             self.start_intake()
+        if web_changed and self.web is not None:
+            log.info("[web] changed: restarting the web page")
+            self.web.close()
+            self.web = None
+        if web_changed:
+            self.start_web()
         return True
 
     def identify_device(self, device_id: str, seconds: float = DEFAULT_SECONDS) -> bool:
@@ -239,6 +266,8 @@ class App:
 
     def close(self) -> None:
         self.stop()
+        if self.web is not None:
+            self.web.close()
         if self.intake is not None:
             self.intake.close()
         self.node.close()

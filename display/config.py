@@ -8,6 +8,7 @@ Secrets may be written ``"env:NAME"`` or ``"file:/path"``; they are resolved her
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -144,6 +145,35 @@ class MqttConfig:
         return urlparse(self.url).port or (8883 if self.tls else 1883)
 
 
+WEB_LISTEN = "127.0.0.1:8470"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """``[web]``: the read-only status page (on by default except on a panel agent)."""
+
+    listen: str = WEB_LISTEN
+    token: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, ``127.x.y.z`` and ``::1``: addresses only this machine reaches."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 DEFAULT_LED_COLOURS: Mapping[str, str] = {
     "free": "#00c000",
     "soon": "#ffa000",
@@ -208,6 +238,7 @@ class Config:
     rooms: tuple[RoomConfig, ...]
     feishu: FeishuConfig | None = None
     mqtt: MqttConfig | None = None
+    web: WebConfig | None = None  # None: no web page (an agent without [web], or enabled = false)
 
     @property
     def role(self) -> str:
@@ -339,7 +370,7 @@ class _Parser:
     # -- sections --
 
     def config(self, data: Mapping[str, Any]) -> Config:
-        top = {"node", "occupancy", "feishu", "mqtt", "rooms"}
+        top = {"node", "occupancy", "feishu", "mqtt", "rooms", "web"}
         unknown = sorted(set(data) - top)
         if unknown:
             raise self.fail(unknown[0], "unknown section", "allowed: " + ", ".join(sorted(top)))
@@ -348,8 +379,11 @@ class _Parser:
         feishu = self.feishu(data) if "feishu" in data else None
         mqtt = self.mqtt(data) if "mqtt" in data else None
         rooms = self.rooms(data)
+        # The page is on by default where Feishu comes in (bridge, single box); a panel agent
+        # serves it only when its config has a [web] section.
+        web = self.web(data) if "web" in data or feishu is not None else None
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
-                      feishu=feishu, mqtt=mqtt)
+                      feishu=feishu, mqtt=mqtt, web=web)
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
         t = self.table(data, "node", {"name", "timezone", "language", "state_dir", "clock"})
@@ -429,6 +463,22 @@ class _Parser:
             resync_minutes=self.minutes(t, key, "resync_minutes", 15),
             replay_window_seconds=window, max_body_bytes=max_body,
         )
+
+    def web(self, data: Mapping[str, Any]) -> WebConfig | None:
+        key = "web"
+        t = self.table(data, key, {"enabled", "listen", "token"})
+        if not self.get(t, key, "enabled", bool, True):
+            return None
+        listen = self.get(t, key, "listen", str, WEB_LISTEN)
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise self.fail("web.listen", f"{listen!r} is not HOST:PORT",
+                            f'e.g. listen = "{WEB_LISTEN}"')
+        token = self.secret(t, key, "token")
+        if not token and not is_loopback(host.strip("[]")):
+            raise self.fail("web.token", f"is required when listen ({listen}) is not loopback",
+                            'set token = "env:NAME" (or listen on 127.0.0.1)')
+        return WebConfig(listen=listen, token=token)
 
     def mqtt(self, data: Mapping[str, Any]) -> MqttConfig:
         key = "mqtt"

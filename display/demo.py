@@ -176,5 +176,8 @@ def run_demo(directory: Path, port: int) -> int:
         url = f"http://{listen}{config.feishu.path if config.feishu else ''}"
         print(instructions(directory / "room-display.toml", url, directory / "panels",
                            datetime.now(UTC)), flush=True)
+        if app.web is not None:
+            print(f"Every room live in a browser: http://{app.web.address}/ "
+                  f"(lobby board: /board)\n", flush=True)
         runner.join()
     return 0

@@ -25,6 +25,7 @@ from display.clock import Clock
 from display.config import Config
 from display.errors import EventError, StoreError
 from display.mqtt.client import Message, MqttLink
+from display.mqtt.fleet import NodeStatusPublisher
 from display.mqtt.schema import ONLINE, decode_schedule
 from display.node import Node
 from display.store import ScheduleStore
@@ -57,6 +58,8 @@ class AgentIntake:
         self.link.subscribe(self.link.topics.all_availability, self._on_availability)
         self.reconfigure(self.config)
         self.node.extra_status["mqtt_schedules"] = self.status
+        # The agent's own health (devices, clock, version) for the bridge's fleet page.
+        NodeStatusPublisher(self.link, self.node, self.clock).attach()
 
     def reconfigure(self, config: Config) -> None:
         """Follow the rooms of ``config``: subscribe to new ones, drop removed ones."""

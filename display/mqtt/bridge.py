@@ -25,6 +25,7 @@ from display.config import Config
 from display.devices.virtual import view_json
 from display.model import Booking, RoomView
 from display.mqtt.client import MqttLink
+from display.mqtt.fleet import FleetGatherer, NodeStatusPublisher
 from display.mqtt.schema import bookings_window, encode_schedule
 from display.node import Node
 from display.store import ScheduleStore
@@ -60,6 +61,9 @@ class BridgePublisher:
         self.node.schedule_listeners.append(self._on_schedules)
         self.link.add_connect_hook(self.republish_all)
         self._mark_all()
+        # The fleet: every node's status (``node.fleet``), and the bridge's own status too.
+        FleetGatherer(self.link, self.node).attach()
+        NodeStatusPublisher(self.link, self.node, self.clock).attach()
 
     def reconfigure(self, config: Config) -> None:
         """Rooms were added or removed (``map``, a reload): publish the new set."""

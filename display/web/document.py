@@ -1,0 +1,200 @@
+"""What the web page shows, built from the running node's in-memory status (never a file).
+
+Everything that leaves the node through the page goes through :func:`redact`: the page shows
+what a door sign shows, so organizer ids are removed (the ``status --json`` shape is kept, with
+``organizer_open_id`` null). The Prometheus text of ``/metrics`` is built here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from display import __version__
+from display.model import Booking, RoomView
+from display.node import Node, room_status
+from display.render.wording import TEXTS
+
+StatusSource = Callable[[], dict[str, Any]]
+
+# Page wording: (zh, en). State words come from the sign's own table, so page and sign agree.
+PAGE_TEXTS: dict[str, tuple[str, str]] = {
+    "rooms": ("会议室", "Rooms"),
+    "nodes": ("节点", "Nodes"),
+    "devices": ("设备", "Devices"),
+    "online": ("在线", "online"),
+    "offline": ("离线", "offline"),
+    "stale": ("数据过期", "stale"),
+    "as_of": ("更新于", "as of"),
+    "until": ("至", "until"),
+    "now": ("当前", "Now"),
+    "next": ("下一场", "Next"),
+    "none": ("无", "none"),
+    "unknown": ("未知", "unknown"),
+    "lost": ("与节点失去连接", "Lost the node"),
+    "since": ("自", "since"),
+    "reconnecting": ("正在重连", "reconnecting"),
+    "live": ("实时", "live"),
+    "clock_synced": ("时钟已同步", "clock synced"),
+    "clock_unsynced": ("时钟未同步", "clock NOT synced"),
+    "last_seen": ("最后在线", "last seen"),
+    "version": ("版本", "version"),
+    "link": ("飞书连接", "Feishu link"),
+    "broker": ("MQTT 代理", "MQTT broker"),
+    "resync": ("最近同步", "latest re-sync"),
+    "up": ("正常", "up"),
+    "down": ("中断", "down"),
+    "problems": ("问题", "problems"),
+    "today": ("今日预订", "Today"),
+    "sign": ("门牌", "Door sign"),
+    "error": ("错误", "error"),
+    "last_update": ("最近更新", "last update"),
+    "back": ("全部会议室", "All rooms"),
+    "no_bookings": ("今日无预订", "No bookings today"),
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    """Every word the page shows, in the node's language (``zh``, ``en`` or ``zh+en``)."""
+    out: dict[str, str] = {}
+    for key, (zh, en) in PAGE_TEXTS.items():
+        out[key] = zh if language == "zh" else en if language == "en" else f"{zh} {en}"
+    for state in ("free", "soon", "busy", "ending"):
+        zh, en, _both = TEXTS[state]
+        out[state] = zh if language == "zh" else en if language == "en" else f"{zh} · {en}"
+    return out
+
+
+def redact(doc: dict[str, Any]) -> dict[str, Any]:
+    """The status document without organizer ids (the sign never shows who booked a room)."""
+    for room in doc.get("rooms", []):
+        for booking in [room.get("current"), *room.get("next", [])]:
+            if isinstance(booking, dict):
+                booking["organizer_open_id"] = None
+    return doc
+
+
+def status_document(node: Node) -> dict[str, Any]:
+    """``/api/status``: the ``status --json`` document of the running node, redacted."""
+    doc = node.status()
+    doc["node"]["running"] = True  # as ``status`` says of a document a live node answered for
+    doc["node"]["version"] = __version__
+    return redact(doc)
+
+
+def room_entry(node: Node, view: RoomView) -> dict[str, Any] | None:
+    """One room of the status document, for a live update (cheap: one room, no full status)."""
+    room = node.config.room(view.open_id)
+    if room is None:
+        return None
+    devices = [d.health().to_json() for rid, d in node.devices().values() if rid == room.open_id]
+    entry: dict[str, Any] = redact(
+        {"rooms": [room_status(room, view, devices, node.config.node.tz)]})["rooms"][0]
+    return entry
+
+
+def room_detail(node: Node, open_id: str) -> dict[str, Any] | None:
+    """``/api/rooms/ROOM``: the room's status entry plus today's bookings (for the timeline)."""
+    room = node.config.room(open_id)
+    if room is None:
+        return None
+    tz = node.config.node.tz
+    view = node.views().get(open_id)
+    devices = [d.health().to_json() for rid, d in node.devices().values() if rid == open_id]
+    entry = redact({"rooms": [room_status(room, view, devices, tz)]})["rooms"][0]
+
+    def local(b: Booking) -> dict[str, Any]:
+        return {"start": b.start.astimezone(tz).isoformat(),
+                "end": b.end.astimezone(tz).isoformat(), "event_id": b.event_id}
+
+    today = view.occupancy.today if view is not None else ()
+    now = view.occupancy.at if view is not None else node.clock.now()
+    return {"room": entry, "today": [local(b) for b in today],
+            "now": now.astimezone(tz).isoformat(), "timezone": node.config.node.timezone}
+
+
+def page_meta(node: Node) -> dict[str, Any]:
+    """What the page needs besides the status: language, its words, version."""
+    language = node.config.node.language
+    return {"language": language, "labels": labels(language), "version": __version__}
+
+
+# -- /metrics ------------------------------------------------------------------------------------
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _iso_seconds(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels_, value in samples:
+            inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels_.items())
+            self.lines.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
+
+
+def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]]) -> str:
+    """Prometheus text exposition (version 0.0.4) of the status document and ``counters``.
+
+    ``counters``: family suffix -> label value -> count, e.g. ``{"resync": {"ok": 3}}``.
+    """
+    m = _Metrics()
+    rooms = doc.get("rooms", [])
+    node = doc.get("node", {})
+    by_state = {s: 0 for s in ("free", "soon", "busy", "ending", "unknown")}
+    for room in rooms:
+        by_state[room.get("state") or "unknown"] = by_state.get(room.get("state") or "unknown",
+                                                                0) + 1
+    m.family("room_display_rooms", "gauge", "Configured rooms by occupancy state.",
+             (({"state": s}, n) for s, n in by_state.items()))
+    m.family("room_display_rooms_stale", "gauge", "Rooms whose data the node cannot vouch for.",
+             [({}, sum(1 for r in rooms if r.get("stale")))])
+    devices = [d for r in rooms for d in r.get("devices", [])]
+    m.family("room_display_devices", "gauge", "Configured devices.", [({}, len(devices))])
+    m.family("room_display_devices_offline", "gauge", "Devices that are offline.",
+             [({}, sum(1 for d in devices if not d.get("online")))])
+    links = node.get("links", {})
+    m.family("room_display_link_up", "gauge", "1 while a link (feishu, broker, bridge) is up.",
+             (({"link": name}, 1.0 if link.get("up") else 0.0) for name, link in links.items()))
+    m.family("room_display_clock_synced", "gauge", "1 when the clock is synchronised.",
+             [({}, 1.0 if node.get("clock_synced") else 0.0)])
+    resync = node.get("resync")
+    if isinstance(resync, dict) and resync.get("enabled"):
+        m.family("room_display_resync_ok", "gauge", "1 when the latest re-sync pass succeeded.",
+                 [({}, 1.0 if resync.get("ok") else 0.0)])
+        at = _iso_seconds(resync.get("at"))
+        if at is not None:
+            m.family("room_display_resync_last_timestamp_seconds", "gauge",
+                     "When the latest re-sync pass ended (Unix time).", [({}, at)])
+    for suffix, help_text, label in (
+            ("resync_passes_total", "Re-sync passes by result since start.", "result"),
+            ("events_total", "Feishu event deliveries by verdict since start.", "verdict")):
+        values = counters.get(suffix.rsplit("_total", 1)[0].split("_")[0], {})
+        if values:
+            m.family(f"room_display_{suffix}", "counter", help_text,
+                     (({label: k}, v) for k, v in sorted(values.items())))
+    fleet = node.get("fleet")
+    if isinstance(fleet, dict) and fleet:
+        m.family("room_display_node_online", "gauge", "1 while a node of the site is online.",
+                 (({"node": name}, 1.0 if n.get("online") else 0.0)
+                  for name, n in sorted(fleet.items())))
+    m.family("room_display_info", "gauge", "This node: name, role and version.",
+             [({"node": str(node.get("name", "")), "role": str(node.get("role", "")),
+                "version": __version__}, 1.0)])
+    return "\n".join(m.lines) + "\n"
