@@ -25,7 +25,7 @@ from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt.service import MqttServices, make_link
 from display.node import Node
-from display.store import ScheduleStore
+from display.storeopen import open_store
 from display.systemd import ClockSync, notify
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ class App:
         self.config = config
         self.intake_args = tuple(intake_args)
         self.clock = clock or SystemClock()
-        self.store = ScheduleStore(store_path(config))
+        # Never fails over what is in the file: a corrupt one is moved aside (see storeopen).
+        self.store, self.store_report = open_store(store_path(config))
         self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes),
                                    ClockSync(config.node.clock))
         # One broker connection per node, made before the devices: mqtt:TOPIC devices use it.
@@ -60,6 +61,7 @@ class App:
         self.node = Node(config, self.store, self.clock,
                          device_factory(self.mqtt_link, self.identify),
                          self.freshness)
+        self.node.extra_status["store"] = self.store_report.to_json
         self.mqtt: MqttServices | None = None
         self.intake: IntakeSupervisor | None = None
         self._stop = threading.Event()
