@@ -80,8 +80,7 @@ class App:
     def replay(self, path: Path) -> None:
         """Apply a JSON-lines file of Feishu envelopes before running (debugging, demos)."""
         sink = EventSink(self.store, self.clock, self.node.notify)
-        report = replay_file(path, sink)
-        log.info("replayed %s: %s", path, report)
+        replay_file(path, sink)  # logs its own one-line summary
 
     def start_intake(self) -> None:
         """Start the Feishu intake child when this node is a bridge or single box, and the
