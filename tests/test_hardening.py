@@ -170,3 +170,210 @@ def test_a_corrupted_store_is_moved_aside_and_the_node_starts(
     assert "store: was corrupt" in text and str(aside) in text
     assert node.stop() == 0
     assert "is corrupt" in node.log() and "moved it to" in node.log()
+
+
+# -- one line instead of a traceback -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["a-file", "/proc/room-display-state", "read-only"])
+def test_an_unusable_state_dir_is_one_line(config: Path, tmp_path: Path, where: str) -> None:
+    if where == "a-file":
+        state = tmp_path / "a-file"
+        state.write_text("not a directory")
+    elif where == "read-only":
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        state = ro / "state"
+        # A read-only filesystem: a bind mount would need root in a namespace; a directory
+        # without write permission fails the same call (EACCES vs EROFS) for a non-root user,
+        # and root ignores permissions, so use /sys (mounted read-only in containers) then.
+        ro.chmod(0o500)
+        if sys.platform == "linux" and Path("/proc/self").exists() and _is_root():
+            state = Path("/sys/room-display-state")
+    else:
+        state = Path(where)
+    config.write_text(CONFIG.replace('state_dir = "state"', f'state_dir = "{state}"'))
+    line = one_line_error(room_display("run", "-c", str(config), timeout=60))
+    assert f"state directory {state} is not usable" in line and "[node] state_dir" in line
+
+
+def _is_root() -> bool:
+    import os
+    return os.geteuid() == 0
+
+
+def test_preview_into_a_missing_folder_is_one_line(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "no-such-folder" / "sign.png"
+    line = one_line_error(room_display("preview", "omm_a", "--size", "296x128", "-o", str(out),
+                                       "-c", str(config)))
+    assert f"cannot write {out}" in line
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_replay_of_a_missing_file_or_directory_is_one_line(config: Path, tmp_path: Path,
+                                                           kind: str) -> None:
+    target = tmp_path / "events.jsonl"
+    if kind == "directory":
+        target.mkdir()
+    line = one_line_error(room_display("run", "--replay", str(target), "-c", str(config)))
+    assert f"cannot replay {target}" in line
+
+
+def test_a_deeply_nested_replay_line_is_reported_and_the_node_runs(
+        config: Path, tmp_path: Path, node_factory: type[Node]) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    node = node_factory(config, "--replay", str(events))
+    node.running_status()
+    assert node.stop() == 0
+    log = node.log()
+    assert "Traceback" not in log
+    assert f"{events}:1: JSON nested too deeply" in log
+    assert "replay: " in log and "ReplayReport(" not in log, "a readable line, not a repr"
+
+
+def test_demo_in_an_unusable_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = one_line_error(room_display("demo", "--dir", str(blocker / "demo"), "--port",
+                                       str(_free_port())))
+    assert "demo --dir" in line and "not usable" in line
+
+
+def _free_port() -> int:
+    from mqtt_broker import free_port
+    return free_port()
+
+
+def test_demo_on_a_busy_port_says_so_at_once(tmp_path: Path) -> None:
+    import socket
+    import time
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
+                                           str(port)))
+        assert time.monotonic() - started < 30
+    assert f"127.0.0.1:{port} is taken" in line
+
+
+def test_a_bad_tz_is_reported_as_tz(config: Path) -> None:
+    import os
+    config.write_text(CONFIG.replace('timezone = "Asia/Shanghai"\n', ""))
+    env = {**os.environ, "TZ": "Mars/Olympus"}
+    line = one_line_error(room_display("check", "-c", str(config), env=env))
+    assert line.startswith("room-display: TZ: unknown time zone 'Mars/Olympus'")
+    assert "node.timezone" not in line
+
+
+# -- -c anywhere, secrets only where needed --------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["before-verb", "after-verb", "before-command"])
+def test_map_takes_c_anywhere(config: Path, order: str) -> None:
+    c = ["-c", str(config)]
+    argv = {"before-verb": ["map", *c, "add-room", "omm_new", "New"],
+            "after-verb": ["map", "add-room", "omm_new", "New", *c],
+            "before-command": [*c, "map", "add-room", "omm_new", "New"]}[order]
+    proc = subprocess.run([sys.executable, "-m", "display", *argv], capture_output=True,
+                          text=True, timeout=60, cwd=config.parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert 'open_id = "omm_new"' in config.read_text()
+
+
+SECRET_CONFIG = CONFIG.replace("[[rooms]]", """[feishu]
+app_id = "cli_x"
+app_secret = "credential:feishu-app-secret"
+resync = false
+[[rooms]]""")
+
+
+def test_commands_that_need_no_secret_never_read_one(config: Path) -> None:
+    import os
+    config.write_text(SECRET_CONFIG)
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    for argv in (["map"], ["status"], ["map", "add-room", "omm_b", "B"],
+                 ["preview", "omm_a", "--size", "296x128", "-o",
+                  str(config.parent / "s.png")]):
+        proc = room_display(*argv, "-c", str(config), env=env)
+        assert proc.returncode == 0, (argv, proc.stderr)
+    # check needs the secret: without the installer's credentials folder it says which file.
+    line = one_line_error(room_display("check", "-c", str(config), env=env))
+    assert f"cannot read credential {config.parent}/credentials/feishu-app-secret" in line
+
+
+def test_credentials_are_found_beside_the_config_outside_systemd(config: Path) -> None:
+    import os
+    config.write_text(SECRET_CONFIG)
+    creds = config.parent / "credentials"
+    creds.mkdir()
+    (creds / "feishu-app-secret").write_text("s3cret\n")
+    from display.config import load_config
+    env_before = os.environ.pop("CREDENTIALS_DIRECTORY", None)
+    try:
+        loaded = load_config(config)
+    finally:
+        if env_before is not None:
+            os.environ["CREDENTIALS_DIRECTORY"] = env_before
+    assert loaded.feishu is not None and loaded.feishu.app_secret.reveal() == "s3cret"
+
+
+# -- room ids ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["a/b", "room+", "room#", "nul\x00", ""])
+def test_room_ids_that_cannot_be_topic_levels_are_refused(config: Path, bad: str) -> None:
+    before = config.read_text()
+    if "\x00" not in bad:  # a command line cannot carry NUL; the config file can
+        line = one_line_error(room_display("map", "add-room", bad, "Bad", "-c", str(config)))
+        assert "open_id" in line and (("is empty" in line) if not bad else "forbid" in line)
+        assert config.read_text() == before
+    escaped = bad.replace("\x00", "\\u0000")
+    config.write_text(CONFIG.replace('open_id = "omm_a"', f'open_id = "{escaped}"'))
+    line = one_line_error(room_display("check", "-c", str(config)))
+    assert "rooms[0].open_id" in line
+
+
+# -- status, identify ----------------------------------------------------------------------------
+
+
+def test_status_json_watch_streams_json_without_escapes(config: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "display", "status", "--json", "--watch",
+                             "-c", str(config)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "\x1b" not in first + second
+    assert json.loads(first)["node"]["name"] == "hard-test"
+    assert json.loads(second)["rooms"][0]["open_id"] == "omm_a"
+
+
+def test_status_shows_link_and_device_times_in_local_time() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "n", "role": "single", "running": True,
+                    "links": {"feishu": {"up": True, "since": "2030-01-01T09:30:00+00:00"}}},
+           "rooms": [{"open_id": "omm_a", "name": "A", "state": "free", "devices": [
+               {"id": "d", "kind": "led", "url": "u", "online": True,
+                "last_update": "2030-01-01T09:59:00+00:00", "error": None}]}]}
+    text = render_text(doc)
+    assert "since 17:30" in text and "last update 17:59" in text
+
+
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan", "1e9"])
+def test_identify_seconds_must_be_positive(config: Path, seconds: str) -> None:
+    proc = room_display("identify", "a-led", "--seconds", seconds, "-c", str(config))
+    assert proc.returncode == 2 and "--seconds" in proc.stderr
+
+
+def test_identify_on_an_offline_device_reports_failure(config: Path, tmp_path: Path) -> None:
+    config.write_text(CONFIG.replace('url = "virtual:panels"', f'url = "{tmp_path}/ttyACM9"'))
+    proc = room_display("identify", "a-led", "--seconds", "0.2", "-c", str(config))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("room-display: cannot identify a-led: it is "
+                                                   "offline")
