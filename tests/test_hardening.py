@@ -377,3 +377,75 @@ def test_identify_on_an_offline_device_reports_failure(config: Path, tmp_path: P
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("room-display: cannot identify a-led: it is "
                                                    "offline")
+
+
+# -- check tells the truth ------------------------------------------------------------------------
+
+
+def _check(config: Path, text: str) -> str:
+    config.write_text(text, encoding="utf-8")
+    proc = room_display("check", "-c", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+WEBHOOK = CONFIG.replace("[[rooms]]", """[feishu]
+mode = "webhook"
+resync = false
+[[rooms]]""")
+
+
+def test_check_names_a_webhook_without_verification_token(config: Path) -> None:
+    out = _check(config, WEBHOOK)
+    assert "PROBLEM Feishu webhook: no verification_token" in out
+
+
+def test_check_names_resync_without_app_credentials(config: Path) -> None:
+    out = _check(config, WEBHOOK.replace("resync = false", 'verification_token = "t"'))
+    assert "PROBLEM Feishu webhook: re-sync is on but there are no app credentials" in out
+    assert "re-sync is off" not in out
+
+
+def test_check_names_an_mqtt_device_without_a_broker(config: Path) -> None:
+    out = _check(config, CONFIG.replace('url = "virtual:panels"', 'url = "mqtt:lights/a"'))
+    assert "PROBLEM device a-led (led, mqtt:lights/a): mqtt: devices need an [mqtt]" in out
+
+
+@pytest.mark.parametrize("kind", ["regular file", "directory", "/dev/null"])
+def test_check_names_a_device_url_that_is_no_serial_port(config: Path, tmp_path: Path,
+                                                         kind: str) -> None:
+    target = {"regular file": tmp_path / "ttyFAKE", "directory": tmp_path / "ttydir",
+              "/dev/null": Path("/dev/null")}[kind]
+    if kind == "regular file":
+        target.write_text("")
+    elif kind == "directory":
+        target.mkdir()
+    out = _check(config, CONFIG.replace('url = "virtual:panels"', f'url = "{target}"'))
+    assert f"PROBLEM device a-led (led, {target}): {target} is " in out
+    assert "not a serial port" in out
+
+
+def test_check_names_two_devices_on_one_serial_port(config: Path) -> None:
+    import os
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        port = os.ttyname(follower)
+        text = CONFIG.replace('url = "virtual:panels"', f'url = "{port}"') + (
+            f'[[rooms.devices]]\nid = "a-sign"\nkind = "eink"\nurl = "{port}"\n')
+        out = _check(config, text)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert f"PROBLEM device a-sign: port {port} is already used by device a-led" in out
+    assert "ok      device a-led" in out
+
+
+def test_check_names_a_corrupted_store(config: Path) -> None:
+    state = config.parent / "state"
+    state.mkdir()
+    (state / "schedule.db").write_bytes(b"garbage" * 1000)
+    out = _check(config, CONFIG)
+    assert f"PROBLEM schedule store {state / 'schedule.db'} is corrupt" in out
+    assert (state / "schedule.db").read_bytes() == b"garbage" * 1000, "check changes nothing"
