@@ -146,7 +146,7 @@ def mutated_schedules(draw: st.DrawFn) -> bytes:
         target = doc if draw(st.booleans()) else (
             doc["bookings"][0] if isinstance(doc.get("bookings"), list) and doc["bookings"]
             and isinstance(doc["bookings"][0], dict) else doc)
-        key = draw(st.sampled_from(sorted(target) + ["extra"]))
+        key = draw(st.sampled_from([*sorted(target), "extra"]))
         if draw(st.integers(0, 4)) == 0:
             target.pop(key, None)
         else:
@@ -214,7 +214,7 @@ def test_encode_decode_round_trip_stays_inside_the_bound() -> None:
     assert b"2030-06-01" in payload
 
 
-# -- the trust boundary: the shipped ACL on a real Mosquitto ----------------------------------------
+# -- the trust boundary: the shipped ACL on a real Mosquitto ---------------------------------------
 
 
 @pytest.fixture
@@ -277,7 +277,7 @@ def test_anonymous_clients_are_refused_by_the_shipped_setup(
         acl_broker: tuple[Broker, Path]) -> None:
     from display.config import MqttConfig
     from display.mqtt.client import probe
-    broker, site = acl_broker
+    broker, _site = acl_broker
     ok, line = probe(MqttConfig(url=broker.url), "nobody", 10)
     assert not ok and ("not authorised" in line or "bad user name or password" in line), line
 
