@@ -305,3 +305,23 @@ def test_a_node_says_online_again_when_someone_overwrites_it(broker: Broker) -> 
         link.close()
         watcher.close()
     assert link.reasserted == 1, "its own clean offline at close is not fought"
+
+
+def test_an_agent_starts_without_a_warning_per_device(broker: Broker, tmp_path: Path) -> None:
+    watcher = Recorder(broker.port, "lights/#")
+    directory = tmp_path / "agent"
+    agent = AgentProcess(directory, broker.url)
+    agent.stop()
+    text = agent.config.read_text() + ('[[rooms.devices]]\nid = "a-lights"\nkind = "led"\n'
+                                       'url = "mqtt:lights/a"\n')
+    agent.config.write_text(text)
+    agent.proc = subprocess.Popen([sys.executable, "-m", "display", "run", "-c",
+                                   str(agent.config)], stdout=subprocess.DEVNULL,
+                                  stderr=agent.err.open("w"))
+    try:
+        wait_for(lambda: watcher.get("lights/a"), timeout=60, what="the mqtt device's state")
+        assert agent.stop() == 0
+    finally:
+        agent.stop()
+        watcher.close()
+    assert " WARNING " not in agent.log(), agent.log()
