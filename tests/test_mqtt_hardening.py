@@ -325,3 +325,11 @@ def test_an_agent_starts_without_a_warning_per_device(broker: Broker, tmp_path: 
         agent.stop()
         watcher.close()
     assert " WARNING " not in agent.log(), agent.log()
+
+
+def test_the_shipped_example_acl_is_what_the_generator_writes() -> None:
+    from display.mqtt.acl import Site, acl_text, device_topics
+    root = Path(__file__).resolve().parent.parent
+    site = Site(bridges=("bridge-hq",), agents=("pi-5f-focus", "pi-3f-east"),
+                devices=tuple(("pi-3f-east", t) for t in device_topics("lights/3f-east")))
+    assert (root / "examples" / "mosquitto" / "room-display.acl").read_text() == acl_text(site)
