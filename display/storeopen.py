@@ -7,17 +7,20 @@
 - a stored booking the node cannot use (a time outside :data:`display.model.EARLIEST` ..
   :data:`display.model.LATEST`, written by an older version) is skipped: removed from the
   schedule, logged once, counted in ``status``;
-- a failing write (disk full) is logged and retried on the next pass instead of ending the node.
+- a store that can be read but not written (disk full at start) is opened as a read-only
+  snapshot; the node shows it as stale and keeps retrying the real file.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +51,86 @@ class StoreReport:
 
 
 class ResilientStore(ScheduleStore):
-    """A :class:`ScheduleStore` whose housekeeping never ends the node.
+    """A :class:`ScheduleStore` whose write failures never end the node.
 
-    Pruning is the node's only write; when it fails (disk full, read-only remount) the node keeps
-    showing what it can read and tries again on its next pass.
+    Opened as a read-only snapshot (:meth:`snapshot`) when the file can be read but not
+    written (disk full at start); :meth:`retry` then keeps trying the real file and, once it can
+    be written, switches to it in place, so every holder of this object follows.
+    ``on_writable(ok, error)`` is told each change (the node shows stale while writes fail).
     """
 
-    _prune_failing = False
+    real_path: Path | None = None
+    write_error: str | None = None
+    on_writable: Callable[[bool, str | None], None] | None = None
+
+    @classmethod
+    def snapshot(cls, path: Path, error: str) -> ResilientStore:
+        """An in-memory copy of the database at ``path``, read without locks or WAL files
+        (``immutable``: nothing may be written next to it)."""
+        store = cls(":memory:")
+        try:
+            source = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+            try:
+                source.backup(store._db)
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            log.error("cannot read %s either (%s): starting with an empty schedule", path, exc)
+        store.real_path = path
+        store.write_error = error
+        return store
+
+    def probe(self) -> bool:
+        """Write one small row; True when the store takes writes (the retry's test)."""
+        try:
+            self.set_meta("written_at", datetime.now(UTC).isoformat())
+        except StoreError as exc:
+            self._failed(str(exc))
+            return False
+        if self.real_path is None:
+            self._recovered()
+        return self.real_path is None
+
+    def retry(self) -> bool:
+        """Try the real file again; switch to it when it opens and takes a write."""
+        if self.real_path is None:
+            return self.probe()
+        try:
+            fresh = ScheduleStore(self.real_path)
+            fresh.set_meta("written_at", datetime.now(UTC).isoformat())
+        except StoreError as exc:
+            self._failed(str(exc))
+            return False
+        with self._lock:
+            old, self._db = self._db, fresh._db
+            self.path, self.real_path = fresh.path, None
+        old.close()
+        self._recovered()
+        return True
 
     def prune(self, now: datetime) -> int:
         try:
-            removed = super().prune(now)
+            return super().prune(now)
         except StoreError as exc:
-            if not self._prune_failing:
-                log.error("cannot write the schedule store, will keep retrying: %s", exc)
-            self._prune_failing = True
+            self._failed(str(exc))
             return 0
-        if self._prune_failing:
-            log.info("schedule store writable again")
-        self._prune_failing = False
-        return removed
+
+    def _failed(self, error: str) -> None:
+        first = self.write_error is None
+        self.write_error = error
+        if first:
+            log.error("cannot write the schedule store, showing what it holds as stale and "
+                      "retrying: %s", error)
+            if self.on_writable is not None:
+                self.on_writable(False, error)
+
+    def _recovered(self) -> None:
+        if self.write_error is None:
+            return
+        self.write_error = None
+        log.info("schedule store %s writable again", self.path)
+        if self.on_writable is not None:
+            self.on_writable(True, None)
 
 
 def prepare_state_dir(directory: Path) -> None:
@@ -78,6 +141,8 @@ def prepare_state_dir(directory: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # usable, only full: the store copes (read-only start)
+            return
         reason = exc.strerror or type(exc).__name__
         raise StoreError(f"state directory {directory} is not usable ({reason}); set "
                          "[node] state_dir to a writable directory") from None
@@ -95,6 +160,11 @@ def open_store(path: Path) -> tuple[ResilientStore, StoreReport]:
         store = ResilientStore(path)
     except StoreError as exc:
         cause = exc.__cause__
+        if isinstance(cause, sqlite3.OperationalError) and path.exists():
+            # Readable but not writable (disk full, read-only remount): start with what it
+            # holds; the node retries the real file (App) and shows stale meanwhile.
+            return (ResilientStore.snapshot(path, str(exc)),
+                    StoreReport(path, None, None, unusable))
         if moved is not None or not _is_corruption(cause):
             raise
         reason = str(cause)

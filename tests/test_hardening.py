@@ -449,3 +449,64 @@ def test_check_names_a_corrupted_store(config: Path) -> None:
     out = _check(config, CONFIG)
     assert f"PROBLEM schedule store {state / 'schedule.db'} is corrupt" in out
     assert (state / "schedule.db").read_bytes() == b"garbage" * 1000, "check changes nothing"
+
+
+# -- disk full at start ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (root only: skipped elsewhere), unmounted afterwards."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_at_start_shows_what_is_stored_as_stale_and_recovers(
+        config: Path, full_disk: Path, node_factory: type[Node]) -> None:
+    from display.store import ScheduleStore
+
+    state = full_disk / "state"
+    ScheduleStore(state / "schedule.db").close()
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    _store_row(state / "schedule.db", now_ms - 60_000, now_ms + 3_600_000, "held_0")
+    config.write_text(CONFIG.replace('state_dir = "state"', f'state_dir = "{state}"'))
+    filler = _fill(full_disk)
+    node = node_factory(config)
+    panel = config.parent / "panels" / "a-led.json"
+
+    def shown() -> dict[str, object]:
+        assert node.proc.poll() is None, node.log()
+        try:
+            doc: dict[str, object] = json.loads(panel.read_text())
+        except (OSError, ValueError):
+            return {}
+        return doc
+
+    wait_for(lambda: shown().get("state") == "busy" and shown().get("stale") is True,
+             timeout=60, what="the stored booking, shown stale")
+    assert "cannot write the schedule store" in node.log()
+    filler.unlink()
+    wait_for(lambda: shown().get("stale") is False, timeout=60, what="fresh again once writable")
+    assert shown().get("state") == "busy"
+    assert "writable again" in node.log()
+    assert node.stop() == 0
