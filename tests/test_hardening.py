@@ -510,3 +510,26 @@ def test_a_full_disk_at_start_shows_what_is_stored_as_stale_and_recovers(
     assert shown().get("state") == "busy"
     assert "writable again" in node.log()
     assert node.stop() == 0
+
+
+def test_the_demo_follows_map_edits_as_map_says(tmp_path: Path) -> None:
+    out = tmp_path / "demo-out.txt"
+    demo_dir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "display", "demo", "--dir", str(demo_dir),
+                             "--port", str(_free_port())], stdout=out.open("w"),
+                            stderr=(tmp_path / "demo-err.txt").open("w"))
+    try:
+        wait_for(lambda: "Stop with Ctrl-C" in out.read_text(), timeout=90, what="demo ready")
+        config = demo_dir / "room-display.toml"
+        edit = room_display("map", "add-room", "omm_added", "Added Room", "-c", str(config))
+        assert edit.returncode == 0 and "reloads it by itself" in edit.stdout
+
+        def listed() -> bool:
+            doc = json.loads(room_display("status", "--json", "-c", str(config)).stdout)
+            return bool(doc["node"].get("running")) and any(
+                r["open_id"] == "omm_added" for r in doc["rooms"] if r["state"] is not None)
+
+        wait_for(listed, timeout=30, what="the running demo showing the added room")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
