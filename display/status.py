@@ -14,6 +14,7 @@ from typing import Any
 
 from display.clock import SystemClock
 from display.config import Config, RoomConfig
+from display.errors import EventError, StoreError
 from display.model import RoomView
 from display.node import room_status, status_path
 from display.occupancy import Thresholds, occupancy
@@ -61,7 +62,12 @@ def stored_view(config: Config, room: RoomConfig, now: datetime, *, stale: bool,
     bookings = []
     if db.exists():
         with ScheduleStore(db) as store:
-            bookings = store.bookings(room.open_id)
+            try:
+                bookings = store.bookings(room.open_id)
+            except EventError as exc:  # a row from a version without the date bound
+                raise StoreError(f"schedule store {db} holds a booking of {room.open_id} that "
+                                 f"cannot be shown ({exc}); room-display run skips it at "
+                                 "start") from None
     occ = occupancy(bookings, now, Thresholds.from_minutes(
         config.occupancy.soon_minutes, config.occupancy.ending_minutes), config.node.tz)
     return RoomView(room.open_id, room.name, occ, stale, as_of, config.node.timezone,

@@ -533,3 +533,13 @@ def test_the_demo_follows_map_edits_as_map_says(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_status_of_a_stopped_node_with_an_unusable_row_is_one_line(config: Path) -> None:
+    from display.store import ScheduleStore
+
+    db = config.parent / "state" / "schedule.db"
+    ScheduleStore(db).close()
+    _store_row(db, 946_684_800_000, 253_402_300_799_999, "bad_9999")
+    line = one_line_error(room_display("status", "-c", str(config)))
+    assert "holds a booking of omm_a that cannot be shown" in line and "run skips it" in line
