@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mqtt_broker import Broker, Recorder, running_broker
 
-from display.clock import FakeClock
+from display.clock import FakeClock, from_epoch_ms, to_epoch_ms
 from display.config import parse_config
 from display.devices.factory import make_device
+from display.model import EARLIEST, LATEST
 from display.mqtt.agent import AgentIntake
 from display.mqtt.client import Message, MqttLink
 from display.mqtt.schema import Topics, encode_schedule
@@ -142,7 +143,7 @@ def mutated_schedules(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=300))
     doc = json.loads(json.dumps(_GOOD))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(0, 3))):
         target = doc if draw(st.booleans()) else (
             doc["bookings"][0] if isinstance(doc.get("bookings"), list) and doc["bookings"]
             and isinstance(doc["bookings"][0], dict) else doc)
@@ -153,6 +154,16 @@ def mutated_schedules(draw: st.DrawFn) -> bytes:
             target[key] = draw(_json)
     if draw(st.booleans()) and isinstance(doc.get("bookings"), list):
         doc["bookings"].append(draw(_json))
+    if draw(st.booleans()) and isinstance(doc.get("bookings"), list) and doc["bookings"] \
+            and isinstance(doc["bookings"][0], dict):
+        # Any earlier start or later end, up to years 1 and 9999: the date bound's edges.
+        naive = _NOW.replace(tzinfo=None)
+        if draw(st.booleans()):
+            doc["bookings"][0]["start"] = draw(st.datetimes(
+                max_value=naive, timezones=st.just(UTC))).isoformat()
+        else:
+            doc["bookings"][0]["end"] = draw(st.datetimes(
+                min_value=naive + timedelta(hours=1), timezones=st.just(UTC))).isoformat()
     return json.dumps(doc).encode()
 
 
@@ -170,6 +181,7 @@ def fuzz_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     node = Node(config, store, clock, make_device)
     link = MqttLink(config.mqtt, "fuzz")  # never started: the handler only needs its topics
     intake = AgentIntake(link, node, store, clock)
+    intake.reconfigure(config)  # drive omm_a (subscriptions are recorded; never connected)
     yield intake, node, store
     node.close()
     store.close()
@@ -189,6 +201,8 @@ def test_fuzzed_schedules_are_applied_whole_or_not_at_all(
     topic = TOPICS.schedule("omm_a")
     intake._on_schedule(Message(topic, good, True))
     before_rejected, expected_before = intake.rejected, _stored(store)
+    assert expected_before == [("keep_0", "2030-06-01T01:50:00+00:00",
+                                "2030-06-01T02:50:00+00:00")], "the good schedule applies"
     intake._on_schedule(Message(topic, payload, True))
     after = _stored(store)
     if intake.rejected > before_rejected:
@@ -197,10 +211,16 @@ def test_fuzzed_schedules_are_applied_whole_or_not_at_all(
         # Accepted (or an empty withdrawal): the store holds exactly the payload's bookings.
         if payload:
             doc = json.loads(payload)
-            wanted = sorted((b["event_id"], datetime.fromisoformat(b["start"]).astimezone(UTC)
-                             .isoformat(), datetime.fromisoformat(b["end"]).astimezone(UTC)
-                             .isoformat()) for b in doc["bookings"])
+
+            def stored_time(raw: str) -> str:  # the store keeps milliseconds
+                return from_epoch_ms(to_epoch_ms(datetime.fromisoformat(raw))).isoformat()
+
+            wanted = sorted((b["event_id"], stored_time(b["start"]), stored_time(b["end"]))
+                            for b in doc["bookings"])
             assert sorted(after) == wanted
+            # ... and only times every node can compute with (the one date bound).
+            assert all(EARLIEST.isoformat() <= t <= LATEST.isoformat()
+                       for _, start, end in after for t in (start, end))
     node.notify(["omm_a"])
     node.tick()  # the node's own pass over what is stored must not raise
     assert node.views()["omm_a"].occupancy is not None
