@@ -543,3 +543,25 @@ def test_status_of_a_stopped_node_with_an_unusable_row_is_one_line(config: Path)
     _store_row(db, 946_684_800_000, 253_402_300_799_999, "bad_9999")
     line = one_line_error(room_display("status", "-c", str(config)))
     assert "holds a booking of omm_a that cannot be shown" in line and "run skips it" in line
+
+
+def test_run_v_reaches_the_intake_child(config: Path, node_factory: type[Node]) -> None:
+    import contextlib
+    import urllib.error
+    import urllib.request
+    port = _free_port()
+    config.write_text(CONFIG.replace("[[rooms]]", f"""[feishu]
+mode = "webhook"
+verification_token = "t"
+resync = false
+listen = "127.0.0.1:{port}"
+[[rooms]]"""))
+    node = node_factory(config, "-v")
+    wait_for(lambda: "webhook intake listening" in node.log(), timeout=90, what="intake ready")
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/webhook/event", data=b"{}")
+    # Any answer will do: the child logs the request line at DEBUG.
+    with contextlib.suppress(urllib.error.HTTPError):
+        urllib.request.urlopen(request, timeout=10).close()
+    wait_for(lambda: " DEBUG feishu-intake[" in node.log(), timeout=30,
+             what="a DEBUG line from the intake child")
+    assert node.stop() == 0
