@@ -26,13 +26,17 @@ from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt.service import MqttServices, make_link
 from display.node import Node
-from display.store import SERIES_WITHOUT_RESYNC, ScheduleStore
+from display.store import SERIES_WITHOUT_RESYNC
+from display.storeopen import open_store
 from display.systemd import ClockSync, notify
 
 if TYPE_CHECKING:
     from display.web.server import WebServer
 
 log = logging.getLogger(__name__)
+
+#: How often a store that cannot be written (disk full) is tried again.
+STORE_RETRY_SECONDS = 5.0
 
 
 def store_path(config: Config) -> Path:
@@ -53,9 +57,11 @@ class App:
     def __init__(self, config: Config, clock: Clock | None = None, *,
                  intake_args: Sequence[str] = ()) -> None:
         self.config = config
+        self._stop = threading.Event()
         self.intake_args = tuple(intake_args)
         self.clock = clock or SystemClock()
-        self.store = ScheduleStore(store_path(config))
+        # Never fails over what is in the file: a corrupt one is moved aside (see storeopen).
+        self.store, self.store_report = open_store(store_path(config))
         self.freshness = Freshness(timedelta(minutes=config.occupancy.stale_after_minutes),
                                    ClockSync(config.node.clock))
         # One broker connection per node, made before the devices: mqtt:TOPIC devices use it.
@@ -64,9 +70,13 @@ class App:
         self.node = Node(config, self.store, self.clock,
                          device_factory(self.mqtt_link, self.identify),
                          self.freshness)
+        self.node.extra_status["store"] = self.store_report.to_json
+        self._store_retry: threading.Thread | None = None
+        self.store.on_writable = self._store_writable
+        if not self.store.probe():  # disk full, read-only: show what is stored, as stale
+            self._store_writable(False, self.store.write_error)
         self.mqtt: MqttServices | None = None
         self.intake: IntakeSupervisor | None = None
-        self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._ready = False
         self._last_status_line = ""
@@ -81,11 +91,30 @@ class App:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def _store_writable(self, ok: bool, error: str | None) -> None:
+        """The store stopped (or resumed) taking writes: nothing new can be shown meanwhile, so
+        the rooms are stale at once, and the real file is retried until it works."""
+        if ok:
+            self.node.set_link("store", True)
+            return
+        self.freshness.set("store", False, self.clock.now() - self.freshness.stale_after,
+                           f"cannot write the schedule store: {error}")
+        self.node.wake()
+        if self._store_retry is not None and self._store_retry.is_alive():
+            return
+
+        def retry() -> None:
+            while not self._stop.wait(STORE_RETRY_SECONDS):
+                if self.store.retry():
+                    return
+
+        self._store_retry = threading.Thread(target=retry, name="store-retry", daemon=True)
+        self._store_retry.start()
+
     def replay(self, path: Path) -> None:
         """Apply a JSON-lines file of Feishu envelopes before running (debugging, demos)."""
         sink = EventSink(self.store, self.clock, self.node.notify)
-        report = replay_file(path, sink)
-        log.info("replayed %s: %s", path, report)
+        replay_file(path, sink)  # logs its own one-line summary
 
     def start_intake(self) -> None:
         """Start the Feishu intake child when this node is a bridge or single box, and the

@@ -30,17 +30,39 @@ log = logging.getLogger("display")
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", metavar="FILE",
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 300:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 300 seconds")
+    return value
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-c`` and ``-v``: accepted before the command, after it, and after a ``map`` verb.
+
+    Sub-parsers use ``SUPPRESS`` as default so a later level that did not see the option does
+    not overwrite what an earlier level parsed (argparse copies sub-parser defaults over).
+    """
+    parser.add_argument("-c", "--config", metavar="FILE", default=default,
                         help="config file (default: $ROOM_DISPLAY_CONFIG, then "
                              "/etc/room-display/config.toml, then ./room-display.toml)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if default is None else default,
+                        help="log debug details")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="room-display",
         description="Show Feishu meeting-room bookings on LED lights and e-ink door signs.")
     parser.add_argument("--version", action="version", version=f"room-display {__version__}")
+    _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run the node as configured")
@@ -57,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common],
                             help="every room's state, bookings and device health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--watch", action="store_true", help="refresh in place every second")
+    status.add_argument("--watch", action="store_true",
+                        help="refresh in place every second (with --json: one JSON document "
+                             "per line, every second)")
 
     sub.add_parser("check", parents=[common],
                    help="validate the config and check Feishu, broker and devices")
@@ -72,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     identify = sub.add_parser("identify", parents=[common],
                               help="blink an LED or draw a test pattern on a sign")
     identify.add_argument("device", help="device id")
-    identify.add_argument("--seconds", type=float, default=10.0,
-                          help="how long to show the pattern (default 10)")
+    identify.add_argument("--seconds", type=_positive_seconds, default=10.0,
+                          help="how long to show the pattern, up to 300 (default 10)")
     return parser
 
 
@@ -99,8 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return load_config(default_config_path(args.config))
+def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
+    """The config named by ``-c`` (or the default); ``secrets=False`` for commands that need
+    none, so they neither read credentials nor fail on unreadable ones."""
+    return load_config(default_config_path(args.config), resolve_secrets=secrets)
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -129,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from display.app import App
 
     config = _config(args)
-    with App(config) as app:
+    with App(config, intake_args=["-v"] if args.verbose else []) as app:
         install_signal_handlers(app)
         if args.replay:
             app.replay(args.replay)
@@ -154,9 +180,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from display.status import read_status, render_text
 
-    config = _config(args)
+    config = _config(args, secrets=False)
     while True:
         doc = read_status(config)
+        if args.json and args.watch:
+            # A stream for programs: one document per line, no terminal control codes.
+            print(json.dumps(doc, ensure_ascii=False), flush=True)
+            time.sleep(1)
+            continue
         out = json.dumps(doc, ensure_ascii=False, indent=2) if args.json else render_text(doc)
         if not args.watch:
             print(out)
@@ -190,7 +221,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from display.preview import preview
 
-    config = _config(args)
+    config = _config(args, secrets=False)
     out = preview(config, args.room, args.output, args.size)
     print(out)
     return EXIT_OK
@@ -238,7 +269,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     path = default_config_path(args.config)
     verb = args.verb or "list"
     if verb == "list":
-        print(mapedit.describe(load_config(path)))
+        print(mapedit.describe(load_config(path, resolve_secrets=False)))
         return EXIT_OK
     changes: dict[str, Any] = {
         "add-room": lambda e: e.add_room(args.open_id, args.name),
@@ -250,7 +281,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         "remove-device": lambda e: e.remove_device(args.id),
     }
     config = mapedit.edit(path, changes[verb])
-    print(f"{path}: saved ({verb}); a running node reloads it by itself")
+    print(f"{path}: saved ({verb}); a running node (run or demo) reloads it by itself")
     print(mapedit.describe(config))
     return EXIT_OK
 

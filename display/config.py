@@ -33,6 +33,10 @@ DEVICE_KINDS = ("led", "eink")
 PROTOCOLS = ("panel", "wled", "json")
 
 
+#: What an unread secret holds when secrets are not resolved (never sent anywhere).
+UNRESOLVED = "<unresolved>"
+
+
 class Secret:
     """A string that shows as ``***`` everywhere except through :meth:`reveal`."""
 
@@ -125,6 +129,9 @@ class MqttConfig:
     topic_prefix: str = "room-display"
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
+    #: Home Assistant's birth topic is its own setting in HA (MQTT options), not derived from
+    #: the discovery prefix; when HA publishes ``online`` there, discovery is sent again.
+    birth_topic: str = "homeassistant/status"
     protocol: str = "3.1.1"
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -270,8 +277,13 @@ def default_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return LOCAL_CONFIG
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, parse and validate ``path``; raise :class:`ConfigError` on any problem."""
+def load_config(path: str | os.PathLike[str], *, resolve_secrets: bool = True) -> Config:
+    """Read, parse and validate ``path``; raise :class:`ConfigError` on any problem.
+
+    ``resolve_secrets=False`` leaves ``env:``/``file:``/``credential:`` secrets unread (as
+    :data:`UNRESOLVED`): for commands that need none (``map``, ``status``, ``preview``), so they
+    work for a user who may not read the credentials.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -280,16 +292,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
                           "create it from examples/ or pass -c FILE") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(p), "", f"cannot read: {exc}") from exc
-    return parse_config(text, p)
+    return parse_config(text, p, resolve_secrets=resolve_secrets)
 
 
-def parse_config(text: str, path: Path) -> Config:
+def parse_config(text: str, path: Path, *, resolve_secrets: bool = True) -> Config:
     """Validate TOML ``text`` as if read from ``path`` (relative paths resolve beside it)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"invalid TOML: {exc}", "fix the syntax") from exc
-    return _Parser(path).config(data)
+    return _Parser(path, resolve_secrets).config(data)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -302,8 +314,9 @@ _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 class _Parser:
     """Walks the TOML tree, naming each key by its dotted path in errors."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resolve_secrets: bool = True) -> None:
         self.path = path
+        self.resolve_secrets = resolve_secrets
 
     def fail(self, key: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(str(self.path), key, problem, fix)
@@ -336,6 +349,8 @@ class _Parser:
     def secret(self, t: Mapping[str, Any], key: str, name: str) -> Secret:
         raw: str = self.get(t, key, name, str, "")
         full = f"{key}.{name}"
+        if not self.resolve_secrets and raw.startswith(("env:", "file:", "credential:")):
+            return Secret(UNRESOLVED)
         if raw.startswith("env:"):
             var = raw[4:]
             if var not in os.environ:
@@ -350,17 +365,18 @@ class _Parser:
                 raise self.fail(full, f"cannot read secret file {file}: {exc.strerror}",
                                 "check the path and its permissions") from exc
         # systemd LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY; "credential:NAME".
+        # Outside systemd (an administrator running check), the files the installer laid out
+        # in credentials/ beside the config (/etc/room-display/credentials/) are the same ones.
         if raw.startswith("credential:"):
             directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise self.fail(full, "CREDENTIALS_DIRECTORY is not set",
-                                "credential: works under systemd LoadCredential=")
-            file = Path(directory) / raw[11:]
+            file = (Path(directory) if directory else self.path.parent / "credentials") / raw[11:]
             try:
                 return Secret(file.read_text(encoding="utf-8").strip())
             except OSError as exc:
+                fix = ("check LoadCredential= in the unit" if directory else
+                       "run as root (sudo), or under systemd LoadCredential=")
                 raise self.fail(full, f"cannot read credential {file}: {exc.strerror}",
-                                "check LoadCredential= in the unit") from exc
+                                fix) from exc
         return Secret(raw)
 
     def relative(self, raw: str) -> Path:
@@ -391,10 +407,16 @@ class _Parser:
         if not _ID.match(name):
             raise self.fail("node.name", f"{name!r} is not a valid node name",
                             "use letters, digits, '-', '_' or '.'")
-        tz = self.get(t, "node", "timezone", str, "") or system_timezone()
+        configured = self.get(t, "node", "timezone", str, "")
+        tz = configured or system_timezone()
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
+            if not configured and os.environ.get("TZ"):
+                # The zone came from the environment, not the file: name what to fix.
+                raise ConfigError("TZ", "", f"unknown time zone {tz!r} in the TZ environment "
+                                  "variable", 'unset TZ or set [node] timezone, e.g. '
+                                  '"Asia/Shanghai"') from None
             raise self.fail("node.timezone", f"unknown time zone {tz!r}",
                             'use an IANA name such as "Asia/Shanghai"') from None
         language = self.get(t, "node", "language", str, "en")
@@ -484,7 +506,8 @@ class _Parser:
         key = "mqtt"
         t = self.table(data, key, {
             "url", "username", "password", "topic_prefix", "homeassistant", "discovery_prefix",
-            "protocol", "ca_file", "cert_file", "key_file", "keepalive", "client_id"})
+            "birth_topic", "protocol", "ca_file", "cert_file", "key_file", "keepalive",
+            "client_id"})
         url = self.get(t, key, "url", str, "")
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
@@ -507,10 +530,18 @@ class _Parser:
             password=password, topic_prefix=prefix,
             homeassistant=self.get(t, key, "homeassistant", bool, False),
             discovery_prefix=self.get(t, key, "discovery_prefix", str, "homeassistant"),
+            birth_topic=self.birth_topic(t),
             protocol=protocol, ca_file=files["ca_file"], cert_file=files["cert_file"],
             key_file=files["key_file"], keepalive=self.get(t, key, "keepalive", int, 30),
             client_id=self.get(t, key, "client_id", str, None) or None,
         )
+
+    def birth_topic(self, t: Mapping[str, Any]) -> str:
+        topic: str = self.get(t, "mqtt", "birth_topic", str, "homeassistant/status")
+        if not topic or any(c in topic for c in "#+\x00"):
+            raise self.fail("mqtt.birth_topic", f"{topic!r} is not a topic",
+                            'Home Assistant\'s default is "homeassistant/status"')
+        return topic
 
     def rooms(self, data: Mapping[str, Any]) -> tuple[RoomConfig, ...]:
         raw = data.get("rooms", [])
@@ -531,6 +562,10 @@ class _Parser:
             if not open_id:
                 raise self.fail(f"{key}.open_id", "is required",
                                 'the room\'s Feishu id, e.g. open_id = "omm_..."')
+            problem = room_id_problem(open_id)
+            if problem:
+                raise self.fail(f"{key}.open_id", f"{open_id!r} {problem}",
+                                "copy the room's id (omm_...) from Feishu")
             if open_id in seen_rooms:
                 raise self.fail(f"{key}.open_id", f"room {open_id} is listed twice",
                                 "remove one of the [[rooms]] entries")
@@ -644,6 +679,19 @@ class _Parser:
                 raise self.fail(f"{key}.effects.{state}", f"{value!r} is not an effect",
                                 "use " + " | ".join(e.value for e in Effect)) from None
         return out
+
+
+def room_id_problem(open_id: str) -> str | None:
+    """Why ``open_id`` cannot be a room id, or None. It becomes one MQTT topic level
+    (``{prefix}/v1/rooms/{open_id}/schedule``), so '/', '+', '#' and NUL are refused."""
+    if not open_id:
+        return "is empty"
+    bad = sorted({c for c in open_id if c in "/+#\x00"})
+    if bad:
+        return "contains " + ", ".join(repr(c) for c in bad) + ", which MQTT topics forbid"
+    if len(open_id) > 256:
+        return "is longer than 256 characters"
+    return None
 
 
 def _type_word(kind: type) -> str:

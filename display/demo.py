@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from display.clock import to_epoch_ms
 from display.config import load_config
+from display.errors import RoomDisplayError
 
 if TYPE_CHECKING:
     from display.app import App
@@ -130,6 +132,18 @@ Stop with Ctrl-C. State changes are printed below.
 """
 
 
+def port_taken(port: int) -> None:
+    """Fail at once, in one line, when the demo's port is in use (another demo, a server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RoomDisplayError(f"demo --port {port}: 127.0.0.1:{port} is taken "
+                                   f"({exc.strerror}); stop what uses it or pick another "
+                                   "--port") from None
+
+
 def _wait_ready(app: App, timeout: float) -> str | None:
     """The intake's listen address once it answers (importing lark_oapi takes seconds)."""
     deadline = time.monotonic() + timeout
@@ -145,7 +159,13 @@ def run_demo(directory: Path, port: int) -> int:
     from display.app import App
 
     directory = directory.resolve()
-    config = load_config(write_demo_config(directory, port))
+    port_taken(port)
+    try:
+        written = write_demo_config(directory, port)
+    except OSError as exc:
+        raise RoomDisplayError(f"demo --dir {directory}: not usable ({exc.strerror or exc}); "
+                               "pass a writable folder") from None
+    config = load_config(written)
     def on_view(view: RoomView) -> None:
         occ = view.occupancy
         local = occ.at.astimezone(view_tz).strftime("%H:%M:%S")
@@ -165,6 +185,7 @@ def run_demo(directory: Path, port: int) -> int:
         print(f"room-display demo: starting (config {directory / 'room-display.toml'}) ...",
               flush=True)
         app.start_intake()
+        app.watch_config()  # `room-display map -c ...` edits show up in the demo too
         runner = threading.Thread(target=app.run, name="node", daemon=True)
         runner.start()
         listen = _wait_ready(app, 120)

@@ -18,7 +18,7 @@ import tomlkit
 from tomlkit.items import AoT, Table
 from tomlkit.toml_document import TOMLDocument
 
-from display.config import Config, parse_config
+from display.config import Config, parse_config, room_id_problem
 from display.errors import ConfigError
 
 
@@ -94,6 +94,10 @@ class ConfigEditor:
     # -- edits --
 
     def add_room(self, open_id: str, name: str) -> None:
+        problem = room_id_problem(open_id)
+        if problem:  # it becomes an MQTT topic level: refuse it here, before anything is saved
+            raise MapError(str(self.path), "open_id", f"{open_id!r} {problem}",
+                           "copy the room's id (omm_...) from Feishu")
         room = tomlkit.table()
         room["open_id"] = open_id
         room["name"] = name
@@ -135,7 +139,7 @@ class ConfigEditor:
 
     def validate(self) -> Config:
         """Parse the edited text as the node would; raises ConfigError naming the problem."""
-        return parse_config(tomlkit.dumps(self.doc), self.path)
+        return parse_config(tomlkit.dumps(self.doc), self.path, resolve_secrets=False)
 
     def save(self) -> Config:
         """Validate, then replace the file atomically keeping its permissions."""

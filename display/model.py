@@ -7,9 +7,36 @@ local time happens only when something is drawn or printed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from display.errors import EventError
+
+#: The one bound on booking times, for every way a booking enters (webhook, long connection,
+#: replay, MQTT schedule, re-sync): 2000-01-01 .. 2100-01-01 UTC. Anything outside is a corrupt
+#: value, not a booking, and would overflow date arithmetic further on (year 9999 + a day).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+#: The same bound in epoch milliseconds (Feishu's timestamps, the store's columns).
+MIN_MS, MAX_MS = 946_684_800_000, 4_102_444_800_000
+
+
+def check_time(when: datetime, where: str) -> datetime:
+    """``when`` if it is timezone-aware and within :data:`EARLIEST`..:data:`LATEST`.
+
+    Raises :class:`~display.errors.EventError` naming ``where`` otherwise.
+    """
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise EventError(where, f"{when.isoformat()} has no UTC offset")
+    if not EARLIEST <= when <= LATEST:
+        raise EventError(where, f"{when.isoformat()} is outside {EARLIEST.year}-{LATEST.year}")
+    return when
+
+
+def _check_span(start: datetime, end: datetime) -> None:
+    check_time(start, "start")
+    check_time(end, "end")
 
 
 def booking_key(uid: str, original_time: int) -> str:
@@ -60,6 +87,9 @@ class Booking:
         """The identity ``{uid}_{original_time}`` versions and tombstones are kept under."""
         return booking_key(self.uid, self.original_time)
 
+    def __post_init__(self) -> None:
+        _check_span(self.start, self.end)
+
     def to_json(self) -> dict[str, Any]:
         """The booking object of the ``status --json`` contract (UTC offsets)."""
         return {
@@ -98,6 +128,9 @@ class RoomEvent:
     def key(self) -> str:
         """The booking's identity, derived by us (never taken from ``event_id``)."""
         return booking_key(self.uid, self.original_time)
+
+    def __post_init__(self) -> None:
+        _check_span(self.start, self.end)
 
     def booking(self) -> Booking:
         """The booking this event describes (rooms apart)."""

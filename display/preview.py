@@ -10,7 +10,7 @@ from typing import Any
 
 from display.clock import SystemClock
 from display.config import Config, DeviceConfig, RoomConfig
-from display.errors import ConfigError
+from display.errors import ConfigError, DeviceError, RoomDisplayError
 
 
 def find_room(config: Config, ref: str) -> RoomConfig:
@@ -53,7 +53,12 @@ def preview(config: Config, room_ref: str, output: Path | None, size: str | None
     as_of = datetime.fromisoformat(entry["as_of"]) if running and entry.get("as_of") else now
     view = stored_view(config, room, now, stale=stale, as_of=as_of)
     out = output or Path(f"{room.open_id}.png")
-    render_sign(view, device).to_rgb().save(out, format="PNG")
+    image = render_sign(view, device).to_rgb()
+    try:
+        image.save(out, format="PNG")
+    except OSError as exc:
+        raise RoomDisplayError(f"cannot write {out}: {exc.strerror or exc}"
+                               " (does its folder exist?)") from None
     return out
 
 
@@ -78,6 +83,12 @@ def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
     room, device = entry
     doc = read_status(config)
     if doc["node"].get("running"):
+        health: dict[str, Any] | None = next(
+            (d for r in doc["rooms"] for d in r.get("devices", []) if d.get("id") == device_id),
+            None)
+        if health is not None and not health.get("online"):
+            raise DeviceError(f"cannot identify {device_id}: it is offline "
+                              f"({health.get('error') or 'no answer'})")
         pid = int(doc["node"]["pid"])
         path = identify_request_path(config)
         path.write_text(json.dumps({"device": device_id, "seconds": seconds}), encoding="utf-8")
@@ -99,6 +110,8 @@ def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
         time.sleep(0.5)
     finally:
         worker.close()
-    health = worker.health()
-    state = "online" if health.online else f"offline: {health.error}"
-    return f"identified {device_id} for {seconds:.0f} s ({state})"
+    result = worker.health()
+    if not result.online:
+        raise DeviceError(f"cannot identify {device_id}: it is offline "
+                          f"({result.error or 'no answer'})")
+    return f"identified {device_id} for {seconds:.0f} s (online)"

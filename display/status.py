@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from display.clock import SystemClock
 from display.config import Config, RoomConfig
+from display.errors import EventError, StoreError
 from display.model import RoomView
 from display.node import room_status, status_path
 from display.occupancy import Thresholds, occupancy
@@ -61,7 +62,12 @@ def stored_view(config: Config, room: RoomConfig, now: datetime, *, stale: bool,
     bookings = []
     if db.exists():
         with ScheduleStore(db) as store:
-            bookings = store.bookings(room.open_id)
+            try:
+                bookings = store.bookings(room.open_id)
+            except EventError as exc:  # a row from a version without the date bound
+                raise StoreError(f"schedule store {db} holds a booking of {room.open_id} that "
+                                 f"cannot be shown ({exc}); room-display run skips it at "
+                                 "start") from None
     occ = occupancy(bookings, now, Thresholds.from_minutes(
         config.occupancy.soon_minutes, config.occupancy.ending_minutes), config.node.tz)
     return RoomView(room.open_id, room.name, occ, stale, as_of, config.node.timezone,
@@ -86,13 +92,21 @@ def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
     return {"generated_at": now.astimezone(tz).isoformat(), "node": node, "rooms": rooms}
 
 
-def _hm(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).strftime("%H:%M") if iso else "--:--"
+def _hm(iso: str | None, tz: tzinfo | None = None) -> str:
+    """``HH:MM`` of an ISO time, in ``tz`` (the node's zone) when given: one zone on screen."""
+    if not iso:
+        return "--:--"
+    when = datetime.fromisoformat(iso)
+    if tz is not None and when.tzinfo is not None:
+        when = when.astimezone(tz)
+    return when.strftime("%H:%M")
 
 
 def render_text(doc: dict[str, Any]) -> str:
     """A human summary: one block per room, devices indented under it."""
     node = doc.get("node", {})
+    # Some times arrive in UTC (link and device clocks); show all in the node's zone.
+    tz = datetime.fromisoformat(doc["generated_at"]).tzinfo
     lines = []
     head = f"room-display status at {_hm(doc['generated_at'])}  node {node.get('name')}"
     head += f" ({node.get('role')})"
@@ -102,7 +116,7 @@ def render_text(doc: dict[str, Any]) -> str:
     for link, info in sorted(node.get("links", {}).items()):
         state = "up" if info["up"] else "DOWN"
         err = f" ({info['error']})" if info.get("error") else ""
-        lines.append(f"  link {link}: {state} since {_hm(info['since'])}{err}")
+        lines.append(f"  link {link}: {state} since {_hm(info['since'], tz)}{err}")
     mqtt = node.get("mqtt")
     if isinstance(mqtt, dict):
         state = "connected" if mqtt.get("connected") else "NOT connected"
@@ -119,6 +133,14 @@ def render_text(doc: dict[str, Any]) -> str:
             due = f", next {_hm(resync['next_at'])}" if resync.get("next_at") else ""
             lines.append(f"  re-sync: {result} at {_hm(resync['at'])}, "
                          f"{resync.get('rooms')} room(s){due}")
+    store = node.get("store")
+    if isinstance(store, dict):
+        if store.get("moved_aside"):
+            lines.append(f"  store: was corrupt ({store.get('corrupt_reason')}); moved to "
+                         f"{store['moved_aside']}, started empty, re-sync refills it")
+        if store.get("unusable_rows"):
+            lines.append(f"  store: skipped {store['unusable_rows']} stored booking(s) with "
+                         "unusable times")
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
     for room in doc.get("rooms", []):
@@ -135,7 +157,7 @@ def render_text(doc: dict[str, Any]) -> str:
             lines.append(f"  next: {_hm(b['start'])}-{_hm(b['end'])}  {b['event_id']}")
         for d in room.get("devices", []):
             ok = "online " if d["online"] else "OFFLINE"
-            last = f" last update {_hm(d['last_update'])}" if d.get("last_update") else ""
+            last = f" last update {_hm(d['last_update'], tz)}" if d.get("last_update") else ""
             err = f"  error: {d['error']}" if d.get("error") else ""
             lines.append(f"  device {d['id']} [{d['kind']}] {ok} {d['url']}{last}{err}")
     return "\n".join(lines)

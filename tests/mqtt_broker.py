@@ -39,7 +39,10 @@ class Broker:
     """One mosquitto process; :meth:`kill` and :meth:`start` again keep the same port."""
 
     def __init__(self, directory: Path, *, persistence: bool = False,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, acl_file: Path | None = None,
+                 password_file: Path | None = None) -> None:
+        """``users`` become a password file here; or pass a ready ``password_file`` (hashed
+        by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes."""
         binary = mosquitto_binary()
         if binary is None:
             pytest.skip("no mosquitto binary (apt-get install mosquitto; scripts/bootstrap "
@@ -50,6 +53,8 @@ class Broker:
         self.port = free_port()
         self.persistence = persistence
         self.users = users
+        self.acl_file = acl_file
+        self.password_file = password_file
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "mosquitto.log"
 
@@ -65,13 +70,16 @@ class Broker:
                       "autosave_interval 1"]
         else:
             lines.append("persistence false")
-        if self.users:
-            pw = self.directory / "passwords"
-            pw.write_text("")
-            for user, password in self.users.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True,
-                               capture_output=True)
+        if self.users or self.password_file:
+            pw = self.password_file or self.directory / "passwords"
+            if self.users:
+                pw.write_text("")
+                for user, password in self.users.items():
+                    subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password],
+                                   check=True, capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pw}"]
+            if self.acl_file:
+                lines.append(f"acl_file {self.acl_file}")
             if os.geteuid() == 0:
                 # As root, mosquitto drops to user "mosquitto", who cannot read pytest's tmp dir.
                 lines.append("user root")

@@ -132,18 +132,27 @@ def test_cli_usage_error_exits_2() -> None:
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["single-box", "bridge", "agent"])
+@pytest.mark.parametrize("name", ["single-box", "bridge", "agent", "webhook"])
 def test_examples_are_valid(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     creds = tmp_path / "credentials"
     creds.mkdir()
-    for secret in ("feishu-app-secret", "mqtt-password"):
+    for secret in ("feishu-app-secret", "mqtt-password", "feishu-verification-token",
+                   "feishu-encrypt-key"):
         (creds / secret).write_text("x")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     monkeypatch.setenv("FEISHU_APP_SECRET", "x")
     monkeypatch.setenv("MQTT_PASSWORD", "x")
     root = Path(__file__).resolve().parent.parent
     config = load_config(root / "examples" / f"{name}.toml")
-    assert config.role == {"single-box": "single", "bridge": "bridge", "agent": "agent"}[name]
+    assert config.role == {"single-box": "single", "bridge": "bridge", "agent": "agent",
+                           "webhook": "single"}[name]
+    if name == "webhook":  # every webhook key is in the example, with a value run accepts
+        assert config.feishu is not None and config.feishu.mode == "webhook"
+        assert config.feishu.verification_token and config.feishu.encrypt_key
+        text = (root / "examples" / "webhook.toml").read_text()
+        for key in ("verification_token", "encrypt_key", "listen", "path", "max_body_bytes",
+                    "replay_window_seconds"):
+            assert f"\n{key} = " in text
 
 
 @pytest.mark.parametrize(("keys", "enabled"), [

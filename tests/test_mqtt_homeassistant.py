@@ -113,3 +113,23 @@ def test_room_leaving_the_config_is_removed_from_home_assistant(
             late.close()
     finally:
         bridge.close()
+
+
+def test_birth_topic_is_its_own_setting(tmp_path: Path, broker: Broker) -> None:
+    """HA's birth topic is set in HA itself, apart from the discovery prefix."""
+    bridge = RunningNode(tmp_path / "bridge", BRIDGE, name="bridge-1", url=broker.url,
+                         clock=fake_clock(),
+                         mqtt_extra='homeassistant = true\ndiscovery_prefix = "ha-disc"\n'
+                                    'birth_topic = "ha-birth/status"').start()
+    rec = Recorder(broker.port)
+    try:
+        topic = f"ha-disc/binary_sensor/{object_id('omm_a')}/occupancy/config"
+        wait_for(lambda: rec.get(topic), what="announced under the discovery prefix")
+        sent = rec.count(topic)
+        rec.publish("ha-disc/status", "online")  # the old derived topic: no longer listened to
+        rec.publish("ha-birth/status", "online")
+        wait_for(lambda: rec.count(topic) > sent, what="re-sent on HA birth")
+        assert rec.count(topic) == sent + 1, "only the configured birth topic re-sends"
+    finally:
+        rec.close()
+        bridge.close()

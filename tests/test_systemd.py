@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,26 @@ def test_unit_file_verifies_without_warnings(tmp_path: Path) -> None:
     for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=",
                 "ConfigurationDirectory=", "LoadCredential=", "SupplementaryGroups=dialout"):
         assert key in unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_unit_reaches_the_gpio_uart_and_keeps_its_exposure(tmp_path: Path) -> None:
+    unit = (ROOT / "systemd" / "room-display.service").read_text()
+    allowed = {line.split("=", 1)[1].split()[0] for line in unit.splitlines()
+               if line.startswith("DeviceAllow=")}
+    # USB boards and the Pi's GPIO UART (hardware/README.md), nothing else.
+    assert allowed == {"char-ttyACM", "char-ttyUSB", "char-ttyAMA", "char-ttyS"}
+    exe = Path(sys.executable).with_name("room-display")
+    (tmp_path / "room-display.service").write_text(
+        unit.replace("/opt/room-display/.venv/bin/room-display", str(exe)))
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                           str(tmp_path / "room-display.service")],
+                          capture_output=True, text=True, timeout=60)
+    level = re.search(r"Overall exposure level for room-display.service: ([0-9.]+)",
+                      proc.stdout + proc.stderr)
+    if level is None:
+        pytest.skip("this systemd-analyze has no offline security check")
+    assert float(level[1]) <= 1.9
 
 
 def test_clock_sync_follows_timesyncd_where_it_runs(tmp_path: Path) -> None:
@@ -77,6 +98,11 @@ def test_install_dry_run_lays_out_a_pi(tmp_path: Path) -> None:
     assert (root / "opt" / "room-display" / "display" / "node.py").exists()
     assert "would run: systemctl enable --now room-display.service" in proc.stdout
     assert "would run: useradd --system" in proc.stdout  # no such user on this machine
+    # `room-display check`, as the last line says, works from any shell: it is on PATH.
+    link = root / "usr" / "local" / "bin" / "room-display"
+    assert link.is_symlink()
+    assert os.readlink(link) == "/opt/room-display/.venv/bin/room-display"
+    assert "room-display check" in proc.stdout.splitlines()[-1]
     # Running it again keeps an edited config.
     (etc / "config.toml").write_text("# edited\n")
     subprocess.run([str(ROOT / "scripts" / "install-pi"), "--root", str(root), "--dry-run"],

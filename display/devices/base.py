@@ -147,8 +147,9 @@ class DeviceWorker:
                 message = str(exc) or type(exc).__name__
                 with self._cond:
                     new_error = self._error != message
-                    if new_error:
-                        log.warning("device %s: %s", self._id, message)
+                    if new_error:  # an error may lower its level (expected at start)
+                        log.log(getattr(exc, "log_level", logging.WARNING), "device %s: %s",
+                                self._id, message)
                     self._online = False
                     self._error = message
                     self._dirty = True  # retry the newest view after the backoff

@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 PUBACK_TIMEOUT = 5.0
 DISCONNECTED = "broker disconnected"
 
+class WaitingForBroker(DeviceError):
+    """Not connected yet since start: expected on every start, so logged at INFO; the connect
+    hook sends the state then."""
+
+    log_level = logging.INFO
+
+
 class MqttDevice(DeviceWorker):
     """A panel fed through the broker; the payload depends on kind and protocol."""
 
@@ -91,7 +98,7 @@ class MqttDevice(DeviceWorker):
 
     def apply(self, view: RoomView) -> None:
         if not self.link.connected:
-            raise DeviceError(DISCONNECTED)
+            raise (WaitingForBroker if self.link.connects == 0 else DeviceError)(DISCONNECTED)
         payload = self.payload(view)
         digest = hashlib.sha1(payload).hexdigest()
         if digest == self._sent:

@@ -29,14 +29,12 @@ from typing import Any
 
 from display.clock import from_epoch_ms
 from display.errors import EventError
-from display.model import EventKind, RoomEvent, booking_key
+from display.model import MAX_MS, MIN_MS, EventKind, RoomEvent, booking_key
 
 log = logging.getLogger(__name__)
 
 #: Timestamps above this are milliseconds, below it seconds (Feishu: "parse by magnitude").
 MS_THRESHOLD = 100_000_000_000
-#: 2000-01-01 .. 2100-01-01 in ms: anything outside is a corrupt value, not a booking.
-MIN_MS, MAX_MS = 946_684_800_000, 4_102_444_800_000
 MAX_ROOMS = 200
 MAX_ID = 256
 _MAX_DIGITS = 20

@@ -21,7 +21,7 @@ from typing import Any
 
 from display.errors import EventError
 from display.intake.envelope import MS_THRESHOLD, ascii_integer
-from display.model import Booking
+from display.model import Booking, check_time
 
 MAX_ROOMS_PER_CALL = 20  # documented limit of batch_get
 
@@ -103,4 +103,4 @@ def _time(value: Any, name: str) -> datetime:
         raise EventError(name, f"{value!r} is not RFC 3339") from None
     if parsed.tzinfo is None:
         raise EventError(name, f"{value!r} has no UTC offset")
-    return parsed.astimezone(UTC)
+    return check_time(parsed.astimezone(UTC), name)

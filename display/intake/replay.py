@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from display.errors import EventError
+from display.errors import EventError, RoomDisplayError
 from display.intake.sink import EventSink, Verdict
 
 log = logging.getLogger(__name__)
+
+
+class ReplayError(RoomDisplayError, OSError):
+    """The replay file cannot be read (missing, a directory, not text)."""
 
 
 @dataclass
@@ -48,9 +52,25 @@ class ReplayReport:
 
 
 def replay_file(path: str | PathLike[str], sink: EventSink) -> ReplayReport:
-    """Feed every envelope in ``path`` to ``sink``; raises ``OSError`` if it cannot be read."""
+    """Feed every envelope in ``path`` to ``sink``.
+
+    Raises :class:`ReplayError` (one line) when the file cannot be read at all: missing, a
+    directory, not UTF-8.
+    """
     report = ReplayReport(Path(path))
-    with open(path, encoding="utf-8") as f:
+    try:
+        _replay_lines(report, sink)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ReplayError(f"cannot replay {report.path}: {reason}") from None
+    for error in report.errors:
+        log.warning("replay: %s", error)
+    log.info("replay: %s", report.summary())
+    return report
+
+
+def _replay_lines(report: ReplayReport, sink: EventSink) -> None:
+    with open(report.path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -62,6 +82,9 @@ def replay_file(path: str | PathLike[str], sink: EventSink) -> ReplayReport:
             except ValueError as exc:
                 report.errors.append(f"{where}: malformed JSON: {exc}")
                 continue
+            except RecursionError:  # '[[[[...' deeper than Python's stack
+                report.errors.append(f"{where}: JSON nested too deeply")
+                continue
             try:
                 accepted = sink.accept(raw)
             except EventError as exc:
@@ -69,7 +92,3 @@ def replay_file(path: str | PathLike[str], sink: EventSink) -> ReplayReport:
                 continue
             report.verdicts[accepted.verdict] += 1
             report.changed |= accepted.changed
-    for error in report.errors:
-        log.warning("replay: %s", error)
-    log.info("replay: %s", report.summary())
-    return report

@@ -153,6 +153,11 @@ class MqttLink:
         self._logged_error: str | None = None
         self._unacked: list[mqtt.MQTTMessageInfo] = []
         self.connects = 0
+        #: How often another client overwrote our ``online`` and we said it again.
+        self.reasserted = 0
+        # Any client allowed on the broker could write "offline" here and make every agent that
+        # follows us stale: watch our own availability and say "online" again (docs/MQTT.md).
+        self._subs[self.availability_topic] = (1, self._on_own_availability)
         self.worker = threading.Thread(target=self._work, name="mqtt-worker", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -336,6 +341,25 @@ class MqttLink:
                 hook()
             except Exception:  # a failing hook must not keep the others from republishing
                 log.exception("MQTT connect hook failed")
+
+    def _on_own_availability(self, message: Message) -> None:
+        """Someone else wrote our availability topic while we are connected: re-assert it.
+
+        Retained copies delivered at subscribe time are skipped (our ``online`` follows them).
+        """
+        if (message.retain or message.payload == ONLINE.encode() or self._stopping.is_set()
+                or not self.connected):
+            return
+        client = self._client
+        if client is None:
+            return
+        self.reasserted += 1
+        if self.reasserted == 1 or self.reasserted % 100 == 0:
+            log.warning("another client wrote %r on %s (our availability); publishing online "
+                        "again (%d time(s); see docs/MQTT.md, trust)",
+                        message.payload[:40].decode("utf-8", "replace"), self.availability_topic,
+                        self.reasserted)
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
 
     def _lost_task(self, reason: str) -> None:
         self._report(False, reason)

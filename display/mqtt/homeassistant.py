@@ -10,10 +10,11 @@ room's retained state topic ``{p}/v1/rooms/{open_id}/state`` (no extra topics to
 Discovery topics: ``{discovery_prefix}/{component}/room_display_{object}/{entity}/config``,
 retained; availability follows the bridge's own availability topic (``online``/``offline``,
 its LWT). Configs are re-sent when Home Assistant announces itself with ``online`` on
-``{discovery_prefix}/status`` (its birth message), and a room that leaves the configuration gets
-an empty retained message on each of its config topics, which removes the device from Home
-Assistant. The rooms announced are recorded in the store's ``meta`` table, so a room removed
-while the bridge was stopped is removed at the next start.
+``[mqtt] birth_topic`` (its birth message, ``homeassistant/status`` by default; a setting of its
+own in Home Assistant), and a room that leaves the configuration gets an empty retained message
+on each of its config topics, which removes the device from Home Assistant. The rooms announced
+are recorded in the store's ``meta`` table, so a room removed while the bridge was stopped is
+removed at the next start.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class HomeAssistantDiscovery:
         self.config = config
         self.store = store
         self.prefix = config.mqtt.discovery_prefix
-        self.status_topic = f"{self.prefix}/status"
+        self.status_topic = config.mqtt.birth_topic
         self.announcements = 0
 
     def attach(self) -> None:

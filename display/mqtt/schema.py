@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from display.errors import EventError
-from display.model import Booking
+from display.model import Booking, check_time
 
 #: Larger schedule payloads are refused unread: a panel agent on a Pi Zero must not be made to
 #: parse megabytes because of a misbehaving publisher.
@@ -152,7 +152,7 @@ def _time(doc: dict[str, Any], key: str, where: str) -> datetime:
         raise EventError(where, f"{raw!r} is not an ISO-8601 time") from None
     if value.tzinfo is None:
         raise EventError(where, f"{raw!r} has no UTC offset")
-    return value
+    return check_time(value, where)
 
 
 def _booking(raw: Any, where: str) -> Booking:

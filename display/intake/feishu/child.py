@@ -97,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync-backoff", type=float, default=BACKOFF_INITIAL,
                         help="first retry delay after a failed re-sync, doubling "
                              "(default %(default)s; tests)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug details (room-display run -v passes it on)")
     args = parser.parse_args(argv)
     channel = ParentChannel(take_stdout())
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s feishu-intake[%(process)d] "
                                "%(name)s: %(message)s")
     exit_when_stdin_closes()
