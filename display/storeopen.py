@@ -229,17 +229,24 @@ def skip_unusable_rows(path: Path) -> int:
         return 0
     outside = ("NOT (start_ms BETWEEN ? AND ? AND end_ms BETWEEN ? AND ?)",
                (MIN_MS, MAX_MS, MIN_MS, MAX_MS))
+    skipped = 0
     try:
-        rows = db.execute("SELECT room_id, event_id, start_ms, end_ms FROM bookings WHERE "
-                          + outside[0], outside[1]).fetchall()
-        for room_id, event_id, start_ms, end_ms in rows:
-            log.warning("skipping stored booking %s of room %s: its time (%s .. %s ms) is "
-                        "outside 2000-2100", event_id, room_id, start_ms, end_ms)
-        if rows:
-            db.execute("DELETE FROM bookings WHERE " + outside[0], outside[1])
+        # ``slots`` is today's table; ``bookings`` the one before recurring series, still on
+        # disk until the store migrates it (rows outside the bound must not reach that either).
+        tables = [name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('slots', 'bookings')")]
+        for table in tables:
+            rows = db.execute(f"SELECT room_id, event_id, start_ms, end_ms FROM {table} WHERE "
+                              + outside[0], outside[1]).fetchall()
+            for room_id, event_id, start_ms, end_ms in rows:
+                log.warning("skipping stored booking %s of room %s: its time (%s .. %s ms) is "
+                            "outside 2000-2100", event_id, room_id, start_ms, end_ms)
+            if rows:
+                db.execute(f"DELETE FROM {table} WHERE " + outside[0], outside[1])
+            skipped += len(rows)
     except sqlite3.Error as exc:
         log.error("cannot skip unusable bookings in %s: %s", path, exc)
         return 0
     finally:
         db.close()
-    return len(rows)
+    return skipped

@@ -118,8 +118,9 @@ def test_a_booking_outside_2000_2100_cannot_exist() -> None:
 
 def _store_row(db: Path, start_ms: int, end_ms: int, event_id: str) -> None:
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO bookings VALUES ('omm_a', ?, 'u', 0, ?, ?, NULL)",
-                     (event_id, start_ms, end_ms))
+        conn.execute("INSERT INTO slots (room_id, key, start_ms, end_ms, event_id, uid, "
+                     "original_time) VALUES ('omm_a', ? || '_0', ?, ?, ?, ?, 0)",
+                     (event_id, start_ms, end_ms, event_id, event_id))
 
 
 def test_a_stored_year_9999_booking_is_skipped_logged_once_and_counted(
