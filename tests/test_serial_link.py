@@ -124,7 +124,7 @@ def test_booking_turns_the_board_led_red_and_health_is_online(sim: BoardSim,
         health = wait_for(lambda: (h := dev.health()).online and h, what="online")
         assert health.error is None
         assert health.last_update == T0
-        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.0.0"
+        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.1.0"
     finally:
         dev.close()
 
@@ -306,7 +306,7 @@ def test_board_without_the_delta_base_gets_the_whole_image(sim: BoardSim,
         dev.show(view(State.FREE))
         wait_for(lambda: sim.image_planes == expected_planes(render(view(State.FREE))))
         wait_for(lambda: dev.health().online, what="online")
-        sim.board.image = None  # the board lost its copy without rebooting
+        sim.board.base_planes = 0  # the board lost its delta base without rebooting
         dev.show(view(State.BUSY))
         expected = expected_planes(render(view(State.BUSY)))
         wait_for(lambda: sim.image_planes == expected, what="the whole image")

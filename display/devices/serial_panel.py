@@ -158,6 +158,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         self._image_id = 0
         self.transfers = 0  # images sent, for tests and the benchmark
         self.bytes_sent = 0
+        self.deltas = 0  # of them sent as deltas
         super().__init__(config, clock, render, link=link, link_options=link_options)
 
     def check(self, hello: Hello) -> None:
@@ -179,7 +180,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
             return
         full = self._needs_full(generation)
         stream, delta = image.compressed, False
-        if self._shown is not None and self._shown[0] == generation and \
+        if hello.takes_delta and self._shown is not None and self._shown[0] == generation and \
                 len(self._shown_planes) == len(image.planes):
             # Only the changed pixels: a state change touches a small part of the sign.
             diff = compress_planes(xor_planes(self._shown_planes, image.planes))
@@ -188,7 +189,8 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         try:
             self._send(image, stream, delta, hello, generation, full)
         except BoardRefused as exc:
-            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM):
+            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM,
+                                               NakReason.NO_MEMORY):
                 raise
             log.info("device %s: board has no base for a delta; sending the whole image", self.id)
             self._send(image, image.compressed, False, hello, generation, full)
@@ -213,6 +215,9 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
               generation: int, full: bool) -> None:
         self._image_id = self._image_id % 0xFFFF + 1
         image_id = self._image_id
+        if len(data) > hello.image_limit:  # the board's buffer, from its HELLO
+            raise DeviceError(f"image {image.width}x{image.height} compresses to {len(data)} "
+                              f"bytes; the board on {self.url} takes at most {hello.image_limit}")
         chunk = min(hello.max_frame, HOST_MAX_FRAME) - OVERHEAD - CHUNK_HEADER
         if chunk < 16:
             raise DeviceError(f"board on {self.url} reports max frame {hello.max_frame}, too small")
@@ -226,4 +231,5 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
                               generation)
         self.link.request(ImageEnd(0, image_id), generation)
         self.transfers += 1
+        self.deltas += delta
         self.bytes_sent += len(data)
