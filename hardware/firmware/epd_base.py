@@ -43,7 +43,7 @@ class EPD:
         self.cs(1)
 
     def reset(self, low_ms=2):
-        """Hardware reset pulse (Waveshare's ``reset()``: high 20 ms, low ``low_ms``, high 20 ms)."""
+        """Reset pulse (Waveshare's ``reset()``): 20 ms high, ``low_ms`` low, 20 ms high."""
         self.rst(1)
         time.sleep_ms(20)
         self.rst(0)

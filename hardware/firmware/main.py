@@ -46,8 +46,8 @@ PANELS = {
     "7in5b_V2": ("epd_uc8179", "UC8179", 800, 480, "bwr"),
 }
 
-try:
-    from board_config import *  # noqa: F401,F403 - local overrides of the constants above
+try:  # noqa: SIM105 - MicroPython has no contextlib
+    from board_config import *  # noqa: F403 - local overrides of the constants above
 except ImportError:
     pass
 
@@ -183,7 +183,7 @@ def main():
         except MemoryError:
             # feed() answers NAK NO_MEMORY itself; this is the last line: never a dead board.
             gc.collect()
-        except Exception as exc:  # noqa: BLE001 - a driver or I/O fault must not end the loop
+        except Exception as exc:  # a driver or I/O fault must not end the loop
             sys.print_exception(exc, sys.stderr)
             time.sleep_ms(100)
 

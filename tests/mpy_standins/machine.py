@@ -18,7 +18,8 @@ for _part in (os.getenv("ROOM_DISPLAY_STANDIN") or "").split(";"):
         _k, _v = _part.split("=", 1)
         _cfg[_k] = _v
 
-_log = open(_cfg["log"], "ab") if "log" in _cfg else None
+# Open for the life of the process, like the bus it records.
+_log = open(_cfg["log"], "ab") if "log" in _cfg else None  # noqa: SIM115
 _DC = int(_cfg.get("dc", "-1"))
 _BUSY = int(_cfg.get("busy", "-1"))
 _BUSY_LEVEL = int(_cfg.get("busy_level", "1"))
@@ -48,7 +49,7 @@ class Pin:
     def __init__(self, id, mode=-1, pull=-1, value=None):
         owner = _state["claimed"].get(id)
         if owner is not None and owner != "pin":
-            raise ValueError("pin %d already used by %s" % (id, owner))
+            raise ValueError(f"pin {id} already used by {owner}")
         _state["claimed"][id] = "pin"
         self.id = id
         self.mode = mode
@@ -86,10 +87,10 @@ class SPI:
         # pin the panel uses (GP8 = DC on SPI1). Demand an explicit one, as the firmware must.
         for name, pin in (("sck", sck), ("mosi", mosi), ("miso", miso)):
             if pin is None:
-                raise ValueError("SPI(%d): %s pin not given" % (id, name))
+                raise ValueError(f"SPI({id}): {name} pin not given")
             if _state["claimed"].get(pin.id) == "pin" and pin.mode not in (-1,):
-                raise ValueError("SPI %s on pin %d, which is in use" % (name, pin.id))
-            _state["claimed"][pin.id] = "SPI %s" % name
+                raise ValueError(f"SPI {name} on pin {pin.id}, which is in use")
+            _state["claimed"][pin.id] = "SPI " + name
 
     def write(self, data):
         if _state["dc"]:
