@@ -103,6 +103,7 @@ class Controller:
     refreshes: int = 0
     leds: list[tuple[int, int, int]] = field(default_factory=list)
     boots: int = 0
+    refresh_times: list[int] = field(default_factory=list)  # time.time_ns() of each refresh cmd
     log_offset: int = 0  # bytes of the log that produced this state
 
     @classmethod
@@ -147,6 +148,11 @@ class Controller:
                     break
                 ctl.leds.append((log[i + 1], log[i + 2], log[i + 3]))
                 i += 4
+            elif kind == b"T":
+                if i + 9 > len(log):
+                    break
+                ctl.refresh_times.append(struct.unpack_from("<Q", log, i + 1)[0])
+                i += 9
             elif kind == b"B":
                 ctl.boots += 1
                 i += 1

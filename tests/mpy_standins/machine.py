@@ -7,10 +7,13 @@ from the ``ROOM_DISPLAY_STANDIN`` environment variable, ``key=value`` pairs sepa
 busy for a few polls, like a panel that is drawing).
 
 Log records: ``C`` + command byte (SPI write with DC low), ``D`` + u16 length (LE) + data (DC
-high), ``L`` + r g b (neopixel write), ``B`` (a Pin was set up: the firmware booted).
+high), ``L`` + r g b (neopixel write), ``B`` (the firmware booted), ``T`` + u64 (LE) wall-clock
+nanoseconds, written right after each refresh command.
 """
 
 import os
+import struct
+import time
 
 _cfg = {}
 for _part in (os.getenv("ROOM_DISPLAY_STANDIN") or "").split(";"):
@@ -100,6 +103,7 @@ class SPI:
             record(b"C", bytes((c,)))
             if c == _REFRESH:
                 _state["busy_polls"] = 3  # the panel draws for a while
+                record(b"T", struct.pack("<Q", time.time_ns()))
 
     def init(self, *a, **kw):
         pass
