@@ -188,8 +188,10 @@ class MicroBoard:
     RAM; the LEDs go dark). Use as a context manager."""
 
     def __init__(self, directory: Path, model: str | None, *, heap: str = PICO_HEAP,
-                 name: str = "board", led_count: int = 8, extra_config: str = "") -> None:
+                 name: str = "board", led_count: int = 8, extra_config: str = "",
+                 refresh_polls: int = 3) -> None:
         self.directory = directory
+        self.refresh_polls = refresh_polls
         self.model = model
         self.heap = heap
         self.path = directory / name
@@ -223,7 +225,8 @@ class MicroBoard:
         fam = family(self.model) if self.model else Family(8, 13, 1, 0x20, {})
         env = dict(os.environ)
         env["ROOM_DISPLAY_STANDIN"] = (f"log={self.log};dc={fam.dc};busy={fam.busy};"
-                                       f"busy_level={fam.busy_level};refresh={fam.refresh}")
+                                       f"busy_level={fam.busy_level};refresh={fam.refresh};"
+                                       f"refresh_polls={self.refresh_polls}")
         with open(self.stderr, "ab") as err:
             self.proc = subprocess.Popen(
                 [tool("micropython"), "-X", f"heapsize={self.heap}", "main.py"],

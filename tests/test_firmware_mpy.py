@@ -23,19 +23,30 @@ from conftest import envelope, wait_for
 from firmware import FIRMWARE_DIR, PANELS, MicroBoard, tool
 
 from display.clock import FakeClock
-from display.config import Config, parse_config
+from display.config import Config, DeviceConfig, parse_config
 from display.devices import panel_protocol as pp
 from display.devices.factory import make_device
-from display.devices.serial_panel import SerialEinkDevice
+from display.devices.serial_link import LinkOptions, PanelLink
+from display.devices.serial_panel import SerialEinkDevice, SerialLedDevice
 from display.intake.sink import EventSink
-from display.model import RoomView
+from display.model import Occupancy, RoomView, State
 from display.node import Node
 from display.render.eink import render_sign
 from display.render.encode import planes_bytes
+from display.render.types import LedOutput, Palette
 from display.store import ScheduleStore
 
 START = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 MODELS = list(PANELS)
+
+
+LED = {State.FREE: LedOutput((0, 192, 0)), State.BUSY: LedOutput((255, 0, 0), brightness=255)}
+
+
+def room(state: State) -> RoomView:
+    occ = Occupancy(at=START, state=state, since=None, until=None, current=None, next=())
+    return RoomView(open_id="omm_a", name="3F", occupancy=occ, stale=False, as_of=START,
+                    timezone="Asia/Shanghai")
 
 
 def sign_planes(view: RoomView, config: Config) -> bytes:
@@ -193,6 +204,40 @@ def test_board_reset_mid_image_ends_with_the_right_sign(door_factory: Any,
     ctl = door.sign_board.controller()
     assert ctl.boots == 2 and chunks > 5
     assert door.sign_board.errors() == ""
+
+
+def test_board_answers_during_a_long_refresh_and_draws_the_next_image_after_it(
+        tmp_path: Path) -> None:
+    # BUSY stays busy for ~300 polls (> 3 s) after each refresh command, like a big panel; the
+    # LED on the same board must change meanwhile, and the host must not think it hung.
+    with MicroBoard(tmp_path, "2in9_V2", refresh_polls=300) as board:
+        link = PanelLink(str(board.path), LinkOptions()).start()
+        clock = FakeClock(START)
+        sign_cfg = DeviceConfig(id="sign", kind="eink", url=str(board.path), protocol="panel",
+                                size=(128, 296), palette=Palette.BW, rotation=90)
+        led_cfg = DeviceConfig(id="led", kind="led", url=str(board.path), protocol="panel")
+        sign = SerialEinkDevice(sign_cfg, clock, lambda v: render_sign(v, sign_cfg), link=link)
+        led = SerialLedDevice(led_cfg, clock, lambda v: LED[v.occupancy.state], link=link)
+        try:
+            link.wait_ready(10)
+            sign.show(room(State.FREE))
+            wait_for(lambda: board.controller().refreshes == 1, 20, what="first refresh begun")
+            generation = link.generation  # (after the boot HELLO, which may cross our request)
+            started = time.monotonic()
+            led.show(room(State.BUSY))
+            sign.show(room(State.BUSY))
+            wait_for(lambda: board.leds() and board.leds()[-1] == (255, 0, 0), 10,
+                     what="red LED while the panel is still refreshing")
+            assert time.monotonic() - started < 2.5  # well inside the 3 s refresh
+            expected = planes_bytes(render_sign(room(State.BUSY), sign_cfg))[0]
+            wait_for(lambda: board.controller().planes()[0] == expected, 30,
+                     what="the busy sign, drawn after the first refresh")
+            assert link.generation == generation  # never declared hung, nothing resent
+            assert board.controller().boots == 1 and board.errors() == ""
+        finally:
+            led.close()
+            sign.close()
+            link.close()
 
 
 def test_garbage_on_the_line_leaves_the_board_answering(tmp_path: Path) -> None:

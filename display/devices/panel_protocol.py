@@ -60,6 +60,7 @@ class NakReason(IntEnum):
     NO_HARDWARE = 8
     TOO_LARGE = 9
     NO_MEMORY = 10
+    BUSY = 11
 
 
 class LedEffect(IntEnum):

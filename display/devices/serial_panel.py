@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_HEADER = 6  # image_id:u16, offset:u32
 MAX_RESTARTS = 3  # board resets in a row during one apply before giving up until the retry
+BUSY_RETRY = 0.25  # s between IMAGE_BEGINs while the board's panel is still refreshing
+BUSY_PATIENCE = 60.0  # s: longer than any panel's full refresh (a 7.5" b/w/r takes ~20 s)
 T = TypeVar("T")
 
 EFFECT_CODES = {Effect.STEADY: LedEffect.STEADY, Effect.BLINK: LedEffect.BLINK,
@@ -224,8 +227,18 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         log.debug("device %s: image %d, %d bytes%s (%d raw), %s refresh", self.id, image_id,
                   len(data), " delta" if delta else "", len(image.planes),
                   "full" if full else "partial")
-        self.link.request(ImageBegin(0, image_id, image.width, image.height, image.plane_count,
-                                     full, len(data), image.crc32, delta), generation)
+        begin = ImageBegin(0, image_id, image.width, image.height, image.plane_count, full,
+                           len(data), image.crc32, delta)
+        deadline = time.monotonic() + BUSY_PATIENCE
+        while True:
+            try:
+                self.link.request(begin, generation)
+                break
+            except BoardRefused as exc:
+                # The board still draws the previous image from its buffers: wait for it.
+                if exc.reason != NakReason.BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(BUSY_RETRY)
         for offset in range(0, len(data), chunk):
             self.link.request(ImageChunk(0, image_id, offset, data[offset:offset + chunk]),
                               generation)

@@ -24,6 +24,10 @@ class EPD:
         self.blank = bytearray(self.stride)
         self.mask = (1 << (8 * self.stride)) - 1  # XOR with it: invert a whole row at once
         self.refreshes = 0
+        # Called while the panel is busy refreshing, once the image has been streamed into the
+        # controller: main.py keeps answering the host (a 7.5" refresh takes ~20 s).
+        self.idle = None
+        self.streamed = False
 
     # -- SPI ------------------------------------------------------------------------------------
 
@@ -60,6 +64,8 @@ class EPD:
         while self.poll_busy():
             if time.ticks_diff(time.ticks_ms(), start) > self.refresh_timeout_ms:
                 return False  # a panel that never releases BUSY must not hang the board
+            if self.streamed and self.idle is not None:
+                self.idle()
             time.sleep_ms(10)
         return True
 
@@ -88,11 +94,16 @@ class EPD:
 
     def show(self, source, full):
         """Draw ``source`` (a verified image) with a full or partial refresh."""
+        self.streamed = False
         full = self.begin(full)
         for command, plane, invert in self.writes(full):
             self.ram(command)
             self.write_plane(source, plane, invert)
-        self.refresh(full)
+        self.streamed = True  # the board's buffers are free again: it may take the next image
+        try:
+            self.refresh(full)
+        finally:
+            self.streamed = False
         self.refreshes += 1
 
     # -- per controller ---------------------------------------------------------------------------

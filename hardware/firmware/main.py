@@ -168,6 +168,17 @@ def main():
     leds = Leds()
     epd = make_epd()
     board = make_board(epd)
+
+    def pump():
+        # While the panel refreshes: answer the host and keep the LEDs' effect running.
+        data = port.read()
+        if data:
+            board.feed(data, port.write)
+        leds.state = board.led
+        leds.tick(time.ticks_ms())
+
+    if epd is not None:
+        epd.idle = pump
     gc.collect()
     port.write(board.hello(0))  # "I have (re)booted": the host sends its full state again
     while True:

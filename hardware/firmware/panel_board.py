@@ -45,6 +45,7 @@ NAK_UNSUPPORTED = 7
 NAK_NO_HARDWARE = 8
 NAK_TOO_LARGE = 9
 NAK_NO_MEMORY = 10
+NAK_BUSY = 11
 
 PALETTE_CODES = {"none": 0, "bw": 1, "bwr": 2}
 FLAG_FULL_REFRESH = 0x01
@@ -369,6 +370,7 @@ class Board:
         self.row = bytearray(caps.stride) if caps.palette != "none" else None
         self.base = bytearray(caps.max_planes * caps.stride * caps.height) if caps.delta else None
         self.probe = bytearray(1)
+        self.drawing = False  # inside display.show(); replies still go out meanwhile
         self.base_planes = 0  # planes in ``base`` that match what the panel shows; 0 = none
         self._show = None
 
@@ -414,9 +416,18 @@ class Board:
         return replies
 
     def _run_show(self):
-        show, self._show = self._show, None
-        if show is not None and self.display is not None:
-            self.display.show(ImageSource(self, show.planes), show.full_refresh)
+        # Not re-entered: main.py feeds the board while the panel refreshes, and an image
+        # verified then is drawn when the current refresh is over (the loop below).
+        if self.drawing or self.display is None:
+            self._show = None if self.display is None else self._show
+            return
+        while self._show is not None:
+            show, self._show = self._show, None
+            self.drawing = True
+            try:
+                self.display.show(ImageSource(self, show.planes), show.full_refresh)
+            finally:
+                self.drawing = False
 
     def _nak(self, seq, reason):
         self.naks += 1
@@ -452,6 +463,9 @@ class Board:
         image_id, w, h, planes, flags, length, crc = struct.unpack("<HHHBBII", payload)
         caps = self.caps
         self.pending = None  # a new IMAGE_BEGIN abandons any unfinished image
+        if self._show is not None:
+            # An image waits for the panel: its rows still come from the buffers.
+            return self._nak(seq, NAK_BUSY)
         if caps.palette == "none":
             return self._nak(seq, NAK_NO_HARDWARE)
         if (w, h) != (caps.width, caps.height) or not 1 <= planes <= caps.max_planes:

@@ -4,7 +4,7 @@ Loaded ahead of the built-in module by the firmware tests (``tests/firmware.py``
 from the ``ROOM_DISPLAY_STANDIN`` environment variable, ``key=value`` pairs separated by ``;``:
 ``log`` (file the bus traffic is appended to), ``dc`` and ``busy`` (pin numbers), ``busy_level``
 (the BUSY value that means busy), ``refresh`` (the refresh command byte, after which BUSY reads
-busy for a few polls, like a panel that is drawing).
+busy for ``refresh_polls`` polls, 3 by default, like a panel that is drawing).
 
 Log records: ``C`` + command byte (SPI write with DC low), ``D`` + u16 length (LE) + data (DC
 high), ``L`` + r g b (neopixel write), ``B`` (the firmware booted), ``T`` + u64 (LE) wall-clock
@@ -27,6 +27,7 @@ _DC = int(_cfg.get("dc", "-1"))
 _BUSY = int(_cfg.get("busy", "-1"))
 _BUSY_LEVEL = int(_cfg.get("busy_level", "1"))
 _REFRESH = int(_cfg.get("refresh", "-1"))
+_REFRESH_POLLS = int(_cfg.get("refresh_polls", "3"))
 _state = {"dc": 0, "busy_polls": 0, "claimed": {}}
 
 
@@ -102,7 +103,7 @@ class SPI:
         for c in bytes(data):
             record(b"C", bytes((c,)))
             if c == _REFRESH:
-                _state["busy_polls"] = 3  # the panel draws for a while
+                _state["busy_polls"] = _REFRESH_POLLS  # the panel draws for a while
                 record(b"T", struct.pack("<Q", time.time_ns()))
 
     def init(self, *a, **kw):
