@@ -131,6 +131,25 @@ def test_out_of_memory_while_verifying_is_a_nak_and_the_board_carries_on(
     assert isinstance(hello, pp.Hello) and hello.seq == 8
 
 
+def test_a_draw_that_runs_out_of_memory_makes_the_board_say_hello_again() -> None:
+    class Panel:
+        calls = 0
+
+        def show(self, source: Any, full: bool) -> None:
+            Panel.calls += 1
+            raise MemoryError
+
+    board = panel_board.Board(panel_board.Capabilities(width=16, height=2, palette="bwr"),
+                              Panel())
+    wire = b"".join(_hex(VECTORS[n]["wire"]) for n in ("image-begin", "image-chunk", "image-end"))
+    replies = list(pp.FrameDecoder().feed(b"".join(board.feed(wire))))
+    # The ACK went out before the draw; then a HELLO seq 0, so the host resends everything.
+    assert replies[:3] == [pp.Ack(5), pp.Ack(6), pp.Ack(7)]
+    assert isinstance(replies[3], pp.Hello) and replies[3].seq == 0
+    assert Panel.calls == 2  # tried again after a collection first
+    assert board.base_planes == 0
+
+
 def test_image_vector_decompresses_to_the_planes() -> None:
     vec = VECTORS["image-planes"]
     planes = _hex(vec["planes"])

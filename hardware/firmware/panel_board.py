@@ -227,25 +227,34 @@ class _ZlibInflater:
         return n
 
 
-def open_inflater(buf, length):
-    """A stream with ``readinto`` that inflates the raw-deflate bytes ``buf[:length]``."""
-    try:
-        import deflate  # MicroPython >= 1.21
-    except ImportError:
-        return _ZlibInflater(buf, length)
+try:
+    import deflate  # MicroPython >= 1.21
+except ImportError:  # CPython (the host tests): zlib
+    deflate = None
+_IOBase = None
+if deflate is not None:
     try:
         import io
-        base = io.IOBase
+        _IOBase = io.IOBase
     except (ImportError, AttributeError):  # pragma: no cover - builds without IOBase
-        base = None
-    if base is not None:
-        class _Stream(base):  # DeflateIO needs a real stream object under it
-            def __init__(self, inner):
-                self.inner = inner
+        pass
 
-            def readinto(self, out):
-                return self.inner.readinto(out)
+if _IOBase is not None:
+    class _Stream(_IOBase):
+        """A real stream object (DeflateIO needs one) over a :class:`_BufferStream`."""
 
+        def __init__(self, inner):
+            self.inner = inner
+
+        def readinto(self, out):
+            return self.inner.readinto(out)
+
+
+def open_inflater(buf, length):
+    """A stream with ``readinto`` that inflates the raw-deflate bytes ``buf[:length]``."""
+    if deflate is None:
+        return _ZlibInflater(buf, length)
+    if _IOBase is not None:
         return deflate.DeflateIO(_Stream(_BufferStream(buf, length)), deflate.RAW, DEFLATE_WBITS)
     import io
     return deflate.DeflateIO(io.BytesIO(bytes(memoryview(buf)[:length])), deflate.RAW,
@@ -405,6 +414,7 @@ class Board:
                     self.out_of_memory += 1
                     self.pending = None
                     self._show = None
+                    self.base_planes = 0  # a half-applied delta: the base is not trusted now
                     reply = self._nak(seq, NAK_NO_MEMORY)
                 self.last_key = key
                 self.last_reply = reply
@@ -412,22 +422,45 @@ class Board:
                 replies.append(reply)
             else:
                 write(reply)
-            self._run_show()
+            if not self._run_show():
+                # The image was ACKed but could not be drawn: say HELLO as after a reset, so
+                # the host sends its whole state again rather than trust a panel that missed it.
+                self.base_planes = 0
+                if write is None:
+                    replies.append(self.hello(0))
+                else:
+                    write(self.hello(0))
         return replies
 
+    def _draw(self, show):
+        self.drawing = True
+        try:
+            self.display.show(ImageSource(self, show.planes), show.full_refresh)
+        finally:
+            self.drawing = False
+
     def _run_show(self):
+        """Draw what waits for the panel; False if it failed for want of memory."""
         # Not re-entered: main.py feeds the board while the panel refreshes, and an image
         # verified then is drawn when the current refresh is over (the loop below).
-        if self.drawing or self.display is None:
-            self._show = None if self.display is None else self._show
-            return
+        if self.display is None:
+            self._show = None
+            return True
+        if self.drawing:
+            return True
         while self._show is not None:
             show, self._show = self._show, None
-            self.drawing = True
             try:
-                self.display.show(ImageSource(self, show.planes), show.full_refresh)
-            finally:
-                self.drawing = False
+                self._draw(show)
+            except MemoryError:
+                import gc
+                gc.collect()
+                try:
+                    self._draw(show)  # once more, with the garbage gone
+                except MemoryError:
+                    self.out_of_memory += 1
+                    return False
+        return True
 
     def _nak(self, seq, reason):
         self.naks += 1
