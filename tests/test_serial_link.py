@@ -409,3 +409,18 @@ def test_link_over_a_baud_url_on_the_pty(sim: BoardSim) -> None:
         hello, generation = link.wait_ready(2)
         assert (hello.width, hello.height, generation) == (296, 128, 1)
         assert link.baud == 921600
+
+
+def test_image_larger_than_the_board_announces_is_not_sent(tmp_path: Path,
+                                                           clock: FakeClock) -> None:
+    with BoardSim(tmp_path, panel_board.Capabilities(max_image=300)) as sim:
+        render = sign_renderer((296, 128), noisy=True)  # compresses to well over 300 bytes
+        dev = eink_device(sim, clock, render)
+        try:
+            dev.show(view(State.BUSY))
+            health = wait_for(lambda: (h := dev.health()).error and h, what="an error")
+            assert "the board on" in (health.error or "")
+            assert "takes at most 300" in (health.error or "")
+            assert sim.messages(pp.ImageBegin) == []  # refused here, not NAKed there
+        finally:
+            dev.close()
