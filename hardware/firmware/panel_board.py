@@ -177,8 +177,6 @@ class FrameReader:
         return out
 
 
-
-
 # -- streaming images --------------------------------------------------------------------------
 
 
@@ -195,13 +193,6 @@ class _BufferStream:
         out[:n] = self.mv[self.pos:self.pos + n]
         self.pos += n
         return n
-
-    def read(self, n=-1):  # CPython's zlib path does not use it; DeflateIO may
-        if n < 0:
-            n = self.length - self.pos
-        out = bytearray(min(n, self.length - self.pos))
-        self.readinto(out)
-        return bytes(out)
 
 
 class _ZlibInflater:
