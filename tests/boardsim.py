@@ -1,4 +1,9 @@
-"""A board simulator: the reference firmware's logic on the far end of a pty.
+"""A board simulator: the reference firmware's protocol module in CPython, on the far end of a pty.
+
+``tests/firmware.py`` runs the real ``main.py`` on MicroPython; this simulator stays for what
+that cannot do cheaply: lose replies, add noise to them, go silent mid-transfer, unplug the
+cable (the path disappears) and plug it back, announce any capabilities, and inspect the
+board's state from the test.
 
 The agent opens ``sim.path`` (a symlink to the pty's slave) through pyserial exactly as it opens
 ``/dev/ttyACM0`` on a Pi. ``unplug()`` closes the pty and removes the symlink (the path
@@ -25,6 +30,19 @@ from display.devices import panel_protocol as pp
 T = TypeVar("T")
 
 
+class _Panel:
+    """A display for :class:`panel_board.Board` that keeps the planes it is given."""
+
+    def __init__(self) -> None:
+        self.planes: bytes | None = None
+        self.shown = 0
+
+    def show(self, source: Any, full: bool) -> None:
+        self.planes = b"".join(bytes(row) for plane in range(source.planes)
+                               for row in source.rows(plane))
+        self.shown += 1
+
+
 class BoardSim:
     """One simulated board; use as a context manager."""
 
@@ -32,7 +50,8 @@ class BoardSim:
                  plugged: bool = True) -> None:
         self.path = directory / name
         self.caps = caps or panel_board.Capabilities()
-        self.board = panel_board.Board(self.caps)
+        self.panel = _Panel()  # an e-ink panel keeps its picture across resets
+        self.board = panel_board.Board(self.caps, self.panel)
         self._lock = threading.Lock()
         # What the hardware shows: LEDs go dark on reset; an e-ink panel keeps its image.
         self.led: tuple[int, ...] = (0, 0, 0, 0, 0)
@@ -95,7 +114,7 @@ class BoardSim:
     def reset(self) -> None:
         """Power-cycle the board: state lost, LEDs dark, e-ink keeps its picture, HELLO seq 0."""
         with self._lock:
-            self.board = panel_board.Board(self.caps)
+            self.board = panel_board.Board(self.caps, self.panel)
             self.led = (0, 0, 0, 0, 0)
             self.boots += 1
         if not self.silent:
@@ -114,7 +133,7 @@ class BoardSim:
     @property
     def image_planes(self) -> bytes | None:
         with self._lock:
-            return None if self.image is None else bytes(self.image.data)
+            return self.panel.planes
 
     # -- the board loop --------------------------------------------------------------------------
 

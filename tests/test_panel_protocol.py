@@ -94,20 +94,86 @@ def test_crc_check_value_on_both_sides() -> None:
     assert panel_board.crc16(_hex(vec["data"])) == expected
 
 
+def test_firmware_hello_is_the_capability_vectors() -> None:
+    for name, caps in (
+            ("hello-caps", panel_board.Capabilities(led_count=8, width=128, height=296,
+                                                    palette="bwr", max_image=16384)),
+            ("hello-caps-boot", panel_board.Capabilities(led_count=0, width=800, height=480,
+                                                         palette="bwr", max_image=16384,
+                                                         delta=False))):
+        seq = _message(VECTORS[name]["message"]).seq
+        assert panel_board.frame(panel_board.HELLO, seq, caps.hello_payload()) == \
+            _hex(VECTORS[name]["wire"]), name
+
+
+def test_legacy_hello_means_65536_bytes_and_deltas() -> None:
+    old = _message(VECTORS["hello-reply"]["message"])
+    new = _message(VECTORS["hello-caps-boot"]["message"])
+    assert isinstance(old, pp.Hello) and isinstance(new, pp.Hello)
+    assert (old.image_limit, old.takes_delta) == (65536, True)
+    assert (new.image_limit, new.takes_delta) == (16384, False)
+
+
+def test_out_of_memory_while_verifying_is_a_nak_and_the_board_carries_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    board = panel_board.Board(panel_board.Capabilities(width=16, height=2, palette="bwr"))
+    wire = b"".join(_hex(VECTORS[n]["wire"]) for n in ("image-begin", "image-chunk"))
+    board.feed(wire)
+
+    def no_ram(*_args: Any) -> Any:
+        raise MemoryError
+
+    monkeypatch.setattr(panel_board, "open_inflater", no_ram)
+    [reply] = pp.FrameDecoder().feed(b"".join(board.feed(_hex(VECTORS["image-end"]["wire"]))))
+    assert reply == pp.Nak(7, pp.NakReason.NO_MEMORY)
+    assert board.image is None and board.out_of_memory == 1
+    [hello] = pp.FrameDecoder().feed(b"".join(board.feed(pp.encode_frame(pp.HelloRequest(8)))))
+    assert isinstance(hello, pp.Hello) and hello.seq == 8
+
+
+def test_a_draw_that_runs_out_of_memory_makes_the_board_say_hello_again() -> None:
+    class Panel:
+        calls = 0
+
+        def show(self, source: Any, full: bool) -> None:
+            Panel.calls += 1
+            raise MemoryError
+
+    board = panel_board.Board(panel_board.Capabilities(width=16, height=2, palette="bwr"),
+                              Panel())
+    wire = b"".join(_hex(VECTORS[n]["wire"]) for n in ("image-begin", "image-chunk", "image-end"))
+    replies = list(pp.FrameDecoder().feed(b"".join(board.feed(wire))))
+    # The ACK went out before the draw; then a HELLO seq 0, so the host resends everything.
+    assert replies[:3] == [pp.Ack(5), pp.Ack(6), pp.Ack(7)]
+    assert isinstance(replies[3], pp.Hello) and replies[3].seq == 0
+    assert Panel.calls == 2  # tried again after a collection first
+    assert board.base_planes == 0
+
+
 def test_image_vector_decompresses_to_the_planes() -> None:
     vec = VECTORS["image-planes"]
     planes = _hex(vec["planes"])
     assert pp.decompress_planes(_hex(vec["deflate"]), len(planes)) == planes
     assert zlib.crc32(planes) == int.from_bytes(_hex(vec["crc32"]), "big")
-    assert panel_board.inflate_raw(_hex(vec["deflate"]), len(planes)) == planes
+    stream = panel_board.open_inflater(_hex(vec["deflate"]), len(_hex(vec["deflate"])))
+    out = bytearray(len(planes) + 1)
+    assert panel_board.read_full(stream, out) == len(planes)
+    assert bytes(out[:len(planes)]) == planes
 
 
 def test_image_vector_frames_are_accepted_by_the_firmware() -> None:
-    board = panel_board.Board(panel_board.Capabilities(width=16, height=2, palette="bwr"))
+    shown: list[bytes] = []
+
+    class Panel:
+        def show(self, source: Any, full: bool) -> None:
+            shown.append(b"".join(bytes(r) for p in range(source.planes) for r in source.rows(p)))
+
+    board = panel_board.Board(panel_board.Capabilities(width=16, height=2, palette="bwr"),
+                              Panel())
     wire = b"".join(_hex(VECTORS[n]["wire"]) for n in ("image-begin", "image-chunk", "image-end"))
     replies = b"".join(board.feed(wire))
     assert [type(m) for m in pp.FrameDecoder().feed(replies)] == [pp.Ack] * 3
-    assert board.image.data == _hex(VECTORS["image-planes"]["planes"])
+    assert shown == [_hex(VECTORS["image-planes"]["planes"])]
 
 
 # -- decoder robustness ---------------------------------------------------------------------------

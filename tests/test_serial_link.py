@@ -124,7 +124,7 @@ def test_booking_turns_the_board_led_red_and_health_is_online(sim: BoardSim,
         health = wait_for(lambda: (h := dev.health()).online and h, what="online")
         assert health.error is None
         assert health.last_update == T0
-        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.0.0"
+        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.1.0"
     finally:
         dev.close()
 
@@ -306,7 +306,7 @@ def test_board_without_the_delta_base_gets_the_whole_image(sim: BoardSim,
         dev.show(view(State.FREE))
         wait_for(lambda: sim.image_planes == expected_planes(render(view(State.FREE))))
         wait_for(lambda: dev.health().online, what="online")
-        sim.board.image = None  # the board lost its copy without rebooting
+        sim.board.base_planes = 0  # the board lost its delta base without rebooting
         dev.show(view(State.BUSY))
         expected = expected_planes(render(view(State.BUSY)))
         wait_for(lambda: sim.image_planes == expected, what="the whole image")
@@ -409,3 +409,18 @@ def test_link_over_a_baud_url_on_the_pty(sim: BoardSim) -> None:
         hello, generation = link.wait_ready(2)
         assert (hello.width, hello.height, generation) == (296, 128, 1)
         assert link.baud == 921600
+
+
+def test_image_larger_than_the_board_announces_is_not_sent(tmp_path: Path,
+                                                           clock: FakeClock) -> None:
+    with BoardSim(tmp_path, panel_board.Capabilities(max_image=300)) as sim:
+        render = sign_renderer((296, 128), noisy=True)  # compresses to well over 300 bytes
+        dev = eink_device(sim, clock, render)
+        try:
+            dev.show(view(State.BUSY))
+            health = wait_for(lambda: (h := dev.health()).error and h, what="an error")
+            assert "the board on" in (health.error or "")
+            assert "takes at most 300" in (health.error or "")
+            assert sim.messages(pp.ImageBegin) == []  # refused here, not NAKed there
+        finally:
+            dev.close()

@@ -59,6 +59,8 @@ class NakReason(IntEnum):
     UNSUPPORTED = 7
     NO_HARDWARE = 8
     TOO_LARGE = 9
+    NO_MEMORY = 10
+    BUSY = 11
 
 
 class LedEffect(IntEnum):
@@ -73,6 +75,9 @@ PALETTES = {0: "none", 1: "bw", 2: "bwr"}
 PALETTE_CODES = {name: code for code, name in PALETTES.items()}
 FLAG_FULL_REFRESH = 0x01
 FLAG_DELTA = 0x02  # the stream is XOR of the new planes with the planes the board shows now
+FEATURE_DELTA = 0x01  # HELLO features: the board keeps the planes shown and accepts deltas
+# What a firmware 1.0 HELLO (14 bytes, no capability fields) implies.
+LEGACY_MAX_IMAGE = 65536
 
 
 # -- messages ------------------------------------------------------------------------------------
@@ -97,6 +102,19 @@ class Hello:
     height: int
     palette: str  # "none" | "bw" | "bwr"
     max_frame: int
+    # Firmware >= 1.1 appends these; ``None`` encodes the 14-byte HELLO of firmware 1.0.
+    max_image: int | None = None
+    features: int | None = None
+
+    @property
+    def image_limit(self) -> int:
+        """Largest compressed image the board takes (IMAGE_BEGIN ``length``)."""
+        return LEGACY_MAX_IMAGE if self.max_image is None else self.max_image
+
+    @property
+    def takes_delta(self) -> bool:
+        """Whether the board keeps the planes shown, so a delta can go to it."""
+        return self.features is None or bool(self.features & FEATURE_DELTA)
 
     @property
     def firmware_version(self) -> str:
@@ -180,6 +198,7 @@ class ImageEnd:
 Message = HelloRequest | Hello | Ack | Nak | SetLed | ImageBegin | ImageChunk | ImageEnd
 
 _HELLO = struct.Struct("<B3BHHHBH")
+_HELLO_CAPS = struct.Struct("<IB")  # max_image, features (firmware >= 1.1)
 _NAK = struct.Struct("<B")
 _SET_LED = struct.Struct("<5B")
 _BEGIN = struct.Struct("<HHHBBII")
@@ -247,9 +266,12 @@ def _payload(msg: Message) -> tuple[MsgType, bytes]:
     if isinstance(msg, HelloRequest):
         return MsgType.HELLO_REQUEST, b""
     if isinstance(msg, Hello):
-        return MsgType.HELLO, _HELLO.pack(
+        payload = _HELLO.pack(
             msg.protocol, *msg.firmware, msg.led_count, msg.width, msg.height,
             PALETTE_CODES[msg.palette], msg.max_frame)
+        if msg.max_image is not None:
+            payload += _HELLO_CAPS.pack(msg.max_image, msg.features or 0)
+        return MsgType.HELLO, payload
     if isinstance(msg, Ack):
         return MsgType.ACK, b""
     if isinstance(msg, Nak):
@@ -306,11 +328,19 @@ def decode_body(body: bytes) -> Message:
         _need(payload, 0, kind)
         return HelloRequest(seq)
     if kind is MsgType.HELLO:
-        _need(payload, _HELLO.size, kind)
-        proto, fa, fb, fc, leds, width, height, palette, max_frame = _HELLO.unpack(payload)
+        # 14 bytes from firmware 1.0; 19 or more from later ones (extra bytes: future fields).
+        if len(payload) != _HELLO.size and len(payload) < _HELLO.size + _HELLO_CAPS.size:
+            raise ProtocolError(f"HELLO: payload is {len(payload)} bytes, expected "
+                                f"{_HELLO.size} or at least {_HELLO.size + _HELLO_CAPS.size}")
+        proto, fa, fb, fc, leds, width, height, palette, max_frame = _HELLO.unpack_from(payload)
         if palette not in PALETTES:
             raise ProtocolError(f"HELLO: unknown palette code {palette}")
-        return Hello(seq, proto, (fa, fb, fc), leds, width, height, PALETTES[palette], max_frame)
+        max_image: int | None = None
+        features: int | None = None
+        if len(payload) > _HELLO.size:
+            max_image, features = _HELLO_CAPS.unpack_from(payload, _HELLO.size)
+        return Hello(seq, proto, (fa, fb, fc), leds, width, height, PALETTES[palette], max_frame,
+                     max_image, features)
     if kind is MsgType.ACK:
         _need(payload, 0, kind)
         return Ack(seq)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_HEADER = 6  # image_id:u16, offset:u32
 MAX_RESTARTS = 3  # board resets in a row during one apply before giving up until the retry
+BUSY_RETRY = 0.25  # s between IMAGE_BEGINs while the board's panel is still refreshing
+BUSY_PATIENCE = 60.0  # s: longer than any panel's full refresh (a 7.5" b/w/r takes ~20 s)
 T = TypeVar("T")
 
 EFFECT_CODES = {Effect.STEADY: LedEffect.STEADY, Effect.BLINK: LedEffect.BLINK,
@@ -158,6 +161,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         self._image_id = 0
         self.transfers = 0  # images sent, for tests and the benchmark
         self.bytes_sent = 0
+        self.deltas = 0  # of them sent as deltas
         super().__init__(config, clock, render, link=link, link_options=link_options)
 
     def check(self, hello: Hello) -> None:
@@ -179,7 +183,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
             return
         full = self._needs_full(generation)
         stream, delta = image.compressed, False
-        if self._shown is not None and self._shown[0] == generation and \
+        if hello.takes_delta and self._shown is not None and self._shown[0] == generation and \
                 len(self._shown_planes) == len(image.planes):
             # Only the changed pixels: a state change touches a small part of the sign.
             diff = compress_planes(xor_planes(self._shown_planes, image.planes))
@@ -188,7 +192,8 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         try:
             self._send(image, stream, delta, hello, generation, full)
         except BoardRefused as exc:
-            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM):
+            if not delta or exc.reason not in (NakReason.NO_IMAGE, NakReason.BAD_CHECKSUM,
+                                               NakReason.NO_MEMORY):
                 raise
             log.info("device %s: board has no base for a delta; sending the whole image", self.id)
             self._send(image, image.compressed, False, hello, generation, full)
@@ -213,17 +218,31 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
               generation: int, full: bool) -> None:
         self._image_id = self._image_id % 0xFFFF + 1
         image_id = self._image_id
+        if len(data) > hello.image_limit:  # the board's buffer, from its HELLO
+            raise DeviceError(f"image {image.width}x{image.height} compresses to {len(data)} "
+                              f"bytes; the board on {self.url} takes at most {hello.image_limit}")
         chunk = min(hello.max_frame, HOST_MAX_FRAME) - OVERHEAD - CHUNK_HEADER
         if chunk < 16:
             raise DeviceError(f"board on {self.url} reports max frame {hello.max_frame}, too small")
         log.debug("device %s: image %d, %d bytes%s (%d raw), %s refresh", self.id, image_id,
                   len(data), " delta" if delta else "", len(image.planes),
                   "full" if full else "partial")
-        self.link.request(ImageBegin(0, image_id, image.width, image.height, image.plane_count,
-                                     full, len(data), image.crc32, delta), generation)
+        begin = ImageBegin(0, image_id, image.width, image.height, image.plane_count, full,
+                           len(data), image.crc32, delta)
+        deadline = time.monotonic() + BUSY_PATIENCE
+        while True:
+            try:
+                self.link.request(begin, generation)
+                break
+            except BoardRefused as exc:
+                # The board still draws the previous image from its buffers: wait for it.
+                if exc.reason != NakReason.BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(BUSY_RETRY)
         for offset in range(0, len(data), chunk):
             self.link.request(ImageChunk(0, image_id, offset, data[offset:offset + chunk]),
                               generation)
         self.link.request(ImageEnd(0, image_id), generation)
         self.transfers += 1
+        self.deltas += delta
         self.bytes_sent += len(data)

@@ -3,7 +3,9 @@
 WLED reads its JSON API from the serial port: a byte ``{`` starts a JSON document, parsed
 straight from the stream (100 ms timeout, default 115200 baud); it answers only when the document
 has ``"v": true`` and its TX pin is free, so this device does not wait for answers. A newline
-after each document keeps the stream readable and is skipped by WLED.
+after each document keeps the stream readable and is skipped by WLED. Builds without Adalight
+(``WLED_DISABLE_ADALIGHT``) and boards whose LED data pin is GPIO3 (the RX pin) read nothing
+from serial (wled00/wled.cpp: ``serialCanRX = !PinManager::isPinAllocated(hardwareRX)``).
 
 :func:`wled_state` is the pure payload builder, shared with any other transport (MQTT).
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,17 +35,61 @@ log = logging.getLogger(__name__)
 
 # WLED effect ids (FX_MODE_* in WLED's FX.h): 0 Solid, 1 Blink, 2 Breathe.
 WLED_EFFECTS = {Effect.STEADY: 0, Effect.BLINK: 1, Effect.PULSE: 2}
-WLED_SPEED = 128  # WLED's default effect speed ("sx"); about 1 Hz for Blink
+# The periods the panel protocol gives its effects (hardware/PROTOCOL.md, SET_LED).
+BLINK_PERIOD_MS = 1000
+PULSE_PERIOD_MS = 2000
+FRAME_MS = 1000 // 42  # WLED's FRAMETIME_FIXED: 1000 / WLED_FPS (42) in wled00/FX.h
+SOLID_SPEED = 128  # Solid ignores the speed; WLED's default
+BLINK_DUTY = 128  # "ix", Blink's duty cycle: 128/256 of the cycle on
+
+
+def blink_speed(period_ms: int) -> int:
+    """``sx`` for a Blink cycle of ``period_ms``.
+
+    wled00/FX.cpp ``blink()``: ``cycleTime = (255 - speed) * 20`` then ``cycleTime +=
+    FRAMETIME * 2``, i.e. period = (255 - sx) * 20 ms + two frames (sx 128 is 2.59 s).
+    """
+    return max(0, min(255, 255 - round((period_ms - 2 * FRAME_MS) / 20)))
+
+
+def breathe_speed(period_ms: int) -> int:
+    """``sx`` for a Breathe period of ``period_ms``.
+
+    wled00/FX.cpp ``mode_breath()``: ``counter = (now * ((speed >> 3) + 10)) & 0xFFFF``, so one
+    breath lasts 65536 / ((sx >> 3) + 10) ms (sx 128 is 2.5 s).
+    """
+    step = max(0, min(31, round(65536 / period_ms) - 10))
+    return step << 3
+
+
+def blink_period_ms(sx: int) -> int:
+    """The Blink cycle WLED runs at speed ``sx`` (the inverse of :func:`blink_speed`)."""
+    return (255 - sx) * 20 + 2 * FRAME_MS
+
+
+def breathe_period_ms(sx: int) -> float:
+    """The Breathe period WLED runs at speed ``sx``."""
+    return 65536 / ((sx >> 3) + 10)
+
+
+WLED_SPEEDS = {Effect.STEADY: SOLID_SPEED, Effect.BLINK: blink_speed(BLINK_PERIOD_MS),
+               Effect.PULSE: breathe_speed(PULSE_PERIOD_MS)}
 
 
 def wled_state(output: LedOutput) -> dict[str, Any]:
-    """WLED JSON API state for ``output``: on, brightness, first segment's colour and effect."""
+    """WLED JSON API state for ``output``: on, brightness, first segment's colours and effect.
+
+    ``pal`` 0 ("Default") makes Blink and Breathe draw the segment's own colour rather than a
+    palette the board may have been left with (``Segment::color_from_palette``: palette 0 returns
+    the segment colour); ``col[1]``, black, is what Blink shows between flashes and what Breathe
+    fades towards.
+    """
     r, g, b = output.colour
-    return {
-        "on": output.brightness > 0,
-        "bri": output.brightness,
-        "seg": [{"col": [[r, g, b]], "fx": WLED_EFFECTS[output.effect], "sx": WLED_SPEED}],
-    }
+    seg: dict[str, Any] = {"col": [[r, g, b], [0, 0, 0]], "fx": WLED_EFFECTS[output.effect],
+                           "sx": WLED_SPEEDS[output.effect], "pal": 0}
+    if output.effect is Effect.BLINK:
+        seg["ix"] = BLINK_DUTY
+    return {"on": output.brightness > 0, "bri": output.brightness, "seg": [seg]}
 
 
 def wled_line(output: LedOutput) -> bytes:
@@ -52,28 +100,38 @@ def wled_line(output: LedOutput) -> bytes:
 class SerialWledDevice(DeviceWorker):
     """A WLED light on a serial port.
 
-    WLED sends no acknowledgement, so a board that rebooted or was replugged while idle cannot
-    be noticed from its answers: the state is written again every ``keepalive`` seconds (it is
-    idempotent), and at once after any write error once the port opens again.
+    WLED sends no acknowledgement, so a watcher thread reads the port (and throws WLED's output
+    away): a read error is an unplug, noticed at once; the port is closed and re-opened as soon
+    as its path is back. The port is opened with DTR and RTS low, so ESP dev boards with an
+    auto-reset circuit are not reset by it; since a freshly plugged board may still be booting,
+    the state is written again every ``boot_interval`` seconds for ``boot_window`` seconds after
+    each open, and every ``keepalive`` seconds after that (it is idempotent).
     """
 
     kind = "led"
 
     def __init__(self, config: DeviceConfig, clock: Clock,
                  render: Callable[[RoomView], LedOutput], *, keepalive: float = 30.0,
-                 write_timeout: float = 2.0) -> None:
+                 write_timeout: float = 2.0, boot_window: float = 3.0,
+                 boot_interval: float = 0.5, poll: float = 0.1) -> None:
         super().__init__(config.id, config.url, clock)
         self.config = config
         self._render = render
         self._port_url, self._baud = split_baud(config.url)
         self._write_timeout = write_timeout
         self._keepalive = keepalive
+        self._boot_window = boot_window
+        self._boot_interval = boot_interval
+        self._poll = poll
+        self._lock = threading.Lock()  # guards _port, _opened_at, _last_write
         self._port: Any = None  # serial.Serial; pyserial is untyped
+        self._opened_at = 0.0
+        self._last_write = 0.0
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name=f"wled-keepalive {config.id}",
-                                        daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name=f"wled-watch {config.id}",
+                                         daemon=True)
         self.start()
-        self._ticker.start()
+        self._watcher.start()
 
     def apply(self, view: RoomView) -> None:
         line = wled_line(self._render(view))
@@ -84,36 +142,78 @@ class SerialWledDevice(DeviceWorker):
         except (OSError, serial.SerialException) as exc:
             self._close_port()
             raise DeviceError(f"{self.url}: write failed: {exc}") from exc
+        with self._lock:
+            self._last_write = time.monotonic()
 
     def close(self) -> None:
         self._stop.set()
         super().close()
+        self._watcher.join(timeout=2)
 
     def release(self) -> None:
         self._close_port()
 
     def _open(self) -> Any:
-        if self._port is not None:
-            return self._port
-        try:
-            self._port = serial.serial_for_url(
-                self._port_url, baudrate=self._baud, timeout=0.1,
-                write_timeout=self._write_timeout, exclusive=True)
-        except (OSError, serial.SerialException, ValueError) as exc:
-            if getattr(exc, "errno", None) == errno.ENOENT:
-                raise DeviceError(f"serial port {self._port_url} not present (unplugged?)") from exc
-            raise DeviceError(f"cannot open {self._port_url}: {exc}") from exc
+        with self._lock:
+            if self._port is not None:
+                return self._port
+            try:
+                port = serial.serial_for_url(
+                    self._port_url, baudrate=self._baud, timeout=self._poll,
+                    write_timeout=self._write_timeout, exclusive=True, do_not_open=True)
+                # Low before open(): pyserial then keeps them low, so the EN/IO0 auto-reset
+                # transistors of ESP32/ESP8266 dev boards see no reset pulse.
+                port.dtr = False
+                port.rts = False
+                port.open()
+            except (OSError, serial.SerialException, ValueError) as exc:
+                if getattr(exc, "errno", None) == errno.ENOENT:
+                    raise DeviceError(
+                        f"serial port {self._port_url} not present (unplugged?)") from exc
+                raise DeviceError(f"cannot open {self._port_url}: {exc}") from exc
+            self._port = port
+            self._opened_at = time.monotonic()
         log.info("%s: WLED port open at %d baud", self.url, self._baud)
-        return self._port
+        return port
 
     def _close_port(self) -> None:
-        port, self._port = self._port, None
+        with self._lock:
+            port, self._port = self._port, None
         if port is not None:
             try:
                 port.close()
             except (OSError, serial.SerialException):
                 log.debug("%s: error closing the port", self.url, exc_info=True)
 
-    def _tick(self) -> None:
-        while not self._stop.wait(self._keepalive):
-            self.resend()
+    def _path_present(self) -> bool:
+        """Whether the port's device node exists (URLs that are not paths always do)."""
+        return not self._port_url.startswith("/") or os.path.exists(self._port_url)
+
+    def _watch(self) -> None:
+        present = self._path_present()
+        while not self._stop.is_set():
+            with self._lock:
+                port, opened_at, last_write = self._port, self._opened_at, self._last_write
+            if port is None:
+                now_present = self._path_present()
+                if now_present and not present:
+                    self.resend()  # plugged back in: open it and write the state now
+                present = now_present
+                self._stop.wait(self._poll)
+                continue
+            try:
+                port.read(256)  # blocks up to ``poll``; WLED's own output is not needed
+            except (OSError, serial.SerialException, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: pyserial racing a close() from the worker thread.
+                if self._stop.is_set():
+                    return
+                self._close_port()
+                present = self._path_present()
+                self.mark(online=False, error=f"{self.url}: port lost ({exc or 'unplugged'})")
+                self.resend()
+                continue
+            now = time.monotonic()
+            booting = now - opened_at < self._boot_window
+            if (booting and now - last_write >= self._boot_interval) or \
+                    now - last_write >= self._keepalive:
+                self.resend()

@@ -1,13 +1,14 @@
 """room-display board firmware (MicroPython, RP2040 / Raspberry Pi Pico; ESP32 works the same).
 
-The thin hardware half: bytes in from USB CDC (or a UART), replies out, and the LEDs and e-paper
-brought to whatever :class:`panel_board.Board` says they should show. All protocol and state
-logic lives in ``panel_board.py``, which the host tests run as a simulator.
+The thin hardware half: bytes in from USB CDC (or a UART), replies out, the LEDs and the e-paper
+brought to whatever :class:`panel_board.Board` says they should show. Protocol and image
+streaming live in ``panel_board.py``; each controller family has its own driver file.
 
-Copy ``panel_board.py``, ``epd_ssd1680.py`` and this file to the board (see ../README.md) and
-edit the constants below for your wiring and panel.
+Settings: edit the constants below, or (better, survives firmware updates) put the ones you
+change in a ``board_config.py`` next to this file, e.g. ``PANEL = "7in5b_V2"``.
 """
 
+import gc
 import select
 import sys
 import time
@@ -15,7 +16,6 @@ import time
 import micropython
 import neopixel
 import panel_board as pb
-from epd_ssd1680 import EPD
 from machine import SPI, UART, Pin
 
 # -- configuration: wiring and panel -----------------------------------------------------------
@@ -23,14 +23,33 @@ TRANSPORT = "usb"          # "usb" (USB CDC, /dev/ttyACM*) or "uart" (UART0 on G
 UART_BAUD = 115200
 LED_PIN = 16               # WS2812 data
 LED_COUNT = 8
-PANEL = "ssd1680"          # None if no e-paper is fitted
-PANEL_WIDTH = 128          # native RAM orientation of the controller (2.9" SSD1680: 128x296)
-PANEL_HEIGHT = 296
-PANEL_PALETTE = "bw"       # "bw" or "bwr"
-EPD_PINS = {"sck": 10, "mosi": 11, "cs": 9, "dc": 8, "rst": 12, "busy": 13}
+PANEL = "2in9_V2"          # a key of PANELS below, or None if no e-paper is fitted
+# Waveshare Pico e-Paper HAT wiring. The panel never talks back, but the RP2040 SPI block always
+# claims a MISO pin: left to the default, SPI(1) would take GP8, which is DC here, and GP12 (the
+# other choice) is RST. GP28 (SPI1 RX, free on the HAT) takes that role harmlessly.
+EPD_PINS = {"spi": 1, "sck": 10, "mosi": 11, "miso": 28, "cs": 9, "dc": 8, "rst": 12,
+            "busy": 13}
 SAFE_MODE_PIN = 15         # tied to GND at boot: skip the firmware, keep the REPL
 MAX_FRAME = 512
-MAX_IMAGE = 32768          # compressed image buffer; 800x480 bwr signs compress to ~5-15 KB
+MAX_IMAGE = 16384          # compressed image buffer; signs compress to 1-6 KB (800x480 bwr ~5 KB)
+DELTA_MAX = 24576          # keep a delta base only for planes up to this many bytes
+
+# Waveshare model: (driver module, class, width, height, palette) in the controller's native
+# orientation. The driver files cite the vendor sequences they follow.
+PANELS = {
+    "2in9_V2": ("epd_ssd1680", "SSD1680", 128, 296, "bw"),
+    "2in13_V3": ("epd_ssd1680", "SSD1680", 122, 250, "bw"),
+    "2in13_V4": ("epd_ssd1680", "SSD1680", 122, 250, "bw"),
+    "2in9b_V4": ("epd_ssd1680", "SSD1680", 128, 296, "bwr"),
+    "2in9b_V3": ("epd_uc8151", "UC8151", 128, 296, "bwr"),
+    "7in5_V2": ("epd_uc8179", "UC8179", 800, 480, "bw"),
+    "7in5b_V2": ("epd_uc8179", "UC8179", 800, 480, "bwr"),
+}
+
+try:  # noqa: SIM105 - MicroPython has no contextlib
+    from board_config import *  # noqa: F403 - local overrides of the constants above
+except ImportError:
+    pass
 
 
 class Port:
@@ -46,20 +65,28 @@ class Port:
             micropython.kbd_intr(-1)
             self.poll = select.poll()
             self.poll.register(sys.stdin, select.POLLIN)
+            self.stdin = sys.stdin.buffer
+            self.stdout = sys.stdout.buffer
+        self.buf = bytearray(256)
 
     def read(self):
+        """Whatever has arrived, up to 256 bytes (a view of a reused buffer)."""
         if self.uart is not None:
-            return self.uart.read() or b""
-        data = bytearray()
-        while len(data) < 256 and self.poll.poll(0):
-            data.extend(sys.stdin.buffer.read(1))
-        return bytes(data)
+            n = self.uart.readinto(self.buf) or 0
+            return memoryview(self.buf)[:n]
+        n = 0
+        while n < 256 and self.poll.poll(0):
+            got = self.stdin.readinto(memoryview(self.buf)[n:n + 1])
+            if not got:
+                break
+            n += 1
+        return memoryview(self.buf)[:n]
 
     def write(self, data):
         if self.uart is not None:
             self.uart.write(data)
         else:
-            sys.stdout.buffer.write(data)
+            self.stdout.write(data)
 
 
 class Leds:
@@ -89,42 +116,87 @@ class Leds:
 
 
 def make_epd():
+    """The panel's driver, or ``None``; the SPI bus is built with every pin named."""
     if PANEL is None:
         return None
+    module, cls, width, height, palette = PANELS[PANEL]
     p = EPD_PINS
-    spi = SPI(1, baudrate=4_000_000, sck=Pin(p["sck"]), mosi=Pin(p["mosi"]))
-    return EPD(spi, Pin(p["cs"], Pin.OUT), Pin(p["dc"], Pin.OUT), Pin(p["rst"], Pin.OUT),
-               Pin(p["busy"], Pin.IN), PANEL_WIDTH, PANEL_HEIGHT, PANEL_PALETTE == "bwr")
+    spi = SPI(p["spi"], baudrate=4_000_000, sck=Pin(p["sck"]), mosi=Pin(p["mosi"]),
+              miso=Pin(p["miso"]))
+    # CS idle high before the first transfer.
+    cs = Pin(p["cs"], Pin.OUT, value=1)
+    dc = Pin(p["dc"], Pin.OUT, value=0)
+    rst = Pin(p["rst"], Pin.OUT, value=1)
+    busy = Pin(p["busy"], Pin.IN, Pin.PULL_UP)  # as Waveshare's Pico code sets it
+    driver = getattr(__import__(module), cls)
+    args = (spi, cs, dc, rst, busy, width, height, palette)
+    return driver(*args, PANEL) if cls == "SSD1680" else driver(*args)
+
+
+def capabilities():
+    if PANEL is None:
+        return pb.Capabilities(led_count=LED_COUNT, width=0, height=0, palette="none",
+                               max_frame=MAX_FRAME)
+    _module, _cls, width, height, palette = PANELS[PANEL]
+    planes = (2 if palette == "bwr" else 1) * ((width + 7) // 8) * height
+    return pb.Capabilities(led_count=LED_COUNT, width=width, height=height, palette=palette,
+                           max_frame=MAX_FRAME, max_image=MAX_IMAGE, delta=planes <= DELTA_MAX)
+
+
+def make_board(epd):
+    """The protocol state machine with its buffers; what does not fit the heap is given up
+    (first the delta base, then half the image buffer at a time) and HELLO says so."""
+    caps = capabilities()
+    while True:
+        try:
+            return pb.Board(caps, epd)
+        except MemoryError:
+            gc.collect()
+            if caps.delta:
+                caps.delta = False
+            elif caps.max_image > 2048:
+                caps.max_image //= 2
+            else:
+                raise
 
 
 def main():
     if Pin(SAFE_MODE_PIN, Pin.IN, Pin.PULL_UP).value() == 0:
         print("room-display: safe mode, REPL left alone")
         return
-    caps = pb.Capabilities(led_count=LED_COUNT, width=PANEL_WIDTH if PANEL else 0,
-                           height=PANEL_HEIGHT if PANEL else 0,
-                           palette=PANEL_PALETTE if PANEL else "none",
-                           max_frame=MAX_FRAME, max_image=MAX_IMAGE)
-    board = pb.Board(caps)
     port = Port()
     leds = Leds()
     epd = make_epd()
-    image_seen = 0
-    port.write(board.hello(0))  # "I have (re)booted": the host sends its full state again
-    while True:
+    board = make_board(epd)
+
+    def pump():
+        # While the panel refreshes: answer the host and keep the LEDs' effect running.
         data = port.read()
         if data:
-            for reply in board.feed(data):
-                port.write(reply)
+            board.feed(data, port.write)
         leds.state = board.led
         leds.tick(time.ticks_ms())
-        if epd is not None and board.image_version != image_seen:
-            image_seen = board.image_version
-            img = board.image
-            # Replies were written above, before this slow refresh (PROTOCOL.md, IMAGE_END).
-            epd.show(img.data, img.planes, img.full_refresh)
-        if not data:
-            time.sleep_ms(5)
+
+    if epd is not None:
+        epd.idle = pump
+    gc.collect()
+    port.write(board.hello(0))  # "I have (re)booted": the host sends its full state again
+    while True:
+        try:
+            data = port.read()
+            if data:
+                # Replies go out as soon as they are known, before a slow panel refresh.
+                board.feed(data, port.write)
+            leds.state = board.led
+            leds.tick(time.ticks_ms())
+            if not data:
+                time.sleep_ms(5)
+        except MemoryError:
+            # feed() answers NAK NO_MEMORY itself; this is the last line: never a dead board.
+            gc.collect()
+        except Exception as exc:  # a driver or I/O fault must not end the loop
+            sys.print_exception(exc, sys.stderr)
+            time.sleep_ms(100)
 
 
 main()
