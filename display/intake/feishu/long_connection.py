@@ -107,12 +107,8 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
             done.put(EXIT_FAILURE)
 
     threading.Thread(target=run, name="lark-ws", daemon=True).start()
-    next_alive = 0.0
+    next_alive = time.monotonic()
     while True:
-        try:
-            return done.get(timeout=min(1.0, alive_interval))
-        except queue.Empty:
-            pass
         now = time.monotonic()
         age = now - client.last_frame
         limit = max(WATCHDOG_PINGS * client.ping_interval, WATCHDOG_FLOOR)
@@ -124,3 +120,8 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
         if now >= next_alive:
             next_alive = now + alive_interval
             channel.send(alive=round(time.time(), 3), last_frame_age=round(age, 3))
+        # Asleep until the next alive line or the watchdog's deadline, whichever is first.
+        try:
+            return done.get(timeout=max(0.01, min(next_alive, now + limit - age) - now))
+        except queue.Empty:
+            pass

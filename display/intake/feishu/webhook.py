@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Idle keep-alive connections are closed after this; it also bounds a slow client's request.
 HTTP_TIMEOUT = 30.0
+#: serve_forever's select() timeout; only shutdown() would need it shorter, and we never call it.
+IDLE_POLL = 3600.0
 
 # The SDK looks these up case-sensitively in RawRequest.headers; HTTP header names are not.
 TIMESTAMP_HEADER = lark.LARK_REQUEST_TIMESTAMP
@@ -256,5 +258,7 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
             time.sleep(alive_interval)
 
     threading.Thread(target=heartbeat, name="alive", daemon=True).start()
-    server.serve_forever()
+    # The selector blocks until a connection arrives (no 0.5 s poll): nobody calls shutdown(),
+    # the process ends from the stdin watcher.
+    server.serve_forever(poll_interval=IDLE_POLL)
     return EXIT_OK
