@@ -11,11 +11,14 @@ import json, logging, sys, types
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 {prepare}
 import display.intake.resync as resync
+import display.intake.feishu.long_connection as long_connection
 from display.intake.feishu import sdk
 print(json.dumps({{
     "services": sorted(m for m in sys.modules if m.startswith("lark_oapi.api.")),
     "package_imported": "lark_oapi" in sys.modules,
     "request": sdk.core.BaseRequest.__name__,
+    "dispatcher": "lark_oapi.event.dispatcher_handler" in sys.modules,
+    "ws_client": long_connection.WatchedClient.__mro__[1].__module__,
 }}))
 """
 
@@ -27,9 +30,11 @@ def probe(prepare: str = "") -> tuple[dict[str, object], str]:
     return doc, out.stderr
 
 
-def test_resync_imports_no_sdk_service() -> None:
+def test_resync_and_long_connection_import_no_sdk_service() -> None:
     doc, log = probe()
     assert doc["services"] == []  # none of the ~10,000 modules of lark_oapi.api
+    assert doc["dispatcher"] is False  # its placeholder is gone again
+    assert doc["ws_client"] == "lark_oapi.ws.client"
     assert doc["package_imported"] is False  # lark_oapi/__init__ never ran
     assert doc["request"] == "BaseRequest"
     assert "whole SDK" not in log

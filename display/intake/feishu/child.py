@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 ALIVE_INTERVAL = 5.0
 
 
+def quiet_sdk_logger() -> None:
+    """Route lark-oapi's logger (once it is imported) to our stderr handler, warnings and up."""
+    sdk_log = logging.getLogger("Lark")
+    for handler in list(sdk_log.handlers):  # its own handler writes every record to stdout
+        sdk_log.removeHandler(handler)
+    sdk_log.setLevel(logging.WARNING)
+    sdk_log.propagate = True
+
+
 def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                 channel: ParentChannel, interval: float | None,
                 backoff: float) -> Resync | None:
@@ -51,11 +60,7 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
         return None
     from display.intake.resync import LarkFreeBusy, Resync  # loads lark-oapi
 
-    sdk_log = logging.getLogger("Lark")  # its own handler writes every record to stdout
-    for handler in list(sdk_log.handlers):
-        sdk_log.removeHandler(handler)
-    sdk_log.setLevel(logging.WARNING)
-    sdk_log.propagate = True
+    quiet_sdk_logger()
     problem = None
     if not feishu.app_id or not feishu.app_secret:
         problem = ("re-sync needs feishu.app_id and feishu.app_secret (or set "
@@ -139,12 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                                  args.resync_backoff)
             return run_webhook(config.feishu, config.path, sink, channel, args.alive_interval,
                                resync)
-        from display.intake.feishu.dispatch import Intake, SdkLogCapture, quiet_sdk_logger
         from display.intake.feishu.long_connection import run_long_connection
 
-        intake = Intake(sink, long_connection=True)
-        quiet_sdk_logger(SdkLogCapture(intake.state))
+        quiet_sdk_logger()
         resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
                              args.resync_backoff)
-        return run_long_connection(config.feishu, config.path, intake, channel,
+        return run_long_connection(config.feishu, config.path, sink, channel,
                                    args.alive_interval, resync)

@@ -1,4 +1,4 @@
-"""lark-oapi's core (token manager, HTTP transport) without ``import lark_oapi``.
+"""lark-oapi's core (token manager, HTTP transport) and ``ws`` without ``import lark_oapi``.
 
 ``lark_oapi/__init__.py`` imports every service of the SDK (about 10,000 modules, ~150 MB and
 seconds of start-up); re-sync needs only ``lark_oapi.core``: ``Config``, ``BaseRequest``, the
@@ -7,6 +7,11 @@ imports those submodules under a bare stand-in for the package (its real ``__pat
 ``__init__``), then takes the stand-in out of ``sys.modules`` again so a later
 ``import lark_oapi`` (the long connection) still runs the real one. If an SDK version lays its
 modules out differently, it logs why and falls back to the full import.
+
+:func:`load_ws` does the same for the long connection's ``lark_oapi.ws``, whose client module
+imports ``event.dispatcher_handler`` only for a type hint; that module imports the event
+processors of every service, so a placeholder stands in for it while ``ws`` loads (we hand the
+client our own handler, :class:`~display.intake.feishu.long_connection.PayloadHandler`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: What re-sync uses, by module; a missing name makes :func:`load_core` fall back.
-NEEDED = {
+NEEDED: dict[str, tuple[str, ...]] = {
     "lark_oapi.core": ("BaseRequest", "HttpMethod", "AccessTokenType", "LogLevel",
                        "RequestOption", "JSON"),
     "lark_oapi.core.token": ("verify",),
@@ -33,46 +38,74 @@ NEEDED = {
 }
 
 
-def _check(modules: dict[str, Any]) -> None:
-    for name, attrs in NEEDED.items():
+def _check(modules: dict[str, Any], needed: dict[str, tuple[str, ...]]) -> None:
+    for name, attrs in needed.items():
         missing = [a for a in attrs if not hasattr(modules[name], a)]
         if missing:
             raise ImportError(f"{name} has no {', '.join(missing)}")
 
 
-def _slim() -> dict[str, Any]:
-    if "lark_oapi" in sys.modules:  # already imported in full (long connection): reuse it
-        return {name: importlib.import_module(name) for name in NEEDED}
+#: What the long connection uses.
+NEEDED_WS: dict[str, tuple[str, ...]] = {
+    "lark_oapi.ws": ("Client",),
+    "lark_oapi.ws.exception": ("ClientException",),
+    "lark_oapi.core.enum": ("LogLevel",),
+}
+
+
+class _Placeholder:
+    """Stands in for ``EventDispatcherHandler`` while ``lark_oapi.ws`` is imported."""
+
+
+def _slim(needed: dict[str, tuple[str, ...]], ws: bool) -> dict[str, Any]:
+    if "lark_oapi" in sys.modules:  # already imported in full: reuse it
+        return {name: importlib.import_module(name) for name in needed}
     spec = importlib.util.find_spec("lark_oapi")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("lark_oapi is not installed as a package")
-    stand_in = types.ModuleType("lark_oapi")
-    stand_in.__path__ = list(spec.submodule_search_locations)
-    stand_in.__spec__ = spec
-    stand_in.__file__ = spec.origin
-    sys.modules["lark_oapi"] = stand_in
+    stand_ins: dict[str, types.ModuleType] = {"lark_oapi": types.ModuleType("lark_oapi")}
+    stand_ins["lark_oapi"].__path__ = list(spec.submodule_search_locations)
+    stand_ins["lark_oapi"].__spec__ = spec
+    stand_ins["lark_oapi"].__file__ = spec.origin
+    if ws and "lark_oapi.event.dispatcher_handler" not in sys.modules:
+        handler = types.ModuleType("lark_oapi.event.dispatcher_handler")
+        handler.EventDispatcherHandler = _Placeholder  # type: ignore[attr-defined]
+        stand_ins[handler.__name__] = handler
+    sys.modules.update(stand_ins)
     try:
-        return {name: importlib.import_module(name) for name in NEEDED}
+        return {name: importlib.import_module(name) for name in needed}
     finally:
-        if sys.modules.get("lark_oapi") is stand_in:
-            del sys.modules["lark_oapi"]
+        # A later `import lark_oapi` (tests, the full fallback) must run the real modules.
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+
+
+def _load(needed: dict[str, tuple[str, ...]], what: str, ws: bool = False) -> dict[str, Any]:
+    try:
+        modules = _slim(needed, ws)
+        _check(modules, needed)
+        return modules
+    except (ImportError, AttributeError) as exc:
+        log.warning("lark-oapi's %s could not be imported on its own (%s): importing the "
+                    "whole SDK (slower start, more memory)", what, exc)
+        for name in [m for m in sys.modules if m == "lark_oapi" or m.startswith("lark_oapi.")]:
+            del sys.modules[name]
+        importlib.import_module("lark_oapi")
+        modules = {name: importlib.import_module(name) for name in needed}
+        _check(modules, needed)
+        return modules
 
 
 def load_core() -> dict[str, Any]:
     """The modules of :data:`NEEDED`, imported slim when the SDK allows it."""
-    try:
-        modules = _slim()
-        _check(modules)
-        return modules
-    except (ImportError, AttributeError) as exc:
-        log.warning("lark-oapi's core could not be imported on its own (%s): importing the "
-                    "whole SDK (slower start, more memory)", exc)
-        for name in [m for m in sys.modules if m == "lark_oapi" or m.startswith("lark_oapi.")]:
-            del sys.modules[name]
-        importlib.import_module("lark_oapi")
-        modules = {name: importlib.import_module(name) for name in NEEDED}
-        _check(modules)
-        return modules
+    return _load(NEEDED, "core")
+
+
+def load_ws() -> dict[str, Any]:
+    """The modules of :data:`NEEDED_WS`, imported without the event dispatcher's service
+    table when the SDK allows it."""
+    return _load(NEEDED_WS, "ws client", ws=True)
 
 
 _core = load_core()
