@@ -8,6 +8,7 @@ the newest view to the device's own worker.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -312,6 +313,8 @@ class Node:
                 os.utime(path)
             else:
                 path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                if path.parent.stat().st_uid != os.getuid():  # /dev/shm is shared by all users
+                    raise PermissionError(errno.EPERM, "directory owned by another user")
                 tmp = path.with_name(f".{path.name}.tmp")
                 tmp.write_text(f'{{"generated_at":{json.dumps(generated)},{body[1:]}',
                                encoding="utf-8")
