@@ -65,9 +65,14 @@ def watch_file(path: Path, on_change: Callable[[], object], stop: threading.Even
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    # Both before the thread starts: an edit made right after this call must not fall between
+    # the first signature and the watch being in place.
+    last = signature()
+    watch_fd = _inotify_fd(path.parent)
+
     def loop() -> None:
-        last = signature()
-        fd = _inotify_fd(path.parent)
+        nonlocal last
+        fd = watch_fd
         while not stop.is_set():
             if fd is None:
                 if stop.wait(POLL_FALLBACK):
