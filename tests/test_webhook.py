@@ -472,7 +472,7 @@ def test_fuzzed_requests_get_a_clean_answer_and_change_nothing(
         intake: Intake, capfd: pytest.CaptureFixture[str], sample: tuple[bytes, dict[str, str]],
 ) -> None:
     body, headers = sample
-    before = _counts(intake)
+    before, pid = _counts(intake), intake.sup.ready_pid
     status, reply = intake.post(body, headers)
     after = _counts(intake)
     assert isinstance(reply, dict) and isinstance(reply.get("msg", reply.get("challenge")), str)
@@ -486,6 +486,7 @@ def test_fuzzed_requests_get_a_clean_answer_and_change_nothing(
         assert client.request("GET", "/healthz") == (200, {"ok": True})
     finally:
         client.close()
+    assert intake.sup.ready_pid == pid  # the same child: it neither died nor was restarted
     assert "Traceback" not in capfd.readouterr().err
 
 
