@@ -29,6 +29,7 @@ from display.node import Node
 from display.store import SERIES_WITHOUT_RESYNC
 from display.storeopen import open_store
 from display.systemd import ClockSync, notify
+from display.watch import watch_file
 
 if TYPE_CHECKING:
     from display.web.server import WebServer
@@ -236,25 +237,12 @@ class App:
             return
         self.identify_device(device_id, seconds)
 
-    def watch_config(self, interval: float = 1.0) -> None:
-        """Reload when the config file changes (``map`` edits, an editor's save)."""
-        def signature() -> tuple[int, int, int] | None:
-            try:
-                st = self.config.path.stat()
-            except OSError:
-                return None
-            return (st.st_mtime_ns, st.st_size, st.st_ino)
+    def watch_config(self) -> None:
+        """Reload when the config file changes (``map`` edits, an editor's save).
 
-        def loop() -> None:
-            last = signature()
-            while not self._stop.wait(interval):
-                current = signature()
-                if current != last and current is not None:
-                    last = current
-                    self.reload()
-
-        self._watcher = threading.Thread(target=loop, name="config-watch", daemon=True)
-        self._watcher.start()
+        inotify (:mod:`display.watch`): the thread sleeps until the config's directory changes.
+        """
+        self._watcher = watch_file(self.config.path, self.reload, self._stop, "config-watch")
 
     def run(self, on_tick: Callable[[], None] | None = None) -> None:
         """Run the node's loop until :meth:`stop`."""

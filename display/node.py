@@ -8,6 +8,8 @@ the newest view to the device's own worker.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -28,11 +30,11 @@ from display.store import ScheduleStore
 log = logging.getLogger(__name__)
 
 # Seconds the loop sleeps at most: bounds how late a wall-clock step is noticed, and keeps the
-# status.json heartbeat fresh (``status`` trusts a snapshot for 30 s).
+# status file's heartbeat (its mtime, on a tmpfs) fresh (``status`` trusts it for 30 s).
 MAX_SLEEP = 10.0
 CLOCK_STEP = 5.0  # seconds of disagreement between wall and monotonic time that count as a step
 REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
-STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # heartbeat of status.json while nothing changes
+STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # mtime heartbeat of the status file when idle
 PRUNE_EVERY = timedelta(hours=1)
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 
@@ -40,7 +42,33 @@ DeviceFactory = Callable[[Config, RoomConfig, DeviceConfig, Clock], Device]
 
 
 def status_path(config: Config) -> Path:
+    """Where ``room-display status`` looks: ``state_dir/status.json``, a symbolic link into
+    :func:`runtime_dir` made once at start (so the SD card sees no status writes)."""
     return config.node.state_dir / "status.json"
+
+
+def runtime_dir() -> Path:
+    """A RAM-backed directory for files that change while the node runs.
+
+    systemd's ``RuntimeDirectory=`` (``$RUNTIME_DIRECTORY``, ``/run/room-display``), else
+    ``$XDG_RUNTIME_DIR/room-display``, else ``/dev/shm/room-display-UID``; the system temp dir
+    when none of those exists.
+    """
+    systemd = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "room-display"
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() else Path(os.environ.get("TMPDIR", "/tmp"))
+    return base / f"room-display-{os.getuid()}"
+
+
+def runtime_status_path(config: Config) -> Path:
+    """The status file itself; named after the state directory so nodes on one host differ."""
+    key = hashlib.sha256(str(config.node.state_dir.resolve()).encode()).hexdigest()[:12]
+    return runtime_dir() / f"status-{key}.json"
 
 
 def _content(name: str, occ: Occupancy, stale: bool) -> tuple[Any, ...]:
@@ -67,6 +95,7 @@ class Node:
         self._shown: dict[str, tuple[tuple[Any, ...], datetime]] = {}
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
+        self._status_body: str | None = None  # the document last written, minus generated_at
         self._last_prune: datetime | None = None
         self._pending_config: Config | None = None
         self._last_clocks: tuple[datetime, float] | None = None
@@ -269,16 +298,46 @@ class Node:
         return doc
 
     def write_status(self, now: datetime) -> None:
-        """Atomically replace ``status.json`` for ``room-display status`` to read."""
-        path = status_path(self.config)
+        """Publish the status document for ``room-display status``, writing only on change.
+
+        The file lives on a RAM-backed runtime path (:func:`runtime_status_path`); when nothing
+        in it changed, only its mtime moves (the heartbeat ``status`` checks), so an idle node
+        writes nothing to its state directory and the SD card under it.
+        """
+        doc = self.status(now)
+        generated = doc.pop("generated_at")
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        path = runtime_status_path(self.config)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(".status.json.tmp")
-            tmp.write_text(json.dumps(self.status(now), ensure_ascii=False, indent=1))
-            os.replace(tmp, path)
+            if body == self._status_body and path.exists():
+                os.utime(path)
+            else:
+                path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                if path.parent.stat().st_uid != os.getuid():  # /dev/shm is shared by all users
+                    raise PermissionError(errno.EPERM, "directory owned by another user")
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(f'{{"generated_at":{json.dumps(generated)},{body[1:]}',
+                               encoding="utf-8")
+                os.replace(tmp, path)
+                self._status_body = body
+                self._link_status(path)
             self._status_written = now
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc.strerror)
+
+    def _link_status(self, target: Path) -> None:
+        """Point ``state_dir/status.json`` at ``target`` unless it already does (once a run)."""
+        link = status_path(self.config)
+        try:
+            if link.is_symlink() and Path(os.readlink(link)) == target:
+                return
+        except OSError:
+            pass
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(".status.json.link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, link)
 
     def close(self) -> None:
         """Stop every device worker and release its port."""

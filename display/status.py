@@ -1,8 +1,10 @@
 """``room-display status``: the running node's snapshot, or the store's view when it is down.
 
-The node rewrites ``status.json`` in its state directory at every change and every few seconds.
-When that file is missing or old, or its process is gone, ``status`` says so plainly and computes
-the rooms from the schedule store itself (device health is then unknown).
+The node keeps its status document on a RAM-backed runtime path (``/run/room-display`` under
+systemd) and ``state_dir/status.json`` links to it. It rewrites the document only when something
+in it changed and otherwise touches its mtime every few seconds as a heartbeat. When that file is
+missing or its heartbeat old, or its process is gone, ``status`` says so plainly and computes the
+rooms from the schedule store itself (device health is then unknown).
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ def read_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
     now = now or SystemClock().now()
     path = status_path(config)
     try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        generated = datetime.fromisoformat(doc["generated_at"])
+        with path.open(encoding="utf-8") as f:
+            # The heartbeat is the mtime: the content is rewritten only when it changes.
+            beat = datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, now.tzinfo)
+            doc: dict[str, Any] = json.load(f)
+        datetime.fromisoformat(doc["generated_at"])  # a document of ours, not a stray file
         pid = int(doc.get("node", {}).get("pid", 0))
-        if now - generated <= FRESH and pid and _pid_alive(pid):
+        if now - beat <= FRESH and pid and _pid_alive(pid):
             doc["node"]["running"] = True
             return doc
-        reason = (f"the node's status is {int((now - generated).total_seconds())} s old"
+        reason = (f"the node's status is {int((now - beat).total_seconds())} s old"
                   if _pid_alive(pid) else "the node is not running")
     except FileNotFoundError:
         reason = "the node is not running (no status file yet)"

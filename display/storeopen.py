@@ -234,7 +234,8 @@ def skip_unusable_rows(path: Path) -> int:
         # ``slots`` is today's table; ``bookings`` the one before recurring series, still on
         # disk until the store migrates it (rows outside the bound must not reach that either).
         tables = [name for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('slots', 'bookings')")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name IN ('slots', 'bookings')")]
         for table in tables:
             rows = db.execute(f"SELECT room_id, event_id, start_ms, end_ms FROM {table} WHERE "
                               + outside[0], outside[1]).fetchall()

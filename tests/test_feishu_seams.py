@@ -2,40 +2,42 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import lark_oapi as lark
-import pytest
 from conftest import envelope
 
 from display.clock import SystemClock
-from display.config import FeishuConfig, Secret
-from display.intake.feishu.dispatch import Intake, build_handler, route_unregistered_types
-from display.intake.feishu.long_connection import WatchedClient
-from display.intake.sink import EventSink, Verdict
+from display.intake.feishu.long_connection import PayloadHandler, WatchedClient
+from display.intake.sink import EventSink
 from display.store import ScheduleStore
 
 START = datetime.now(UTC) + timedelta(hours=1)
 
 
-def test_unregistered_types_reach_our_handler(tmp_path: Path) -> None:
+def test_the_ws_client_hands_event_frames_to_do_without_validation() -> None:
+    # PayloadHandler stands in for the SDK's EventDispatcherHandler: only this method is called.
+    source = inspect.getsource(lark.ws.client.Client)
+    assert "self._event_handler._do_without_validation(pl)" in source
+
+
+def test_payload_handler_commits_ignores_and_acknowledges(tmp_path: Path) -> None:
     with ScheduleStore(tmp_path / "s.db") as store:
-        intake = Intake(EventSink(store, SystemClock()), long_connection=True)
-        cfg = FeishuConfig(app_id="cli", app_secret=Secret("s"))
-        handler = build_handler(intake, cfg)
+        handler = PayloadHandler(EventSink(store, SystemClock()))
         env = envelope(start=START, end=START + timedelta(hours=1))
-        env["event"]["type"] = "some_future_event"
-        # The long connection's entry point: raises "processor not found" without our map.
         handler._do_without_validation(json.dumps(env).encode())
-        assert intake.state.accepted is not None
-        assert intake.state.accepted.verdict is Verdict.IGNORED
-
-
-def test_route_unregistered_types_refuses_an_unknown_sdk_shape() -> None:
-    with pytest.raises(RuntimeError, match="_processorMap"):
-        route_unregistered_types(object(), lambda event: None)
+        assert store.seen(env["uuid"])
+        unknown = envelope(uuid="u2", start=START, end=START + timedelta(hours=1))
+        unknown["event"]["type"] = "some_future_event"
+        handler._do_without_validation(json.dumps(unknown).encode())  # acknowledged, ignored
+        broken = envelope(uuid="u3", start=START, end=START + timedelta(hours=1))
+        del broken["event"]["uid"]
+        handler._do_without_validation(json.dumps(broken).encode())  # logged, acknowledged
+        handler._do_without_validation(b"[" * 5000 + b"]" * 5000)
+        assert not store.seen("u2") and not store.seen("u3")
 
 
 def test_watched_client_sees_the_ping_interval_the_endpoint_sets() -> None:

@@ -167,3 +167,26 @@ def test_reconfigure_touches_only_what_changed(setup: Any) -> None:
     wait_for(lambda: led.writes == 2, what="renamed room redrawn")
     assert "b-sign" not in node.devices() and "b-sign2" in node.devices()
     assert (panel(config, "a-led") or {}).get("name") == "Room A (renamed)"
+
+
+def test_status_lives_on_the_runtime_path_and_is_rewritten_only_on_change(
+        setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, clock, _store, node, sink = setup
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))  # as systemd sets it
+    node.tick()
+    device = node.devices()["a-led"][1]
+    wait_for(lambda: device.health().last_update is not None, what="the first device update")
+    node.tick()  # the device's health (its first update) is in the document now
+    link = config.node.state_dir / "status.json"
+    target = link.resolve()
+    assert link.is_symlink() and target.parent == tmp_path / "run"
+    first = target.stat()
+    clock.advance(timedelta(seconds=MAX_SLEEP))
+    node.tick()  # nothing changed: the heartbeat only touches the file
+    again = target.stat()
+    assert (again.st_ino, again.st_size) == (first.st_ino, first.st_size)
+    assert again.st_mtime_ns >= first.st_mtime_ns
+    sink.accept(envelope(start=START, end=START + timedelta(hours=1), event_time=1))
+    node.tick()  # the room turned busy: a new document replaces the old one
+    assert target.stat().st_ino != first.st_ino
+    assert json.loads(link.read_text())["rooms"][0]["state"] == "busy"

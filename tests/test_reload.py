@@ -92,7 +92,7 @@ def test_sighup_reloads(node: tuple[Path, subprocess.Popen[str], Path]) -> None:
     before = config.stat()
     config.write_text(CONFIG.replace("Room A", "Room Z"), encoding="utf-8")
     os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
-    time.sleep(1.5)  # longer than the watcher's 1 s poll: proving an absence needs a wait
+    time.sleep(1.5)  # longer than the watcher's 0.25 s settle: proving an absence needs a wait
     assert panel(config, "a-led").get("name") == "Room A"
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: panel(config, "a-led").get("name") == "Room Z", 10, "reload on HUP")

@@ -7,6 +7,7 @@ SDK's helpers. Every rejection must leave the store untouched.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 from conftest import envelope, wait_for
 from feishu_standin import encrypt, encrypted_body, signed_headers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from intake_support import HttpClient, Recorder, write_config
 
 from display.intake.supervisor import IntakeSupervisor
@@ -328,6 +331,165 @@ def test_intake_survives_all_of_the_above(intake: Intake) -> None:
     assert intake.sup.starts == 1
 
 
+# -- hostile input: a clean 4xx, the child alive, nothing written, no traceback ------------------
+
+
+def _counts(intake: Intake) -> dict[str, int]:
+    with intake.store() as store:
+        return store.counts()
+
+
+def test_deep_nesting_at_the_default_body_limit_is_a_clean_400(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    sup = start_intake(tmp_path, Recorder(), max_body_bytes=65536)  # the default limit
+    try:
+        listen = wait_for(lambda: sup.ready_listen, 60, what="webhook intake ready")
+        client = HttpClient(listen)
+        status, reply = client.request("POST", PATH, b"[" * 30000 + b"]" * 30000)
+        assert status == 400 and "deeper" in reply["msg"], reply
+        assert client.request("GET", "/healthz") == (200, {"ok": True})
+        client.close()
+        assert sup.starts == 1
+    finally:
+        sup.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_deep_nesting_is_a_clean_400(intake: Intake, capfd: pytest.CaptureFixture[str]) -> None:
+    deep = b"[" * 4000 + b"]" * 4000  # deep enough for the decoder's recursion limit
+    before = _counts(intake)
+    status, reply = intake.post(deep)  # unsigned: no signature to check first
+    assert status == 400 and "deeper" in reply["msg"]
+    status, reply = intake.post(deep, signed_headers(deep, KEY))  # signed: past the signature
+    assert status == 400 and "deeper" in reply["msg"]
+    nested_in_secret = json.dumps({"encrypt": encrypt(b'{"a":' * 900 + b"1" + b"}" * 900,
+                                                      KEY)}).encode()
+    status, reply = intake.post(nested_in_secret, signed_headers(nested_in_secret, KEY))
+    assert status == 400 and "deeper" in reply["msg"]
+    assert intake.post_event(event(uid="after-deep"))[0] == 200
+    assert _counts(intake)["deliveries"] == before["deliveries"] + 1
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_signature_is_checked_before_the_body_is_parsed(intake: Intake) -> None:
+    body = b"{not json"
+    headers = signed_headers(body, KEY)
+    headers["X-Lark-Signature"] = "f" * 64
+    status, reply = intake.post(body, headers)
+    assert status == 401 and "signature" in reply["msg"]  # not 400 "malformed JSON"
+
+
+# Headers arrive as latin-1: "\u00b2" (superscript two) is the one str.isdigit() takes there.
+@pytest.mark.parametrize("stamp", ["{now}\u00b2", "+{now}", "{now}.0", "1_{now}", "-1", ""])
+def test_timestamp_must_be_ascii_digits(intake: Intake, stamp: str) -> None:
+    env = event(uid="stamp")
+    body = encrypted_body(env, KEY)
+    headers = signed_headers(body, KEY)
+    text = stamp.format(now=int(time.time()))
+    # Signed over the odd text itself, so only the timestamp check can refuse it.
+    headers["X-Lark-Request-Timestamp"] = text
+    headers["X-Lark-Signature"] = hashlib.sha256(
+        (text + headers["X-Lark-Request-Nonce"] + KEY).encode() + body).hexdigest()
+    status, reply = intake.post(body, headers)
+    assert status == 401 and "X-Lark-Request-Timestamp" in reply["msg"], reply
+    assert_not_stored(intake, env)
+
+
+def test_a_burst_of_50_clients_at_once_sees_no_reset(intake: Intake) -> None:
+    host, port = intake.listen.rsplit(":", 1)
+    bodies = []
+    for i in range(50):
+        body = encrypted_body(event(uid=f"burst{i}"), KEY)
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, KEY).items())
+        bodies.append(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{head}"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    socks = [socket.socket() for _ in bodies]
+    replies: list[bytes | BaseException] = [b""] * len(socks)
+    go = threading.Barrier(len(socks))
+
+    def one(i: int) -> None:
+        try:
+            go.wait(10)
+            socks[i].settimeout(30)
+            socks[i].connect((host, int(port)))  # all 50 SYNs at the same moment
+            socks[i].sendall(bodies[i])
+            reply = b""
+            while chunk := socks[i].recv(4096):
+                reply += chunk
+            replies[i] = reply
+        except OSError as exc:
+            replies[i] = exc
+        finally:
+            socks[i].close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(socks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    failures = [r for r in replies if not (isinstance(r, bytes) and r.startswith(b"HTTP/1.1 200"))]
+    assert not failures, failures[:3]
+
+
+# Raw bytes a client may send, from plain noise to signed bodies one step away from valid.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@st.composite
+def _hostile(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    choice = draw(st.integers(0, 4))
+    if choice == 0:  # noise, unsigned
+        return draw(st.binary(max_size=300)), {}
+    if choice == 1:  # noise, validly signed: reaches the JSON decoder
+        body = draw(st.binary(max_size=300))
+        return body, signed_headers(body, KEY)
+    if choice == 2:  # any JSON, validly signed, maybe encrypted
+        value = draw(_json_values)
+        plain = json.dumps(value).encode()
+        body = (json.dumps({"encrypt": encrypt(plain, KEY)}).encode() if draw(st.booleans())
+                else plain)
+        return body, signed_headers(body, KEY)
+    env = event(uid=f"fuzz-{draw(st.integers(0, 10**9))}")
+    body = encrypted_body(env, KEY)
+    headers = signed_headers(body, KEY)
+    if choice == 3:  # a valid delivery with one byte of the body changed
+        i = draw(st.integers(0, len(body) - 1))
+        body = body[:i] + bytes([body[i] ^ draw(st.integers(1, 255))]) + body[i + 1:]
+    else:  # a valid delivery with a header replaced by anything
+        name = draw(st.sampled_from(sorted(headers)))
+        headers[name] = draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7e),
+                                     max_size=70))
+    return body, headers
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_hostile())
+def test_fuzzed_requests_get_a_clean_answer_and_change_nothing(
+        intake: Intake, capfd: pytest.CaptureFixture[str], sample: tuple[bytes, dict[str, str]],
+) -> None:
+    body, headers = sample
+    before, pid = _counts(intake), intake.sup.ready_pid
+    status, reply = intake.post(body, headers)
+    after = _counts(intake)
+    assert isinstance(reply, dict) and isinstance(reply.get("msg", reply.get("challenge")), str)
+    if status == 200:
+        assert reply.get("verdict") in ("applied", "duplicate", "superseded", "ignored"), reply
+    else:
+        assert status in (400, 401), (status, reply)
+        assert after == before  # nothing stored, not even the delivery's uuid
+    client = HttpClient(intake.listen)
+    try:
+        assert client.request("GET", "/healthz") == (200, {"ok": True})
+    finally:
+        client.close()
+    assert intake.sup.ready_pid == pid  # the same child: it neither died nor was restarted
+    assert "Traceback" not in capfd.readouterr().err
+
+
 # -- kill -9 ------------------------------------------------------------------------------------
 
 
@@ -383,3 +545,4 @@ def test_state_survives_kill_9_mid_stream(intake: Intake) -> None:
             assert (status, reply.get("verdict")) == (200, "duplicate")
     finally:
         client.close()
+

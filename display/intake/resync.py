@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import lark_oapi as lark
-from lark_oapi.core.exception import ObtainAccessTokenException
-
 from display.clock import Clock
 from display.config import FeishuConfig
 from display.errors import EventError, FeishuApiError, StoreError
+
+# lark-oapi's core only (token manager, transport): not `import lark_oapi`, which loads every
+# service of the SDK (see display.intake.feishu.sdk).
+from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
+from display.intake.feishu.sdk import core as lark
 from display.intake.freebusy import chunks, parse_freebusy, rfc3339
 from display.model import RoomEvent
 from display.store import ScheduleStore
@@ -70,7 +72,8 @@ class FreeBusyApi(Protocol):
 
 
 class LarkFreeBusy:
-    """``batch_get`` through lark-oapi's ``Client``, which fetches and caches the tenant token.
+    """``batch_get`` through lark-oapi's token manager, which fetches and caches the tenant
+    token, and its HTTP transport (:class:`~display.intake.feishu.sdk.TenantClient`).
 
     Raises :class:`FeishuApiError` for what retrying later may fix (unreachable, token refused,
     rate limited, an error code) and :class:`EventError` for an answer that is not JSON.
@@ -80,12 +83,8 @@ class LarkFreeBusy:
         self.domain = feishu.domain
         # ValueError for a plain-http domain that is not loopback: the SDK refuses to send
         # the app secret there.
-        self._client = (lark.Client.builder().app_id(feishu.app_id)
-                        .app_secret(feishu.app_secret.reveal()).domain(feishu.domain)
-                        .timeout(HTTP_TIMEOUT)
-                        # build() sets the SDK logger's level: keep it at warnings, as the
-                        # child configured it.
-                        .log_level(lark.LogLevel.WARNING).build())
+        self._client = TenantClient(feishu.app_id, feishu.app_secret.reveal(), feishu.domain,
+                                    HTTP_TIMEOUT)
 
     def fetch(self, rooms: Sequence[str], time_min: datetime, time_max: datetime) -> Any:
         queries = [("room_ids", room) for room in rooms]

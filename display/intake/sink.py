@@ -22,6 +22,9 @@ from display.store import Outcome, ScheduleStore
 
 log = logging.getLogger(__name__)
 
+#: Seconds between the INFO lines counting applied events (each event is logged at DEBUG).
+SUMMARY_EVERY = 60.0
+
 
 class Verdict(StrEnum):
     """How an accepted delivery was handled; every verdict is acknowledged."""
@@ -54,6 +57,9 @@ class EventSink:
         self._on_applied = on_applied
         self._unknown_logged: set[str] = set()
         self._lock = threading.Lock()
+        self._applied = 0
+        self._rooms: set[str] = set()
+        self._summary_at = self._since = clock.monotonic() - SUMMARY_EVERY
 
     def accept(self, raw: Any) -> Accepted:
         """Handle one decoded envelope. Thread-safe."""
@@ -75,10 +81,30 @@ class EventSink:
             log.info("event %s (%s) is older than the version we have; ignored",
                      event.event_id, event.kind.value)
             return Accepted(Verdict.SUPERSEDED, event)
-        log.info("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
-                 ",".join(sorted(result.changed)))
+        # One line per event would cost more than the commit at a burst's rate: DEBUG here,
+        # a count at INFO from log_summary().
+        log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
+                  ",".join(sorted(result.changed)))
+        with self._lock:
+            self._applied += 1
+            self._rooms.update(result.changed)
         if result.changed:
             self._on_change(result.changed)
         if self._on_applied is not None:
             self._on_applied(event, result.changed)
+        self.log_summary()
         return Accepted(Verdict.APPLIED, event, result.changed)
+
+    def log_summary(self, force: bool = False) -> None:
+        """At most every :data:`SUMMARY_EVERY` seconds (or when ``force``), one INFO line with
+        the events applied since the last one. Thread-safe; also called by the intake's
+        heartbeat so a quiet spell does not hold the last count back."""
+        now = self._clock.monotonic()
+        with self._lock:
+            if not self._applied or (not force and now - self._summary_at < SUMMARY_EVERY):
+                return
+            applied, rooms = self._applied, len(self._rooms)
+            self._applied, self._rooms, self._summary_at = 0, set(), now
+        log.info("applied %d event(s) for %d room(s) in the last %.0f s", applied, rooms,
+                 now - self._since)
+        self._since = now

@@ -118,6 +118,9 @@ class IntakeSupervisor:
         self._healthy_after = healthy_after
         self._kill_grace = kill_grace
         self._stop = threading.Event()
+        # Set on the child's EOF and on close(): the monitor blocks on it (no polling) until then
+        # or until the child's silence limit runs out.
+        self._monitor_wake = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready_listen: str | None = None
@@ -150,7 +153,11 @@ class IntakeSupervisor:
     def close(self) -> None:
         """Stop the child (EOF on its stdin, then SIGTERM, then SIGKILL) and the threads."""
         self._stop.set()  # the monitor thread ends the child: it may be spawning one right now
-        for t in self._threads:
+        self._monitor_wake.set()
+        for t in self._threads[:1]:  # the monitor may still queue an on_link(False)...
+            t.join(timeout=self._kill_grace * 3 + 5)
+        self._calls.put(None)  # ...which the callback thread runs before this end mark
+        for t in self._threads[1:]:
             t.join(timeout=self._kill_grace * 3 + 5)
         self._threads.clear()
 
@@ -220,11 +227,15 @@ class IntakeSupervisor:
         log.info("started Feishu intake pid %d", proc.pid)
         last_line = [time.monotonic(), False]  # time of the newest line, any line seen yet
         eof = threading.Event()
+        wake = self._monitor_wake
         assert proc.stdout is not None  # we asked for a pipe
         reader = threading.Thread(target=self._read, args=(proc, proc.stdout, last_line, eof),
                                   name=f"intake-reader-{proc.pid}", daemon=True)
         reader.start()
-        while not eof.wait(0.2):
+        while True:
+            wake.clear()  # before the checks: a set() after them ends the wait below at once
+            if eof.is_set():
+                break
             if self._stop.is_set():
                 self._terminate(proc, gentle=True)
                 break
@@ -234,6 +245,8 @@ class IntakeSupervisor:
                 log.error("Feishu intake pid %d silent for %.0f s: killing it", proc.pid, quiet)
                 self._terminate(proc, gentle=False)
                 break
+            # Asleep until EOF, close() or the silence limit: no periodic wake-ups.
+            wake.wait(limit - quiet + 0.05)
         code = proc.wait()
         reader.join(timeout=5)
         with self._lock:
@@ -265,12 +278,15 @@ class IntakeSupervisor:
         try:
             for raw in stream:
                 last_line[0] = time.monotonic()
-                last_line[1] = True
+                if not last_line[1]:  # the limit drops from startup_timeout to silence
+                    last_line[1] = True
+                    self._monitor_wake.set()
                 self._handle_line(proc.pid, raw)
         except (OSError, ValueError) as exc:
             log.warning("reading from Feishu intake pid %d failed: %s", proc.pid, exc)
         finally:
             eof.set()
+            self._monitor_wake.set()
 
     def _handle_line(self, pid: int, raw: bytes) -> None:
         """Validate one protocol line and queue its callback; garbage is logged, not fatal."""
@@ -324,12 +340,7 @@ class IntakeSupervisor:
 
     def _dispatch(self) -> None:
         while True:
-            try:
-                fn = self._calls.get(timeout=0.5)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
+            fn = self._calls.get()  # blocks: close() queues None as the end mark
             if fn is None:
                 return
             try:

@@ -1,8 +1,9 @@
 """The Feishu intake child process: the only package that imports ``lark_oapi``.
 
 lark-oapi keeps one module-global asyncio loop, its ``ws.Client.start()`` blocks forever, has no
-``stop()`` and can die silently; importing it costs seconds and ~170 MB. So the intake runs in a
-child process, started and restarted by :class:`display.intake.supervisor.IntakeSupervisor`::
+``stop()`` and can die silently; importing all of it costs seconds and ~170 MB (we import only
+its ``core`` and ``ws``, see :mod:`.sdk`). So the intake runs in a child process, started and
+restarted by :class:`display.intake.supervisor.IntakeSupervisor`::
 
     python -m display.intake.feishu -c CONFIG [--alive-interval SECONDS]
         [--resync-interval SECONDS] [--resync-backoff SECONDS]   (the last two: tests)
@@ -10,14 +11,16 @@ child process, started and restarted by :class:`display.intake.supervisor.Intake
 It loads the config, opens the schedule store under ``[node] state_dir``, and feeds every event
 through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
 
-- ``mode = "long_connection"`` (default): the real ``lark.ws.Client`` in a thread; a watchdog exits
+- ``mode = "long_connection"`` (default): the real ``lark.ws.Client`` in a thread, handing each
+  event to :class:`~.long_connection.PayloadHandler`; a watchdog exits
   the process when no frame (ping, pong or data) arrived for 3 ping intervals, so the parent
   restarts it. Invalid events are logged and acknowledged (retries cannot fix them); a store
   failure makes the SDK answer 500 so Feishu retries.
 - ``mode = "webhook"``: a stdlib HTTP/1.1 server on ``listen`` serving ``path`` (and
-  ``GET /healthz``), with the SDK's ``EventDispatcherHandler`` doing decryption, token and
-  signature checks; our own checks in front give each rejection a clear status (see
-  :class:`~display.intake.feishu.webhook.WebhookHandler`).
+  ``GET /healthz``) that does Feishu's documented checks itself (:mod:`.checks`: replay window
+  and signature over the raw bytes, then bounded JSON, AES-256-CBC, verification token), each
+  rejection with a clear status (see :class:`~display.intake.feishu.webhook.WebhookHandler`).
+  It imports no ``lark_oapi`` unless re-sync is on.
 
 Unless ``resync = false``, it also re-syncs every room from Feishu's free/busy API
 (:mod:`display.intake.resync`): once ready, after each long-connection reconnect and every
@@ -49,7 +52,9 @@ The modules:
 
 - :mod:`.child`: ``main()`` (the command line above): config, store and sink, re-sync wiring;
 - :mod:`.channel`: the stdout lines above, exit codes, exiting when stdin closes;
-- :mod:`.dispatch`: lark-oapi's event dispatcher feeding :class:`~display.intake.sink.EventSink`;
+- :mod:`.checks`: the webhook's signature, replay window, decryption, nesting and token checks;
+- :mod:`.sdk`: lark-oapi's ``core`` and ``ws`` without the SDK's every service (with a logged
+  fallback to ``import lark_oapi``);
 - :mod:`.webhook` and :mod:`.long_connection`: the two modes.
 
 This file imports nothing, so importing :mod:`.channel` alone does not load ``lark_oapi``;

@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from display.clock import SystemClock
 from display.config import Config, FeishuConfig, load_config
@@ -22,17 +23,30 @@ from display.intake.feishu.channel import (
     exit_when_stdin_closes,
     take_stdout,
 )
-from display.intake.feishu.dispatch import Intake, SdkLogCapture, quiet_sdk_logger
-from display.intake.feishu.long_connection import run_long_connection
-from display.intake.feishu.webhook import run_webhook
-from display.intake.resync import BACKOFF_INITIAL, LarkFreeBusy, PassResult, Resync
 from display.intake.sink import EventSink
 from display.model import RoomEvent
 from display.store import ScheduleStore
 
+if TYPE_CHECKING:
+    from display.intake.resync import PassResult, Resync
+
+#: First retry delay after a failed re-sync (as :data:`display.intake.resync.BACKOFF_INITIAL`,
+#: which is not imported here: that module loads lark-oapi, which a webhook without re-sync
+#: never needs).
+BACKOFF_INITIAL = 30.0
+
 log = logging.getLogger(__name__)
 
 ALIVE_INTERVAL = 5.0
+
+
+def quiet_sdk_logger() -> None:
+    """Route lark-oapi's logger (once it is imported) to our stderr handler, warnings and up."""
+    sdk_log = logging.getLogger("Lark")
+    for handler in list(sdk_log.handlers):  # its own handler writes every record to stdout
+        sdk_log.removeHandler(handler)
+    sdk_log.setLevel(logging.WARNING)
+    sdk_log.propagate = True
 
 
 def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
@@ -45,6 +59,9 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
     if not feishu.resync_enabled:
         log.info("re-sync from free/busy is off (feishu.resync = false or resync_minutes = 0)")
         return None
+    from display.intake.resync import LarkFreeBusy, Resync  # loads lark-oapi
+
+    quiet_sdk_logger()
     problem = None
     if not feishu.app_id or not feishu.app_secret:
         problem = ("re-sync needs feishu.app_id and feishu.app_secret (or set "
@@ -130,9 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         sink = EventSink(store, SystemClock(),
                          on_change=lambda rooms: channel.send(changed=sorted(rooms)),
                          on_applied=applied)
-        intake = Intake(sink, long_connection=long_connection)
-        quiet_sdk_logger(SdkLogCapture(intake.state))
+        if not long_connection:
+            from display.intake.feishu.webhook import run_webhook
+
+            resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
+                                 args.resync_backoff)
+            return run_webhook(config.feishu, config.path, sink, channel, args.alive_interval,
+                               resync)
+        from display.intake.feishu.long_connection import run_long_connection
+
+        quiet_sdk_logger()
         resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
                              args.resync_backoff)
-        run = run_long_connection if long_connection else run_webhook
-        return run(config.feishu, config.path, intake, channel, args.alive_interval, resync)
+        return run_long_connection(config.feishu, config.path, sink, channel,
+                                   args.alive_interval, resync)

@@ -1,7 +1,9 @@
 """Long-connection mode: lark-oapi's websocket client, watched for silence.
 
 The SDK's ``ws.Client`` can die silently; :func:`run_long_connection` exits the process
-when no frame arrived for a few ping intervals, so the supervisor starts a fresh one.
+when no frame arrived for a few ping intervals, so the supervisor starts a fresh one. It is
+imported without the rest of the SDK (:func:`~display.intake.feishu.sdk.load_ws`) and handed
+:class:`PayloadHandler` instead of the SDK's event dispatcher and its table of every service.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import lark_oapi as lark
-from lark_oapi.ws.exception import ClientException
+from typing import TYPE_CHECKING, Any
 
 from display.config import FeishuConfig
+from display.errors import EventError, StoreError
 from display.intake.feishu.channel import EXIT_CONFIG, EXIT_FAILURE, ParentChannel
-from display.intake.feishu.dispatch import Intake, build_handler
-from display.intake.resync import Resync
+from display.intake.feishu.checks import Rejected, loads_object
+from display.intake.feishu.sdk import load_ws
+from display.intake.sink import EventSink
+
+if TYPE_CHECKING:
+    from display.intake.resync import Resync
 
 log = logging.getLogger(__name__)
+
+_ws = load_ws()
+ClientException: Any = _ws["lark_oapi.ws.exception"].ClientException
+LogLevel: Any = _ws["lark_oapi.core.enum"].LogLevel
 
 #: The watchdog never fires sooner than this, whatever ping interval the server asks for.
 WATCHDOG_FLOOR = 3.0
@@ -30,7 +38,43 @@ WATCHDOG_FLOOR = 3.0
 WATCHDOG_PINGS = 3
 
 
-class WatchedClient(lark.ws.Client):  # type: ignore[misc]  # lark_oapi is untyped
+class PayloadHandler:
+    """What the SDK's ws client calls for each event frame (``_do_without_validation``, the
+    method of its ``EventDispatcherHandler`` it uses): decode, commit through the sink, return
+    so the SDK acknowledges.
+
+    An invalid event is logged and acknowledged (a retry of the same bytes cannot fix it); a
+    store failure raises, so the SDK answers 500 and Feishu retries.
+    """
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self._ignored_v2: set[str] = set()
+
+    def _do_without_validation(self, payload: bytes) -> None:
+        try:
+            data = loads_object(payload, "event")
+        except Rejected as exc:
+            log.warning("rejected event frame: %s (acknowledged)", exc.reason)
+            return
+        header = data.get("header")
+        if data.get("schema") and isinstance(header, dict):  # a v2 event: none we subscribe to
+            kind = str(header.get("event_type", "?"))[:80]
+            if kind not in self._ignored_v2:
+                self._ignored_v2.add(kind)
+                log.info("ignoring v2 event type %r (acknowledged; logged once)", kind)
+            return
+        try:
+            self.sink.accept(data)
+        except EventError as exc:
+            log.warning("rejected event uuid=%.64r: %s (acknowledged)", data.get("uuid"), exc)
+        except StoreError as exc:
+            log.error("cannot commit event uuid=%.64r: %s (not acknowledged; Feishu retries)",
+                      data.get("uuid"), exc)
+            raise
+
+
+class WatchedClient(_ws["lark_oapi.ws"].Client):  # type: ignore[misc]  # lark_oapi is untyped
     """``lark.ws.Client`` that remembers when it last heard from the server.
 
     Every frame (ping, pong, data) counts; the watchdog in :func:`run_long_connection` compares
@@ -57,7 +101,7 @@ class WatchedClient(lark.ws.Client):  # type: ignore[misc]  # lark_oapi is untyp
         return float(self._ping_interval or 0)
 
 
-def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
+def run_long_connection(feishu: FeishuConfig, config_path: Path, sink: EventSink,
                         channel: ParentChannel, alive_interval: float,
                         resync: Resync | None) -> int:
     """Hold the long connection until it dies, the watchdog fires or stdin closes."""
@@ -87,8 +131,8 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
         channel.send(link="up")
 
     client = WatchedClient(feishu.app_id, feishu.app_secret.reveal(),
-                           event_handler=build_handler(intake, feishu), domain=feishu.domain,
-                           log_level=lark.LogLevel.WARNING, on_connected=connected)
+                           event_handler=PayloadHandler(sink), domain=feishu.domain,
+                           log_level=LogLevel.WARNING, on_connected=connected)
     client.on_reconnecting = reconnecting
     client.on_reconnected = reconnected
     done: queue.Queue[int] = queue.Queue()
@@ -107,12 +151,8 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
             done.put(EXIT_FAILURE)
 
     threading.Thread(target=run, name="lark-ws", daemon=True).start()
-    next_alive = 0.0
+    next_alive = time.monotonic()
     while True:
-        try:
-            return done.get(timeout=min(1.0, alive_interval))
-        except queue.Empty:
-            pass
         now = time.monotonic()
         age = now - client.last_frame
         limit = max(WATCHDOG_PINGS * client.ping_interval, WATCHDOG_FLOOR)
@@ -124,3 +164,8 @@ def run_long_connection(feishu: FeishuConfig, config_path: Path, intake: Intake,
         if now >= next_alive:
             next_alive = now + alive_interval
             channel.send(alive=round(time.time(), 3), last_frame_age=round(age, 3))
+        # Asleep until the next alive line or the watchdog's deadline, whichever is first.
+        try:
+            return done.get(timeout=max(0.01, min(next_alive, now + limit - age) - now))
+        except queue.Empty:
+            pass

@@ -1,12 +1,13 @@
-"""Webhook mode: a stdlib HTTP/1.1 server whose requests pass our checks, then the SDK's.
+"""Webhook mode: a stdlib HTTP/1.1 server doing Feishu's documented checks itself.
 
-:class:`WebhookHandler` lists the status of every answer.
+:class:`WebhookHandler` lists the status of every answer; :mod:`.checks` holds the checks
+(signature over the raw bytes before any JSON is parsed). Events go to the same
+:class:`~display.intake.sink.EventSink` as the long connection's; nothing here imports
+``lark_oapi``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -14,41 +15,49 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import lark_oapi as lark
-from lark_oapi.core.exception import AccessDeniedException, NoAuthorizationException
-from lark_oapi.core.utils import AESCipher
 
 from display.config import FeishuConfig
 from display.errors import EventError, StoreError
-from display.intake.envelope import parse_envelope
 from display.intake.feishu.channel import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ParentChannel
-from display.intake.feishu.dispatch import Intake, build_handler
-from display.intake.resync import Resync
+from display.intake.feishu.checks import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Kind,
+    Rejected,
+    open_delivery,
+)
+from display.intake.sink import Accepted, EventSink, Verdict
+
+if TYPE_CHECKING:  # resync imports lark-oapi; a webhook without re-sync never does
+    from display.intake.resync import Resync
 
 log = logging.getLogger(__name__)
 
 #: Idle keep-alive connections are closed after this; it also bounds a slow client's request.
 HTTP_TIMEOUT = 30.0
+#: serve_forever's select() timeout; only shutdown() would need it shorter, and we never call it.
+IDLE_POLL = 3600.0
+#: listen() backlog: Feishu retries a burst of deliveries at once; a short queue would drop
+#: their SYNs (a retry a second later) or, with tcp_abort_on_overflow, reset them.
+BACKLOG = 256
 
-# The SDK looks these up case-sensitively in RawRequest.headers; HTTP header names are not.
-TIMESTAMP_HEADER = lark.LARK_REQUEST_TIMESTAMP
-NONCE_HEADER = lark.LARK_REQUEST_NONCE
-SIGNATURE_HEADER = lark.LARK_REQUEST_SIGNATURE
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
 
 class WebhookServer(ThreadingHTTPServer):
-    """HTTP server carrying the intake and config its request handlers need."""
+    """HTTP server carrying the sink and config its request handlers need."""
 
     daemon_threads = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, feishu: FeishuConfig, intake: Intake, handler: Any) -> None:
+    def __init__(self, feishu: FeishuConfig, sink: EventSink) -> None:
         self.feishu = feishu
-        self.intake = intake
-        self.dispatcher = handler
+        self.sink = sink
+        self._ignored_v2: set[str] = set()
+        self._ignored_lock = threading.Lock()
         super().__init__((feishu.listen_host, feishu.listen_port), WebhookHandler)
 
     @property
@@ -56,13 +65,26 @@ class WebhookServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
 
+    def first_v2(self, kind: str) -> bool:
+        """Whether this v2 event type is seen for the first time (logged once)."""
+        with self._ignored_lock:
+            first = kind not in self._ignored_v2
+            self._ignored_v2.add(kind)
+        return first
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print a traceback to stderr for any client; one line instead.
+        log.error("webhook request from %s failed", client_address[0], exc_info=log.isEnabledFor(
+            logging.DEBUG))
+
 
 class WebhookHandler(BaseHTTPRequestHandler):
-    """One webhook request: cheap checks first, then the SDK, then a clear status.
+    """One webhook request: HTTP checks, then Feishu's (:mod:`.checks`), then the sink.
 
     404 other path, 405 not POST, 411 no Content-Length, 413 body too large (not read),
-    400 malformed JSON / undecryptable / invalid event (``{"msg": "<field>: <reason>"}``),
-    401 signature, stale timestamp or verification token, 503 store failure (Feishu retries),
+    400 malformed JSON / too deeply nested / undecryptable / invalid event
+    (``{"msg": "<field>: <reason>"}``), 401 signature missing or wrong, timestamp not digits or
+    outside the replay window, verification token wrong, 503 store failure (Feishu retries),
     200 ``{"msg": "success", "verdict": ...}`` or the url_verification challenge.
     """
 
@@ -111,7 +133,9 @@ class WebhookHandler(BaseHTTPRequestHandler):
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             return self._reject(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        if not length_text.strip().isdigit():
+        length_text = length_text.strip()
+        if not (length_text.isascii() and length_text.isdigit()):
+            self.close_connection = True  # where the body ends is unknown
             return self._reject(HTTPStatus.BAD_REQUEST,
                                 f"Content-Length {length_text[:20]!r} is not a number")
         length = int(length_text)
@@ -122,96 +146,40 @@ class WebhookHandler(BaseHTTPRequestHandler):
         if len(body) != length:
             self.close_connection = True
             return  # the client went away mid-body: nobody to answer
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return self._reject(HTTPStatus.BAD_REQUEST, f"malformed JSON: {exc}")
-        if not isinstance(data, dict):
-            return self._reject(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
         headers = {_CANONICAL.get(k.lower(), k): v for k, v in self.headers.items()}
-        problem = self._check_signature(headers, body)
-        if problem:
-            return self._reject(HTTPStatus.UNAUTHORIZED, problem)
-        # Missing signature headers become empty strings so the SDK rejects an unsigned event
-        # with its signature error (not a TypeError); url_verification is never signed-checked.
-        for name in _CANONICAL.values():
-            headers.setdefault(name, "")
-        self._dispatch(headers, body, data)
-
-    def _check_signature(self, headers: dict[str, str], body: bytes) -> str | None:
-        """Our checks before the SDK's: replay window, then the signature in constant time."""
-        signature = headers.get(SIGNATURE_HEADER)
-        if not signature:
-            return None
-        feishu = self.server.feishu
-        stamp = headers.get(TIMESTAMP_HEADER, "")
         try:
-            age = time.time() - int(stamp)
-        except ValueError:
-            return f"{TIMESTAMP_HEADER} {stamp[:20]!r} is not a number"
-        if abs(age) > feishu.replay_window_seconds:
-            return (f"{TIMESTAMP_HEADER} is {age:.0f} s off (outside the "
-                    f"±{feishu.replay_window_seconds} s replay window)")
-        key = feishu.encrypt_key.reveal()
-        if key:
-            nonce = headers.get(NONCE_HEADER, "")
-            expected = hashlib.sha256((stamp + nonce + key).encode() + body).hexdigest()
-            if not hmac.compare_digest(expected, signature.strip().lower()):
-                return "signature verification failed"
-        return None
-
-    def _dispatch(self, headers: dict[str, str], body: bytes, data: dict[str, Any]) -> None:
-        request = lark.RawRequest()
-        request.uri = self.path
-        request.headers = headers
-        request.body = body
-        state = self.server.intake.state
-        state.reset()
-        state.capturing = True
+            delivery = open_delivery(headers, body, encrypt_key=feishu.encrypt_key.reveal(),
+                                     verification_token=feishu.verification_token.reveal(),
+                                     window=feishu.replay_window_seconds, now=time.time())
+        except Rejected as exc:
+            return self._reject(exc.status, exc.reason)
+        if delivery.kind is Kind.CHALLENGE:
+            log.info("answered url_verification")
+            return self._reply(HTTPStatus.OK, {"challenge": delivery.data["challenge"]})
+        if delivery.kind is Kind.EVENT_V2:
+            kind = str(delivery.data["header"].get("event_type", "?"))[:80]
+            if self.server.first_v2(kind):
+                log.info("ignoring v2 event type %r (acknowledged; logged once)", kind)
+            return self._accepted(Accepted(Verdict.IGNORED))
         try:
-            response = self.server.dispatcher.do(request)
-        finally:
-            state.capturing = False
-        if isinstance(state.error, EventError):
-            return self._reject(HTTPStatus.BAD_REQUEST, str(state.error), logged=True)
-        if isinstance(state.error, StoreError):
+            accepted = self.server.sink.accept(delivery.data)
+        except EventError as exc:
+            return self._reject(HTTPStatus.BAD_REQUEST, str(exc))
+        except StoreError as exc:
+            log.error("cannot commit event uuid=%.64r: %s (answered 503; Feishu retries)",
+                      delivery.data.get("uuid"), exc)
             return self._reply(HTTPStatus.SERVICE_UNAVAILABLE,
                                {"msg": "schedule store unavailable; retry later"})
-        if response.status_code == HTTPStatus.OK:
-            if state.accepted is not None:
-                return self._reply(HTTPStatus.OK, {"msg": "success",
-                                                   "verdict": state.accepted.verdict.value})
-            log.info("answered url_verification")
-            return self._send(HTTPStatus.OK, response.content or b"{}")
-        self._reject(*self._classify(state.sdk_error, data))
+        self._accepted(accepted)
 
-    def _classify(self, error: BaseException | None,
-                  data: dict[str, Any]) -> tuple[HTTPStatus, str]:
-        """Status and reason for a request the SDK refused before reaching our handler."""
-        if isinstance(error, AccessDeniedException | NoAuthorizationException):
-            return HTTPStatus.UNAUTHORIZED, str(error)
-        if error is None:
-            return HTTPStatus.INTERNAL_SERVER_ERROR, "the SDK failed without a reason"
-        plain: Any = data
-        if "encrypt" in data:
-            try:
-                plain = json.loads(AESCipher(self.server.feishu.encrypt_key.reveal())
-                                   .decrypt_str(data["encrypt"]))
-            except (ValueError, TypeError, UnicodeDecodeError):
-                return HTTPStatus.BAD_REQUEST, "cannot decrypt the body (check feishu.encrypt_key)"
-        try:  # the SDK choked on the envelope's shape: name the field
-            parse_envelope(plain)
-        except EventError as exc:
-            return HTTPStatus.BAD_REQUEST, str(exc)
-        return HTTPStatus.BAD_REQUEST, f"malformed event ({type(error).__name__}: {error})"
+    def _accepted(self, accepted: Accepted) -> None:
+        self._reply(HTTPStatus.OK, {"msg": "success", "verdict": accepted.verdict.value})
 
     # -- answering ------------------------------------------------------------------------------
 
-    def _reject(self, status: HTTPStatus, reason: str, *, logged: bool = False,
-                **headers: str) -> None:
-        if not logged:
-            log.warning("webhook %d %s from %s: %s", status.value, status.phrase,
-                        self.client_address[0], reason)
+    def _reject(self, status: HTTPStatus, reason: str, **headers: str) -> None:
+        log.warning("webhook %d %s from %s: %s", status.value, status.phrase,
+                    self.client_address[0], reason)
         self._reply(status, {"msg": reason}, **headers)
 
     def _reply(self, status: HTTPStatus, payload: dict[str, Any], **headers: str) -> None:
@@ -232,7 +200,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
             self.wfile.write(content)
 
 
-def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
+def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
                 channel: ParentChannel, alive_interval: float, resync: Resync | None) -> int:
     """Serve webhooks until stdin closes (the process then exits from the watcher thread)."""
     if not feishu.verification_token:
@@ -240,7 +208,7 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
                   "carries it; copy it from the developer console)", config_path)
         return EXIT_CONFIG
     try:
-        server = WebhookServer(feishu, intake, build_handler(intake, feishu))
+        server = WebhookServer(feishu, sink)
     except OSError as exc:
         log.error("cannot listen on %s: %s (feishu.listen)", feishu.listen, exc)
         return EXIT_FAILURE
@@ -253,8 +221,11 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, intake: Intake,
     def heartbeat() -> None:
         while True:
             channel.send(alive=round(time.time(), 3), last_frame_age=None)
+            sink.log_summary()
             time.sleep(alive_interval)
 
     threading.Thread(target=heartbeat, name="alive", daemon=True).start()
-    server.serve_forever()
+    # The selector blocks until a connection arrives (no 0.5 s poll): nobody calls shutdown(),
+    # the process ends from the stdin watcher.
+    server.serve_forever(poll_interval=IDLE_POLL)
     return EXIT_OK

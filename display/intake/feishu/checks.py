@@ -1,0 +1,173 @@
+"""The webhook's documented checks, done here instead of in lark-oapi's dispatcher.
+
+Feishu signs a webhook delivery with ``X-Lark-Signature = hex(sha256(timestamp + nonce +
+encrypt_key + body))`` when an Encrypt Key is set, encrypts the body as ``{"encrypt": base64(iv +
+AES-256-CBC(key = sha256(encrypt_key), PKCS#7))}`` and puts the Verification Token in the event
+(``token``; ``header.token`` in a v2 event). :func:`open_delivery` applies them in the order that
+is cheapest for an attacker to fail: timestamp and signature over the raw bytes first, then JSON
+(with its nesting bounded), then decryption, then the token. Nothing here imports ``lark_oapi``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from http import HTTPStatus
+from typing import Any
+
+from Crypto.Cipher import AES
+
+TIMESTAMP_HEADER = "X-Lark-Request-Timestamp"
+NONCE_HEADER = "X-Lark-Request-Nonce"
+SIGNATURE_HEADER = "X-Lark-Signature"
+#: Deepest JSON nesting accepted; a Feishu envelope has 5 levels.
+MAX_DEPTH = 32
+
+
+class Kind(Enum):
+    """What a delivery that passed every check is."""
+
+    CHALLENGE = "url_verification"
+    EVENT_V1 = "v1"
+    EVENT_V2 = "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A checked delivery: its kind and decoded (decrypted) JSON object."""
+
+    kind: Kind
+    data: dict[str, Any]
+
+
+class Rejected(Exception):  # a verdict, not a failure of ours
+    """A delivery that fails a check: the HTTP status to answer and a one-line reason."""
+
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def depth_exceeds(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON text nests arrays/objects deeper than ``limit`` (strings skipped).
+
+    The C decoder recurses once per level, so ``[[[[...]]]]`` in a 64 KB body would end in a
+    RecursionError; bodies with few brackets (every real event) skip the scan.
+    """
+    text = raw.encode() if isinstance(raw, str) else raw
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def loads_object(raw: bytes | str, what: str = "body") -> dict[str, Any]:
+    """Decode a JSON object with bounded nesting; :class:`Rejected` (400) otherwise."""
+    if depth_exceeds(raw):
+        raise Rejected(HTTPStatus.BAD_REQUEST, f"{what} nests deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise Rejected(HTTPStatus.BAD_REQUEST, f"malformed JSON in the {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise Rejected(HTTPStatus.BAD_REQUEST, f"{what} must be a JSON object")
+    return data
+
+
+def check_signature(headers: Mapping[str, str], body: bytes, encrypt_key: str,
+                    window: int, now: float) -> bool:
+    """Check the timestamp (ASCII digits, inside ``±window`` s) and the signature over the raw
+    body in constant time. Returns ``False`` when the delivery carries no signature (a
+    url_verification is never signed); raises :class:`Rejected` (401) when a check fails."""
+    signature = headers.get(SIGNATURE_HEADER, "")
+    if not signature:
+        return False
+    stamp = headers.get(TIMESTAMP_HEADER, "")
+    # int() would also take " 12", "+12", "1_2" and other scripts' digits: the signature is over
+    # the header's exact text, so only the form Feishu sends is accepted.
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise Rejected(HTTPStatus.UNAUTHORIZED,
+                       f"{TIMESTAMP_HEADER} {stamp[:20]!r} is not a number of seconds")
+    age = now - int(stamp)
+    if abs(age) > window:
+        raise Rejected(HTTPStatus.UNAUTHORIZED, f"{TIMESTAMP_HEADER} is {age:.0f} s off "
+                                                f"(outside the ±{window} s replay window)")
+    nonce = headers.get(NONCE_HEADER, "")
+    expected = hashlib.sha256((stamp + nonce + encrypt_key).encode() + body).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        raise Rejected(HTTPStatus.UNAUTHORIZED, "signature verification failed")
+    return True
+
+
+def decrypt(encrypted: object, encrypt_key: str) -> bytes:
+    """The plaintext of an ``encrypt`` field; :class:`Rejected` (400) when it is not ours."""
+    failure = Rejected(HTTPStatus.BAD_REQUEST, "cannot decrypt the body (check "
+                                               "feishu.encrypt_key)")
+    if not isinstance(encrypted, str) or not encrypt_key:
+        raise failure
+    try:
+        blob = base64.b64decode(encrypted, validate=True)
+    except (binascii.Error, ValueError):
+        raise failure from None
+    if len(blob) < 32 or len(blob) % 16:
+        raise failure
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    plain = AES.new(key, AES.MODE_CBC, blob[:16]).decrypt(blob[16:])
+    pad = plain[-1]
+    if not 1 <= pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
+        raise failure
+    return plain[:-pad]
+
+
+def open_delivery(headers: Mapping[str, str], body: bytes, *, encrypt_key: str,
+                  verification_token: str, window: int, now: float) -> Delivery:
+    """Every check of one webhook delivery, cheapest first; :class:`Rejected` on a failure.
+
+    ``headers`` must use the canonical names above (HTTP names are case-insensitive).
+    """
+    signed = bool(encrypt_key) and check_signature(headers, body, encrypt_key, window, now)
+    data = loads_object(body)
+    if "encrypt" in data:
+        data = loads_object(decrypt(data["encrypt"], encrypt_key), "decrypted body")
+    header = data.get("header")
+    if data.get("schema") and isinstance(header, dict):
+        kind, token = Kind.EVENT_V2, header.get("token")
+    elif data.get("type") == "url_verification":
+        kind, token = Kind.CHALLENGE, data.get("token")
+    else:
+        kind, token = Kind.EVENT_V1, data.get("token")
+    if kind is not Kind.CHALLENGE and encrypt_key and not signed:
+        raise Rejected(HTTPStatus.UNAUTHORIZED, f"signature required ({SIGNATURE_HEADER} "
+                                                "missing; feishu.encrypt_key is set)")
+    # With an Encrypt Key the signature already proves the sender; an event then need not
+    # repeat the token, but one it carries must match (as lark-oapi checks).
+    needs_token = kind is Kind.CHALLENGE or not encrypt_key or token is not None
+    if needs_token and not (isinstance(token, str) and
+                            hmac.compare_digest(token.encode(), verification_token.encode())):
+        raise Rejected(HTTPStatus.UNAUTHORIZED, "invalid verification_token")
+    if kind is Kind.CHALLENGE and not isinstance(data.get("challenge"), str):
+        raise Rejected(HTTPStatus.BAD_REQUEST, "challenge: must be a string")
+    return Delivery(kind, data)
