@@ -20,12 +20,12 @@ from display.config import Config, load_config
 from display.devices.factory import device_factory
 from display.errors import ConfigError
 from display.freshness import Freshness
-from display.identify import DEFAULT_SECONDS, Identify
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
-from display.mqtt.service import MqttServices, make_link
+from display.mqtt_roles import MqttServices, make_link
 from display.node import Node
+from display.render.identify import DEFAULT_SECONDS, Identify
 from display.store import SERIES_WITHOUT_RESYNC
 from display.storeopen import open_store
 from display.systemd import ClockSync, notify

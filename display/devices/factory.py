@@ -20,13 +20,13 @@ from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device
 from display.errors import DeviceError
-from display.identify import Identify, pattern_led, pattern_sign
 from display.model import RoomView
-from display.render.types import LedOutput, SignImage
+from display.outputs import LedOutput, SignImage
+from display.render.identify import Identify, pattern_led, pattern_sign
 
 if TYPE_CHECKING:
-    from display.mqtt.client import MqttLink
     from display.node import DeviceFactory
+    from display.transport.mqtt_client import MqttLink
 
 
 def led_renderer(device: DeviceConfig,
@@ -58,8 +58,8 @@ def sign_renderer(device: DeviceConfig,
     return render
 
 if TYPE_CHECKING:
-    from display.mqtt.client import MqttLink
     from display.node import DeviceFactory
+    from display.transport.mqtt_client import MqttLink
 
 
 def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock,

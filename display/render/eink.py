@@ -32,6 +32,7 @@ from PIL import Image
 
 from display.config import DeviceConfig
 from display.model import RoomView
+from display.outputs import SignImage
 from display.render.canvas import Canvas, PlacedText
 from display.render.facts import sign_facts
 from display.render.fonts import Fonts, default_fonts
@@ -44,7 +45,6 @@ from display.render.sections import (
     draw_state_block,
     draw_timeline,
 )
-from display.render.types import SignImage
 from display.render.wording import text
 
 __all__ = ["Box", "Composition", "PlacedText", "compose", "render_sign", "text"]
