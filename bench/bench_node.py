@@ -10,8 +10,8 @@ one at a time over one keep-alive HTTP connection.
    state), p50/p99 over ``--events`` events spread over ``--starts`` fresh nodes (target p99
    <= 20 ms). The file is polled every 0.2 ms.
 2. webhook POST -> the LED frame on a pty: the LED's ``url`` is the pty of the board simulator
-   (``display/testing/boardsim.py``, running the reference firmware's logic); the time is when the board
-   read the SET_LED frame that turned it red (busy) or green (free). Target p99 <= 20 ms.
+   (``display/testing/boardsim.py``, running the reference firmware's logic); the time is when
+   the board read the SET_LED frame that turned it red (busy) or green (free). Target p99 <= 20 ms.
 3. start-up of each node in (1): from spawn to the first panel write, to systemd's READY=1 (a
    NOTIFY_SOCKET of ours) and to the webhook answering ``GET /healthz`` with 200; then, after its
    events, the peak RSS (VmHWM) of the node process and of its Feishu intake child. For the share

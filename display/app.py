@@ -26,7 +26,7 @@ from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt_roles import MqttServices, make_link
 from display.node import Node
 from display.render.identify import DEFAULT_SECONDS, Identify
-from display.store import SERIES_WITHOUT_RESYNC
+from display.store import SERIES_WITHOUT_RESYNC, store_path
 from display.storeopen import open_store
 from display.systemd import ClockSync, notify
 from display.watch import watch_file
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 
 #: How often a store that cannot be written (disk full) is tried again.
 STORE_RETRY_SECONDS = 5.0
-
-
-def store_path(config: Config) -> Path:
-    return config.node.state_dir / "schedule.db"
 
 
 def identify_request_path(config: Config) -> Path:

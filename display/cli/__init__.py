@@ -9,21 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from display import __version__
+from display.cli.signals import install_signal_handlers
 from display.config import Config, default_config_path, load_config
 from display.errors import RoomDisplayError
-
-if TYPE_CHECKING:
-    from display.app import App
 
 log = logging.getLogger("display")
 
@@ -130,25 +125,6 @@ def _config(args: argparse.Namespace, *, secrets: bool = True) -> Config:
 
 
 # -- run -----------------------------------------------------------------------------------------
-
-
-def install_signal_handlers(app: App) -> None:
-    """TERM/INT stop, HUP reloads the config, USR1 serves ``identify``.
-
-    Handlers only hand work to a thread: a signal can arrive while the loop holds a lock.
-    """
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        app.stop()
-
-    def in_thread(target: Callable[[], object], name: str) -> Any:
-        return lambda signum, frame: threading.Thread(target=target, name=name,
-                                                      daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, in_thread(app.reload, "reload"))
-    signal.signal(signal.SIGUSR1, in_thread(app.identify_requested, "identify"))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

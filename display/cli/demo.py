@@ -178,7 +178,7 @@ def run_demo(directory: Path, port: int) -> int:
 
     view_tz = config.node.tz
     with App(config) as app:
-        from display.cli import install_signal_handlers
+        from display.cli.signals import install_signal_handlers
 
         install_signal_handlers(app)
         app.node.listeners.append(on_view)

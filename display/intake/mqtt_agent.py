@@ -11,8 +11,8 @@ bridge its rooms' schedules came from says ``online``. Until a schedule arrives,
 down ("no schedule received yet"), so a misconfigured topic prefix turns panels stale instead
 of showing "free" forever.
 
-Every payload is checked (:func:`display.transport.mqtt_schema.decode_schedule`): a bad one is one log line
-naming the room and what was wrong, and changes nothing.
+Every payload is checked (:func:`display.transport.mqtt_schema.decode_schedule`): a bad one is
+one log line naming the room and what was wrong, and changes nothing.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""MQTT fan-out: one Feishu connection (the bridge), many panel agents (DESIGN.md, "roles").
+"""Publishing: the node's schedules and views out to other consumers, over MQTT.
 
-- :mod:`display.transport.mqtt_client`: the node's one broker connection (:class:`MqttLink`);
-- :mod:`display.transport.mqtt_schema`: topics and the schedule payload, encoded and validated;
+MQTT fan-out is one Feishu connection (the bridge) and many panel agents:
+
 - :mod:`display.publish.bridge`: the bridge publishes every room's schedule and state, retained;
-- :mod:`display.intake.mqtt_agent`: a panel agent's intake, the schedule topics of its own rooms;
-- :mod:`display.publish.homeassistant`: Home Assistant MQTT discovery;
-- :mod:`display.encode.mqtt_image`: the e-ink image payload for Wi-Fi panels;
-- :mod:`display.mqtt_roles`: wiring all of it to a :class:`~display.node.Node` by role.
+- :mod:`display.publish.homeassistant`: Home Assistant MQTT discovery.
 
-Nothing in this package imports ``lark_oapi``: a panel agent must start fast and stay small.
+The rest of MQTT lives with its stage: the connection in :mod:`display.transport.mqtt_client`,
+topics and the schedule payload in :mod:`display.transport.mqtt_schema`, the agent's intake in
+:mod:`display.intake.mqtt_agent`, the e-ink image payload in :mod:`display.encode.mqtt_image`, and
+the wiring by role in :mod:`display.mqtt_roles`. None of it imports ``lark_oapi``: a panel agent
+must start fast and stay small.
 """

@@ -1,8 +1,9 @@
 """The bridge's side of the fan-out: every configured room's schedule and state, retained.
 
 - ``{p}/v1/rooms/{open_id}/schedule``: the room's bookings that have not ended (see
-  :func:`display.transport.mqtt_schema.encode_schedule`), republished whenever the node re-reads the room
-  from the store (intake committed a change), so a booking next week reaches the agents too;
+  :func:`display.transport.mqtt_schema.encode_schedule`), republished whenever the node
+  re-reads the room from the store (intake committed a change), so a booking next week reaches
+  the agents too;
 - ``{p}/v1/rooms/{open_id}/state``: :func:`display.devices.virtual.view_json` of the room's view,
   published whenever the node shows a new view.
 

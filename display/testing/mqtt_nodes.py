@@ -100,7 +100,7 @@ class RunningNode:
         return (self.panel() or {}).get("state")
 
     def link(self, name: str) -> dict[str, Any]:
-        links: dict[str, Any] = self.node.freshness.links()
+        links: dict[str, dict[str, Any]] = self.node.freshness.links()
         return links.get(name, {})
 
 

@@ -1,7 +1,8 @@
 """E-ink renderer: golden images, layout properties that catch overflow, fonts, rotation.
 
 Golden PNGs live in tests/unit/render/golden/; regenerate with ``UPDATE_GOLDEN=1 scripts/test
-tests/unit/render/test_render_eink.py`` after an intended change, then look at them before committing.
+tests/unit/render/test_render_eink.py`` after an intended change,
+then look at them before committing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The agent's serial devices against the reference firmware on a pty (display/testing/boardsim.py)."""
+"""The agent's serial devices against the reference firmware on a pty.
+
+The board is :mod:`display.testing.boardsim`.
+"""
 
 from __future__ import annotations
 
