@@ -1,7 +1,8 @@
 """Feishu intake child on its own: spawn to ready and peak RSS, re-sync on, both modes.
 
 The child (``python -m display.intake.feishu -c CONFIG``, as the supervisor starts it) talks to
-the local Feishu stand-in (``display/testing/feishu_standin.py``: tenant token, free/busy, long-connection
+the local Feishu stand-in (``display/testing/feishu_standin.py``: tenant token, free/busy,
+long-connection
 endpoint and WebSocket), with ``resync = true`` and one room. Measured per run, 5 runs a mode:
 
 - webhook: spawn -> the ``ready`` line (listening); peak RSS (VmHWM) once the first re-sync

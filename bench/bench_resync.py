@@ -1,6 +1,7 @@
 """Re-sync benchmark: 1,000 rooms with 5 daily series each, over the 2-day window.
 
-The stand-in Feishu (display/testing/feishu_standin.py) runs in this process and answers ``batch_get`` with
+The stand-in Feishu (display/testing/feishu_standin.py) runs in this process and answers
+``batch_get`` with
 every series expanded into instances (``original_time`` 0, RFC 3339 at +08:00), computed once
 beforehand so that the figures are the bridge's, not the stand-in's. The re-sync runs where it
 runs in production: in a fresh process (the intake child's part: lark-oapi's client, the

@@ -14,6 +14,7 @@ from display.config import Config
 from display.intake.mqtt_agent import AgentIntake
 from display.node import Node
 from display.publish.bridge import BridgePublisher
+from display.publish.fleet import FleetGatherer, NodeStatusPublisher
 from display.publish.homeassistant import HomeAssistantDiscovery
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink
@@ -49,10 +50,15 @@ class MqttServices:
         self.bridge: BridgePublisher | None = None
         self.agent: AgentIntake | None = None
         self.homeassistant: HomeAssistantDiscovery | None = None
+        # Every node publishes its own health (devices, clock, version) for the fleet page;
+        # the bridge gathers everyone's into ``node.fleet``.
+        self.node_status = NodeStatusPublisher(self.link, node, clock)
+        self.fleet: FleetGatherer | None = None
         if config.role == "agent":
             self.agent = AgentIntake(self.link, node, store, clock)
         else:
             self.bridge = BridgePublisher(self.link, node, store, clock)
+            self.fleet = FleetGatherer(self.link, node)
             if config.mqtt.homeassistant:
                 self.homeassistant = HomeAssistantDiscovery(self.link, config, store)
         if config.role == "agent" and config.mqtt.homeassistant:
@@ -67,6 +73,10 @@ class MqttServices:
             self.agent.attach()
         if self.homeassistant is not None:
             self.homeassistant.attach()
+        if self.fleet is not None:
+            self.fleet.attach()
+        # Last: its connect hook then runs after the retained room topics went out.
+        self.node_status.attach()
         self.link.start()
 
     def reconfigure(self, config: Config) -> None:

@@ -66,7 +66,7 @@ def check_shared_ports(config: Config) -> Iterator[tuple[str, bool]]:
 
 def check_store(config: Config) -> tuple[str, bool]:
     """A damaged ``schedule.db``: ``run`` moves it aside and starts empty; say so first."""
-    from display.app import store_path
+    from display.store import store_path
     from display.storeopen import corruption
 
     path = store_path(config)

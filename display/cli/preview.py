@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from display.clock import SystemClock
-from display.config import Config, DeviceConfig, RoomConfig
+from display.config import Config, RoomConfig
 from display.errors import ConfigError, DeviceError, RoomDisplayError
 
 
@@ -22,23 +20,10 @@ def find_room(config: Config, ref: str) -> RoomConfig:
     raise ConfigError(str(config.path), "rooms", f"no room {ref!r}", f"known rooms: {known}")
 
 
-def sign_config(room: RoomConfig, size: str | None) -> DeviceConfig:
-    """The room's first e-ink device, resized by ``--size``; a 296x128 default if it has none."""
-    device = next((d for d in room.devices if d.kind == "eink"), None)
-    if device is None:
-        device = DeviceConfig(id="preview", kind="eink", url="virtual:.", protocol="panel")
-    if size:
-        m = re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
-        if not m:
-            raise ConfigError("--size", "", f"{size!r} is not WIDTHxHEIGHT", "e.g. --size 800x480")
-        device = dataclasses.replace(device, size=(int(m[1]), int(m[2])))
-    return device
-
-
 def preview(config: Config, room_ref: str, output: Path | None, size: str | None = None,
             now: datetime | None = None) -> Path:
     """Render the room's sign as the node would now and save it as PNG; returns the path."""
-    from display.render.eink import render_sign
+    from display.render.eink import render_sign, sign_config
     from display.status import read_status, stored_view
 
     now = now or SystemClock().now()

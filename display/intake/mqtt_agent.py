@@ -25,7 +25,6 @@ from display.clock import Clock
 from display.config import Config
 from display.errors import EventError, StoreError
 from display.node import Node
-from display.publish.fleet import NodeStatusPublisher
 from display.store import ScheduleStore
 from display.transport.mqtt_client import Message, MqttLink
 from display.transport.mqtt_schema import ONLINE, decode_schedule
@@ -58,8 +57,6 @@ class AgentIntake:
         self.link.subscribe(self.link.topics.all_availability, self._on_availability)
         self.reconfigure(self.config)
         self.node.extra_status["mqtt_schedules"] = self.status
-        # The agent's own health (devices, clock, version) for the bridge's fleet page.
-        NodeStatusPublisher(self.link, self.node, self.clock).attach()
 
     def reconfigure(self, config: Config) -> None:
         """Follow the rooms of ``config``: subscribe to new ones, drop removed ones."""

@@ -26,7 +26,6 @@ from display.config import Config
 from display.devices.virtual import view_json
 from display.model import Booking, RoomView
 from display.node import Node
-from display.publish.fleet import FleetGatherer, NodeStatusPublisher
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink
 from display.transport.mqtt_schema import bookings_window, encode_schedule
@@ -62,9 +61,6 @@ class BridgePublisher:
         self.node.schedule_listeners.append(self._on_schedules)
         self.link.add_connect_hook(self.republish_all)
         self._mark_all()
-        # The fleet: every node's status (``node.fleet``), and the bridge's own status too.
-        FleetGatherer(self.link, self.node).attach()
-        NodeStatusPublisher(self.link, self.node, self.clock).attach()
 
     def reconfigure(self, config: Config) -> None:
         """Rooms were added or removed (``map``, a reload): publish the new set."""

@@ -1,6 +1,7 @@
 """A board simulator: the reference firmware's protocol module in CPython, on the far end of a pty.
 
-``display/testing/firmware.py`` runs the real ``main.py`` on MicroPython; this simulator stays for what
+``display/testing/firmware.py`` runs the real ``main.py`` on MicroPython; this simulator stays for
+what
 that cannot do cheaply: lose replies, add noise to them, go silent mid-transfer, unplug the
 cable (the path disappears) and plug it back, announce any capabilities, and inspect the
 board's state from the test.

@@ -5,7 +5,8 @@ The firmware directory is not a Python package (on the board its files sit at th
 filesystem), so ``panel_board`` is loaded by path rather than by adding it to ``sys.path``.
 
 :class:`MicroBoard` starts ``micropython -X heapsize=...`` on ``main.py`` with the recording
-stand-ins from ``display/testing/mpy_standins`` (``machine.Pin``/``SPI``/``UART``, ``neopixel``) ahead of
+stand-ins from ``display/testing/mpy_standins`` (``machine.Pin``/``SPI``/``UART``, ``neopixel``)
+ahead of
 the built-in modules. Its stdin/stdout is the pty's master; the agent opens the slave through a
 symlink, as it opens ``/dev/ttyACM0``. :class:`Controller` replays the bus log the stand-ins
 write into the e-paper controller's RAM, so a test can read back what the panel would show.

@@ -30,7 +30,8 @@ from display.store import ScheduleStore
 if TYPE_CHECKING:
     from display.intake.feishu.resync import PassResult, Resync
 
-#: First retry delay after a failed re-sync (as :data:`display.intake.feishu.resync.BACKOFF_INITIAL`,
+#: First retry delay after a failed re-sync (as
+#: :data:`display.intake.feishu.resync.BACKOFF_INITIAL`,
 #: which is not imported here: that module loads lark-oapi, which a webhook without re-sync
 #: never needs).
 BACKOFF_INITIAL = 30.0

@@ -1,6 +1,7 @@
 """Recording stand-in for MicroPython's ``machine`` (Pin, SPI, UART) on the unix port.
 
-Loaded ahead of the built-in module by the firmware tests (``display/testing/firmware.py``). Settings come
+Loaded ahead of the built-in module by the firmware tests (``display/testing/firmware.py``).
+Settings come
 from the ``ROOM_DISPLAY_STANDIN`` environment variable, ``key=value`` pairs separated by ``;``:
 ``log`` (file the bus traffic is appended to), ``dc`` and ``busy`` (pin numbers), ``busy_level``
 (the BUSY value that means busy), ``refresh`` (the refresh command byte, after which BUSY reads

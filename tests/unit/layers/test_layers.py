@@ -20,14 +20,16 @@ PACKAGE = Path(display.__file__).resolve().parent
 
 #: Lowest first. Units on one line are peers and must not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("display", "errors", "model", "clock", "outputs", "systemd"),  # values, OS glue
+    ("display", "errors"),                       # the version, the one exception tree
+    ("model", "clock", "outputs", "systemd", "watch"),  # values, OS glue
     ("config",),                                                     # TOML -> values
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
+    ("storeopen",),                              # the store, whatever is on disk
     ("transport",),                                                  # bytes -> somewhere
     ("devices",),                                # renderer + encoder + transport
     ("node",),                                   # the loop
     ("status",),                                 # the loop's snapshot, read back
-    ("intake", "publish"),                       # what feeds the node, what it feeds
+    ("intake", "publish", "web"),                # what feeds the node, what it feeds
     ("mqtt_roles",),                             # MQTT roles wired to a node
     ("app",),                                    # everything wired
     ("cli", "testing"),                          # the command line, the fakes
