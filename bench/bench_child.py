@@ -1,7 +1,8 @@
 """Feishu intake child on its own: spawn to ready and peak RSS, re-sync on, both modes.
 
 The child (``python -m display.intake.feishu -c CONFIG``, as the supervisor starts it) talks to
-the local Feishu stand-in (``tests/feishu_standin.py``: tenant token, free/busy, long-connection
+the local Feishu stand-in (``display/testing/feishu_standin.py``: tenant token, free/busy,
+long-connection
 endpoint and WebSocket), with ``resync = true`` and one room. Measured per run, 5 runs a mode:
 
 - webhook: spawn -> the ``ready`` line (listening); peak RSS (VmHWM) once the first re-sync
@@ -26,11 +27,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from feishu_standin import FeishuStandIn, FreeBusyApi
 
 from bench.common import free_port, machine, median, peak_rss_mb
+from display.testing.feishu_standin import FeishuStandIn, FreeBusyApi
 
 CONFIG = """\
 [node]

@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_firmware.py`` (or ``scripts/bench firmware``). For each Waveshare
 model the firmware drives, ``hardware/firmware/main.py`` runs on MicroPython's unix port behind
-a pty with recording stand-ins for the SPI bus (tests/firmware.py), driven by the agent's
+a pty with recording stand-ins for the SPI bus (display/testing/firmware.py), driven by the agent's
 ``SerialEinkDevice`` with the real sign renderer. Per model:
 
 * bytes on the wire (framing included) and seconds at 115200 baud for a free → busy change,
@@ -25,20 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from firmware import PANELS, PICO_HEAP, MicroBoard
 
 from bench.common import machine, median
 from display.clock import FakeClock
 from display.config import DeviceConfig
-from display.devices import panel_protocol as pp
-from display.devices.panel_image import encode_sign
-from display.devices.serial_link import LinkOptions
 from display.devices.serial_panel import CHUNK_HEADER, SerialEinkDevice
+from display.encode import panel_protocol as pp
+from display.encode.panel_image import encode_sign
 from display.model import Occupancy, RoomView, State
+from display.outputs import Palette, SignImage
 from display.render.eink import render_sign
-from display.render.types import Palette, SignImage
+from display.testing.firmware import PANELS, PICO_HEAP, MicroBoard
+from display.transport.serial_link import LinkOptions
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 CHANGES = 3

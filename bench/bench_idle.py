@@ -34,13 +34,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import contextlib
 
-from conftest import envelope
-
 from bench.common import children, cmdline, free_port, machine, wait
+from display.testing.envelopes import envelope
 
 TOKEN = "bench-token"
 PATH = "/webhook/event"

@@ -26,16 +26,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the event builder and Feishu's crypto live there
-
-from conftest import envelope  # noqa: E402
-from intake_support import write_config  # noqa: E402
 
 from bench.common import machine, median, percentile, python_cost, wait  # noqa: E402
 from display.clock import SystemClock  # noqa: E402
 from display.intake.sink import EventSink  # noqa: E402
 from display.intake.supervisor import IntakeSupervisor  # noqa: E402
 from display.store import ScheduleStore  # noqa: E402
+from display.testing.envelopes import envelope  # noqa: E402
+from display.testing.intake_support import write_config  # noqa: E402
 
 KEY = "bench-encrypt-key"
 TOKEN = "vtoken"
@@ -69,7 +67,7 @@ def bench_webhook(n: int, clients: int, runs: int,
     """Events/s per run and per-request latencies (ms) through the webhook child."""
     # Imported here, after the import benchmark: it pulls in lark_oapi (for the stand-in's
     # protobuf frames), and a big parent would inflate the children's peak RSS.
-    from feishu_standin import encrypted_body, signed_headers
+    from display.testing.feishu_standin import encrypted_body, signed_headers
 
     rates: list[float] = []
     latencies: list[float] = []

@@ -38,7 +38,7 @@ from display.devices.base import Device  # noqa: E402
 from display.devices.virtual import VirtualDevice  # noqa: E402
 from display.intake.sink import EventSink  # noqa: E402
 from display.model import Booking, RoomView  # noqa: E402
-from display.mqtt.service import MqttServices  # noqa: E402
+from display.mqtt_roles import MqttServices  # noqa: E402
 from display.node import Node  # noqa: E402
 from display.store import ScheduleStore  # noqa: E402
 
@@ -244,7 +244,7 @@ from bench.common import peak_rss_mb
 from display.clock import SystemClock
 from display.config import load_config
 from display.devices.factory import make_device
-from display.mqtt.service import MqttServices
+from display.mqtt_roles import MqttServices
 from display.node import Node
 from display.store import ScheduleStore
 config = load_config(sys.argv[1])

@@ -10,8 +10,8 @@ one at a time over one keep-alive HTTP connection.
    state), p50/p99 over ``--events`` events spread over ``--starts`` fresh nodes (target p99
    <= 20 ms). The file is polled every 0.2 ms.
 2. webhook POST -> the LED frame on a pty: the LED's ``url`` is the pty of the board simulator
-   (``tests/boardsim.py``, running the reference firmware's logic); the time is when the board
-   read the SET_LED frame that turned it red (busy) or green (free). Target p99 <= 20 ms.
+   (``display/testing/boardsim.py``, running the reference firmware's logic); the time is when
+   the board read the SET_LED frame that turned it red (busy) or green (free). Target p99 <= 20 ms.
 3. start-up of each node in (1): from spawn to the first panel write, to systemd's READY=1 (a
    NOTIFY_SOCKET of ours) and to the webhook answering ``GET /healthz`` with 200; then, after its
    events, the peak RSS (VmHWM) of the node process and of its Feishu intake child. For the share
@@ -43,10 +43,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # envelope, boardsim
-
-from boardsim import BoardSim
-from conftest import envelope
 
 from bench.common import (
     children,
@@ -59,7 +55,9 @@ from bench.common import (
     python_cost,
     wait,
 )
-from display.devices import panel_protocol as pp
+from display.encode import panel_protocol as pp
+from display.testing.boardsim import BoardSim
+from display.testing.envelopes import envelope
 
 TOKEN = "bench-token"
 ROOM = "omm_bench"

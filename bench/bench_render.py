@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median, percentile
 from display.config import DeviceConfig
+from display.encode.planes import planes_bytes
 from display.model import State
+from display.outputs import Palette
 from display.render.eink import render_sign
-from display.render.encode import planes_bytes
 from display.render.fonts import Fonts
 from display.render.samples import sample_view
-from display.render.types import Palette
 
 SIZES = [(250, 122), (296, 128), (400, 300), (800, 480)]
 

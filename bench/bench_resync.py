@@ -1,10 +1,11 @@
 """Re-sync benchmark: 1,000 rooms with 5 daily series each, over the 2-day window.
 
-The stand-in Feishu (tests/feishu_standin.py) runs in this process and answers ``batch_get`` with
+The stand-in Feishu (display/testing/feishu_standin.py) runs in this process and answers
+``batch_get`` with
 every series expanded into instances (``original_time`` 0, RFC 3339 at +08:00), computed once
 beforehand so that the figures are the bridge's, not the stand-in's. The re-sync runs where it
 runs in production: in a fresh process (the intake child's part: lark-oapi's client, the
-store, :class:`~display.intake.resync.Resync`), which reports
+store, :class:`~display.intake.feishu.resync.Resync`), which reports
 
 - ``fill``: one full pass into an empty store (50 calls of 20 rooms);
 - ``steady``: a second pass over the same answer (nothing changes: what every periodic pass is);
@@ -30,7 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the stand-in lives there
 
 from bench.common import machine, median  # noqa: E402
 
@@ -43,7 +43,7 @@ def worker(domain: str, app_id: str, secret: str, db: Path) -> dict[str, Any]:
     """One re-sync process: two passes over every room; its figures."""
     from display.clock import SystemClock
     from display.config import FeishuConfig, Secret
-    from display.intake.resync import LarkFreeBusy, Resync
+    from display.intake.feishu.resync import LarkFreeBusy, Resync
     from display.store import ScheduleStore
 
     rooms = [f"omm_{i:04d}" for i in range(ROOMS)]
@@ -93,7 +93,7 @@ def _reset_peak() -> float:
 
 
 def main() -> int:
-    from feishu_standin import FeishuStandIn, FreeBusyApi, Series
+    from display.testing.feishu_standin import FeishuStandIn, FreeBusyApi, Series
 
     print(f"machine: {machine()}")
     now = datetime.now(UTC)

@@ -19,20 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the board simulator
 
-from boardsim import BoardSim
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import machine, median, percentile, wait
 from display.clock import FakeClock
 from display.config import DeviceConfig
-from display.devices import panel_protocol as pp
-from display.devices.panel_image import encode_sign
-from display.devices.serial_link import LinkOptions
 from display.devices.serial_panel import CHUNK_HEADER, SerialLedDevice
+from display.encode import panel_protocol as pp
+from display.encode.panel_image import encode_sign
 from display.model import Occupancy, RoomView, State
-from display.render.types import Effect, LedOutput, SignImage
+from display.outputs import Effect, LedOutput, SignImage
+from display.testing.boardsim import BoardSim
+from display.transport.serial_link import LinkOptions
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"

@@ -34,9 +34,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from browser import chromium
 
 from bench.common import free_port, machine, median, percentile, rss_mb, wait
 from display.clock import SystemClock
@@ -45,6 +42,7 @@ from display.devices.factory import make_device
 from display.model import Booking
 from display.node import Node
 from display.store import ScheduleStore
+from display.testing.browser import chromium
 from display.web.server import WebServer
 
 ROOMS = 1000

@@ -20,13 +20,13 @@ from display.config import Config, load_config
 from display.devices.factory import device_factory
 from display.errors import ConfigError
 from display.freshness import Freshness
-from display.identify import DEFAULT_SECONDS, Identify
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
-from display.mqtt.service import MqttServices, make_link
+from display.mqtt_roles import MqttServices, make_link
 from display.node import Node
-from display.store import SERIES_WITHOUT_RESYNC
+from display.render.identify import DEFAULT_SECONDS, Identify
+from display.store import SERIES_WITHOUT_RESYNC, store_path
 from display.storeopen import open_store
 from display.systemd import ClockSync, notify
 from display.watch import watch_file
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 
 #: How often a store that cannot be written (disk full) is tried again.
 STORE_RETRY_SECONDS = 5.0
-
-
-def store_path(config: Config) -> Path:
-    return config.node.state_dir / "schedule.db"
 
 
 def identify_request_path(config: Config) -> Path:

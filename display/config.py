@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from display.errors import ConfigError
-from display.render.types import Effect, Palette
+from display.outputs import Effect, Palette
 
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")

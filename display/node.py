@@ -21,7 +21,7 @@ from typing import Any
 
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
-from display.devices.base import Device
+from display.devices.base import Device, DeviceFactory
 from display.freshness import Freshness
 from display.model import Booking, Occupancy, RoomView
 from display.occupancy import Thresholds, occupancy
@@ -37,8 +37,6 @@ REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep mo
 STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # mtime heartbeat of the status file when idle
 PRUNE_EVERY = timedelta(hours=1)
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
-
-DeviceFactory = Callable[[Config, RoomConfig, DeviceConfig, Clock], Device]
 
 
 def status_path(config: Config) -> Path:

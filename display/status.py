@@ -60,8 +60,7 @@ def read_status(config: Config, now: datetime | None = None) -> dict[str, Any]:
 def stored_view(config: Config, room: RoomConfig, now: datetime, *, stale: bool,
                 as_of: datetime) -> RoomView:
     """The room's view computed from the schedule store (no running node needed)."""
-    from display.app import store_path
-    from display.store import ScheduleStore
+    from display.store import ScheduleStore, store_path
 
     db = store_path(config)
     bookings = []

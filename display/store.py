@@ -49,13 +49,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from display.clock import from_epoch_ms, to_epoch_ms
 from display.errors import StoreError
 from display.model import Booking, EventKind, RoomEvent, booking_key
 
+if TYPE_CHECKING:
+    from display.config import Config
+
 log = logging.getLogger(__name__)
+
+
+def store_path(config: Config) -> Path:
+    """Where the node's schedule database lives."""
+    return config.node.state_dir / "schedule.db"
+
 
 DEDUPE_KEEP = timedelta(hours=24)
 BOOKING_KEEP = timedelta(days=1)  # after a booking ended

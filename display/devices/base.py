@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from display.clock import Clock
+from display.config import Config, DeviceConfig, RoomConfig
 from display.model import DeviceHealth, RoomView
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class Device(Protocol):
     def close(self) -> None:
         """Stop the worker and release the port/topic."""
         ...
+
+
+#: What the node calls to build a room's device (tests hand in their own).
+DeviceFactory = Callable[[Config, RoomConfig, DeviceConfig, Clock], Device]
 
 
 class DeviceWorker:

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
-from display.devices.base import Device
+from display.devices.base import Device, DeviceFactory
 from display.errors import DeviceError
-from display.identify import Identify, pattern_led, pattern_sign
 from display.model import RoomView
-from display.render.types import LedOutput, SignImage
+from display.outputs import LedOutput, SignImage
+from display.render.identify import Identify, pattern_led, pattern_sign
 
 if TYPE_CHECKING:
-    from display.mqtt.client import MqttLink
-    from display.node import DeviceFactory
+    from display.transport.mqtt_client import MqttLink
 
 
 def led_renderer(device: DeviceConfig,
@@ -56,11 +55,6 @@ def sign_renderer(device: DeviceConfig,
         return render_sign(view, device)
 
     return render
-
-if TYPE_CHECKING:
-    from display.mqtt.client import MqttLink
-    from display.node import DeviceFactory
-
 
 def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock,
                 identify: Identify | None = None) -> Device:

@@ -6,7 +6,7 @@
   ``[mqttDeviceTopic]/api``; payload from :func:`display.devices.wled.wled_state`, the same
   as over serial), retained so a WLED that reboots gets its colour back at once;
 - ``kind = "eink"`` with ``protocol = "panel"``: the rendered sign as the compressed image payload
-  of :mod:`display.mqtt.image`, retained on ``TOPIC``, for Wi-Fi e-ink panels.
+  of :mod:`display.encode.mqtt_image`, retained on ``TOPIC``, for Wi-Fi e-ink panels.
 
 Every message is QoS 1 and ``apply`` waits for the broker's PUBACK, so ``health`` says whether
 the broker has the newest state. While the broker is disconnected the device is offline
@@ -27,12 +27,12 @@ from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
 from display.devices.virtual import view_json
 from display.devices.wled import wled_state
+from display.encode.mqtt_image import FLAG_STALE, encode_image
+from display.encode.planes import planes_bytes
 from display.errors import DeviceError
 from display.model import RoomView
-from display.mqtt.client import MqttLink
-from display.mqtt.image import FLAG_STALE, encode_image
-from display.render.encode import planes_bytes
-from display.render.types import LedOutput, SignImage
+from display.outputs import LedOutput, SignImage
+from display.transport.mqtt_client import MqttLink
 
 log = logging.getLogger(__name__)
 

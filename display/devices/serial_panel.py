@@ -5,7 +5,7 @@ that renders the view, compares it with what the board already shows and sends o
 differs. After every HELLO (new port, reset board) the whole desired state goes again.
 
 Two devices may share one board (LEDs and a panel on the same port): pass the same
-:class:`~display.devices.serial_link.PanelLink` to both; requests are serialised by the link.
+:class:`~display.transport.serial_link.PanelLink` to both; requests are serialised by the link.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Generic, TypeVar
 from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
-from display.devices.panel_image import EncodedImage, encode_sign
-from display.devices.panel_protocol import (
+from display.encode.panel_image import EncodedImage, encode_sign
+from display.encode.panel_protocol import (
     HOST_MAX_FRAME,
     OVERHEAD,
     Hello,
@@ -33,10 +33,10 @@ from display.devices.panel_protocol import (
     compress_planes,
     xor_planes,
 )
-from display.devices.serial_link import BoardRefused, BoardReset, LinkOptions, PanelLink
 from display.errors import DeviceError
 from display.model import DeviceHealth, RoomView
-from display.render.types import Effect, LedOutput, Palette, SignImage
+from display.outputs import Effect, LedOutput, Palette, SignImage
+from display.transport.serial_link import BoardRefused, BoardReset, LinkOptions, PanelLink
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
 from display.model import RoomView
-from display.render.types import LedOutput, SignImage
+from display.outputs import LedOutput, SignImage
 
 
 def view_json(view: RoomView) -> dict[str, Any]:

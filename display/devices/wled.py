@@ -26,10 +26,10 @@ import serial
 from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
-from display.devices.serial_link import split_baud
 from display.errors import DeviceError
 from display.model import RoomView
-from display.render.types import Effect, LedOutput
+from display.outputs import Effect, LedOutput
+from display.transport.serial_link import split_baud
 
 log = logging.getLogger(__name__)
 

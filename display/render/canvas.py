@@ -12,9 +12,9 @@ from enum import Enum
 
 from PIL import Image, ImageDraw
 
+from display.outputs import Palette
 from display.render.fonts import Fonts
 from display.render.geometry import Box
-from display.render.types import Palette
 from display.render.typeset import Seg, TextPlan, typesetter_for
 
 

@@ -26,12 +26,16 @@ This module places the regions and runs the render; the rest lives beside it: :m
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 from PIL import Image
 
-from display.config import DeviceConfig
+from display.config import DeviceConfig, RoomConfig
+from display.errors import ConfigError
 from display.model import RoomView
+from display.outputs import SignImage
 from display.render.canvas import Canvas, PlacedText
 from display.render.facts import sign_facts
 from display.render.fonts import Fonts, default_fonts
@@ -44,7 +48,6 @@ from display.render.sections import (
     draw_state_block,
     draw_timeline,
 )
-from display.render.types import SignImage
 from display.render.wording import text
 
 __all__ = ["Box", "Composition", "PlacedText", "compose", "render_sign", "text"]
@@ -129,3 +132,16 @@ def render_sign(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = N
     :func:`~display.render.fonts.default_fonts`.
     """
     return compose(view, device, fonts=fonts).sign
+
+
+def sign_config(room: RoomConfig, size: str | None) -> DeviceConfig:
+    """The room's first e-ink device, resized by ``--size``; a 296x128 default if it has none."""
+    device = next((d for d in room.devices if d.kind == "eink"), None)
+    if device is None:
+        device = DeviceConfig(id="preview", kind="eink", url="virtual:.", protocol="panel")
+    if size:
+        m = re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
+        if not m:
+            raise ConfigError("--size", "", f"{size!r} is not WIDTHxHEIGHT", "e.g. --size 800x480")
+        device = dataclasses.replace(device, size=(int(m[1]), int(m[2])))
+    return device

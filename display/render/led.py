@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfig
 from display.model import RoomView
-from display.render.types import RGB, Effect, LedOutput
+from display.outputs import RGB, Effect, LedOutput
 
 
 def _hex(value: str) -> RGB:

@@ -247,8 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, STATIC_TYPES[".html"], cache="no-cache")
 
     def _sign(self, open_id: str) -> None:
-        from display.preview import sign_config
-        from display.render.eink import render_sign
+        from display.render.eink import render_sign, sign_config
 
         node = self.web.node
         room = node.config.room(open_id)

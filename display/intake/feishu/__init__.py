@@ -23,7 +23,7 @@ through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
   It imports no ``lark_oapi`` unless re-sync is on.
 
 Unless ``resync = false``, it also re-syncs every room from Feishu's free/busy API
-(:mod:`display.intake.resync`): once ready, after each long-connection reconnect and every
+(:mod:`display.intake.feishu.resync`): once ready, after each long-connection reconnect and every
 ``resync_minutes``; that needs ``app_id`` and ``app_secret`` in webhook mode too.
 
 Parent contract: stdout carries only these JSON lines (one object per line, UTF-8)::

@@ -28,9 +28,10 @@ from display.model import RoomEvent
 from display.store import ScheduleStore
 
 if TYPE_CHECKING:
-    from display.intake.resync import PassResult, Resync
+    from display.intake.feishu.resync import PassResult, Resync
 
-#: First retry delay after a failed re-sync (as :data:`display.intake.resync.BACKOFF_INITIAL`,
+#: First retry delay after a failed re-sync (as
+#: :data:`display.intake.feishu.resync.BACKOFF_INITIAL`,
 #: which is not imported here: that module loads lark-oapi, which a webhook without re-sync
 #: never needs).
 BACKOFF_INITIAL = 30.0
@@ -59,7 +60,7 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
     if not feishu.resync_enabled:
         log.info("re-sync from free/busy is off (feishu.resync = false or resync_minutes = 0)")
         return None
-    from display.intake.resync import LarkFreeBusy, Resync  # loads lark-oapi
+    from display.intake.feishu.resync import LarkFreeBusy, Resync  # loads lark-oapi
 
     quiet_sdk_logger()
     problem = None

@@ -24,7 +24,7 @@ from display.intake.feishu.sdk import load_ws
 from display.intake.sink import EventSink
 
 if TYPE_CHECKING:
-    from display.intake.resync import Resync
+    from display.intake.feishu.resync import Resync
 
 log = logging.getLogger(__name__)
 

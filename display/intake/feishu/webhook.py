@@ -32,7 +32,7 @@ from display.intake.feishu.checks import (
 from display.intake.sink import Accepted, EventSink, Verdict
 
 if TYPE_CHECKING:  # resync imports lark-oapi; a webhook without re-sync never does
-    from display.intake.resync import Resync
+    from display.intake.feishu.resync import Resync
 
 log = logging.getLogger(__name__)
 

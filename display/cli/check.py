@@ -1,0 +1,149 @@
+"""``room-display check``: can this node reach what its config names?
+
+Each check yields ``(line, ok)``; the CLI prints them and exits 1 if any failed. Checks are quick
+(a few seconds at most each) and never change anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from display.config import Config, DeviceConfig, FeishuConfig, MqttConfig
+
+TIMEOUT = 5.0
+#: Linux's major number of /dev/null, /dev/zero, /dev/random...: never a serial port.
+_MEMORY_DEVICES = 1
+
+
+def run_checks(config: Config) -> Iterator[tuple[str, bool]]:
+    """Every check that applies to this config, in a stable order.
+
+    Whatever ``run`` would refuse or fail on is named here first, with ``ok`` False.
+    """
+    if config.feishu is not None:
+        yield from check_feishu_settings(config.feishu)
+        yield check_feishu(config.feishu)
+    if config.mqtt is not None:
+        yield check_broker(config.mqtt, config.node.name)
+    for _room, device in config.devices():
+        if device.scheme == "mqtt" and config.mqtt is None:
+            yield (f"device {device.id} ({device.kind}, {device.url}): mqtt: devices need an "
+                   "[mqtt] section with the broker's url", False)
+            continue
+        yield check_device(device)
+    yield from check_shared_ports(config)
+    state = config.node.state_dir
+    yield _writable(state, f"state directory {state}")
+    yield check_store(config)
+
+
+def check_feishu_settings(feishu: FeishuConfig) -> Iterator[tuple[str, bool]]:
+    """Settings the intake child refuses at start (it would be restarted forever)."""
+    if feishu.mode == "webhook" and not feishu.verification_token:
+        yield ("Feishu webhook: no verification_token; every event would be refused (set "
+               "[feishu] verification_token from the app's Events page)", False)
+
+
+def check_shared_ports(config: Config) -> Iterator[tuple[str, bool]]:
+    """Two devices on one serial port would fight over it: name each extra one."""
+    owners: dict[str, str] = {}
+    for _room, device in config.devices():
+        if device.scheme != "serial" or "://" in device.url:
+            continue
+        port = os.path.realpath(device.url.split("?", 1)[0])
+        if port in owners:
+            yield (f"device {device.id}: port {port} is already used by device "
+                   f"{owners[port]} (one device per port)", False)
+        else:
+            owners[port] = device.id
+
+
+def check_store(config: Config) -> tuple[str, bool]:
+    """A damaged ``schedule.db``: ``run`` moves it aside and starts empty; say so first."""
+    from display.store import store_path
+    from display.storeopen import corruption
+
+    path = store_path(config)
+    reason = corruption(path)
+    if reason is not None:
+        return (f"schedule store {path} is corrupt ({reason}); run will move it aside and "
+                "start empty (re-sync refills it)", False)
+    return f"schedule store {path}: " + ("readable" if path.exists() else "none yet"), True
+
+
+def check_feishu(feishu: FeishuConfig) -> tuple[str, bool]:
+    """Ask Feishu for a tenant token: proves the domain is reachable and the app credentials
+    are right, without opening a long connection that would steal events from a running node."""
+    if not feishu.app_id or not feishu.app_secret:
+        if feishu.mode == "webhook" and not feishu.resync_enabled:
+            return "Feishu webhook: no app credentials (webhook only, re-sync off)", True
+        return (f"Feishu {feishu.mode}: re-sync is on but there are no app credentials (set "
+                "[feishu] app_id and app_secret, or resync = false)", False)
+    url = f"{feishu.domain}/open-apis/auth/v3/tenant_access_token/internal"
+    body = json.dumps({"app_id": feishu.app_id,
+                       "app_secret": feishu.app_secret.reveal()}).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return f"Feishu {feishu.domain}: HTTP {exc.code} from the token endpoint", False
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"Feishu {feishu.domain}: unreachable ({reason})", False
+    if answer.get("code") == 0:
+        return f"Feishu {feishu.domain}: app {feishu.app_id} credentials accepted", True
+    return (f"Feishu {feishu.domain}: credentials rejected (code {answer.get('code')}: "
+            f"{answer.get('msg')}); check [feishu] app_id / app_secret", False)
+
+
+def check_broker(mqtt: MqttConfig, node_name: str = "check") -> tuple[str, bool]:
+    """A real MQTT handshake: CONNECT, then the broker's CONNACK within :data:`TIMEOUT`."""
+    from display.transport.mqtt_client import (  # paho is only imported when [mqtt] is configured
+        probe,
+    )
+
+    ok, line = probe(mqtt, node_name, TIMEOUT)
+    return line, ok
+
+
+def check_device(device: DeviceConfig) -> tuple[str, bool]:
+    """Is the device's port or directory there?"""
+    label = f"device {device.id} ({device.kind}, {device.url})"
+    if device.scheme == "virtual":
+        return _writable(Path(device.url.removeprefix("virtual:")), label)
+    if device.scheme == "mqtt":
+        return f"{label}: published through the broker", True
+    path = device.url.split("?", 1)[0]
+    if "://" in path:
+        return f"{label}: network/URL port, checked when the node opens it", True
+    if not os.path.exists(path):
+        return f"{label}: {path} does not exist (unplugged? see hardware/README.md)", False
+    mode = os.stat(path).st_mode
+    if not stat.S_ISCHR(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(
+            mode) else "not a character device"
+        return f"{label}: {path} is {what}, not a serial port", False
+    if os.major(os.stat(path).st_rdev) == _MEMORY_DEVICES:
+        return f"{label}: {path} is a memory device (/dev/null...), not a serial port", False
+    if not os.access(path, os.R_OK | os.W_OK):
+        return f"{label}: no permission on {path} (add the user to group dialout)", False
+    return f"{label}: port present", True
+
+
+def _writable(directory: Path, label: str) -> tuple[str, bool]:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".room-display-check"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return f"{label}: not writable ({exc.strerror})", False
+    return f"{label}: writable", True

@@ -1,0 +1,393 @@
+"""Re-sync every room from Feishu's free/busy API, in the intake child (it imports ``lark_oapi``).
+
+Feishu gives up on an undelivered event after ~7.1 h of retries (FEISHU.md); only a pull recovers
+it. :class:`Resync` pulls ``GET /open-apis/meeting_room/freebusy/batch_get`` for every configured
+room, at most 20 rooms per call, and makes each room's bookings in the window match the answer
+through :meth:`~display.store.ScheduleStore.resync_room`, which never overrides an event newer
+than the request.
+
+When: once the child is ready; after each long-connection reconnect; every ``resync_minutes``
+(0: never periodically); and, while the long connection is down, at least every half
+``stale_after_minutes`` (when periodic re-sync is on), so that a working API keeps the panels from
+turning stale. A failed pass is retried with backoff (30 s doubling to 30 min, or longer when a
+rate limit says so); requests made meanwhile wait for the backoff. One worker thread runs every
+pass: never two at once, and never on the SDK's event loop, which must keep acknowledging events.
+
+Targeted passes: an event with ``original_time = 0`` may be a recurring series, whose other
+occurrences only free/busy knows (events carry no recurrence rule, and the store drops a series'
+instances when a newer event for it comes). :meth:`Resync.after_event` therefore re-syncs just the
+rooms that event named, :data:`DEBOUNCE` seconds later so that a burst of events costs one
+call per 20 rooms. A targeted pass shares the backoff and rate-limit handling of full passes; it
+is not reported as a pass (it vouches only for its rooms), only its changes are.
+
+Window: ``[now - 1 h, now + 2 days]``. The hour behind covers the meeting running now or just
+ended (and some clock skew); two days ahead covers what signs show (today, the next bookings) and
+what the bridge publishes soon. It is short on purpose: recurring series come expanded, so answers
+stay small (the API suggests under 30 days), and the window slides, so every booking is checked
+again long before it matters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from display.clock import Clock
+from display.config import FeishuConfig
+from display.errors import EventError, FeishuApiError, StoreError
+from display.intake.feishu.freebusy import chunks, parse_freebusy, rfc3339
+
+# lark-oapi's core only (token manager, transport): not `import lark_oapi`, which loads every
+# service of the SDK (see display.intake.feishu.sdk).
+from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
+from display.intake.feishu.sdk import core as lark
+from display.model import RoomEvent
+from display.store import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+FREEBUSY_URI = "/open-apis/meeting_room/freebusy/batch_get"
+LOOK_BACK = timedelta(hours=1)
+LOOK_AHEAD = timedelta(days=2)
+BACKOFF_INITIAL = 30.0
+BACKOFF_MAX = 30 * 60.0
+#: Feishu's "request trigger frequency limit" code (it may come with HTTP 400 or 429).
+RATE_LIMITED = 99991400
+#: Seconds between an event for a series and the targeted re-sync of its rooms (batches bursts).
+DEBOUNCE = 2.0
+HTTP_TIMEOUT = 30.0
+_TEXT_CHARS = 200  # of a message from Feishu quoted in an error
+_ERROR_CHARS = 500  # of the error reported to the parent
+
+
+class FreeBusyApi(Protocol):
+    """Fetches one ``batch_get`` answer (decoded JSON) for at most 20 rooms."""
+
+    def fetch(self, rooms: Sequence[str], time_min: datetime, time_max: datetime) -> Any: ...
+
+
+class LarkFreeBusy:
+    """``batch_get`` through lark-oapi's token manager, which fetches and caches the tenant
+    token, and its HTTP transport (:class:`~display.intake.feishu.sdk.TenantClient`).
+
+    Raises :class:`FeishuApiError` for what retrying later may fix (unreachable, token refused,
+    rate limited, an error code) and :class:`EventError` for an answer that is not JSON.
+    """
+
+    def __init__(self, feishu: FeishuConfig) -> None:
+        self.domain = feishu.domain
+        # ValueError for a plain-http domain that is not loopback: the SDK refuses to send
+        # the app secret there.
+        self._client = TenantClient(feishu.app_id, feishu.app_secret.reveal(), feishu.domain,
+                                    HTTP_TIMEOUT)
+
+    def fetch(self, rooms: Sequence[str], time_min: datetime, time_max: datetime) -> Any:
+        queries = [("room_ids", room) for room in rooms]
+        queries += [("time_min", rfc3339(time_min)), ("time_max", rfc3339(time_max))]
+        request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.GET).uri(FREEBUSY_URI)
+                   .token_types({lark.AccessTokenType.TENANT}).queries(queries).build())
+        try:
+            response = self._client.request(request)
+        except ObtainAccessTokenException as exc:
+            if exc.code == RATE_LIMITED:
+                raise FeishuApiError(f"tenant token: rate limited (code {exc.code})") from exc
+            raise FeishuApiError(
+                f"tenant token refused: code {exc.code}: {_text(exc.msg)} "
+                "(check feishu.app_id and feishu.app_secret)") from exc
+        except OSError as exc:  # requests' exceptions derive from OSError
+            raise FeishuApiError(f"cannot reach {self.domain}: {type(exc).__name__}") from exc
+        except ValueError as exc:  # the SDK could not decode a JSON answer (token or free/busy)
+            raise FeishuApiError(f"{self.domain} answered something that is not JSON") from exc
+        raw = response.raw
+        headers = {str(k).lower(): str(v) for k, v in (raw.headers or {}).items()}
+        try:
+            body = json.loads(raw.content or b"")
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        code = body.get("code") if isinstance(body, Mapping) else None
+        msg = _text(body.get("msg")) if isinstance(body, Mapping) else ""
+        if raw.status_code == 429 or code == RATE_LIMITED:
+            raise FeishuApiError(f"rate limited (HTTP {raw.status_code}, code {code})",
+                                 retry_after=_seconds(headers.get("x-ogw-ratelimit-reset")))
+        if raw.status_code != 200:
+            detail = f", code {code}: {msg}" if code is not None else ""
+            raise FeishuApiError(f"free/busy: HTTP {raw.status_code}{detail}")
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            raise FeishuApiError(f"free/busy: code {code}: {msg}")
+        if body is None:
+            raise EventError("body", "is not JSON")
+        return body
+
+
+def _text(value: Any) -> str:
+    return repr(str(value)[:_TEXT_CHARS]) if value is not None else "''"
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one re-sync pass over every room did."""
+
+    ok: bool
+    at: datetime  # when the pass ended
+    rooms: int  # rooms whose bookings were made to match an answer
+    changed: frozenset[str]  # rooms whose bookings changed
+    error: str | None = None
+    retry_after: float | None = None  # what a rate limit asked for, in seconds
+
+
+ReportCallback = Callable[[PassResult, datetime | None], None]
+
+
+class Resync:
+    """Re-sync passes on one worker thread (:meth:`start`), or one at a time by :meth:`run_pass`.
+
+    ``rooms`` is called at each pass (the config may have changed). ``on_changed`` gets the rooms
+    a chunk changed, after the commit; ``on_report`` each pass's result and when the next pass is
+    due (``None``: only on request).
+    """
+
+    def __init__(self, api: FreeBusyApi, store: ScheduleStore, clock: Clock,
+                 rooms: Callable[[], Sequence[str]], *,
+                 on_changed: Callable[[frozenset[str]], None], on_report: ReportCallback,
+                 interval: float, link_down_interval: float = 0.0,
+                 backoff_initial: float = BACKOFF_INITIAL,
+                 backoff_max: float = BACKOFF_MAX, debounce: float = DEBOUNCE) -> None:
+        if interval < 0 or link_down_interval < 0 or backoff_initial <= 0:
+            raise ValueError("intervals must be >= 0 and backoff_initial > 0")
+        self._api = api
+        self._store = store
+        self._clock = clock
+        self._rooms = rooms
+        self._on_changed = on_changed
+        self._on_report = on_report
+        self._interval = interval
+        self._link_down_interval = link_down_interval
+        self._backoff_initial = backoff_initial
+        self._backoff_max = max(backoff_max, backoff_initial)
+        self._backoff = backoff_initial
+        self._one_pass = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending = True  # the first pass runs as soon as the worker starts
+        self._retry_at: float | None = None  # monotonic; set while backing off
+        self._last_pass: float | None = None  # the last full pass
+        self._debounce = max(0.0, debounce)
+        self._targeted: set[str] = set()  # rooms waiting for a targeted pass
+        self._targeted_due = 0.0  # monotonic
+        self._link_up = True
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    # -- control (any thread; never blocks) -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; it runs a first pass at once."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="resync", daemon=True)
+            self._thread.start()
+
+    def request(self, reason: str) -> None:
+        """Ask for a pass soon (coalesced with one already asked for; after any backoff)."""
+        log.info("re-sync requested: %s", reason)
+        with self._cond:
+            self._pending = True
+            self._cond.notify()
+
+    def request_rooms(self, rooms: Iterable[str], reason: str) -> None:
+        """Ask for a targeted pass over ``rooms`` in :data:`DEBOUNCE` seconds (batched)."""
+        new = set(rooms)
+        if not new:
+            return
+        log.debug("targeted re-sync requested for %d room(s): %s", len(new), reason)
+        with self._cond:
+            if not self._targeted:
+                self._targeted_due = self._clock.monotonic() + self._debounce
+            self._targeted |= new
+            self._cond.notify()
+
+    def after_event(self, event: RoomEvent, changed: frozenset[str]) -> None:
+        """An event was applied: for a possible series (``original_time = 0``) re-sync its rooms.
+
+        The rooms are those it names, and for a delete naming none, those it was removed from.
+        """
+        if event.original_time == 0:
+            self.request_rooms(set(event.room_ids) | changed, f"event for {event.key}")
+
+    def link(self, up: bool) -> None:
+        """The event link went up or down (down: re-sync more often to keep data fresh)."""
+        with self._cond:
+            self._link_up = up
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=HTTP_TIMEOUT + 5)
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def _period(self) -> float:
+        if self._interval <= 0:
+            return 0.0  # no periodic interval (tests): start and reconnects only
+        if not self._link_up and self._link_down_interval > 0:
+            return min(self._interval, self._link_down_interval)
+        return self._interval
+
+    def _next(self, now: float) -> tuple[float | None, str | None]:
+        """When the next pass is due (monotonic; ``None``: only on request) and which one.
+
+        ``"full"`` or ``"rooms"`` (targeted); ``None`` while waiting for a backoff.
+        """
+        if self._retry_at is not None and self._retry_at > now:
+            return self._retry_at, None  # a request waits for the backoff too: rate limits
+        if self._pending:
+            return now, "full"
+        options: list[tuple[float, str]] = []
+        period = self._period()
+        if period and self._last_pass is not None:
+            options.append((self._last_pass + period, "full"))
+        if self._targeted:
+            options.append((self._targeted_due, "rooms"))
+        if not options:
+            return None, None
+        due, job = min(options)
+        return due, job
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopped:
+                        return
+                    now = self._clock.monotonic()
+                    due, job = self._next(now)
+                    if job is not None and due is not None and due <= now:
+                        break
+                    self._cond.wait(None if due is None else due - now)
+                self._retry_at = None
+                if job == "full":  # covers every room, targeted ones included
+                    self._pending = False
+                    self._targeted.clear()
+                    targeted: list[str] = []
+                else:
+                    targeted = sorted(self._targeted)
+                    self._targeted.clear()
+            result = self._guarded_pass(targeted if job == "rooms" else None)
+            with self._cond:
+                now = self._clock.monotonic()
+                if job == "full":
+                    self._last_pass = now
+                if result.ok:
+                    self._backoff = self._backoff_initial
+                    delay = None
+                else:
+                    delay = max(self._backoff, result.retry_after or 0.0)
+                    self._backoff = min(self._backoff * 2, self._backoff_max)
+                    self._retry_at = now + delay
+                    if job == "full":
+                        self._pending = True
+                    else:  # retried after the backoff, with whatever was asked meanwhile
+                        self._targeted.update(targeted)
+                        self._targeted_due = now
+                due, _ = self._next(now)
+            if job == "rooms":
+                if result.ok:
+                    log.info("targeted re-sync: %d room(s), %d changed", result.rooms,
+                             len(result.changed))
+                else:
+                    log.warning("targeted re-sync failed (%d room(s) done): %s; retrying in "
+                                "%.1f s", result.rooms, result.error, delay)
+                continue
+            next_at = result.at + timedelta(seconds=due - now) if due is not None else None
+            if result.ok:
+                log.info("re-sync: %d room(s) from free/busy, %d changed%s", result.rooms,
+                         len(result.changed),
+                         f"; next in {due - now:.0f} s" if due is not None else "")
+            else:
+                log.warning("re-sync failed (%d room(s) done, %d changed): %s; retrying in "
+                            "%.1f s", result.rooms, len(result.changed), result.error, delay)
+            self._on_report(result, next_at)
+
+    def _guarded_pass(self, rooms: list[str] | None) -> PassResult:
+        try:
+            return self.run_pass() if rooms is None else self.run_rooms(rooms)
+        except Exception as exc:  # the worker's boundary: report it, back off, keep going
+            log.exception("re-sync: unexpected error")
+            return PassResult(ok=False, at=self._clock.now(), rooms=0, changed=frozenset(),
+                              error=f"unexpected {type(exc).__name__}: {exc}"[:_ERROR_CHARS])
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    def run_pass(self) -> PassResult:
+        """Re-sync every room now, chunk by chunk; a chunk that fails changes nothing.
+
+        An API failure (token, reachability, rate limit, error code) ends the pass: the next
+        chunk would fail alike. A malformed answer only skips its own chunk.
+        """
+        return self._sync(None)
+
+    def run_rooms(self, rooms: Iterable[str]) -> PassResult:
+        """A targeted pass: re-sync those of ``rooms`` that are configured, like :meth:`run_pass`.
+        """
+        return self._sync(set(rooms))
+
+    def _sync(self, only: set[str] | None) -> PassResult:
+        with self._one_pass:
+            rooms = list(dict.fromkeys(self._rooms()))  # once each, in config order
+            if only is not None:
+                rooms = [room for room in rooms if room in only]
+            now = self._clock.now()
+            window = (now - LOOK_BACK, now + LOOK_AHEAD)
+            synced = 0
+            changed: set[str] = set()
+            errors: list[str] = []
+            retry_after: float | None = None
+            for chunk in chunks(rooms):
+                # Before sending (and before the token): anything committed after this instant
+                # may be newer than the answer, and resync_room leaves it alone.
+                requested_at = self._clock.now()
+                try:
+                    answer = parse_freebusy(self._api.fetch(chunk, *window), chunk)
+                except FeishuApiError as exc:
+                    errors.append(str(exc))
+                    retry_after = exc.retry_after
+                    break
+                except EventError as exc:
+                    errors.append(f"malformed free/busy answer: {exc}")
+                    continue
+                received = self._clock.now()
+                chunk_changed: set[str] = set()
+                try:
+                    for room, bookings in answer.items():
+                        if self._store.resync_room(room, window, bookings, requested_at,
+                                                   received):
+                            chunk_changed.add(room)
+                        synced += 1
+                except StoreError as exc:
+                    errors.append(str(exc))
+                    break
+                finally:
+                    if chunk_changed:
+                        changed |= chunk_changed
+                        self._on_changed(frozenset(chunk_changed))
+                failed = [room for room in chunk if room not in answer]
+                if failed:
+                    errors.append(f"Feishu could not answer for {len(failed)} room(s) "
+                                  f"(error_room_ids): {', '.join(failed[:5])}"
+                                  + (", ..." if len(failed) > 5 else ""))
+            error = "; ".join(errors)[:_ERROR_CHARS] if errors else None
+            return PassResult(ok=not errors, at=self._clock.now(), rooms=synced,
+                              changed=frozenset(changed), error=error, retry_after=retry_after)

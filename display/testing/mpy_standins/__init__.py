@@ -1,0 +1,1 @@
+"""The ``display.testing.mpy_standins`` package."""

@@ -1,0 +1,148 @@
+"""A real node (``room-display run``, webhook intake) serving its web page, for the web tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from display.testing.broker import free_port
+from display.testing.envelopes import envelope
+from display.testing.waiting import wait_for
+
+XSS_NAME = '<script>alert("x")</script><img src=x onerror=alert(1)> & Co'
+
+CONFIG = """\
+[node]
+name = "web-test"
+language = "{language}"
+state_dir = "state"
+clock = "trust"
+
+[feishu]
+mode = "webhook"
+listen = "127.0.0.1:{hook}"
+verification_token = "vtoken"
+resync = false
+
+[web]
+listen = "127.0.0.1:{web}"
+{token}
+
+[[rooms]]
+open_id = "omm_a"
+name = "3F Large 大会议室"
+
+[[rooms.devices]]
+id = "a-sign"
+kind = "eink"
+url = "virtual:panels"
+size = "296x128"
+
+[[rooms]]
+open_id = "omm_b"
+name = "5F Focus"
+
+[[rooms.devices]]
+id = "b-led"
+kind = "led"
+url = "socket://127.0.0.1:{dead}"
+
+[[rooms]]
+open_id = "omm_x"
+name = {xss}
+"""
+
+
+class WebNode:
+    """Writes the config, starts and stops the node process, talks HTTP to it."""
+
+    def __init__(self, directory: Path, *, token: str = "", language: str = "en") -> None:
+        self.directory = directory
+        self.hook_port = free_port()
+        self.web_port = free_port()
+        self.token = token
+        self.config = directory / "room-display.toml"
+        self.config.write_text(CONFIG.format(
+            hook=self.hook_port, web=self.web_port, dead=free_port(), language=language,
+            token=f'token = "{token}"' if token else "", xss=json.dumps(XSS_NAME)),
+            encoding="utf-8")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = directory / "node.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "display", "run", "-c", str(self.config)],
+                stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True)
+        wait_for(lambda: self.get("/api/status")[0] == 200 and self.webhook_up(), 120,
+                 "the node's web page and webhook")
+
+    def kill(self) -> None:
+        """SIGKILL the node and its intake child (its process group), as a crash would."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None
+
+    def get(self, path: str, headers: dict[str, str] | None = None,
+            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers or {}, method=method)
+        if self.token and "token=" not in path and "Authorization" not in (headers or {}):
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, dict(answer.headers), answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+        except OSError:
+            return 0, {}, b""
+
+    def status(self) -> dict[str, Any]:
+        code, _, body = self.get("/api/status")
+        return json.loads(body) if code == 200 else {}
+
+    def room(self, open_id: str) -> dict[str, Any]:
+        return next(r for r in self.status()["rooms"] if r["open_id"] == open_id)
+
+    def webhook_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.hook_port}/healthz",
+                                        timeout=5) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def book(self, room: str, *, kind: str = "created", uid: str = "bk1",
+             minutes: int = 30) -> None:
+        """Post a booking of ``room`` from now (a Feishu event) to the node's webhook."""
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        body = json.dumps(envelope(kind, uid=uid, start=start,
+                                   end=start + timedelta(minutes=minutes),
+                                   rooms=(room,))).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.hook_port}/webhook/event", data=body,
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200, answer.read()

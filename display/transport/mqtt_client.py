@@ -1,0 +1,446 @@
+"""The node's one broker connection, built on paho-mqtt 2 (``CallbackAPIVersion.VERSION2``).
+
+Rules this module keeps:
+
+- **Connect asynchronously.** The broker may be down at boot: ``connect_async`` + ``loop_start``
+  and paho retries with :data:`BACKOFF` (1 s doubling to 60 s). The node runs meanwhile.
+- **Nothing slow on paho's network thread.** Its callbacks only put a task on a queue; one worker
+  thread (:attr:`MqttLink.worker`) runs subscription handlers, connect hooks and link reports.
+- **Republish after every (re)connect.** On each CONNACK the worker resubscribes every filter,
+  publishes ``online`` (retained) on the node's availability topic and runs the connect hooks, so
+  a broker restarted without persistence gets all retained state back.
+- **Last will** ``offline`` (retained) on ``{p}/v1/nodes/{name}/availability``; a clean
+  :meth:`MqttLink.close` publishes ``offline`` itself (the broker sends no will then).
+- **Clear errors.** Refused credentials, unreachable broker and missing TLS files each become one
+  log line (logged once, not per retry) and the ``broker`` link's error in ``status``.
+
+Missing TLS files are a configuration problem, but they do **not** stop the node: it logs one
+error line naming the key, reports the ``broker`` link down with that text (so panels turn stale
+after ``stale_after_minutes`` and ``status`` says why) and looks for the files again every
+:data:`SETUP_RETRY` seconds (certificates are often provisioned after first boot). ``check``
+reports the same line and exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from display.config import MqttConfig
+from display.errors import RoomDisplayError
+from display.transport.mqtt_schema import OFFLINE, ONLINE, Topics
+
+log = logging.getLogger(__name__)
+
+BACKOFF = (1, 60)  # paho's reconnect delay: first retry after 1 s, doubling up to 60 s
+SETUP_RETRY = 30.0  # seconds between looks for missing TLS files
+MAX_INFLIGHT = 100  # QoS 1 messages in flight: a 1,000-room republish is not throttled to 20
+CLOSE_TIMEOUT = 2.0
+
+Handler = Callable[["Message"], None]
+LinkReport = Callable[[bool, str | None], None]
+
+
+class MqttError(RoomDisplayError, OSError):
+    """The MQTT link cannot be set up (TLS files, refused credentials) or is down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as handlers receive it (on the worker thread, never paho's)."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+def refusal_text(reason: ReasonCode | int) -> str:
+    """A CONNACK refusal as ``status`` and ``check`` show it."""
+    value = reason.value if isinstance(reason, ReasonCode) else int(reason)
+    if value in (4, 134):  # 3.1.1 "bad user name or password"; MQTT 5 0x86
+        return "broker refused credentials (bad user name or password)"
+    if value in (5, 135):  # 3.1.1 "not authorised"; MQTT 5 0x87
+        return "broker refused credentials (not authorised)"
+    return f"broker refused the connection ({reason})"
+
+
+def tls_problem(config: MqttConfig) -> str | None:
+    """The first missing or unreadable TLS file as one line naming its key, else None."""
+    if not config.tls:
+        return None
+    for key, path in (("ca_file", config.ca_file), ("cert_file", config.cert_file),
+                      ("key_file", config.key_file)):
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            return (f"mqtt.{key}: cannot read {path} ({exc.strerror}); fix the path in [mqtt] "
+                    "or install the file")
+    if (config.cert_file is None) != (config.key_file is None):
+        return "mqtt.cert_file / mqtt.key_file: a client certificate needs both"
+    return None
+
+
+def build_client(config: MqttConfig, client_id: str) -> mqtt.Client:
+    """A configured but unconnected paho client (credentials, protocol, TLS).
+
+    Raises :class:`MqttError` when the TLS files cannot be loaded.
+    """
+    protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
+    kwargs: dict[str, Any] = {}
+    if protocol == mqtt.MQTTv311:
+        kwargs["clean_session"] = True  # every (re)connect resubscribes; no broker-side queue
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                         **kwargs)
+    if config.username is not None:
+        client.username_pw_set(config.username,
+                               config.password.reveal() if config.password else None)
+    if config.tls:
+        problem = tls_problem(config)
+        if problem:
+            raise MqttError(problem)
+        try:
+            client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None,
+                           certfile=str(config.cert_file) if config.cert_file else None,
+                           keyfile=str(config.key_file) if config.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise MqttError(f"mqtt.ca_file/cert_file/key_file: cannot load TLS files ({exc})"
+                            ) from exc
+    client.reconnect_delay_set(*BACKOFF)
+    client.max_inflight_messages_set(MAX_INFLIGHT)
+    return client
+
+
+class MqttLink:
+    """One node's broker connection: subscriptions, publishing, link health.
+
+    Use :meth:`subscribe`, :meth:`add_connect_hook` and :meth:`add_disconnect_hook` before or
+    after :meth:`start`; handlers and hooks run on the worker thread, in order. :meth:`publish`
+    may be called from any thread and never blocks on the network.
+    """
+
+    def __init__(self, config: MqttConfig, node_name: str, *,
+                 on_link: LinkReport | None = None) -> None:
+        self.config = config
+        self.node_name = node_name
+        self.topics = Topics(config.topic_prefix)
+        self.availability_topic = self.topics.availability(node_name)
+        self.client_id = config.client_id or f"room-display-{node_name}"
+        #: Called on the worker with (up, error) at every link change; set before start.
+        self.on_link = on_link
+        self._client: mqtt.Client | None = None
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._connect_hooks: list[Callable[[], None]] = []
+        self._disconnect_hooks: list[Callable[[str], None]] = []
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._error: str | None = "not connected yet"
+        self._logged_error: str | None = None
+        self._unacked: list[mqtt.MQTTMessageInfo] = []
+        self.connects = 0
+        #: How often another client overwrote our ``online`` and we said it again.
+        self.reasserted = 0
+        # Any client allowed on the broker could write "offline" here and make every agent that
+        # follows us stale: watch our own availability and say "online" again (docs/MQTT.md).
+        self._subs[self.availability_topic] = (1, self._on_own_availability)
+        self.worker = threading.Thread(target=self._work, name="mqtt-worker", daemon=True)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; it sets up the client and connects in the background."""
+        self.worker.start()
+
+    def close(self) -> None:
+        """Say ``offline`` (retained), disconnect, stop paho's thread and the worker."""
+        self._stopping.set()
+        client = self._client
+        if client is not None:
+            if self._connected.is_set():
+                info = client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
+                # If this fails, the will says offline anyway when the connection drops.
+                with contextlib.suppress(RuntimeError, ValueError):
+                    info.wait_for_publish(CLOSE_TIMEOUT)
+            client.disconnect()
+            client.loop_stop()
+        self._tasks.put(None)
+        if self.worker.is_alive() and threading.current_thread() is not self.worker:
+            self.worker.join(timeout=CLOSE_TIMEOUT)
+
+    def __enter__(self) -> MqttLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def error(self) -> str | None:
+        """Why the link is down (None while connected)."""
+        return None if self.connected else self._error
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def status(self) -> dict[str, Any]:
+        """For ``status``: where and whether; never the credentials."""
+        return {"broker": f"{self.config.host}:{self.config.port}", "tls": self.config.tls,
+                "protocol": self.config.protocol, "client_id": self.client_id,
+                "connected": self.connected, "connects": self.connects, "error": self.error}
+
+    # -- subscriptions and hooks ------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Deliver messages matching ``topic_filter`` to ``handler``, across reconnects."""
+        with self._lock:
+            self._subs[topic_filter] = (qos, handler)
+        client = self._client
+        if client is not None and self.connected:
+            client.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        with self._lock:
+            known = self._subs.pop(topic_filter, None)
+        client = self._client
+        if known is not None and client is not None and self.connected:
+            client.unsubscribe(topic_filter)
+
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on the worker after every (re)connect (republish retained state)."""
+        self._connect_hooks.append(hook)
+
+    def add_disconnect_hook(self, hook: Callable[[str], None]) -> None:
+        """Run ``hook(reason)`` on the worker when the connection is lost."""
+        self._disconnect_hooks.append(hook)
+
+    def call_soon(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the worker thread (in order with message handlers)."""
+        self._tasks.put(task)
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
+                qos: int = 1) -> mqtt.MQTTMessageInfo | None:
+        """Queue a message; returns its handle, or None while disconnected.
+
+        Nothing is queued while disconnected: the connect hooks republish the newest state, and
+        an old queued copy sent after it would overwrite a retained value with a stale one.
+        """
+        client = self._client
+        if client is None or not self.connected:
+            return None
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            return None
+        if qos > 0:
+            with self._lock:
+                if len(self._unacked) > 4096:
+                    self._unacked = [i for i in self._unacked if not i.is_published()]
+                self._unacked.append(info)
+        return info
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every QoS>0 message published so far was acknowledged."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending, self._unacked = self._unacked, []
+        for i, info in enumerate(pending):
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                return False
+            if not info.is_published():
+                with self._lock:
+                    self._unacked[:0] = pending[i:]
+                return False
+        return True
+
+    # -- the worker -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        if not self._setup():
+            return
+        while True:
+            task = self._tasks.get()
+            if task is None or self._stopping.is_set():
+                return
+            try:
+                task()
+            except Exception:  # one bad handler must not stop the node's MQTT
+                log.exception("MQTT task failed")
+
+    def _setup(self) -> bool:
+        """Build the client and start connecting; retry while TLS files are missing."""
+        while not self._stopping.is_set():
+            try:
+                client = build_client(self.config, self.client_id)
+            except MqttError as exc:
+                self._report(False, str(exc), level=logging.ERROR)
+                self._stopping.wait(SETUP_RETRY)
+                continue
+            client.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
+            client.on_connect = self._paho_connect
+            client.on_connect_fail = self._paho_connect_fail
+            client.on_disconnect = self._paho_disconnect
+            client.on_message = self._paho_message
+            self._client = client
+            client.connect_async(self.config.host, self.config.port,
+                                 keepalive=self.config.keepalive)
+            client.loop_start()
+            return True
+        return False
+
+    def _report(self, up: bool, error: str | None, level: int = logging.WARNING) -> None:
+        """Tell the node; log each distinct problem once, not once per retry."""
+        self._error = error
+        if up:
+            if self._logged_error is not None:
+                log.info("broker %s:%s connected", self.config.host, self.config.port)
+            self._logged_error = None
+        elif error != self._logged_error:
+            self._logged_error = error
+            log.log(level, "MQTT: %s", error)
+        if self.on_link is not None:
+            self.on_link(up, error)
+
+    def _connected_task(self) -> None:
+        with self._lock:
+            subs = [(f, q) for f, (q, _h) in self._subs.items()]
+        client = self._client
+        if client is None:
+            return
+        self.connects += 1
+        if subs:
+            client.subscribe(subs)
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+        self._report(True, None)
+        for hook in list(self._connect_hooks):
+            try:
+                hook()
+            except Exception:  # a failing hook must not keep the others from republishing
+                log.exception("MQTT connect hook failed")
+
+    def _on_own_availability(self, message: Message) -> None:
+        """Someone else wrote our availability topic while we are connected: re-assert it.
+
+        Retained copies delivered at subscribe time are skipped (our ``online`` follows them).
+        """
+        if (message.retain or message.payload == ONLINE.encode() or self._stopping.is_set()
+                or not self.connected):
+            return
+        client = self._client
+        if client is None:
+            return
+        self.reasserted += 1
+        if self.reasserted == 1 or self.reasserted % 100 == 0:
+            log.warning("another client wrote %r on %s (our availability); publishing online "
+                        "again (%d time(s); see docs/MQTT.md, trust)",
+                        message.payload[:40].decode("utf-8", "replace"), self.availability_topic,
+                        self.reasserted)
+        client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+
+    def _lost_task(self, reason: str) -> None:
+        self._report(False, reason)
+        for hook in list(self._disconnect_hooks):
+            try:
+                hook(reason)
+            except Exception:
+                log.exception("MQTT disconnect hook failed")
+
+    def _dispatch(self, message: Message) -> None:
+        with self._lock:
+            handlers = [h for f, (_q, h) in self._subs.items()
+                        if mqtt.topic_matches_sub(f, message.topic)]
+        for handler in handlers:
+            handler(message)
+
+    # -- paho callbacks: network thread, so only flags and queue puts ------------------------------
+
+    def _paho_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                      reason: ReasonCode, properties: Any) -> None:
+        if reason.is_failure:
+            self._connected.clear()
+            self._tasks.put(lambda: self._report(False, refusal_text(reason), logging.ERROR))
+            return
+        self._connected.set()
+        self._tasks.put(self._connected_task)
+
+    def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        text = f"cannot reach broker {self.config.host}:{self.config.port}"
+        self._tasks.put(lambda: self._report(False, text))
+
+    def _paho_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                         reason: ReasonCode, properties: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping.is_set():
+            text = f"connection to broker {self.config.host}:{self.config.port} lost ({reason})"
+            self._tasks.put(lambda: self._lost_task(text))
+
+    def _paho_message(self, client: mqtt.Client, userdata: Any,
+                      msg: mqtt.MQTTMessage) -> None:
+        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain))
+        self._tasks.put(lambda: self._dispatch(message))
+
+
+def probe(config: MqttConfig, node_name: str, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect once and wait for the CONNACK: ``(ok, one line)`` for ``room-display check``.
+
+    Uses its own client id so it never kicks a running node off the broker.
+    """
+    import os
+
+    where = f"broker {config.host}:{config.port}"
+    try:
+        client = build_client(config, f"room-display-check-{node_name}-{os.getpid()}")
+    except MqttError as exc:
+        return False, f"{where}: {exc}"
+    answered = threading.Event()
+    result: list[ReasonCode] = []
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                   properties: Any) -> None:
+        result.append(reason)
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(config.host, config.port, keepalive=max(5, config.keepalive))
+    except (OSError, ssl.SSLError) as exc:
+        return False, f"{where}: unreachable ({getattr(exc, 'strerror', None) or exc})"
+    client.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return False, (f"{where}: no answer to CONNECT within {timeout:.0f} s "
+                           "(not an MQTT broker?)")
+        reason = result[0]
+        if reason.is_failure:
+            fix = "; check [mqtt] username / password" if reason.value in (4, 5, 134, 135) else ""
+            return False, f"{where}: {refusal_text(reason)}{fix}"
+        tls = ", TLS" if config.tls else ""
+        return True, f"{where}: connected (MQTT {config.protocol}{tls})"
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,229 @@
+"""The web page in a real browser (headless Chromium): live updates, lost node, XSS, layouts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from display.testing.browser import chromium
+from display.testing.waiting import wait_for
+from display.testing.web_node import XSS_NAME, WebNode
+
+# Set to a directory (e.g. docs) to keep the screenshots the layout test takes.
+SHOTS = os.environ.get("ROOM_DISPLAY_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebNode]:
+    web = WebNode(tmp_path_factory.mktemp("web"))
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium(1280, 900) as driver:
+        yield driver
+
+
+def tile(driver: Any, open_id: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, f'#rooms > li[data-id="{open_id}"]')
+    return found[0] if found else None
+
+
+def tile_state(driver: Any, open_id: str) -> str | None:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    element = tile(driver, open_id)
+    try:
+        return element.get_attribute("data-state") if element is not None else None
+    except StaleElementReferenceException:  # the tile was replaced between find and read
+        return None
+
+
+def conn_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    text: str = driver.find_element(By.ID, "conn").text
+    return text
+
+
+def test_page_lists_every_configured_room_with_state_in_words(node: WebNode,
+                                                              browser: Any) -> None:
+    browser.get(node.url + "/")
+    wait_for(lambda: tile(browser, "omm_x") is not None, 15, "tiles drawn")
+    names = {r["open_id"]: r["name"] for r in node.status()["rooms"]}
+    for open_id, name in names.items():
+        element = tile(browser, open_id)
+        assert name in element.text
+        state = node.room(open_id)["state"]
+        assert {"free": "Free", "busy": "In use", "soon": "Starting soon",
+                "ending": "Ending soon"}[state] in element.text
+    assert "live" in conn_text(browser)
+    # Problems first: the room whose LED is unplugged leads, and the problem list names it.
+    first = browser.find_elements("css selector", "#rooms > li")[0]
+    assert first.get_attribute("data-id") == "omm_b"
+    assert "b-led offline" in browser.find_element("id", "problems").text
+
+
+def test_xss_room_name_shows_as_text(node: WebNode, browser: Any) -> None:
+    browser.get(node.url + "/")
+    element = wait_for(lambda: tile(browser, "omm_x"), 15, "the XSS room's tile")
+    assert XSS_NAME in element.text
+    assert browser.find_elements("css selector", "#rooms script, #rooms img") == []
+    for entry in browser.get_log("browser") if hasattr(browser, "get_log") else []:
+        assert "Content Security Policy" not in entry.get("message", ""), entry
+
+
+def test_booking_turns_its_tile_busy_within_a_second_without_reload(node: WebNode,
+                                                                    browser: Any) -> None:
+    browser.get(node.url + "/")
+    wait_for(lambda: tile_state(browser, "omm_a") == "free", 15, "room A free")
+    browser.execute_script("window.__sameDocument = true")
+    posted = time.monotonic()
+    node.book("omm_a", uid="live-1")
+    wait_for(lambda: tile_state(browser, "omm_a") == "busy", 5, "room A busy on the page")
+    elapsed = time.monotonic() - posted
+    assert elapsed < 1.0, f"tile turned busy {elapsed:.2f} s after the webhook post"
+    assert browser.execute_script("return window.__sameDocument") is True, "page was reloaded"
+    assert "In use" in tile(browser, "omm_a").text
+    node.book("omm_a", kind="deleted", uid="live-1")
+    wait_for(lambda: tile_state(browser, "omm_a") == "free", 5, "room A free again")
+
+
+def test_room_page_shows_timeline_bookings_devices_and_the_sign(node: WebNode,
+                                                                browser: Any) -> None:
+    node.book("omm_a", uid="room-page")
+    browser.get(node.url + "/rooms/omm_a")
+    wait_for(lambda: browser.find_elements("css selector", "#timeline .block"), 15, "timeline")
+    assert "a-sign" in browser.find_element("id", "devices").text
+    wait_for(lambda: browser.execute_script(
+        "const i = document.getElementById('sign'); return i.complete && i.naturalWidth"),
+        15, "the sign image loaded")
+    assert browser.execute_script("return document.getElementById('sign').naturalWidth") == 296
+    node.book("omm_a", kind="deleted", uid="room-page")
+
+
+def test_lost_node_is_shown_then_recovers_after_restart(node: WebNode, browser: Any) -> None:
+    browser.get(node.url + "/")
+    wait_for(lambda: "live" in conn_text(browser), 15, "live")
+    node.kill()
+    wait_for(lambda: "Lost the node" in conn_text(browser), 10, "the page says it lost the node")
+    assert "reconnecting" in conn_text(browser)
+    node.start()
+    wait_for(lambda: "live" in conn_text(browser), 30, "the page reconnected by itself")
+    node.book("omm_b", uid="after-restart")
+    wait_for(lambda: tile_state(browser, "omm_b") == "busy", 5, "updates flow again")
+    node.book("omm_b", kind="deleted", uid="after-restart")
+
+
+@pytest.mark.parametrize(("page", "size", "shot"), [
+    ("/board", (1920, 1080), "web-board.png"),
+    ("/", (390, 844), "web-phone.png"),
+    ("/", (1280, 900), "web-overview.png"),
+    ("/rooms/omm_a", (1280, 900), "web-room.png"),
+])
+def test_layouts_fit_and_are_saved_as_screenshots(node: WebNode, page: str,
+                                                  size: tuple[int, int], shot: str,
+                                                  tmp_path: Path) -> None:
+    node.book("omm_a", uid="shot")
+    with chromium(*size) as driver:
+        driver.get(node.url + page)
+        wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "room A busy")
+        if page.startswith("/rooms/"):
+            wait_for(lambda: driver.execute_script(
+                "const i = document.getElementById('sign'); return i.complete && i.naturalWidth"),
+                15, "sign loaded")
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        scroll = driver.execute_script("return document.documentElement.scrollWidth")
+        assert scroll <= width, f"{page} scrolls sideways at {size}: {scroll} > {width}"
+        if page == "/board":
+            size_px = driver.execute_script(
+                "return parseFloat(getComputedStyle(document.querySelector('.tile .state'))"
+                ".fontSize)")
+            assert size_px >= 40, "the board's state words are large"
+        out = Path(SHOTS) / shot if SHOTS else tmp_path / shot
+        driver.save_screenshot(str(out))
+        assert out.stat().st_size > 10_000
+    node.book("omm_a", kind="deleted", uid="shot")
+
+
+def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
+        tmp_path: Path) -> None:
+    kiosk = WebNode(tmp_path, token="tv-lobby", language="zh+en")
+    kiosk.start()
+    try:
+        kiosk.book("omm_a", uid="kiosk")
+        with chromium(1920, 1080) as driver:
+            driver.get(kiosk.url + "/board")  # no token: nothing to show
+            assert "unauthorized" in driver.page_source
+            driver.get(kiosk.url + "/board?token=tv-lobby")
+            wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "room A busy")
+            assert "使用中 · In use" in tile(driver, "omm_a").text
+            assert "空闲 · Free" in tile(driver, "omm_b").text
+            assert "实时 live" in conn_text(driver)
+            # The token travels with the page's own requests (the live stream answered).
+            kiosk.book("omm_b", uid="kiosk-b")
+            wait_for(lambda: tile_state(driver, "omm_b") == "busy", 5, "room B busy")
+    finally:
+        kiosk.stop()
+
+
+def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) -> None:
+    """A node whose Feishu link is down past ``stale_after_minutes`` (clock moved on)."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from display.clock import FakeClock
+    from display.config import Secret, WebConfig, parse_config
+    from display.devices.factory import make_device
+    from display.node import Node
+    from display.store import ScheduleStore
+    from display.web.server import WebServer
+
+    path = tmp_path / "room-display.toml"
+    text = ('[node]\nname = "stale-test"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
+            '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n')
+    config = parse_config(text, path)
+    clock = FakeClock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
+    node = Node(config, store, clock, make_device)
+    node.freshness.expect("feishu", clock.now())
+    node.set_link("feishu", True)
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
+    loop.start()
+    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
+    assert web.start()
+    try:
+        with chromium(1280, 900) as driver:
+            driver.get(f"http://{web.address}/")
+            wait_for(lambda: tile_state(driver, "omm_a") == "free", 15, "room A free")
+            assert "stale" not in tile(driver, "omm_a").text
+            clock.advance(timedelta(minutes=5))
+            node.set_link("feishu", False, "connection lost; reconnecting")  # down at 09:05
+            clock.advance(timedelta(minutes=11))
+            node.wake()
+            wait_for(lambda: "as of 09:05" in (tile(driver, "omm_a").text or ""), 10,
+                     "the tile says stale as of when the link went down")
+            assert "stale" in tile(driver, "omm_a").text
+            # The link's state is not a room's: it follows within the page's 1 s comparison.
+            problems = wait_for(lambda: "feishu down" in (text := driver.find_element(
+                "id", "problems").text) and text, 5, "the link problem listed")
+            assert "feishu down: connection lost; reconnecting" in problems
+            assert "Room A: stale — as of 09:05" in problems
+    finally:
+        web.close()
+        stop.set()
+        node.wake()
+        loop.join(timeout=5)
+        node.close()
+        store.close()

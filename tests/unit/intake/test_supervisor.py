@@ -1,0 +1,133 @@
+"""IntakeSupervisor against scripted children (the real child is covered by the intake tests).
+
+The supervisor runs ``PYTHON -m display.intake.feishu -c CONFIG ...``; here PYTHON is a small
+script that reads its behaviour from CONFIG and speaks (or garbles) the line protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from display.intake.supervisor import IntakeSupervisor
+from display.testing.intake_support import Recorder
+from display.testing.waiting import wait_for
+
+CHILD = """\
+#!{python}
+import json, signal, sys, time
+behaviour = open(sys.argv[sys.argv.index("-c") + 1]).read().strip()
+def send(**kw):
+    print(json.dumps(kw), flush=True)
+if behaviour == "chatty":
+    print("this is not json", flush=True)
+    send(changed="not a list")
+    send(link="sideways")
+    send(changed=["omm_b", "omm_a"])
+    send(ready=True, mode="webhook", listen="127.0.0.1:9")
+    send(link="up")
+    send(alive=time.time(), last_frame_age=None, extra="ignored")
+    sys.exit(3)
+if behaviour == "mute":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL ends it
+    send(ready=True, mode="long_connection", listen=None)
+    while True:
+        time.sleep(1)
+if behaviour == "polite":
+    send(ready=True, mode="webhook", listen="127.0.0.1:9")
+    sys.stdin.read()  # EOF: the parent asked us to go
+    sys.exit(0)
+if behaviour == "burst":
+    send(changed=["omm_a"])
+    send(ready=True, mode="webhook", listen="127.0.0.1:9")
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Path:
+    script = tmp_path / "fake-python"
+    script.write_text(CHILD.format(python=sys.executable))
+    script.chmod(0o755)
+    return script
+
+
+def config(tmp_path: Path, behaviour: str) -> Path:
+    path = tmp_path / f"{behaviour}.conf"
+    path.write_text(behaviour)
+    return path
+
+
+def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
+        tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "display.intake.supervisor")
+    rec = Recorder()
+    with IntakeSupervisor(config(tmp_path, "chatty"), rec.on_changed, rec.on_link,
+                          python=str(child), backoff_initial=0.1) as sup:
+        wait_for(lambda: sup.starts >= 2, what="a restart after exit code 3")
+        wait_for(lambda: len(rec.link_events()) >= 2, what="link callbacks")
+        assert rec.changed[0] == frozenset({"omm_a", "omm_b"})
+        assert rec.link_events()[:2] == [(True, None), (False, "intake process exited (code 3)")]
+        assert sup.last_exit == 3
+    text = caplog.text
+    assert "not a JSON object" in text and "bad 'changed' line" in text
+    assert "bad 'link' line" in text
+
+
+def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child: Path) -> None:
+    rec = Recorder()
+    with IntakeSupervisor(config(tmp_path, "mute"), rec.on_changed, rec.on_link,
+                          python=str(child), silence=1.0, kill_grace=0.5,
+                          backoff_initial=30) as sup:
+        wait_for(lambda: sup.ready_pid, what="ready")
+        wait_for(lambda: sup.last_exit is not None, 15, what="the silent child killed")
+        assert sup.last_exit == -signal.SIGKILL
+        assert sup.ready_pid is None
+
+
+def test_close_ends_the_child_through_stdin(tmp_path: Path, child: Path) -> None:
+    rec = Recorder()
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
+                           python=str(child))
+    sup.start()
+    wait_for(lambda: sup.ready_listen == "127.0.0.1:9", what="ready")
+    sup.close()
+    assert sup.pid is None
+    assert sup.last_exit == 0
+    assert sup.starts == 1
+
+
+def test_a_slow_callback_does_not_block_the_reader(tmp_path: Path, child: Path) -> None:
+    release = threading.Event()
+    rec = Recorder()
+
+    def slow(rooms: frozenset[str]) -> None:
+        release.wait(10)
+        rec.on_changed(rooms)
+
+    with IntakeSupervisor(config(tmp_path, "burst"), slow, rec.on_link,
+                          python=str(child)) as sup:
+        wait_for(lambda: sup.ready_pid, what="ready read while the callback blocks")
+        assert rec.changed == []
+        release.set()
+        wait_for(lambda: rec.changed, what="the callback to finish")
+
+
+def test_rejects_nonsense_settings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        IntakeSupervisor(tmp_path / "c.toml", lambda r: None, lambda u, e: None, silence=0)
+
+
+def test_close_right_after_start_leaves_no_child(tmp_path: Path, child: Path) -> None:
+    rec = Recorder()
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
+                           python=str(child))
+    sup.start()
+    sup.close()
+    assert sup.pid is None
+    assert sup.last_exit in (None, 0)
