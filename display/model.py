@@ -148,7 +148,7 @@ class RoomEvent:
 class Occupancy:
     """What the schedule says about a room at ``at``: a pure function's answer.
 
-    ``since``/``until`` bound the current *state* (``until`` is also ``next_change``); ``None``
+    ``since``/``until`` bound the current *state* (``until`` is when it changes next); ``None``
     means unbounded within the schedule we know. ``current`` is the booking in progress, ``next``
     the upcoming bookings in start order.
     """
@@ -160,11 +160,6 @@ class Occupancy:
     current: Booking | None
     next: tuple[Booking, ...]
     today: tuple[Booking, ...] = ()
-
-    @property
-    def next_change(self) -> datetime | None:
-        """When the state will change next if the schedule stays as it is."""
-        return self.until
 
 
 @dataclass(frozen=True, slots=True)

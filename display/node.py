@@ -106,10 +106,10 @@ class Node:
         self.schedule_listeners: list[Callable[[list[str]], None]] = []
         self._status_dirty = False
         for room, dev in config.devices():
-            self._add_device(config, room, dev)
+            self._add_device(room, dev)
 
-    def _add_device(self, config: Config, room: RoomConfig, dev: DeviceConfig) -> None:
-        device = self._make_device(config, room, dev, self.clock)
+    def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
+        device = self._make_device(dev, self.clock)
         if hasattr(device, "on_change"):  # DeviceWorker: rewrite status when health changes
             device.on_change = self._device_changed
         self._devices[dev.id] = (room.open_id, device)
@@ -156,7 +156,7 @@ class Node:
         added = []
         for device_id, (room, dev) in new_devices.items():
             if device_id not in self._devices:
-                self._add_device(new, room, dev)
+                self._add_device(room, dev)
                 added.append(room.open_id)
         kept_rooms = {r.open_id for r in new.rooms}
         for room_id in list(self._views):

@@ -33,18 +33,6 @@ def notify(message: str) -> bool:
     return True
 
 
-def watchdog_interval() -> float | None:
-    """Seconds between watchdog pings systemd expects (half of WatchdogSec), if enabled."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
-    try:
-        return int(usec) / 1e6 / 2
-    except ValueError:
-        return None
-
-
 class ClockSync:
     """Is the wall clock trustworthy? (``[node] clock = "auto" | "trust"``)
 

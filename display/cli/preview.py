@@ -85,7 +85,7 @@ def identify(config: Config, device_id: str, seconds: float = 10.0) -> str:
     clock = SystemClock()
     marker = Identify(clock)
     marker.start(device_id, seconds)
-    worker = make_device(config, room, device, clock, marker)
+    worker = make_device(device, clock, marker)
     try:
         worker.show(stored_view(config, room, clock.now(), stale=True, as_of=clock.now()))
         deadline = time.monotonic() + seconds

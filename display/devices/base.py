@@ -8,8 +8,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from display.backoff import Backoff
 from display.clock import Clock
-from display.config import Config, DeviceConfig, RoomConfig
+from display.config import DeviceConfig
 from display.model import DeviceHealth, RoomView
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Device(Protocol):
 
 
 #: What the node calls to build a room's device (tests hand in their own).
-DeviceFactory = Callable[[Config, RoomConfig, DeviceConfig, Clock], Device]
+DeviceFactory = Callable[[DeviceConfig, Clock], Device]
 
 
 class DeviceWorker:
@@ -135,7 +136,7 @@ class DeviceWorker:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.retry_initial
+        backoff = Backoff(self.retry_initial, self.retry_max)
         while True:
             with self._cond:
                 while not self._dirty and not self._stopping:
@@ -162,10 +163,9 @@ class DeviceWorker:
                     self._changed()
                 with self._cond:
                     if not self._stopping:
-                        self._cond.wait(timeout=delay)
-                delay = min(delay * 2, self.retry_max)
+                        self._cond.wait(timeout=backoff.next())
             else:
-                delay = self.retry_initial
+                backoff.reset()
                 with self._cond:
                     self._online = True
                     self._error = None

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from display.clock import Clock
-from display.config import Config, DeviceConfig, RoomConfig
+from display.config import DeviceConfig
 from display.devices.base import Device, DeviceFactory
 from display.errors import DeviceError
 from display.model import RoomView
@@ -56,8 +56,7 @@ def sign_renderer(device: DeviceConfig,
 
     return render
 
-def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock,
-                identify: Identify | None = None) -> Device:
+def make_device(device: DeviceConfig, clock: Clock, identify: Identify | None = None) -> Device:
     """A running device for ``device`` of ``room`` (serial devices start in their constructor)."""
     if device.scheme == "virtual":
         from display.devices.virtual import VirtualDevice
@@ -89,9 +88,9 @@ def make_device(config: Config, room: RoomConfig, device: DeviceConfig, clock: C
 def device_factory(mqtt: MqttLink | None = None,
                    identify: Identify | None = None) -> DeviceFactory:
     """:func:`make_device`, plus ``mqtt:TOPIC`` devices published through the node's link."""
-    def make(config: Config, room: RoomConfig, device: DeviceConfig, clock: Clock) -> Device:
+    def make(device: DeviceConfig, clock: Clock) -> Device:
         if device.scheme != "mqtt" or mqtt is None:
-            return make_device(config, room, device, clock, identify)
+            return make_device(device, clock, identify)
         from display.devices.mqtt_devices import MqttDevice  # paho only where MQTT is used
 
         worker = MqttDevice(device, clock, mqtt,

@@ -34,6 +34,10 @@ class ProtocolError(DeviceError):
     """A frame or payload that does not follow PROTOCOL.md."""
 
 
+class CrcError(ProtocolError):
+    """A frame whose CRC-16 does not match its body (line noise, not a peer speaking wrongly)."""
+
+
 class MsgType(IntEnum):
     """The ``type`` byte of a frame."""
 
@@ -315,7 +319,7 @@ def decode_body(body: bytes) -> Message:
     if len(body) < OVERHEAD:
         raise ProtocolError(f"frame too short ({len(body)} bytes)")
     if crc16(body[:-CRC_LEN]) != int.from_bytes(body[-CRC_LEN:], "big"):
-        raise ProtocolError("bad CRC")
+        raise CrcError("bad CRC")
     version, kind_byte, seq = body[0], body[1], body[2]
     if version != PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
@@ -427,11 +431,11 @@ class FrameDecoder:
             return None
         try:
             msg = decode_body(body)
-        except ProtocolError as exc:
-            if "CRC" in str(exc):
-                self.stats.bad_crc += 1
-            else:
-                self.stats.malformed += 1
+        except CrcError:
+            self.stats.bad_crc += 1
+            return None
+        except ProtocolError:
+            self.stats.malformed += 1
             return None
         self.stats.frames += 1
         return msg

@@ -26,7 +26,7 @@ from display.config import Config
 from display.errors import EventError, StoreError
 from display.node import Node
 from display.store import ScheduleStore
-from display.transport.mqtt_client import Message, MqttLink
+from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import ONLINE, decode_schedule
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class AgentIntake:
 
     # -- handlers (worker thread) -----------------------------------------------------------------
 
-    def _on_schedule(self, message: Message) -> None:
+    def _on_schedule(self, message: MqttMessage) -> None:
         open_id = self.link.topics.room_of(message.topic)
         with self._lock:
             drives = open_id in self._rooms
@@ -119,7 +119,7 @@ class AgentIntake:
             self.node.notify([open_id])
         self._update_bridge_link()
 
-    def _on_availability(self, message: Message) -> None:
+    def _on_availability(self, message: MqttMessage) -> None:
         name = self.link.topics.node_of(message.topic)
         if name is None:
             return

@@ -34,6 +34,8 @@ from os import PathLike
 from pathlib import Path
 from typing import IO, Any, TypeGuard
 
+from display.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 ChangedCallback = Callable[[frozenset[str]], None]
@@ -114,7 +116,7 @@ class IntakeSupervisor:
         self._silence = silence
         self._startup_timeout = startup_timeout
         self._backoff_initial = backoff_initial
-        self._backoff_max = max(backoff_max, backoff_initial)
+        self._backoff_max = backoff_max
         self._healthy_after = healthy_after
         self._kill_grace = kill_grace
         self._stop = threading.Event()
@@ -195,7 +197,7 @@ class IntakeSupervisor:
     # -- the children -----------------------------------------------------------------------------
 
     def _monitor(self) -> None:
-        backoff = self._backoff_initial
+        backoff = Backoff(self._backoff_initial, self._backoff_max)
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -206,13 +208,13 @@ class IntakeSupervisor:
             if self._stop.is_set():
                 return
             if time.monotonic() - started >= self._healthy_after:
-                backoff = self._backoff_initial
+                backoff.reset()
+            delay = backoff.next()
             hint = " (configuration or credentials rejected)" if code == 2 else ""
             log.warning("Feishu intake exited with code %s%s; restarting in %.0f s",
-                        code, hint, backoff)
-            if self._stop.wait(backoff):
+                        code, hint, delay)
+            if self._stop.wait(delay):
                 return
-            backoff = min(backoff * 2, self._backoff_max)
 
     def _run_child(self) -> int:
         """Spawn one child, watch it until it exits, return its exit code."""

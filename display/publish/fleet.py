@@ -22,7 +22,7 @@ from typing import Any
 from display import __version__
 from display.clock import Clock
 from display.node import Node
-from display.transport.mqtt_client import Message, MqttLink
+from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import ONLINE, valid_topic_level
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class FleetGatherer:
             return name if valid_topic_level(name) else None
         return None
 
-    def _on_status(self, message: Message) -> None:
+    def _on_status(self, message: MqttMessage) -> None:
         name = self._name(message.topic, "/status")
         if name is None:
             return
@@ -151,7 +151,7 @@ class FleetGatherer:
         with self._lock:
             self._status[name] = doc
 
-    def _on_availability(self, message: Message) -> None:
+    def _on_availability(self, message: MqttMessage) -> None:
         name = self._name(message.topic, "/availability")
         if name is not None:
             with self._lock:

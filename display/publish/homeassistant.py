@@ -27,7 +27,7 @@ from typing import Any
 
 from display.config import Config, RoomConfig
 from display.store import ScheduleStore
-from display.transport.mqtt_client import Message, MqttLink
+from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class HomeAssistantDiscovery:
             self.store.set_meta(META_ANNOUNCED, json.dumps(sorted(rooms)))
         self.announcements += 1
 
-    def _on_ha_status(self, message: Message) -> None:
+    def _on_ha_status(self, message: MqttMessage) -> None:
         # Home Assistant restarted and lost its entities: its birth message asks for configs.
         if message.payload.strip() == ONLINE.encode():
             log.info("Home Assistant is online: re-sending discovery for %d room(s)",

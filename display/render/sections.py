@@ -23,154 +23,156 @@ DAY_END_HOUR = 21
 # -- header ----------------------------------------------------------------------------------
 
 
-def _stale_icon(c: Canvas, box: Box) -> None:
+def _stale_icon(canvas: Canvas, box: Box) -> None:
     """A warning triangle with "!" drawn from shapes (no font needed, crisp at any size)."""
     s = min(box.w, box.h)
     x, y = box.x, box.y + (box.h - s) // 2
-    c.polygon([(x, y + s - 1), (x + s // 2, y), (x + s - 1, y + s - 1)],
-              Ink.RED if c.has_red else Ink.BLACK)
+    canvas.polygon([(x, y + s - 1), (x + s // 2, y), (x + s - 1, y + s - 1)],
+                   Ink.RED if canvas.has_red else Ink.BLACK)
     bar_w = max(2, s // 8)
     cx = x + s // 2 - bar_w // 2
-    c.rect(Box(cx, y + s * 3 // 8, bar_w, s * 5 // 16), Ink.WHITE)
-    c.rect(Box(cx, y + s * 3 // 4, bar_w, max(2, s // 9)), Ink.WHITE)
+    canvas.rect(Box(cx, y + s * 3 // 8, bar_w, s * 5 // 16), Ink.WHITE)
+    canvas.rect(Box(cx, y + s * 3 // 4, bar_w, max(2, s // 9)), Ink.WHITE)
 
 
-def _asof_plan(c: Canvas, f: SignFacts, box: Box, size: int, bold: bool) -> TextPlan | None:
+def _asof_plan(canvas: Canvas, facts: SignFacts, box: Box, size: int,
+               bold: bool) -> TextPlan | None:
     """"as of 10:05", or just "10:05" where that does not fit: a time is never ellipsised."""
-    hm = f.hm(f.as_of)
-    for candidate in (f.t("as_of", t=hm), text("as_of", "en", t=hm), hm):
-        plan = c.type.largest([Seg(candidate, bold=bold)], box, min(10, size), size)
+    hm = facts.hm(facts.as_of)
+    for candidate in (facts.t("as_of", t=hm), text("as_of", "en", t=hm), hm):
+        plan = canvas.type.largest([Seg(candidate, bold=bold)], box, min(10, size), size)
         if plan is not None:
             return plan
     return None
 
 
-def draw_header(c: Canvas, f: SignFacts, box: Box, unit: int, *, show_asof: bool) -> None:
+def draw_header(canvas: Canvas, facts: SignFacts, box: Box, unit: int, *, show_asof: bool) -> None:
     """The room name (wrapped if long) and, with ``show_asof``, the update time on the right."""
     m = unit
     inner = box.inset(m, max(1, m // 2))
     used = 0
     if show_asof:
         # Right: the update time; on a stale view a warning triangle and a bolder "as of".
-        small = max(10, round(inner.h * (0.42 if f.stale else 0.34)))
-        icon = inner.h if f.stale else 0
+        small = max(10, round(inner.h * (0.42 if facts.stale else 0.34)))
+        icon = inner.h if facts.stale else 0
         room = Box(0, 0, max(0, inner.w * 2 // 5 - icon), inner.h)
-        plan = _asof_plan(c, f, room, small, f.stale)
+        plan = _asof_plan(canvas, facts, room, small, facts.stale)
         used = (plan.width if plan else 0) + (icon + m if icon else 0)
         if plan is not None:
-            c.draw_plan("as_of", plan, Box(inner.right - plan.width, inner.y, plan.width,
-                                           inner.h), Ink.BLACK, align="right")
+            canvas.draw_plan("as_of", plan, Box(inner.right - plan.width, inner.y, plan.width,
+                                                inner.h), Ink.BLACK, align="right")
         if icon:
-            _stale_icon(c, Box(inner.right - used, inner.y, icon, inner.h))
+            _stale_icon(canvas, Box(inner.right - used, inner.y, icon, inner.h))
     name_box = Box(inner.x, inner.y, max(0, inner.w - used - 2 * m), inner.h)
-    c.text("name", [Seg(f.name)], name_box, inner.h, max(11, inner.h // 3), Ink.BLACK,
-           wrap=True)
+    canvas.text("name", [Seg(facts.name)], name_box, inner.h, max(11, inner.h // 3), Ink.BLACK,
+                wrap=True)
 
 
-def draw_stale_line(c: Canvas, f: SignFacts, box: Box, unit: int) -> None:
+def draw_stale_line(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> None:
     """Compact panels when stale: the warning replaces the "Next" line, which may be wrong."""
     icon = box.h
-    _stale_icon(c, Box(box.x, box.y, icon, box.h))
+    _stale_icon(canvas, Box(box.x, box.y, icon, box.h))
     rest = Box(box.x + icon + 2 * unit, box.y, max(0, box.w - icon - 2 * unit), box.h)
-    plan = _asof_plan(c, f, rest, box.h * 3 // 4, True)
+    plan = _asof_plan(canvas, facts, rest, box.h * 3 // 4, True)
     if plan is not None:
-        c.draw_plan("as_of", plan, rest, Ink.BLACK)
+        canvas.draw_plan("as_of", plan, rest, Ink.BLACK)
 
 
 # -- state banner ----------------------------------------------------------------------------
 
 
-def _state_segs(f: SignFacts) -> list[Seg]:
+def _state_segs(facts: SignFacts) -> list[Seg]:
     """The state word; in ``zh+en`` the English after the Chinese, smaller and optional."""
-    word = f.t(f.state.value)
+    word = facts.t(facts.state.value)
     if "|" in word:
         zh, en = word.split("|", 1)
         return [Seg(zh), Seg("  " + en, 0.45, optional=True)]
     return [Seg(word)]
 
 
-def _detail_segs(f: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
+def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
     """The banner's second line and the bookings still left for the "Next" list."""
-    rest = f.upcoming
-    if f.state.occupied and f.current is not None and f.block_end is not None:
-        return [Seg(f.t("until", t=f.hm(f.block_end))),
-                Seg("   " + f.span(f.current), 0.75, bold=False, optional=True)], rest
-    if f.state is State.SOON and rest:
-        return [Seg(f.span(rest[0]))], rest[1:]
+    rest = facts.upcoming
+    if facts.state.occupied and facts.current is not None and facts.block_end is not None:
+        return [Seg(facts.t("until", t=facts.hm(facts.block_end))),
+                Seg("   " + facts.span(facts.current), 0.75, bold=False, optional=True)], rest
+    if facts.state is State.SOON and rest:
+        return [Seg(facts.span(rest[0]))], rest[1:]
     if rest:  # free until the next booking
-        return [Seg(f.t("until", t=f.hm(rest[0].start)))], rest
+        return [Seg(facts.t("until", t=facts.hm(rest[0].start)))], rest
     return [], rest
 
 
-def _banner(c: Canvas, f: SignFacts, box: Box, unit: int) -> tuple[Ink, Ink]:
+def _banner(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> tuple[Ink, Ink]:
     """Draw the state banner's background; returns (text ink, detail ink)."""
-    if f.state is State.FREE:
-        c.frame(box, Ink.BLACK, max(1, unit // 2))
+    if facts.state is State.FREE:
+        canvas.frame(box, Ink.BLACK, max(1, unit // 2))
         return Ink.BLACK, Ink.BLACK
-    if f.state is State.SOON:
-        colour = Ink.RED if c.has_red else Ink.BLACK
-        c.frame(box, colour, max(3, unit * 2))
+    if facts.state is State.SOON:
+        colour = Ink.RED if canvas.has_red else Ink.BLACK
+        canvas.frame(box, colour, max(3, unit * 2))
         return colour, Ink.BLACK
-    c.rect(box, Ink.RED)  # busy / ending: solid (black where there is no red)
+    canvas.rect(box, Ink.RED)  # busy / ending: solid (black where there is no red)
     return Ink.WHITE, Ink.WHITE
 
 
-def draw_state_block(c: Canvas, f: SignFacts, box: Box, unit: int) -> tuple[Booking, ...]:
+def draw_state_block(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> tuple[Booking, ...]:
     """The state banner: the state, and under it "until" or the next span; returns the
     bookings left for the "Next" part."""
-    text_ink, detail_ink = _banner(c, f, box, unit)
+    text_ink, detail_ink = _banner(canvas, facts, box, unit)
     inner = box.inset(unit * 3, unit * 2)
-    detail, rest = _detail_segs(f)
+    detail, rest = _detail_segs(facts)
     if detail:
         state_h = inner.h * 62 // 100
         detail_box = Box(inner.x, inner.y + state_h, inner.w, inner.h - state_h)
-        c.text("detail", detail, detail_box, detail_box.h, 10, detail_ink, align="center")
+        canvas.text("detail", detail, detail_box, detail_box.h, 10, detail_ink, align="center")
     else:
         state_h = inner.h
-    c.text("state", _state_segs(f), Box(inner.x, inner.y, inner.w, state_h), state_h, 12,
-           text_ink, align="center")
+    canvas.text("state", _state_segs(facts), Box(inner.x, inner.y, inner.w, state_h), state_h, 12,
+                text_ink, align="center")
     return rest
 
 
 # -- next bookings ---------------------------------------------------------------------------
 
 
-def draw_next_line(c: Canvas, f: SignFacts, box: Box, rest: tuple[Booking, ...]) -> None:
+def draw_next_line(canvas: Canvas, facts: SignFacts, box: Box, rest: tuple[Booking, ...]) -> None:
     """Compact panels: "Next 11:30–12:00 · 14:00–15:30 +2" on one line, as many as fit."""
     size = box.h * 3 // 4
     if not rest:
-        c.text("next", [Seg(f.t("none"), bold=False)], box, size, 10, Ink.BLACK)
+        canvas.text("next", [Seg(facts.t("none"), bold=False)], box, size, 10, Ink.BLACK)
         return
-    spans = [f.span(b) for b in rest]
-    label = Seg(f.t("next") + "  ")
+    spans = [facts.span(b) for b in rest]
+    label = Seg(facts.t("next") + "  ")
     min_size = max(10, box.h * 2 // 5)
     for k in range(len(spans), 0, -1):
         more = len(spans) - k
-        body = "  ".join(spans[:k]) + (f"  {f.t('more', n=more)}" if more else "")
-        plan = c.type.largest([label, Seg(body, bold=False)], box, min_size, size)
+        body = "  ".join(spans[:k]) + (f"  {facts.t('more', n=more)}" if more else "")
+        plan = canvas.type.largest([label, Seg(body, bold=False)], box, min_size, size)
         if plan is not None:
-            c.draw_plan("next", plan, box, Ink.BLACK)
+            canvas.draw_plan("next", plan, box, Ink.BLACK)
             return
-    c.text("next", [label, Seg(spans[0], bold=False)], box, size, 10, Ink.BLACK)
+    canvas.text("next", [label, Seg(spans[0], bold=False)], box, size, 10, Ink.BLACK)
 
 
-def draw_next_grid(c: Canvas, f: SignFacts, box: Box, rest: tuple[Booking, ...], unit: int) -> None:
+def draw_next_grid(canvas: Canvas, facts: SignFacts, box: Box, rest: tuple[Booking, ...],
+                   unit: int) -> None:
     """Large panels: a heading, then the rest of the day's bookings in columns."""
     row = max(14, min(box.h // 4, unit * 8))
     label_box = Box(box.x, box.y, box.w, row)
     if not rest:
-        c.text("next", [Seg(f.t("none"))], label_box, row * 4 // 5, 10, Ink.BLACK)
+        canvas.text("next", [Seg(facts.t("none"))], label_box, row * 4 // 5, 10, Ink.BLACK)
         return
-    c.text("next_label", [Seg(f.t("next"))], label_box, row * 4 // 5, 10, Ink.BLACK)
+    canvas.text("next_label", [Seg(facts.t("next"))], label_box, row * 4 // 5, 10, Ink.BLACK)
     grid = Box(box.x, box.y + row, box.w, box.h - row)
     rows = max(1, grid.h // row)
     size = row * 3 // 4
-    sample = c.type.line([Seg("00:00" + DASH + "00:00", bold=False)], size)
+    sample = canvas.type.line([Seg("00:00" + DASH + "00:00", bold=False)], size)
     col_w = max(1, sample.width + unit * 6)
     cols = max(1, min(grid.w // col_w, len(rest)))
     col_w = min(col_w, grid.w)  # a panel narrower than one span: the text shrinks to fit
     cap = rows * cols
-    items = [f.span(b) for b in rest]
+    items = [facts.span(b) for b in rest]
     more = 0
     if len(items) > cap:
         more = len(items) - (cap - 1)
@@ -179,26 +181,26 @@ def draw_next_grid(c: Canvas, f: SignFacts, box: Box, rest: tuple[Booking, ...],
         r, col = divmod(i, cols)  # row-major: read across, then down, in time order
         cell = Box(grid.x + col * col_w, grid.y + r * row, col_w - unit, row)
         if s:
-            c.text("next_item", [Seg(s, bold=False)], cell, size, 10, Ink.BLACK)
+            canvas.text("next_item", [Seg(s, bold=False)], cell, size, 10, Ink.BLACK)
         else:  # the count matters more than the words: "+9" when "+9 more" does not fit
-            c.text_first("more", [[Seg(f.t("more", n=more))], [Seg(f"+{more}")]], cell, size,
-                         10, Ink.BLACK)
+            canvas.text_first("more", [[Seg(facts.t("more", n=more))], [Seg(f"+{more}")]], cell,
+                              size, 10, Ink.BLACK)
 
 
 # -- timeline --------------------------------------------------------------------------------
 
 
-def draw_timeline(c: Canvas, f: SignFacts, box: Box, unit: int) -> None:
+def draw_timeline(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> None:
     """A day bar (07-21 h, widened to the day's bookings) with booked blocks and a now-marker."""
     start_h, end_h = DAY_START_HOUR, DAY_END_HOUR
-    for b in f.day:
-        s = b.start.astimezone(f.tz)
-        e = b.end.astimezone(f.tz)
-        start_h = min(start_h, s.hour if s.date() == f.day_start.date() else 0)
-        e_hours = 24 if e >= f.day_end else e.hour + (1 if e.minute or e.second else 0)
+    for b in facts.day:
+        s = b.start.astimezone(facts.tz)
+        e = b.end.astimezone(facts.tz)
+        start_h = min(start_h, s.hour if s.date() == facts.day_start.date() else 0)
+        e_hours = 24 if e >= facts.day_end else e.hour + (1 if e.minute or e.second else 0)
         end_h = max(end_h, e_hours)
-    t0 = f.day_start + timedelta(hours=start_h)
-    t1 = f.day_start + timedelta(hours=end_h)
+    t0 = facts.day_start + timedelta(hours=start_h)
+    t1 = facts.day_start + timedelta(hours=end_h)
     span_s = (t1 - t0).total_seconds()
     inner = box.inset(unit, 0)
     label_h = max(10, box.h * 30 // 100)
@@ -209,34 +211,34 @@ def draw_timeline(c: Canvas, f: SignFacts, box: Box, unit: int) -> None:
         frac = min(1.0, max(0.0, (t - t0).total_seconds() / span_s))
         return bar.x + round(frac * (bar.w - 1))
 
-    for b in f.day:
+    for b in facts.day:
         x0, x1 = x_at(b.start), x_at(b.end)
-        ink = Ink.RED if b is f.current else Ink.BLACK
-        c.rect(Box(x0, bar.y, max(1, x1 - x0), bar.h), ink)
-    c.frame(bar, Ink.BLACK, max(1, unit // 2))
+        ink = Ink.RED if b is facts.current else Ink.BLACK
+        canvas.rect(Box(x0, bar.y, max(1, x1 - x0), bar.h), ink)
+    canvas.frame(bar, Ink.BLACK, max(1, unit // 2))
     # Hour ticks every hour, labels as often as they fit.
     big_tick = max(2, unit)
     label_room = Box(0, 0, box.w, box.bottom - bar.bottom - big_tick)
-    probe = c.type.largest([Seg("00", bold=False)], label_room, 8, label_h)
+    probe = canvas.type.largest([Seg("00", bold=False)], label_room, 8, label_h)
     hours = end_h - start_h
     px_per_h = bar.w / max(1, hours)
     width = probe.width if probe else box.w
     step = next((s for s in (1, 2, 3, 4, 6, 12) if s * px_per_h >= width * 1.6), 24)
     for h in range(start_h, end_h + 1):
-        x = x_at(f.day_start + timedelta(hours=h))
+        x = x_at(facts.day_start + timedelta(hours=h))
         labelled = (h - start_h) % step == 0
         tick = big_tick if labelled else max(1, unit // 2)
-        c.rect(Box(x, bar.bottom, 1, tick), Ink.BLACK)
+        canvas.rect(Box(x, bar.bottom, 1, tick), Ink.BLACK)
         if labelled and probe is not None:
             # One size for all labels (measured once above); digits share one advance width.
-            plan = c.type.single([Seg(f"{h:02d}", bold=False)], probe.size)
+            plan = canvas.type.single([Seg(f"{h:02d}", bold=False)], probe.size)
             lx = min(max(box.x, x - plan.width // 2), box.right - plan.width)
-            c.draw_plan("hour", plan, Box(lx, bar.bottom + big_tick, plan.width, label_room.h),
-                        Ink.BLACK, valign="top")
-    if t0 <= f.now <= t1:
-        x = x_at(f.now)
+            canvas.draw_plan("hour", plan, Box(lx, bar.bottom + big_tick, plan.width, label_room.h),
+                             Ink.BLACK, valign="top")
+    if t0 <= facts.now <= t1:
+        x = x_at(facts.now)
         half = max(3, marker_h * 2 // 3)
         top = box.y
-        c.polygon([(x - half, top), (x + half, top), (x, top + marker_h - 1)],
-                  Ink.RED if c.has_red else Ink.BLACK)
-        c.rect(Box(x - max(0, unit // 2 - 1), bar.y, max(1, unit // 2), bar.h), Ink.WHITE)
+        canvas.polygon([(x - half, top), (x + half, top), (x, top + marker_h - 1)],
+                       Ink.RED if canvas.has_red else Ink.BLACK)
+        canvas.rect(Box(x - max(0, unit // 2 - 1), bar.y, max(1, unit // 2), bar.h), Ink.WHITE)

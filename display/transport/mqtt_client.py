@@ -47,7 +47,7 @@ SETUP_RETRY = 30.0  # seconds between looks for missing TLS files
 MAX_INFLIGHT = 100  # QoS 1 messages in flight: a 1,000-room republish is not throttled to 20
 CLOSE_TIMEOUT = 2.0
 
-Handler = Callable[["Message"], None]
+Handler = Callable[["MqttMessage"], None]
 LinkReport = Callable[[bool, str | None], None]
 
 
@@ -56,7 +56,7 @@ class MqttError(RoomDisplayError, OSError):
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class MqttMessage:
     """A message as handlers receive it (on the worker thread, never paho's)."""
 
     topic: str
@@ -342,7 +342,7 @@ class MqttLink:
             except Exception:  # a failing hook must not keep the others from republishing
                 log.exception("MQTT connect hook failed")
 
-    def _on_own_availability(self, message: Message) -> None:
+    def _on_own_availability(self, message: MqttMessage) -> None:
         """Someone else wrote our availability topic while we are connected: re-assert it.
 
         Retained copies delivered at subscribe time are skipped (our ``online`` follows them).
@@ -369,7 +369,7 @@ class MqttLink:
             except Exception:
                 log.exception("MQTT disconnect hook failed")
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: MqttMessage) -> None:
         with self._lock:
             handlers = [h for f, (_q, h) in self._subs.items()
                         if mqtt.topic_matches_sub(f, message.topic)]
@@ -401,7 +401,7 @@ class MqttLink:
 
     def _paho_message(self, client: mqtt.Client, userdata: Any,
                       msg: mqtt.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), bool(msg.retain))
+        message = MqttMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
         self._tasks.put(lambda: self._dispatch(message))
 
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import serial
 
+from display.backoff import Backoff
 from display.encode.panel_protocol import (
     HOST_MAX_FRAME,
     Ack,
@@ -274,15 +275,14 @@ class PanelLink:
     # -- the reader thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.options.reopen_initial
+        backoff = Backoff(self.options.reopen_initial, self.options.reopen_max)
         while not self._is_closing():
             port = self._open()
             if port is None:
                 with self._cond:
-                    self._cond.wait(delay)
-                delay = min(delay * 2, self.options.reopen_max)
+                    self._cond.wait(backoff.next())
                 continue
-            delay = self.options.reopen_initial
+            backoff.reset()
             try:
                 self._session(port)
             except (OSError, serial.SerialException) as exc:

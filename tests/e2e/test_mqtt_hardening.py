@@ -25,7 +25,7 @@ from display.node import Node
 from display.store import ScheduleStore
 from display.testing.broker import Broker, Recorder, running_broker
 from display.testing.waiting import wait_for
-from display.transport.mqtt_client import Message, MqttLink
+from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import Topics, encode_schedule
 
 AGENT = """
@@ -199,11 +199,11 @@ def test_fuzzed_schedules_are_applied_whole_or_not_at_all(
     intake, node, store = fuzz_agent
     good = json.dumps(_GOOD).encode()
     topic = TOPICS.schedule("omm_a")
-    intake._on_schedule(Message(topic, good, True))
+    intake._on_schedule(MqttMessage(topic, good, True))
     before_rejected, expected_before = intake.rejected, _stored(store)
     assert expected_before == [("keep_0", "2030-06-01T01:50:00+00:00",
                                 "2030-06-01T02:50:00+00:00")], "the good schedule applies"
-    intake._on_schedule(Message(topic, payload, True))
+    intake._on_schedule(MqttMessage(topic, payload, True))
     after = _stored(store)
     if intake.rejected > before_rejected:
         assert after == expected_before, "a rejected schedule changes nothing"

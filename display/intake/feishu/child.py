@@ -160,5 +160,5 @@ def main(argv: list[str] | None = None) -> int:
         quiet_sdk_logger()
         resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
                              args.resync_backoff)
-        return run_long_connection(config.feishu, config.path, sink, channel,
+        return run_long_connection(config.feishu, sink, channel,
                                    args.alive_interval, resync)

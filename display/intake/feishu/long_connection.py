@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from display.config import FeishuConfig
@@ -101,7 +100,7 @@ class WatchedClient(_ws["lark_oapi.ws"].Client):  # type: ignore[misc]  # lark_o
         return float(self._ping_interval or 0)
 
 
-def run_long_connection(feishu: FeishuConfig, config_path: Path, sink: EventSink,
+def run_long_connection(feishu: FeishuConfig, sink: EventSink,
                         channel: ParentChannel, alive_interval: float,
                         resync: Resync | None) -> int:
     """Hold the long connection until it dies, the watchdog fires or stdin closes."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from display.backoff import Backoff
 from display.clock import Clock
 from display.config import FeishuConfig
 from display.errors import EventError, FeishuApiError, StoreError
@@ -174,9 +175,7 @@ class Resync:
         self._on_report = on_report
         self._interval = interval
         self._link_down_interval = link_down_interval
-        self._backoff_initial = backoff_initial
-        self._backoff_max = max(backoff_max, backoff_initial)
-        self._backoff = backoff_initial
+        self._backoff = Backoff(backoff_initial, backoff_max)
         self._one_pass = threading.Lock()
         self._cond = threading.Condition()
         self._pending = True  # the first pass runs as soon as the worker starts
@@ -291,11 +290,10 @@ class Resync:
                 if job == "full":
                     self._last_pass = now
                 if result.ok:
-                    self._backoff = self._backoff_initial
+                    self._backoff.reset()
                     delay = None
                 else:
-                    delay = max(self._backoff, result.retry_after or 0.0)
-                    self._backoff = min(self._backoff * 2, self._backoff_max)
+                    delay = max(self._backoff.next(), result.retry_after or 0.0)
                     self._retry_at = now + delay
                     if job == "full":
                         self._pending = True
