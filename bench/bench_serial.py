@@ -27,7 +27,9 @@ from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices.serial_panel import CHUNK_HEADER, SerialLedDevice
 from display.encode import panel_protocol as pp
+from display.encode.deflate import deflate_raw
 from display.encode.panel_image import encode_sign
+from display.encode.planes import xor_planes
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput, SignImage
 from display.testing.boardsim import BoardSim
@@ -82,7 +84,7 @@ def wire_bytes(image: SignImage, before: SignImage | None = None,
     enc = encode_sign(image)
     stream = enc.compressed
     if before is not None:
-        stream = pp.compress_planes(pp.xor_planes(encode_sign(before).planes, enc.planes))
+        stream = deflate_raw(xor_planes(encode_sign(before).planes, enc.planes))
     chunk = max_frame - pp.OVERHEAD - CHUNK_HEADER
     frames = [pp.ImageBegin(1, 1, enc.width, enc.height, enc.plane_count, False,
                             len(stream), enc.crc32, before is not None)]

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from display.errors import ConfigError
-from display.outputs import Effect, Palette
+from display.outputs import Effect, Palette, parse_hex
 
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
@@ -662,7 +662,7 @@ class _Parser:
                 raise self.fail(f"{key}.{name}.{state}", f"{value!r} is not a colour",
                                 'write "#rrggbb", e.g. "#00c000"')
             h = m[1]
-            out[state] = (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+            out[state] = parse_hex(h)
         return out
 
     def effects(self, d: Mapping[str, Any], key: str) -> Mapping[str, Effect]:

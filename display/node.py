@@ -22,6 +22,7 @@ from typing import Any
 from display.clock import Clock
 from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device, DeviceFactory
+from display.files import atomic_write
 from display.freshness import Freshness
 from display.model import Booking, Occupancy, RoomView
 from display.occupancy import Thresholds, occupancy
@@ -313,10 +314,8 @@ class Node:
                 path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
                 if path.parent.stat().st_uid != os.getuid():  # /dev/shm is shared by all users
                     raise PermissionError(errno.EPERM, "directory owned by another user")
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_text(f'{{"generated_at":{json.dumps(generated)},{body[1:]}',
-                               encoding="utf-8")
-                os.replace(tmp, path)
+                atomic_write(path, f'{{"generated_at":{json.dumps(generated)},{body[1:]}'
+                             .encode())
                 self._status_body = body
                 self._link_status(path)
             self._status_written = now

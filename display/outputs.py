@@ -25,6 +25,17 @@ class Palette(StrEnum):
 RGB = tuple[int, int, int]
 
 
+def parse_hex(text: str) -> RGB:
+    """``"#rrggbb"`` (or ``"rrggbb"``) as an RGB triple; the caller checks the form first."""
+    h = text.removeprefix("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def hex_colour(colour: RGB) -> str:
+    """An RGB triple as ``"#rrggbb"`` (what the config takes and the JSON payloads carry)."""
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
 @dataclass(frozen=True, slots=True)
 class LedOutput:
     """What an LED light should do: colour (0-255 each), effect and brightness (0-255)."""

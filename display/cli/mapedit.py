@@ -7,8 +7,6 @@ kept), so a running node never reads half a file. The node notices the change an
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from display.config import Config, parse_config, room_id_problem
 from display.errors import ConfigError
+from display.files import atomic_write
 
 
 class MapError(ConfigError):
@@ -146,15 +145,7 @@ class ConfigEditor:
         config = self.validate()
         text = tomlkit.dumps(self.doc)
         mode = self.path.stat().st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, mode)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, text.encode(), mode=mode)
         return config
 
 

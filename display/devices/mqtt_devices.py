@@ -1,9 +1,10 @@
 """``mqtt:TOPIC`` devices: panels reached through the node's broker connection.
 
-- ``protocol = "json"`` (default): the room's state JSON (:func:`view_json`, plus ``"led"`` for
-  an LED) retained on ``TOPIC``: Tasmota rules, ESPHome, custom boards;
+- ``protocol = "json"`` (default): the room's state JSON
+  (:func:`~display.encode.view_json.view_json`, plus ``"led"`` for an LED) retained on ``TOPIC``:
+  Tasmota rules, ESPHome, custom boards;
 - ``protocol = "wled"``: WLED's JSON API on ``TOPIC/api`` (WLED subscribes to
-  ``[mqttDeviceTopic]/api``; payload from :func:`display.devices.wled.wled_state`, the same
+  ``[mqttDeviceTopic]/api``; payload from :func:`display.encode.wled.wled_state`, the same
   as over serial), retained so a WLED that reboots gets its colour back at once;
 - ``kind = "eink"`` with ``protocol = "panel"``: the rendered sign as the compressed image payload
   of :mod:`display.encode.mqtt_image`, retained on ``TOPIC``, for Wi-Fi e-ink panels.
@@ -25,10 +26,10 @@ from typing import Any
 from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
-from display.devices.virtual import view_json
-from display.devices.wled import wled_state
 from display.encode.mqtt_image import FLAG_STALE, encode_image
 from display.encode.planes import planes_bytes
+from display.encode.view_json import led_json, view_json
+from display.encode.wled import wled_state
 from display.errors import DeviceError
 from display.model import RoomView
 from display.outputs import LedOutput, SignImage
@@ -91,9 +92,7 @@ class MqttDevice(DeviceWorker):
                                 flags=FLAG_STALE if view.stale else 0)
         doc = view_json(view)
         if self.config.kind == "led" and self._led is not None:
-            out = self._led(view)
-            doc["led"] = {"colour": "#{:02x}{:02x}{:02x}".format(*out.colour),
-                          "effect": out.effect.value, "brightness": out.brightness}
+            doc["led"] = led_json(self._led(view))
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
     def apply(self, view: RoomView) -> None:

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
+from display.encode.deflate import deflate_raw
 from display.encode.panel_image import EncodedImage, encode_sign
 from display.encode.panel_protocol import (
     HOST_MAX_FRAME,
@@ -30,9 +31,8 @@ from display.encode.panel_protocol import (
     LedEffect,
     NakReason,
     SetLed,
-    compress_planes,
-    xor_planes,
 )
+from display.encode.planes import xor_planes
 from display.errors import DeviceError
 from display.model import DeviceHealth, RoomView
 from display.outputs import Effect, LedOutput, Palette, SignImage
@@ -186,7 +186,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         if hello.takes_delta and self._shown is not None and self._shown[0] == generation and \
                 len(self._shown_planes) == len(image.planes):
             # Only the changed pixels: a state change touches a small part of the sign.
-            diff = compress_planes(xor_planes(self._shown_planes, image.planes))
+            diff = deflate_raw(xor_planes(self._shown_planes, image.planes))
             if len(diff) < len(stream):
                 stream, delta = diff, True
         try:

@@ -8,40 +8,18 @@ half a file.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from display.clock import Clock
 from display.config import DeviceConfig
 from display.devices.base import DeviceWorker
+from display.encode.view_json import led_json, view_json
 from display.model import RoomView
 from display.outputs import LedOutput, SignImage
-
-
-def view_json(view: RoomView) -> dict[str, Any]:
-    """The state of a room as panels and MQTT ``json`` devices receive it."""
-    occ = view.occupancy
-    return {
-        "open_id": view.open_id,
-        "name": view.name,
-        "state": occ.state.value,
-        "stale": view.stale,
-        "since": occ.since.isoformat() if occ.since else None,
-        "until": occ.until.isoformat() if occ.until else None,
-        "as_of": view.as_of.isoformat(),
-        "current": occ.current.to_json() if occ.current else None,
-        "next": [b.to_json() for b in occ.next],
-    }
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from display.transport.file import FileTransport
 
 
 class VirtualDevice(DeviceWorker):
@@ -52,24 +30,19 @@ class VirtualDevice(DeviceWorker):
                  sign: Callable[[RoomView], SignImage] | None = None) -> None:
         super().__init__(config.id, config.url, clock)
         self.kind = config.kind
-        self.directory = Path(config.url.removeprefix("virtual:"))
+        self.files = FileTransport(Path(config.url.removeprefix("virtual:")))
         self._led = led
         self._sign = sign
         self.writes = 0
 
     def apply(self, view: RoomView) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         doc = view_json(view)
         doc["device"] = self.id
         if self._led is not None:
-            out = self._led(view)
-            doc["led"] = {"colour": "#{:02x}{:02x}{:02x}".format(*out.colour),
-                          "effect": out.effect.value, "brightness": out.brightness}
+            doc["led"] = led_json(self._led(view))
         if self._sign is not None:
-            png = self.directory / f"{self.id}.png"
-            self._sign(view).to_rgb().save(png.with_name(f".{png.name}.tmp"), format="PNG")
-            os.replace(png.with_name(f".{png.name}.tmp"), png)
-            doc["image"] = png.name
-        write_atomically(self.directory / f"{self.id}.json",
-                         json.dumps(doc, ensure_ascii=False, indent=1).encode())
+            png = io.BytesIO()
+            self._sign(view).to_rgb().save(png, format="PNG")
+            doc["image"] = self.files.write(f"{self.id}.png", png.getvalue()).name
+        self.files.write(f"{self.id}.json", json.dumps(doc, ensure_ascii=False, indent=1).encode())
         self.writes += 1

@@ -25,11 +25,13 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from display.encode.deflate import deflate_raw, inflate_raw
+from display.encode.planes import row_bytes
+
 MAGIC = b"RDEI"
 VERSION = 1
 FLAG_STALE = 0x01
 FLAG_FULL_REFRESH = 0x02
-WINDOW_BITS = 9  # 512-byte window: the receiver's inflate buffer
 HEADER = struct.Struct(">4sBBHHBBII")
 MAX_PIXELS = 2000 * 2000
 
@@ -45,10 +47,6 @@ class ImageFrame:
     red: bytes | None
 
 
-def row_bytes(width: int) -> int:
-    return (width + 7) // 8
-
-
 def encode_image(width: int, height: int, black: bytes, red: bytes | None = None, *,
                  flags: int = 0) -> bytes:
     """The payload for one frame; raises ValueError when a plane has the wrong length."""
@@ -56,8 +54,7 @@ def encode_image(width: int, height: int, black: bytes, red: bytes | None = None
     if len(black) != plane or (red is not None and len(red) != plane):
         raise ValueError(f"planes must be {plane} bytes each for {width}x{height}")
     raw = black + (red or b"")
-    packer = zlib.compressobj(9, zlib.DEFLATED, -WINDOW_BITS)
-    body = packer.compress(raw) + packer.flush()
+    body = deflate_raw(raw)
     header = HEADER.pack(MAGIC, VERSION, flags, width, height, 2 if red is not None else 1, 0,
                          len(raw), zlib.crc32(raw))
     return header + body
@@ -76,8 +73,10 @@ def decode_image(payload: bytes) -> ImageFrame:
     plane = row_bytes(width) * height
     if length != plane * planes:
         raise ValueError("length does not match size and planes")
-    unpacker = zlib.decompressobj(-WINDOW_BITS)
-    raw = unpacker.decompress(payload[HEADER.size:], length + 1)
-    if len(raw) != length or zlib.crc32(raw) != crc:
+    try:
+        raw = inflate_raw(payload[HEADER.size:], length)
+    except ValueError:
+        raise ValueError("corrupt image data (length or CRC-32)") from None
+    if zlib.crc32(raw) != crc:
         raise ValueError("corrupt image data (length or CRC-32)")
     return ImageFrame(width, height, flags, raw[:plane], raw[plane:] if planes == 2 else None)

@@ -11,8 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from display.encode.panel_protocol import compress_planes, plane_len
-from display.encode.planes import plane_bytes
+from display.encode.deflate import deflate_raw
+from display.encode.planes import plane_bytes, plane_len
 from display.outputs import SignImage
 
 
@@ -52,7 +52,7 @@ def encode_sign(image: SignImage) -> EncodedImage:
         raise ValueError("unexpected plane size")
     return EncodedImage(
         width=width, height=height, plane_count=count, planes=planes,
-        compressed=compress_planes(planes),
+        compressed=deflate_raw(planes),
         crc32=binascii.crc32(planes) & 0xFFFFFFFF,
         digest=hashlib.blake2b(planes, digest_size=16).hexdigest(),
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import binascii
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,8 +25,6 @@ CRC_LEN = 2
 OVERHEAD = HEADER_LEN + CRC_LEN
 MIN_MAX_FRAME = 64
 HOST_MAX_FRAME = 4096
-# Raw deflate, 512-byte window: MicroPython's ``deflate`` decodes it in little RAM.
-DEFLATE_WBITS = -9
 
 
 class ProtocolError(DeviceError):
@@ -439,36 +436,3 @@ class FrameDecoder:
             return None
         self.stats.frames += 1
         return msg
-
-
-# -- images --------------------------------------------------------------------------------------
-
-
-def compress_planes(planes: bytes) -> bytes:
-    """Raw deflate with a 512-byte window (``wbits=-9``), as the firmware expects."""
-    c = zlib.compressobj(level=9, method=zlib.DEFLATED, wbits=DEFLATE_WBITS, memLevel=8)
-    return c.compress(planes) + c.flush()
-
-
-def decompress_planes(data: bytes, expected_len: int) -> bytes:
-    """Inverse of :func:`compress_planes`; refuse output longer than ``expected_len``."""
-    d = zlib.decompressobj(wbits=DEFLATE_WBITS)
-    try:
-        out = d.decompress(data, expected_len + 1)
-    except zlib.error as exc:
-        raise ProtocolError(f"image does not decompress: {exc}") from exc
-    if len(out) != expected_len or not d.eof:
-        raise ProtocolError(f"image decompresses to {len(out)} bytes, expected {expected_len}")
-    return out
-
-
-def xor_planes(a: bytes, b: bytes) -> bytes:
-    """Bytewise XOR of two equal-length plane buffers (big-int XOR: no per-byte Python loop)."""
-    if len(a) != len(b):
-        raise ValueError(f"planes differ in length: {len(a)} and {len(b)}")
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
-
-
-def plane_len(width: int, height: int) -> int:
-    """Bytes of one bit plane: rows padded to whole bytes."""
-    return (width + 7) // 8 * height

@@ -25,6 +25,18 @@ def row_bytes(width: int) -> int:
     return (width + 7) // 8
 
 
+def plane_len(width: int, height: int) -> int:
+    """Bytes of one bit plane: rows padded to whole bytes."""
+    return row_bytes(width) * height
+
+
+def xor_planes(a: bytes, b: bytes) -> bytes:
+    """Bytewise XOR of two equal-length plane buffers (big-int XOR: no per-byte Python loop)."""
+    if len(a) != len(b):
+        raise ValueError(f"planes differ in length: {len(a)} and {len(b)}")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
 def plane_bytes(plane: Any) -> bytes:
     """One mode ``"1"`` plane (0 = ink) packed with 1 = ink, MSB first, rows byte-padded."""
     if plane.mode != "1":

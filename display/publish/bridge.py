@@ -4,7 +4,7 @@
   :func:`display.transport.mqtt_schema.encode_schedule`), republished whenever the node
   re-reads the room from the store (intake committed a change), so a booking next week reaches
   the agents too;
-- ``{p}/v1/rooms/{open_id}/state``: :func:`display.devices.virtual.view_json` of the room's view,
+- ``{p}/v1/rooms/{open_id}/state``: :func:`display.encode.view_json.view_json` of the room's view,
   published whenever the node shows a new view.
 
 Payloads are encoded once on the worker thread and cached, so republishing everything after a
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from display.clock import Clock, to_epoch_ms
 from display.config import Config
-from display.devices.virtual import view_json
+from display.encode.view_json import view_json
 from display.model import Booking, RoomView
 from display.node import Node
 from display.store import ScheduleStore

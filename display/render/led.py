@@ -29,12 +29,7 @@ from __future__ import annotations
 
 from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfig
 from display.model import RoomView
-from display.outputs import RGB, Effect, LedOutput
-
-
-def _hex(value: str) -> RGB:
-    h = value.lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+from display.outputs import RGB, Effect, LedOutput, parse_hex
 
 
 def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
@@ -45,7 +40,7 @@ def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
     built without colours or effects (not through the config loader) gets the defaults.
     """
     state = view.occupancy.state.value
-    colour: RGB = device.colours.get(state) or _hex(DEFAULT_LED_COLOURS[state])
+    colour: RGB = device.colours.get(state) or parse_hex(DEFAULT_LED_COLOURS[state])
     if view.stale:
         colour = device.colours.get("stale", colour)
         key = "stale"

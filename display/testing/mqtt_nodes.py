@@ -14,7 +14,7 @@ from display.devices.factory import make_device
 from display.intake.sink import EventSink
 from display.mqtt_roles import MqttServices
 from display.node import Node
-from display.store import ScheduleStore
+from display.store import ScheduleStore, store_path
 
 START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 
@@ -66,7 +66,7 @@ class RunningNode:
         self.path.write_text(text)
         self.config: Config = parse_config(text, self.path)
         self.clock = clock
-        self.store = ScheduleStore(self.config.node.state_dir / "schedule.db", durable=False)
+        self.store = ScheduleStore(store_path(self.config), durable=False)
         self.node = Node(self.config, self.store, clock, make_device)
         self.mqtt = MqttServices(self.config, self.node, self.store, clock)
         self.sink = EventSink(self.store, clock, self.node.notify)

@@ -25,7 +25,7 @@ from display.intake.feishu.channel import (
 )
 from display.intake.sink import EventSink
 from display.model import RoomEvent
-from display.store import ScheduleStore
+from display.store import ScheduleStore, store_path
 
 if TYPE_CHECKING:
     from display.intake.feishu.resync import PassResult, Resync
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     long_connection = config.feishu.mode != "webhook"
     try:
-        store = ScheduleStore(config.node.state_dir / "schedule.db")
+        store = ScheduleStore(store_path(config))
     except StoreError as exc:
         log.error("%s (node.state_dir)", exc)
         return EXIT_FAILURE

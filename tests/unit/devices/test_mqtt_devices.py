@@ -13,9 +13,9 @@ import pytest
 from display.clock import FakeClock
 from display.config import Config, DeviceConfig, parse_config
 from display.devices.mqtt_devices import DISCONNECTED, MqttDevice
-from display.devices.wled import wled_state
 from display.encode.mqtt_image import FLAG_STALE, decode_image, encode_image
 from display.encode.planes import planes_bytes
+from display.encode.wled import wled_state
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput, SignImage
 from display.testing.broker import Broker, Recorder, running_broker

@@ -16,7 +16,8 @@ import pytest
 
 from display.clock import FakeClock
 from display.config import DeviceConfig
-from display.devices.wled import SerialWledDevice, wled_line, wled_state
+from display.devices.wled import SerialWledDevice
+from display.encode.wled import wled_line, wled_state
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput
 from display.testing.waiting import wait_for
