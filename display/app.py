@@ -66,8 +66,7 @@ class App:
         self.identify = Identify(self.clock)
         self.node = Node(config, self.store, self.clock,
                          device_factory(self.mqtt_link, self.identify),
-                         self.freshness)
-        self.node.extra_status["store"] = self.store_report.to_json
+                         self.freshness, status_sources={"store": self.store_report.to_json})
         self._store_retry: threading.Thread | None = None
         self.store.on_writable = self._store_writable
         if not self.store.probe():  # disk full, read-only: show what is stored, as stale
@@ -122,11 +121,10 @@ class App:
         if self.config.feishu is None:
             return
         self.freshness.expect("feishu", self.clock.now())
-        self.node.extra_status["resync"] = self.resync_status
+        self.node.add_status_source("resync", self.resync_status)
         self.intake = IntakeSupervisor(
             self.config.path,
-            on_changed=self.node.notify,
-            on_link=lambda up, error: self.node.set_link("feishu", up, error),
+            self.node,
             on_resync=self.resync_done,
             child_args=self.intake_args,
         )

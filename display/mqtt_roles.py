@@ -39,7 +39,7 @@ class MqttServices:
         self.config = config
         self.node = node
         self.link = link or MqttLink(config.mqtt, config.node.name)
-        node.extra_status["mqtt"] = self.link.status
+        node.add_status_source("mqtt", self.link.status)
         if config.role == "agent":
             # The broker is an agent's only source of schedules: a link of the stale rule.
             # A bridge's data depends on Feishu alone (DESIGN.md), so an outage of the broker
@@ -55,7 +55,7 @@ class MqttServices:
         self.node_status = NodeStatusPublisher(self.link, node, clock)
         self.fleet: FleetGatherer | None = None
         if config.role == "agent":
-            self.agent = AgentIntake(self.link, node, store, clock)
+            self.agent = AgentIntake(self.link, node, store, clock, config)
         else:
             self.bridge = BridgePublisher(self.link, node, store, clock)
             self.fleet = FleetGatherer(self.link, node)
@@ -71,10 +71,12 @@ class MqttServices:
             self.bridge.attach()
         if self.agent is not None:
             self.agent.attach()
+            self.node.add_status_source("mqtt_schedules", self.agent.status)
         if self.homeassistant is not None:
             self.homeassistant.attach()
         if self.fleet is not None:
             self.fleet.attach()
+            self.node.add_status_source("fleet", self.fleet.fleet)
         # Last: its connect hook then runs after the retained room topics went out.
         self.node_status.attach()
         self.link.start()

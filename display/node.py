@@ -75,11 +75,27 @@ def _content(name: str, occ: Occupancy, stale: bool) -> tuple[Any, ...]:
     return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today)
 
 
+ViewListener = Callable[[RoomView], None]
+ScheduleListener = Callable[[list[str]], None]
+StatusSource = Callable[[], Any]
+
+
 class Node:
-    """One node's rooms and devices; :meth:`run` is its loop."""
+    """One node's rooms and devices; :meth:`run` is its loop.
+
+    What else it feeds is wired explicitly, at construction or with the ``add_*`` methods (the
+    MQTT bridge and the web page are made after the node, with the node): *view listeners* get
+    every room view that changed, *schedule listeners* the rooms whose bookings were re-read,
+    and *status sources* add a member to ``status``'s ``node`` object. Intake reaches the node
+    only through :class:`~display.intake.node_input.NodeInput` (:meth:`notify`,
+    :meth:`set_link`), which the node satisfies.
+    """
 
     def __init__(self, config: Config, store: ScheduleStore, clock: Clock,
-                 make_device: DeviceFactory, freshness: Freshness | None = None) -> None:
+                 make_device: DeviceFactory, freshness: Freshness | None = None, *,
+                 listeners: Iterable[ViewListener] = (),
+                 schedule_listeners: Iterable[ScheduleListener] = (),
+                 status_sources: Mapping[str, StatusSource] | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -99,26 +115,48 @@ class Node:
         self._pending_config: Config | None = None
         self._last_clocks: tuple[datetime, float] | None = None
         self.clock_steps = 0
-        self.extra_status: dict[str, Callable[[], Any]] = {}
-        self.listeners: list[Callable[[RoomView], None]] = []
+        # Replaced whole, never mutated, so the loop iterates them without a lock.
+        self._status_sources: dict[str, StatusSource] = dict(status_sources or {})
+        self._listeners: tuple[ViewListener, ...] = tuple(listeners)
         # Called on the loop's thread with the rooms whose bookings were re-read from the store
         # (changed by intake, or read for the first time): the MQTT bridge republishes their
         # schedules, which may change without changing what a panel shows (a booking next week).
-        self.schedule_listeners: list[Callable[[list[str]], None]] = []
+        self._schedule_listeners: tuple[ScheduleListener, ...] = tuple(schedule_listeners)
         self._status_dirty = False
         for room, dev in config.devices():
             self._add_device(room, dev)
 
     def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
         device = self._make_device(dev, self.clock)
-        if hasattr(device, "on_change"):  # DeviceWorker: rewrite status when health changes
-            device.on_change = self._device_changed
+        device.on_change = self._device_changed  # rewrite status when health changes
         self._devices[dev.id] = (room.open_id, device)
 
     def _device_changed(self) -> None:
         with self._lock:
             self._status_dirty = True
         self._wake.set()
+
+    # -- wiring (any thread) ------------------------------------------------------------------
+
+    def add_listener(self, listener: ViewListener) -> None:
+        """Call ``listener`` (on the loop's thread) with every room view that changed."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: ViewListener) -> None:
+        """Stop calling ``listener``; a listener not added is ignored."""
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    def add_schedule_listener(self, listener: ScheduleListener) -> None:
+        """Call ``listener`` (on the loop's thread) with the rooms whose bookings were re-read."""
+        with self._lock:
+            self._schedule_listeners = (*self._schedule_listeners, listener)
+
+    def add_status_source(self, name: str, source: StatusSource) -> None:
+        """Show ``source()`` as ``node.<name>`` in the status document."""
+        with self._lock:
+            self._status_sources = {**self._status_sources, name: source}
 
     # -- inputs (any thread) ------------------------------------------------------------------
 
@@ -202,7 +240,7 @@ class Node:
                     room.open_id, ending_after=now - LOOKBACK)
                 reread.append(room.open_id)
         if reread:
-            for schedule_listener in self.schedule_listeners:
+            for schedule_listener in self._schedule_listeners:
                 schedule_listener(reread)
         wake_at = [t for t in (self.freshness.next_change(now),) if t is not None]
         changed = False
@@ -264,7 +302,7 @@ class Node:
         for room_id, device in self._devices.values():
             if room_id == room.open_id:
                 device.show(view)
-        for listener in self.listeners:
+        for listener in self._listeners:
             listener(view)
         return view
 
@@ -292,7 +330,7 @@ class Node:
                      "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok()},
             "rooms": rooms,
         }
-        for key, fn in self.extra_status.items():
+        for key, fn in self._status_sources.items():
             doc["node"][key] = fn()
         return doc
 

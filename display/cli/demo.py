@@ -181,7 +181,7 @@ def run_demo(directory: Path, port: int) -> int:
         from display.cli.signals import install_signal_handlers
 
         install_signal_handlers(app)
-        app.node.listeners.append(on_view)
+        app.node.add_listener(on_view)
         print(f"room-display demo: starting (config {directory / 'room-display.toml'}) ...",
               flush=True)
         app.start_intake()

@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 
 
 class Device(Protocol):
-    """A panel for one room. ``show`` must return at once; the work happens elsewhere."""
+    """A panel for one room. ``show`` must return at once; the work happens elsewhere.
+
+    ``on_change``, when set (by the node), is called after the device's health changed.
+    """
+
+    on_change: Callable[[], None] | None
 
     @property
     def id(self) -> str: ...

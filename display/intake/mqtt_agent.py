@@ -1,7 +1,8 @@
 """A panel agent's intake: the schedule topics of its own rooms, validated, into its store.
 
 The agent keeps each room's schedule in its own SQLite store and computes occupancy with its own
-clock (the ordinary :class:`~display.node.Node` loop), so panels keep changing at meeting start
+clock (the ordinary node loop, fed through
+:class:`~display.intake.node_input.NodeInput`), so panels keep changing at meeting start
 and end while the broker or the bridge is down, and after a restart without a broker.
 
 Links for the stale rule (DESIGN.md): ``broker`` (reported by :class:`MqttLink`) and ``bridge``:
@@ -24,7 +25,7 @@ from typing import Any
 from display.clock import Clock
 from display.config import Config
 from display.errors import EventError, StoreError
-from display.node import Node
+from display.intake.node_input import NodeInput
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import ONLINE, decode_schedule
@@ -33,14 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class AgentIntake:
-    """Feeds ``node`` from its configured rooms' schedule topics; wire with :meth:`attach`."""
+    """Feeds ``node`` from the schedule topics of the rooms of ``config``; wire with
+    :meth:`attach`."""
 
-    def __init__(self, link: MqttLink, node: Node, store: ScheduleStore, clock: Clock) -> None:
+    def __init__(self, link: MqttLink, node: NodeInput, store: ScheduleStore, clock: Clock,
+                 config: Config) -> None:
         self.link = link
         self.node = node
         self.store = store
         self.clock = clock
-        self.config: Config = node.config
+        self.config = config
         self._lock = threading.Lock()
         self._rooms: set[str] = set()
         self._bridge_of: dict[str, str] = {}  # room -> bridge node named in its schedule
@@ -51,12 +54,11 @@ class AgentIntake:
         self.rejected = 0
 
     def attach(self) -> None:
-        """Subscribe (now and after every reconnect) and declare the ``bridge`` link."""
-        self.node.freshness.expect("bridge", self.clock.now())
+        """Subscribe (now and after every reconnect) and declare the ``bridge`` link (down until
+        a schedule arrives)."""
         self.node.set_link("bridge", False, "no schedule received yet")
         self.link.subscribe(self.link.topics.all_availability, self._on_availability)
         self.reconfigure(self.config)
-        self.node.extra_status["mqtt_schedules"] = self.status
 
     def reconfigure(self, config: Config) -> None:
         """Follow the rooms of ``config``: subscribe to new ones, drop removed ones."""

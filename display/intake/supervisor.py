@@ -2,15 +2,16 @@
 
 The parent never imports ``lark_oapi``. It spawns ``python -m display.intake.feishu -c CONFIG``
 with stdin a pipe (the child exits when the pipe closes, so it never outlives us), reads the
-child's JSON lines (the contract is in :mod:`display.intake.feishu`'s docstring) and turns them
-into two callbacks:
+child's JSON lines (the contract is in :mod:`display.intake.feishu`'s docstring) and reports
+them to its :class:`~display.intake.node_input.NodeInput`:
 
-- ``on_changed(rooms)`` after the child committed a change to those rooms;
-- ``on_link(up, error)`` when the Feishu link goes up or down (also ``False`` when the child
-  exits while up);
-- ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`).
+- ``notify(rooms)`` after the child committed a change to those rooms;
+- ``set_link("feishu", up, error)`` when the Feishu link goes up or down (also down when the
+  child exits while up);
 
-Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
+and ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`).
+
+Calls run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
 ran a healthy minute) whenever it exits, and killed (SIGTERM, SIGKILL after a grace period) when
 it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
@@ -35,11 +36,10 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from display.backoff import Backoff
+from display.intake.node_input import NodeInput
 
 log = logging.getLogger(__name__)
 
-ChangedCallback = Callable[[frozenset[str]], None]
-LinkCallback = Callable[[bool, str | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +99,8 @@ class IntakeSupervisor:
     line after ours (e.g. ``--resync-interval`` in tests).
     """
 
-    def __init__(self, config_path: str | PathLike[str], on_changed: ChangedCallback,
-                 on_link: LinkCallback, *, on_resync: ResyncCallback = _ignore_resync,
+    def __init__(self, config_path: str | PathLike[str], node: NodeInput, *,
+                 link: str = "feishu", on_resync: ResyncCallback = _ignore_resync,
                  child_args: Sequence[str] = (), python: str = sys.executable,
                  silence: float = 60.0, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
@@ -108,8 +108,8 @@ class IntakeSupervisor:
         if silence <= 0 or startup_timeout <= 0 or backoff_initial <= 0:
             raise ValueError("silence, startup_timeout and backoff_initial must be positive")
         self.config_path = Path(config_path)
-        self._on_changed = on_changed
-        self._on_link = on_link
+        self._node = node
+        self._link = link
         self._on_resync = on_resync
         self._child_args = list(child_args)
         self._python = python
@@ -156,7 +156,7 @@ class IntakeSupervisor:
         """Stop the child (EOF on its stdin, then SIGTERM, then SIGKILL) and the threads."""
         self._stop.set()  # the monitor thread ends the child: it may be spawning one right now
         self._monitor_wake.set()
-        for t in self._threads[:1]:  # the monitor may still queue an on_link(False)...
+        for t in self._threads[:1]:  # the monitor may still queue a set_link(down)...
             t.join(timeout=self._kill_grace * 3 + 5)
         self._calls.put(None)  # ...which the callback thread runs before this end mark
         for t in self._threads[1:]:
@@ -258,7 +258,8 @@ class IntakeSupervisor:
             self._last_exit = code
             was_up, self._link_up = self._link_up, False
         if was_up:
-            self._call(lambda: self._on_link(False, f"intake process exited (code {code})"))
+            self._call(lambda: self._node.set_link(self._link, False,
+                                                   f"intake process exited (code {code})"))
         return code
 
     def _terminate(self, proc: subprocess.Popen[bytes], *, gentle: bool) -> None:
@@ -313,7 +314,7 @@ class IntakeSupervisor:
                 log.warning("Feishu intake pid %d: bad 'changed' line: %.200r", pid, raw)
                 return
             changed = frozenset(rooms)
-            self._call(lambda: self._on_changed(changed))
+            self._call(lambda: self._node.notify(changed))
         elif "link" in msg:
             state, error = msg["link"], msg.get("error")
             if state not in ("up", "down") or not (error is None or isinstance(error, str)):
@@ -322,7 +323,8 @@ class IntakeSupervisor:
             up = state == "up"
             with self._lock:
                 self._link_up = up
-            self._call(lambda: self._on_link(up, None if up else (error or "link down")))
+            self._call(lambda: self._node.set_link(self._link, up,
+                                                   None if up else (error or "link down")))
         elif "resync" in msg:
             report = ResyncReport.from_line(msg["resync"])
             if report is None:

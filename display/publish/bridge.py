@@ -57,8 +57,8 @@ class BridgePublisher:
 
     def attach(self) -> None:
         """Hook into the node and the link; publishes once connected."""
-        self.node.listeners.append(self._on_view)
-        self.node.schedule_listeners.append(self._on_schedules)
+        self.node.add_listener(self._on_view)
+        self.node.add_schedule_listener(self._on_schedules)
         self.link.add_connect_hook(self.republish_all)
         self._mark_all()
 

@@ -4,8 +4,9 @@
   retained JSON (:func:`node_status_payload`): version, role, clock, links and each device's
   health. Published after every connect, whenever it changes (checked every
   :data:`CHECK_SECONDS`) and every :data:`HEARTBEAT_SECONDS` so "last seen" moves.
-- :class:`FleetGatherer` (the bridge): follows every node's ``status`` and ``availability``
-  and adds ``node.fleet`` to the bridge's status document (and so to its web page).
+- :class:`FleetGatherer` (the bridge): follows every node's ``status`` and ``availability``;
+  :meth:`FleetGatherer.fleet` is ``node.fleet`` in the bridge's status document (and so
+  on its web page; wired by :mod:`display.mqtt_roles`).
 
 The payload is documented in ``docs/MQTT.md``; a malformed one is one log line and ignored.
 """
@@ -106,7 +107,6 @@ class FleetGatherer:
         prefix = self.link.topics.prefix
         self.link.subscribe(f"{prefix}/v1/nodes/+/status", self._on_status)
         self.link.subscribe(self.link.topics.all_availability, self._on_availability)
-        self.node.extra_status["fleet"] = self.fleet
 
     def fleet(self) -> dict[str, dict[str, Any]]:
         """Per node name: online, role, version, clock_synced, last_seen, links, devices."""

@@ -5,24 +5,27 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 
 class Recorder:
-    """Collects the supervisor's callbacks (they arrive on its dispatcher thread)."""
+    """A :class:`~display.intake.node_input.NodeInput` that records what the supervisor reports
+    (on its dispatcher thread): the rooms changed and the ``feishu`` link's ups and downs."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.changed: list[frozenset[str]] = []
         self.links: list[tuple[bool, str | None]] = []
 
-    def on_changed(self, rooms: frozenset[str]) -> None:
+    def notify(self, rooms: Iterable[str]) -> None:
         with self._lock:
-            self.changed.append(rooms)
+            self.changed.append(frozenset(rooms))
 
-    def on_link(self, up: bool, error: str | None) -> None:
+    def set_link(self, name: str, up: bool, error: str | None = None) -> None:
+        if name != "feishu":
+            raise AssertionError(f"the Feishu intake reported link {name!r}")
         with self._lock:
             self.links.append((up, error))
 

@@ -78,12 +78,11 @@ class Hub:
         self._thread = threading.Thread(target=self._poll, name="web-hub", daemon=True)
 
     def attach(self) -> None:
-        self.node.listeners.append(self.on_view)
+        self.node.add_listener(self.on_view)
         self._thread.start()
 
     def close(self) -> None:
-        if self.on_view in self.node.listeners:  # a restarted page (reload) gets a new hub
-            self.node.listeners.remove(self.on_view)
+        self.node.remove_listener(self.on_view)  # a restarted page (reload) gets a new hub
         self._stop.set()
         self._wake.set()
         with self._lock:

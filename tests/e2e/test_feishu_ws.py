@@ -36,7 +36,7 @@ class Bridge:
         config = write_config(tmp / "config.toml", state_dir=tmp / "state", feishu={
             "app_id": standin.app_id, "app_secret": secret or standin.app_secret,
             "domain": standin.domain})
-        self.sup = IntakeSupervisor(config, self.recorder.on_changed, self.recorder.on_link,
+        self.sup = IntakeSupervisor(config, self.recorder,
                                     silence=20, backoff_initial=0.2)
 
     def __enter__(self) -> Bridge:

@@ -180,7 +180,7 @@ def fuzz_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     clock = FakeClock(_NOW)
     node = Node(config, store, clock, make_device)
     link = MqttLink(config.mqtt, "fuzz")  # never started: the handler only needs its topics
-    intake = AgentIntake(link, node, store, clock)
+    intake = AgentIntake(link, node, store, clock, config)
     intake.reconfigure(config)  # drive omm_a (subscriptions are recorded; never connected)
     yield intake, node, store
     node.close()

@@ -376,7 +376,7 @@ def test_app_vouches_with_a_successful_resync(tmp_path: Path) -> None:
                                       feishu={"app_id": "cli_x", "app_secret": "s"}))
     clock = FakeClock(NOW)
     with App(config, clock) as app:
-        app.node.extra_status["resync"] = app.resync_status
+        app.node.add_status_source("resync", app.resync_status)
         assert app.node.status()["node"]["resync"]["at"] is None
         app.freshness.expect("feishu", NOW)
         stale_after = app.freshness.stale_after

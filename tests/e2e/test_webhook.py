@@ -71,7 +71,7 @@ def start_intake(tmp: Path, recorder: Recorder, **feishu: Any) -> IntakeSupervis
     config = write_config(tmp / "config.toml", state_dir=tmp / "state", feishu={
         "mode": "webhook", "listen": "127.0.0.1:0", "path": PATH,
         "verification_token": TOKEN, "encrypt_key": KEY, "max_body_bytes": 8192, **feishu})
-    sup = IntakeSupervisor(config, recorder.on_changed, recorder.on_link, silence=20,
+    sup = IntakeSupervisor(config, recorder, silence=20,
                            backoff_initial=0.2)
     sup.start()
     return sup

@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
         tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "display.intake.supervisor")
     rec = Recorder()
-    with IntakeSupervisor(config(tmp_path, "chatty"), rec.on_changed, rec.on_link,
+    with IntakeSupervisor(config(tmp_path, "chatty"), rec,
                           python=str(child), backoff_initial=0.1) as sup:
         wait_for(lambda: sup.starts >= 2, what="a restart after exit code 3")
         wait_for(lambda: len(rec.link_events()) >= 2, what="link callbacks")
@@ -81,7 +82,7 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
 
 def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child: Path) -> None:
     rec = Recorder()
-    with IntakeSupervisor(config(tmp_path, "mute"), rec.on_changed, rec.on_link,
+    with IntakeSupervisor(config(tmp_path, "mute"), rec,
                           python=str(child), silence=1.0, kill_grace=0.5,
                           backoff_initial=30) as sup:
         wait_for(lambda: sup.ready_pid, what="ready")
@@ -92,7 +93,7 @@ def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child
 
 def test_close_ends_the_child_through_stdin(tmp_path: Path, child: Path) -> None:
     rec = Recorder()
-    sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec,
                            python=str(child))
     sup.start()
     wait_for(lambda: sup.ready_listen == "127.0.0.1:9", what="ready")
@@ -104,14 +105,14 @@ def test_close_ends_the_child_through_stdin(tmp_path: Path, child: Path) -> None
 
 def test_a_slow_callback_does_not_block_the_reader(tmp_path: Path, child: Path) -> None:
     release = threading.Event()
-    rec = Recorder()
 
-    def slow(rooms: frozenset[str]) -> None:
-        release.wait(10)
-        rec.on_changed(rooms)
+    class Slow(Recorder):
+        def notify(self, rooms: Iterable[str]) -> None:
+            release.wait(10)
+            super().notify(rooms)
 
-    with IntakeSupervisor(config(tmp_path, "burst"), slow, rec.on_link,
-                          python=str(child)) as sup:
+    rec = Slow()
+    with IntakeSupervisor(config(tmp_path, "burst"), rec, python=str(child)) as sup:
         wait_for(lambda: sup.ready_pid, what="ready read while the callback blocks")
         assert rec.changed == []
         release.set()
@@ -120,12 +121,12 @@ def test_a_slow_callback_does_not_block_the_reader(tmp_path: Path, child: Path) 
 
 def test_rejects_nonsense_settings(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        IntakeSupervisor(tmp_path / "c.toml", lambda r: None, lambda u, e: None, silence=0)
+        IntakeSupervisor(tmp_path / "c.toml", Recorder(), silence=0)
 
 
 def test_close_right_after_start_leaves_no_child(tmp_path: Path, child: Path) -> None:
     rec = Recorder()
-    sup = IntakeSupervisor(config(tmp_path, "polite"), rec.on_changed, rec.on_link,
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec,
                            python=str(child))
     sup.start()
     sup.close()

@@ -26,10 +26,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
     ("storeopen",),                              # the store, whatever is on disk
     ("transport",),                                                  # bytes -> somewhere
-    ("devices",),                                # renderer + encoder + transport
-    ("node",),                                   # the loop
+    ("devices", "intake"),                       # renderer + encoder + transport; the feeds
+    ("node",),                                   # the loop (a NodeInput for intake)
     ("status",),                                 # the loop's snapshot, read back
-    ("intake", "publish", "web"),                # what feeds the node, what it feeds
+    ("publish", "web"),                          # what the node feeds
     ("mqtt_roles",),                             # MQTT roles wired to a node
     ("app",),                                    # everything wired
     ("cli", "testing"),                          # the command line, the fakes
