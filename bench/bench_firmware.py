@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median
-from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices.serial_panel import CHUNK_HEADER, SerialEinkDevice
 from display.encode import panel_protocol as pp
@@ -35,6 +34,7 @@ from display.encode.panel_image import encode_sign
 from display.model import Occupancy, RoomView, State
 from display.outputs import Palette, SignImage
 from display.render.eink import render_sign
+from display.testing.clock import FakeClock
 from display.testing.firmware import PANELS, PICO_HEAP, MicroBoard
 from display.transport.serial_link import LinkOptions
 

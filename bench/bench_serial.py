@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import machine, median, percentile, wait
-from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices.serial_panel import CHUNK_HEADER, SerialLedDevice
 from display.encode import panel_protocol as pp
@@ -33,6 +32,7 @@ from display.encode.planes import xor_planes
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput, SignImage
 from display.testing.boardsim import BoardSim
+from display.testing.clock import FakeClock
 from display.transport.serial_link import LinkOptions
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -204,7 +204,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from display.cli.preview import identify
+    from display.cli.identify import identify
 
     config = _config(args)
     print(identify(config, args.device, args.seconds))

@@ -12,7 +12,6 @@ from serial (wled00/wled.cpp: ``serialCanRX = !PinManager::isPinAllocated(hardwa
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ from display.encode.wled import wled_line
 from display.errors import DeviceError
 from display.model import RoomView
 from display.outputs import LedOutput
-from display.transport.serial_link import split_baud
+from display.transport.serial_link import open_port, split_baud
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +92,8 @@ class SerialWledDevice(DeviceWorker):
         with self._lock:
             if self._port is not None:
                 return self._port
-            try:
-                port = serial.serial_for_url(
-                    self._port_url, baudrate=self._baud, timeout=self._poll,
-                    write_timeout=self._write_timeout, exclusive=True, do_not_open=True)
-                # Low before open(): pyserial then keeps them low, so the EN/IO0 auto-reset
-                # transistors of ESP32/ESP8266 dev boards see no reset pulse.
-                port.dtr = False
-                port.rts = False
-                port.open()
-            except (OSError, serial.SerialException, ValueError) as exc:
-                if getattr(exc, "errno", None) == errno.ENOENT:
-                    raise DeviceError(
-                        f"serial port {self._port_url} not present (unplugged?)") from exc
-                raise DeviceError(f"cannot open {self._port_url}: {exc}") from exc
+            port = open_port(self._port_url, self._baud, timeout=self._poll,
+                             write_timeout=self._write_timeout, lines_low=True)
             self._port = port
             self._opened_at = time.monotonic()
         log.info("%s: WLED port open at %d baud", self.url, self._baud)

@@ -12,7 +12,7 @@ bridge its rooms' schedules came from says ``online``. Until a schedule arrives,
 down ("no schedule received yet"), so a misconfigured topic prefix turns panels stale instead
 of showing "free" forever.
 
-Every payload is checked (:func:`display.transport.mqtt_schema.decode_schedule`): a bad one is
+Every payload is checked (:func:`display.encode.mqtt_schedule.decode_schedule`): a bad one is
 one log line naming the room and what was wrong, and changes nothing.
 """
 
@@ -24,11 +24,12 @@ from typing import Any
 
 from display.clock import Clock
 from display.config import Config
+from display.encode.mqtt_schedule import decode_schedule
 from display.errors import EventError, StoreError
 from display.intake.node_input import NodeInput
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink, MqttMessage
-from display.transport.mqtt_schema import ONLINE, decode_schedule
+from display.transport.mqtt_schema import ONLINE
 
 log = logging.getLogger(__name__)
 

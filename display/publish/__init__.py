@@ -6,7 +6,8 @@ MQTT fan-out is one Feishu connection (the bridge) and many panel agents:
 - :mod:`display.publish.homeassistant`: Home Assistant MQTT discovery.
 
 The rest of MQTT lives with its stage: the connection in :mod:`display.transport.mqtt_client`,
-topics and the schedule payload in :mod:`display.transport.mqtt_schema`, the agent's intake in
+topics in :mod:`display.transport.mqtt_schema`, the schedule payload in
+:mod:`display.encode.mqtt_schedule`, the agent's intake in
 :mod:`display.intake.mqtt_agent`, the e-ink image payload in :mod:`display.encode.mqtt_image`, and
 the wiring by role in :mod:`display.mqtt_roles`. None of it imports ``lark_oapi``: a panel agent
 must start fast and stay small.

@@ -1,7 +1,7 @@
 """The bridge's side of the fan-out: every configured room's schedule and state, retained.
 
 - ``{p}/v1/rooms/{open_id}/schedule``: the room's bookings that have not ended (see
-  :func:`display.transport.mqtt_schema.encode_schedule`), republished whenever the node
+  :func:`display.encode.mqtt_schedule.encode_schedule`), republished whenever the node
   re-reads the room from the store (intake committed a change), so a booking next week reaches
   the agents too;
 - ``{p}/v1/rooms/{open_id}/state``: :func:`display.encode.view_json.view_json` of the room's view,
@@ -23,12 +23,12 @@ from collections.abc import Iterable
 
 from display.clock import Clock, to_epoch_ms
 from display.config import Config
+from display.encode.mqtt_schedule import bookings_window, encode_schedule
 from display.encode.view_json import view_json
 from display.model import Booking, RoomView
 from display.node import Node
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink
-from display.transport.mqtt_schema import bookings_window, encode_schedule
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from display.clock import Clock, FakeClock
+from display.clock import Clock
 from display.config import Config, parse_config
 from display.devices.factory import make_device
 from display.intake.sink import EventSink
 from display.mqtt_roles import MqttServices
 from display.node import Node
 from display.store import ScheduleStore, store_path
+from display.testing.clock import FakeClock
 
 START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 

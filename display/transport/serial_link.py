@@ -79,6 +79,33 @@ class LinkOptions:
     write_timeout: float = 2.0
 
 
+class PortMissing(DeviceError):
+    """The port's device node is not there: unplugged or not plugged in yet (expected)."""
+
+
+def open_port(url: str, baud: int, *, timeout: float, write_timeout: float,
+              lines_low: bool = False) -> Any:
+    """Open the pyserial port ``url`` exclusively; :class:`PortMissing` when it is absent,
+    :class:`~display.errors.DeviceError` for any other failure.
+
+    ``lines_low`` sets DTR and RTS low *before* opening (pyserial then keeps them low), so the
+    EN/IO0 auto-reset transistors of ESP32/ESP8266 dev boards see no reset pulse.
+    """
+    try:
+        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout,
+                                     write_timeout=write_timeout, exclusive=True,
+                                     do_not_open=lines_low)
+        if lines_low:
+            port.dtr = False
+            port.rts = False
+            port.open()
+    except (OSError, serial.SerialException, ValueError) as exc:
+        if getattr(exc, "errno", None) == errno.ENOENT:
+            raise PortMissing(f"serial port {url} not present (unplugged?)") from exc
+        raise DeviceError(f"cannot open {url}: {exc}") from exc
+    return port
+
+
 def split_baud(url: str, default: int = DEFAULT_BAUD) -> tuple[str, int]:
     """Take ``baud=N`` out of ``url``'s query: pyserial rejects options its handlers don't know.
 
@@ -304,16 +331,14 @@ class PanelLink:
     def _open(self) -> Any:
         self.open_attempts += 1
         try:
-            port = serial.serial_for_url(
-                self.port_url, baudrate=self.baud, timeout=self.options.read_timeout,
-                write_timeout=self.options.write_timeout, exclusive=True)
-        except (OSError, serial.SerialException, ValueError) as exc:
-            missing = getattr(exc, "errno", None) == errno.ENOENT
-            if missing:
-                # Unplugged or not yet plugged in: expected, so only debug-level noise.
-                self._set_down(f"serial port {self.port_url} not present (unplugged?)", quiet=True)
-            else:
-                self._set_down(f"cannot open {self.port_url}: {exc}")
+            port = open_port(self.port_url, self.baud, timeout=self.options.read_timeout,
+                             write_timeout=self.options.write_timeout)
+        except PortMissing as exc:
+            # Unplugged or not yet plugged in: expected, so only debug-level noise.
+            self._set_down(str(exc), quiet=True)
+            return None
+        except DeviceError as exc:
+            self._set_down(str(exc))
             return None
         log.info("%s: port open at %d baud", self.url, self.baud)
         with self._write_lock:

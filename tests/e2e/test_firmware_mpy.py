@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import serial
 
-from display.clock import FakeClock
 from display.config import Config, DeviceConfig, parse_config
 from display.devices.factory import make_device
 from display.devices.serial_panel import SerialEinkDevice, SerialLedDevice
@@ -32,6 +31,7 @@ from display.node import Node
 from display.outputs import LedOutput, Palette
 from display.render.eink import render_sign
 from display.store import ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.firmware import FIRMWARE_DIR, PANELS, MicroBoard, tool
 from display.testing.waiting import wait_for

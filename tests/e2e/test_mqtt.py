@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from display.clock import FakeClock
 from display.config import parse_config
+from display.encode.mqtt_schedule import MAX_SCHEDULE_BYTES, decode_schedule
 from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.mqtt_nodes import AGENT, BRIDGE, START, RunningNode, fake_clock
 from display.testing.waiting import wait_for
 from display.transport.mqtt_client import probe
-from display.transport.mqtt_schema import MAX_SCHEDULE_BYTES, decode_schedule
 
 P = "room-display/v1"
 

@@ -16,17 +16,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from display.clock import FakeClock, from_epoch_ms, to_epoch_ms
+from display.clock import from_epoch_ms, to_epoch_ms
 from display.config import parse_config
 from display.devices.factory import make_device
+from display.encode.mqtt_schedule import encode_schedule
 from display.intake.mqtt_agent import AgentIntake
 from display.model import EARLIEST, LATEST
 from display.node import Node
 from display.store import ScheduleStore
 from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.clock import FakeClock
 from display.testing.waiting import wait_for
 from display.transport.mqtt_client import MqttLink, MqttMessage
-from display.transport.mqtt_schema import Topics, encode_schedule
+from display.transport.mqtt_schema import Topics
 
 AGENT = """
 [node]

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from display.clock import FakeClock
 from display.config import parse_config
 from display.devices.factory import make_device
 from display.encode.planes import planes_bytes
@@ -19,6 +18,7 @@ from display.node import Node
 from display.render.eink import render_sign
 from display.store import ScheduleStore
 from display.testing.boardsim import BoardSim
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.firmware import panel_board
 from display.testing.waiting import wait_for

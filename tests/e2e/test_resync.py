@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from display.app import App
-from display.clock import FakeClock, SystemClock
+from display.clock import SystemClock
 from display.config import FeishuConfig, Secret, load_config
 from display.errors import FeishuApiError
 from display.intake.feishu.channel import ParentChannel
@@ -30,6 +30,7 @@ from display.intake.feishu.resync import LarkFreeBusy, PassResult, Resync
 from display.intake.supervisor import ResyncReport
 from display.status import read_status, render_text
 from display.store import ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.feishu_standin import (
     FeishuStandIn,

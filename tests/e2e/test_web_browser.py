@@ -182,11 +182,11 @@ def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) ->
     import threading
     from datetime import UTC, datetime, timedelta
 
-    from display.clock import FakeClock
     from display.config import Secret, WebConfig, parse_config
     from display.devices.factory import make_device
     from display.node import Node
     from display.store import ScheduleStore
+    from display.testing.clock import FakeClock
     from display.web.server import WebServer
 
     path = tmp_path / "room-display.toml"

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from display.clock import FakeClock
 from display.config import Config, DeviceConfig, parse_config
 from display.devices.mqtt_devices import DISCONNECTED, MqttDevice
 from display.encode.mqtt_image import FLAG_STALE, decode_image, encode_image
@@ -19,6 +18,7 @@ from display.encode.wled import wled_state
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput, SignImage
 from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.clock import FakeClock
 from display.testing.mqtt_nodes import START
 from display.testing.waiting import wait_for
 from display.transport.mqtt_client import MqttLink

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices.wled import SerialWledDevice
 from display.encode.wled import wled_line, wled_state
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput
+from display.testing.clock import FakeClock
 from display.testing.waiting import wait_for
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from display.clock import FakeClock
 from display.intake.replay import replay_file
 from display.intake.sink import EventSink, Verdict
 from display.store import ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)

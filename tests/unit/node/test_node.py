@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from display.clock import FakeClock
 from display.config import Config, parse_config
 from display.devices.factory import make_device
 from display.intake.sink import EventSink, Verdict
 from display.node import MAX_SLEEP, Node
 from display.store import ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.waiting import wait_for
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from display.cli import main
-from display.clock import FakeClock
 from display.config import parse_config
 from display.devices.factory import make_device
 from display.freshness import Freshness
@@ -23,6 +22,7 @@ from display.intake.sink import EventSink
 from display.node import Node
 from display.store import ScheduleStore
 from display.systemd import ClockSync
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.waiting import wait_for
 

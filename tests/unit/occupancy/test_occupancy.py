@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from display.clock import FakeClock
 from display.model import Booking, State
 from display.occupancy import Thresholds, merge_blocks, occupancy
+from display.testing.clock import FakeClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

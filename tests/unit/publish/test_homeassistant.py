@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from display.clock import FakeClock
 from display.publish.homeassistant import object_id
 from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.clock import FakeClock
 from display.testing.mqtt_nodes import BRIDGE, RunningNode, fake_clock
 from display.testing.waiting import wait_for
 

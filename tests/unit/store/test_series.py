@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from display.clock import Clock, FakeClock, SystemClock, to_epoch_ms
+from display.clock import Clock, SystemClock, to_epoch_ms
 from display.config import FeishuConfig, Secret
 from display.intake.envelope import parse_envelope
 from display.intake.feishu.freebusy import parse_freebusy
@@ -27,6 +27,7 @@ from display.intake.sink import EventSink
 from display.model import State
 from display.occupancy import occupancy
 from display.store import Outcome, ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.feishu_standin import Calendar, FeishuStandIn, FreeBusyApi, Series
 from display.testing.waiting import wait_for

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from display.clock import FakeClock
 from display.config import DeviceConfig
 from display.devices.serial_panel import SerialEinkDevice, SerialLedDevice
 from display.encode import panel_protocol as pp
@@ -21,6 +20,7 @@ from display.errors import DeviceError
 from display.model import Occupancy, RoomView, State
 from display.outputs import Effect, LedOutput, Palette, SignImage
 from display.testing.boardsim import BoardSim
+from display.testing.clock import FakeClock
 from display.testing.firmware import panel_board
 from display.testing.waiting import wait_for
 from display.transport.serial_link import LinkOptions, PanelLink, split_baud
