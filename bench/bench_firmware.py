@@ -79,6 +79,7 @@ class Run:
         self.render = lambda v: render_sign(v, config)
         self.dev = SerialEinkDevice(config, FakeClock(T0), self.render,
                                     link_options=LinkOptions())
+        self.dev.start()
 
     def close(self) -> None:
         self.dev.close()

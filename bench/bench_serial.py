@@ -126,6 +126,7 @@ def bench_led(iterations: int = 300) -> None:
     with tempfile.TemporaryDirectory() as tmp, BoardSim(Path(tmp)) as sim:
         cfg = DeviceConfig(id="led", kind="led", url=str(sim.path), protocol="panel")
         dev = SerialLedDevice(cfg, FakeClock(T0), render, link_options=LinkOptions())
+        dev.start()
         try:
             dev.link.wait_ready(5)
             latencies = []

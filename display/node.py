@@ -27,6 +27,7 @@ from display.freshness import Freshness
 from display.model import Booking, Occupancy, RoomView
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
+from display.unchanged import Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ class Node:
         self._dirty_rooms: set[str] = set()
         self._bookings: dict[str, list[Booking]] = {}
         self._views: dict[str, RoomView] = {}
-        self._shown: dict[str, tuple[tuple[Any, ...], datetime]] = {}
+        # Per room, what its devices were last given: a view is shown again only when its
+        # content changed, or every REDRAW_EVERY (a device that missed one catches up).
+        self._shown: dict[str, Unchanged[tuple[Any, ...]]] = {}
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
         self._status_body: str | None = None  # the document last written, minus generated_at
@@ -283,9 +286,9 @@ class Node:
             self.config.node.tz)
         stale = self.freshness.stale(now)
         content = _content(room.name, occ, stale)
-        previous = self._shown.get(room.open_id)
+        shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
-        if previous is not None and previous[0] == content and now - previous[1] < REDRAW_EVERY:
+        if shown.same(content, now):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
@@ -295,10 +298,10 @@ class Node:
                         as_of=as_of, timezone=self.config.node.timezone,
                         language=self.config.node.language)
         self._views[room.open_id] = view
-        self._shown[room.open_id] = (content, now)
-        if previous is None or previous[0] != content:
+        if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
                      " (stale)" if stale else "")
+        shown.record(content, now)
         for room_id, device in self._devices.values():
             if room_id == room.open_id:
                 device.show(view)

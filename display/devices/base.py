@@ -27,6 +27,10 @@ class Device(Protocol):
     @property
     def id(self) -> str: ...
 
+    def start(self) -> None:
+        """Begin working (threads, ports); the factory calls it once, after construction."""
+        ...
+
     def show(self, view: RoomView) -> None:
         """Make ``view`` the desired state; the device catches up in its own time."""
         ...

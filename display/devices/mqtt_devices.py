@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from display.clock import Clock
 from display.config import DeviceConfig
@@ -34,6 +33,7 @@ from display.errors import DeviceError
 from display.model import RoomView
 from display.outputs import LedOutput, SignImage
 from display.transport.mqtt_client import MqttLink
+from display.unchanged import Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -47,60 +47,88 @@ class WaitingForBroker(DeviceError):
     log_level = logging.INFO
 
 
+LedRenderer = Callable[[RoomView], LedOutput]
+SignRenderer = Callable[[RoomView], SignImage]
+#: ``view -> payload`` for one device, built from its renderers.
+PayloadEncoder = Callable[[RoomView], bytes]
+EncoderBuilder = Callable[[DeviceConfig, LedRenderer | None, SignRenderer | None], PayloadEncoder]
+
+
+def _wled_payload(config: DeviceConfig, led: LedRenderer | None,
+                  sign: SignRenderer | None) -> PayloadEncoder:
+    if led is None:
+        raise DeviceError(f"device {config.id}: protocol wled needs an LED renderer")
+    render = led
+    return lambda view: json.dumps(wled_state(render(view)), separators=(",", ":")).encode()
+
+
+def _image_payload(config: DeviceConfig, led: LedRenderer | None,
+                   sign: SignRenderer | None) -> PayloadEncoder:
+    if sign is None:
+        raise DeviceError(f"device {config.id}: e-ink over MQTT needs a sign renderer")
+    render = sign
+
+    def encode(view: RoomView) -> bytes:
+        image = render(view)
+        black, red = planes_bytes(image)
+        width, height = image.size
+        return encode_image(width, height, black, red, flags=FLAG_STALE if view.stale else 0)
+
+    return encode
+
+
+def _json_payload(config: DeviceConfig, led: LedRenderer | None,
+                  sign: SignRenderer | None) -> PayloadEncoder:
+    render = led if config.kind == "led" else None
+
+    def encode(view: RoomView) -> bytes:
+        doc = view_json(view)
+        if render is not None:
+            doc["led"] = led_json(render(view))
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+    return encode
+
+
+#: ``(protocol, kind)`` -> (topic suffix, encoder builder); kind ``None`` matches either kind.
+#: WLED subscribes to ``[mqttDeviceTopic]/api``; an LED has no image, so ``panel`` gives it the
+#: state JSON.
+PAYLOADS: dict[tuple[str, str | None], tuple[str, EncoderBuilder]] = {
+    ("wled", None): ("/api", _wled_payload),
+    ("panel", "eink"): ("", _image_payload),
+    ("panel", "led"): ("", _json_payload),
+    ("json", None): ("", _json_payload),
+}
+
+
 class MqttDevice(DeviceWorker):
-    """A panel fed through the broker; the payload depends on kind and protocol."""
+    """A panel fed through the broker; :data:`PAYLOADS` picks the payload by protocol and kind."""
 
     def __init__(self, config: DeviceConfig, clock: Clock, link: MqttLink, *,
-                 led: Callable[[RoomView], LedOutput] | None = None,
-                 sign: Callable[[RoomView], SignImage] | None = None,
-                 wled: Callable[[LedOutput], dict[str, Any]] = wled_state,
-                 planes: Callable[[SignImage], tuple[bytes, bytes | None]] = planes_bytes,
-                 ) -> None:
+                 led: LedRenderer | None = None, sign: SignRenderer | None = None) -> None:
         super().__init__(config.id, config.url, clock)
         self.kind = config.kind
         self.config = config
         self.link = link
         self.base_topic = config.url.removeprefix("mqtt:").strip("/")
-        self._led = led
-        self._sign = sign
-        self._wled = wled
-        self._planes = planes
-        if config.protocol == "wled":
-            if led is None:
-                raise DeviceError(f"device {config.id}: protocol wled needs an LED renderer")
-            self.topic = f"{self.base_topic}/api"
-        elif config.kind == "eink" and config.protocol == "panel":
-            if sign is None:
-                raise DeviceError(f"device {config.id}: e-ink over MQTT needs a sign renderer")
-            self.topic = self.base_topic
-        else:
-            self.topic = self.base_topic
-        self._sent: str | None = None  # digest of the payload the broker holds
+        entry = PAYLOADS.get((config.protocol, config.kind)) or PAYLOADS.get(
+            (config.protocol, None))
+        if entry is None:
+            raise DeviceError(f"device {config.id}: protocol {config.protocol} is not for MQTT")
+        suffix, build = entry
+        self.topic = self.base_topic + suffix
+        self.payload: PayloadEncoder = build(config, led, sign)
+        self._sent: Unchanged[str] = Unchanged()  # digest of the payload the broker holds
         self.writes = 0
         link.add_connect_hook(self._on_connect)
         link.add_disconnect_hook(self._on_disconnect)
-
-    def payload(self, view: RoomView) -> bytes:
-        """What this device publishes for ``view``."""
-        if self.config.protocol == "wled" and self._led is not None:
-            return json.dumps(self._wled(self._led(view)), separators=(",", ":")).encode()
-        if self.config.kind == "eink" and self.config.protocol == "panel" and self._sign:
-            sign = self._sign(view)
-            black, red = self._planes(sign)
-            width, height = sign.size
-            return encode_image(width, height, black, red,
-                                flags=FLAG_STALE if view.stale else 0)
-        doc = view_json(view)
-        if self.config.kind == "led" and self._led is not None:
-            doc["led"] = led_json(self._led(view))
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
     def apply(self, view: RoomView) -> None:
         if not self.link.connected:
             raise (WaitingForBroker if self.link.connects == 0 else DeviceError)(DISCONNECTED)
         payload = self.payload(view)
         digest = hashlib.sha1(payload).hexdigest()
-        if digest == self._sent:
+        if self._sent.same(digest):
             return
         info = self.link.publish(self.topic, payload, retain=True, qos=1)
         if info is None:
@@ -111,13 +139,13 @@ class MqttDevice(DeviceWorker):
             raise DeviceError(f"publish to {self.topic} failed: {exc}") from exc
         if not info.is_published():
             raise DeviceError(f"no PUBACK from the broker within {PUBACK_TIMEOUT:.0f} s")
-        self._sent = digest
+        self._sent.record(digest)
         self.writes += 1
 
     # -- link events (MQTT worker thread: only flags) ----------------------------------------------
 
     def _on_connect(self) -> None:
-        self._sent = None  # the broker may have lost the retained copy: publish again
+        self._sent.forget()  # the broker may have lost the retained copy: publish again
         self.resend()
 
     def _on_disconnect(self, reason: str) -> None:

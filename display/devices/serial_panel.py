@@ -37,6 +37,7 @@ from display.errors import DeviceError
 from display.model import DeviceHealth, RoomView
 from display.outputs import Effect, LedOutput, Palette, SignImage
 from display.transport.serial_link import BoardRefused, BoardReset, LinkOptions, PanelLink
+from display.unchanged import Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,12 @@ class _SerialDevice(DeviceWorker, Generic[T]):
         opts = self.link.options
         self._ready_timeout = opts.hello_timeout + 2 * opts.hello_interval
         self.link.add_listener(self)
+
+    def start(self) -> None:
+        """Open the link when it is ours (a shared one is started by its owner), then work."""
         if self._own_link:
             self.link.start()
-        self.start()
+        super().start()
 
     # -- LinkListener ----------------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class SerialLedDevice(_SerialDevice[LedOutput]):
     def __init__(self, config: DeviceConfig, clock: Clock,
                  render: Callable[[RoomView], LedOutput], *, link: PanelLink | None = None,
                  link_options: LinkOptions | None = None) -> None:
-        self._sent: tuple[int, LedOutput] | None = None
+        self._sent: Unchanged[tuple[int, LedOutput]] = Unchanged()  # (board session, output)
         super().__init__(config, clock, render, link=link, link_options=link_options)
 
     def check(self, hello: Hello) -> None:
@@ -133,12 +137,12 @@ class SerialLedDevice(_SerialDevice[LedOutput]):
             raise DeviceError(f"board on {self.url} reports no LEDs ({hello.describe()})")
 
     def push(self, output: LedOutput, hello: Hello, generation: int) -> None:
-        if self._sent == (generation, output):
+        if self._sent.same((generation, output)):
             return
         r, g, b = output.colour
         self.link.request(SetLed(0, r, g, b, EFFECT_CODES[output.effect], output.brightness),
                           generation)
-        self._sent = (generation, output)
+        self._sent.record((generation, output))
 
 
 class SerialEinkDevice(_SerialDevice[SignImage]):
@@ -153,7 +157,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
     def __init__(self, config: DeviceConfig, clock: Clock,
                  render: Callable[[RoomView], SignImage], *, link: PanelLink | None = None,
                  link_options: LinkOptions | None = None) -> None:
-        self._shown: tuple[int, str] | None = None  # (generation, digest) the board shows
+        self._shown: Unchanged[tuple[int, str]] = Unchanged()  # (generation, digest) on the board
         self._shown_planes = b""  # its planes: the base of the next delta
         self._full_generation = -1
         self._partials = 0
@@ -179,11 +183,12 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
         if (image.width, image.height) != (hello.width, hello.height):
             raise DeviceError(f"rendered image is {image.width}x{image.height}, "
                               f"panel is {hello.width}x{hello.height}")
-        if self._shown == (generation, image.digest):
+        if self._shown.same((generation, image.digest)):
             return
         full = self._needs_full(generation)
         stream, delta = image.compressed, False
-        if hello.takes_delta and self._shown is not None and self._shown[0] == generation and \
+        shown = self._shown.last
+        if hello.takes_delta and shown is not None and shown[0] == generation and \
                 len(self._shown_planes) == len(image.planes):
             # Only the changed pixels: a state change touches a small part of the sign.
             diff = deflate_raw(xor_planes(self._shown_planes, image.planes))
@@ -197,7 +202,7 @@ class SerialEinkDevice(_SerialDevice[SignImage]):
                 raise
             log.info("device %s: board has no base for a delta; sending the whole image", self.id)
             self._send(image, image.compressed, False, hello, generation, full)
-        self._shown = (generation, image.digest)
+        self._shown.record((generation, image.digest))
         self._shown_planes = image.planes
         if full:
             self._full_generation = generation

@@ -65,7 +65,10 @@ class SerialWledDevice(DeviceWorker):
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name=f"wled-watch {config.id}",
                                          daemon=True)
-        self.start()
+
+    def start(self) -> None:
+        """Start the worker, then the watcher that notices an unplugged port."""
+        super().start()
         self._watcher.start()
 
     def apply(self, view: RoomView) -> None:
@@ -83,7 +86,8 @@ class SerialWledDevice(DeviceWorker):
     def close(self) -> None:
         self._stop.set()
         super().close()
-        self._watcher.join(timeout=2)
+        if self._watcher.is_alive():  # never started when start() was not called
+            self._watcher.join(timeout=2)
 
     def release(self) -> None:
         self._close_port()

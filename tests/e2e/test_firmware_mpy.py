@@ -222,6 +222,8 @@ def test_board_answers_during_a_long_refresh_and_draws_the_next_image_after_it(
         led_cfg = DeviceConfig(id="led", kind="led", url=str(board.path), protocol="panel")
         sign = SerialEinkDevice(sign_cfg, clock, lambda v: render_sign(v, sign_cfg), link=link)
         led = SerialLedDevice(led_cfg, clock, lambda v: LED[v.occupancy.state], link=link)
+        sign.start()
+        led.start()
         try:
             link.wait_ready(10)
             sign.show(room(State.FREE))

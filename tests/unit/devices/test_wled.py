@@ -109,7 +109,9 @@ def pty(tmp_path: Path) -> Iterator[Pty]:
 
 def device(path: Path, keepalive: float = 0.2) -> SerialWledDevice:
     cfg = DeviceConfig(id="wled-1", kind="led", url=f"{path}?baud=115200", protocol="wled")
-    return SerialWledDevice(cfg, FakeClock(T0), render, keepalive=keepalive)
+    dev = SerialWledDevice(cfg, FakeClock(T0), render, keepalive=keepalive)
+    dev.start()
+    return dev
 
 
 def test_state_reaches_the_wled_port_as_json_lines(pty: Pty) -> None:

@@ -103,14 +103,18 @@ def clock() -> FakeClock:
 
 
 def led_device(sim: BoardSim, clock: FakeClock) -> SerialLedDevice:
-    return SerialLedDevice(config(sim.path), clock, render_led, link_options=FAST)
+    dev = SerialLedDevice(config(sim.path), clock, render_led, link_options=FAST)
+    dev.start()
+    return dev
 
 
 def eink_device(sim: BoardSim, clock: FakeClock, render: Callable[[RoomView], SignImage],
                 **kw: int) -> SerialEinkDevice:
     size = (sim.caps.width, sim.caps.height)
-    return SerialEinkDevice(config(sim.path, "eink", size, Palette(sim.caps.palette), **kw),
-                            clock, render, link_options=FAST)
+    dev = SerialEinkDevice(config(sim.path, "eink", size, Palette(sim.caps.palette), **kw),
+                           clock, render, link_options=FAST)
+    dev.start()
+    return dev
 
 
 # -- LED -------------------------------------------------------------------------------------------
@@ -323,11 +327,12 @@ def test_board_reset_mid_image_restarts_the_whole_state(tmp_path: Path,
     caps = panel_board.Capabilities(max_frame=128)
     with BoardSim(tmp_path, caps) as sim:
         render = sign_renderer((296, 128), noisy=True)
-        led = SerialLedDevice(config(sim.path), clock, render_led, link_options=FAST)
+        led = led_device(sim, clock)
         dev = eink_device(sim, clock, render)
         # Both devices on one port would fight over it; this one shares the LED's link.
         dev.close()
         dev = SerialEinkDevice(config(sim.path, "eink"), clock, render, link=led.link)
+        dev.start()
         try:
             led.show(view(State.BUSY))
             wait_for(lambda: sim.led[:3] == (255, 0, 0), what="red LED")
@@ -374,6 +379,7 @@ def test_capability_mismatch_is_a_clear_error(tmp_path: Path, clock: FakeClock) 
     with BoardSim(tmp_path, caps) as sim:
         dev = SerialEinkDevice(config(sim.path, "eink", (800, 480), Palette.BW), clock,
                                sign_renderer((800, 480)), link_options=FAST)
+        dev.start()
         try:
             dev.show(view(State.BUSY))
             health = wait_for(lambda: (h := dev.health()).error and h, what="an error")
