@@ -1,5 +1,8 @@
 """Intake: where bookings come in.
 
+Both intakes report to a :class:`~display.intake.node_input.NodeInput` (``notify``, ``set_link``),
+which the node satisfies; intake never imports the node.
+
 - :mod:`.envelope` validates a Feishu v1 envelope into a :class:`~display.model.RoomEvent`;
 - :mod:`.sink` is the one path every Feishu event takes: validate, dedupe, commit, then answer;
 - :mod:`.replay` feeds a JSON-lines file through that path (debugging, the demo);
