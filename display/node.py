@@ -357,7 +357,8 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
 
     if view is None:
         return {"open_id": room.open_id, "name": room.name, "state": None, "stale": True,
-                "since": None, "until": None, "current": None, "next": [], "devices": local_times(devices, tz)}
+                "since": None, "until": None, "current": None, "next": [],
+                "devices": local_times(devices, tz)}
     occ = view.occupancy
     return {
         "open_id": room.open_id, "name": room.name, "state": occ.state.value,
