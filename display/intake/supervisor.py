@@ -12,7 +12,8 @@ into two callbacks:
 
 Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
-ran a healthy minute) whenever it exits, and killed (SIGTERM, SIGKILL after a grace period) when
+ran a healthy minute) whenever it exits (except when it refused its config, exit code 78: then
+``on_link(False, reason)`` and no restart; a changed config starts a new supervisor), and killed (SIGTERM, SIGKILL after a grace period) when
 it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
 ``kill -9 -PGID`` and systemd's stop reach both.
 """
@@ -33,6 +34,8 @@ from datetime import UTC, datetime, tzinfo
 from os import PathLike
 from pathlib import Path
 from typing import IO, Any, TypeGuard
+
+from display.intake.feishu.channel import EXIT_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ class IntakeSupervisor:
         self._link_up = False
         self._starts = 0
         self._last_exit: int | None = None
+        self._refused: str | None = None
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
@@ -187,6 +191,17 @@ class IntakeSupervisor:
             return self._starts
 
     @property
+    def refused(self) -> str | None:
+        """Why the child refused its config (then it is not restarted), or ``None``."""
+        with self._lock:
+            return self._refused
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor still runs (or restarts) a child."""
+        return bool(self._threads) and self._threads[0].is_alive()
+
+    @property
     def last_exit(self) -> int | None:
         """Exit code of the most recent child that ended (negative: killed by that signal)."""
         with self._lock:
@@ -204,6 +219,12 @@ class IntakeSupervisor:
                 log.error("cannot start the Feishu intake (%s): %s", self._python, exc)
                 code = None
             if self._stop.is_set():
+                return
+            if code == EXIT_REFUSED:
+                reason = self.refused or f"Feishu intake refused {self.config_path}"
+                log.error("Feishu intake refused its configuration, not restarting until it "
+                          "changes: %s", reason)
+                self._call(lambda: self._on_link(False, reason))
                 return
             if time.monotonic() - started >= self._healthy_after:
                 backoff = self._backoff_initial
@@ -327,6 +348,10 @@ class IntakeSupervisor:
                 log.warning("Feishu intake pid %d: bad 'resync' line: %.200r", pid, raw)
                 return
             self._call(lambda: self._on_resync(report))
+        elif "refused" in msg:
+            reason = msg["refused"]
+            with self._lock:
+                self._refused = reason[:500] if isinstance(reason, str) else "config refused"
         elif "alive" in msg:
             if not isinstance(msg["alive"], int | float):
                 log.warning("Feishu intake pid %d: bad 'alive' line: %.200r", pid, raw)

@@ -402,6 +402,15 @@ def test_check_names_a_webhook_without_verification_token(config: Path) -> None:
     assert "PROBLEM Feishu webhook: no verification_token" in out
 
 
+def test_run_refuses_a_webhook_without_verification_token_in_one_line(config: Path) -> None:
+    """Not a node that restarts its intake child forever: one line, exit 1, nothing started."""
+    config.write_text(WEBHOOK, encoding="utf-8")
+    line = one_line_error(room_display("run", "-c", str(config)))
+    assert line == (f"room-display: {config}: feishu.verification_token: is required in webhook "
+                    "mode (every Feishu event carries it; copy it from the app's Events page)")
+    assert not (config.parent / "state" / "schedule.db").exists()
+
+
 def test_check_names_resync_without_app_credentials(config: Path) -> None:
     out = _check(config, WEBHOOK.replace("resync = false", 'verification_token = "t"'))
     assert "PROBLEM Feishu webhook: re-sync is on but there are no app credentials" in out

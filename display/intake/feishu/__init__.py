@@ -43,10 +43,15 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         due (null: only after a reconnect). Also once with ok false and next_at null when
         re-sync is on but cannot run (e.g. no app credentials in webhook mode).
 
+    {"refused": "<one line>"}
+        once, just before exit code 78, when the config is refused outright (webhook mode
+        without ``verification_token``): the parent does not restart the child.
+
 Readers must ignore keys they do not know. Logs go to stderr. The child exits when stdin reaches
 EOF (the parent is gone), so run it by hand as ``sleep infinity | python -m ...``.
 Exit codes: 0 stdin closed; 1 link lost, watchdog or unexpected error; 2 configuration or
-credentials rejected (retrying soon will not help: back off).
+credentials rejected (retrying soon will not help: back off); 78 the config is refused (see
+``refused``; not restarted until the config changes).
 
 The modules:
 

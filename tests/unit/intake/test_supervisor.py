@@ -131,3 +131,23 @@ def test_close_right_after_start_leaves_no_child(tmp_path: Path, child: Path) ->
     sup.close()
     assert sup.pid is None
     assert sup.last_exit in (None, 0)
+
+
+def test_a_webhook_without_verification_token_is_refused_once_not_restarted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The real child refuses the config (exit 78, EX_CONFIG); restarting cannot help until the
+    config changes (a reload starts a new supervisor), so the supervisor stops there."""
+    from display.testing.intake_support import write_config
+
+    caplog.set_level(logging.INFO, "display.intake.supervisor")
+    path = write_config(tmp_path / "room-display.toml", state_dir=tmp_path / "state",
+                        feishu={"mode": "webhook", "resync": False})
+    rec = Recorder()
+    with IntakeSupervisor(path, rec.on_changed, rec.on_link, backoff_initial=0.1) as sup:
+        wait_for(lambda: not sup.running, 60, what="the monitor to give up")
+        assert sup.last_exit == 78 and sup.refused
+        wait_for(lambda: rec.link_events(), what="the link reported down")
+        assert sup.starts == 1, "not restarted"
+    assert rec.link_events() == [(False, sup.refused)]
+    assert "feishu.verification_token: is required in webhook mode" in str(sup.refused)
+    assert "restarting in" not in caplog.text and "not restarting" in caplog.text
