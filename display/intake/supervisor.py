@@ -13,14 +13,15 @@ into two callbacks:
 Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
 ran a healthy minute) whenever it exits (except when it refused its config, exit code 78: then
-``on_link(False, reason)`` and no restart; a changed config starts a new supervisor), and killed (SIGTERM, SIGKILL after a grace period) when
-it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
+``on_link(False, reason)`` and no restart; a changed config starts a new supervisor), and
+killed (SIGTERM, SIGKILL after a grace period) when it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
 ``kill -9 -PGID`` and systemd's stop reach both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -224,7 +225,7 @@ class IntakeSupervisor:
                 reason = self.refused or f"Feishu intake refused {self.config_path}"
                 log.error("Feishu intake refused its configuration, not restarting until it "
                           "changes: %s", reason)
-                self._call(lambda: self._on_link(False, reason))
+                self._call(functools.partial(self._on_link, False, reason))
                 return
             if time.monotonic() - started >= self._healthy_after:
                 backoff = self._backoff_initial

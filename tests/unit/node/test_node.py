@@ -195,7 +195,7 @@ def test_status_lives_on_the_runtime_path_and_is_rewritten_only_on_change(
 
 def test_every_time_in_the_status_document_is_in_the_node_zone(setup: Any) -> None:
     """Links, devices and anything a status provider adds carry +08:00, as the rooms do."""
-    config, _clock, _store, node, sink = setup
+    _config, _clock, _store, node, sink = setup
     node.set_link("feishu", True)
     node.extra_status["fleet"] = lambda: {"agent-1": {"last_seen": "2026-11-25T01:00:00+00:00",
                                                       "devices": [{"last_update": None}]}}
