@@ -14,8 +14,9 @@ Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
 ran a healthy minute) whenever it exits (except when it refused its config, exit code 78: then
 ``on_link(False, reason)`` and no restart; a changed config starts a new supervisor), and
-killed (SIGTERM, SIGKILL after a grace period) when it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
-``kill -9 -PGID`` and systemd's stop reach both.
+killed (SIGTERM, SIGKILL after a grace period) when it stays silent too long. Its stderr (the
+logs) is inherited. It stays in our process group so ``kill -9 -PGID`` and systemd's stop reach
+both.
 """
 
 from __future__ import annotations
