@@ -8,7 +8,10 @@ into two callbacks:
 - ``on_changed(rooms)`` after the child committed a change to those rooms;
 - ``on_link(up, error)`` when the Feishu link goes up or down (also ``False`` when the child
   exits while up);
-- ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`).
+- ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`);
+- ``on_events(counts)`` with the deliveries the child counted since its previous such line
+  (verdict -> count; the parent adds them up);
+- ``on_store(ok, error)`` when the child's commits to the store failed, or work again.
 
 Callbacks run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
@@ -87,6 +90,8 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 
 ResyncCallback = Callable[[ResyncReport], None]
+EventsCallback = Callable[[dict[str, int]], None]
+StoreCallback = Callable[[bool, str | None], None]
 
 
 def _ignore_resync(report: ResyncReport) -> None:
@@ -104,6 +109,7 @@ class IntakeSupervisor:
 
     def __init__(self, config_path: str | PathLike[str], on_changed: ChangedCallback,
                  on_link: LinkCallback, *, on_resync: ResyncCallback = _ignore_resync,
+                 on_events: EventsCallback | None = None, on_store: StoreCallback | None = None,
                  child_args: Sequence[str] = (), python: str = sys.executable,
                  silence: float = 60.0, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
@@ -114,6 +120,8 @@ class IntakeSupervisor:
         self._on_changed = on_changed
         self._on_link = on_link
         self._on_resync = on_resync
+        self._on_events = on_events
+        self._on_store = on_store
         self._child_args = list(child_args)
         self._python = python
         self._silence = silence
@@ -350,6 +358,25 @@ class IntakeSupervisor:
                 log.warning("Feishu intake pid %d: bad 'resync' line: %.200r", pid, raw)
                 return
             self._call(lambda: self._on_resync(report))
+        elif "events" in msg:
+            counts = msg["events"]
+            if not (isinstance(counts, dict) and all(
+                    isinstance(k, str) and _is_count(v) for k, v in counts.items())):
+                log.warning("Feishu intake pid %d: bad 'events' line: %.200r", pid, raw)
+                return
+            if self._on_events is not None:
+                on_events = self._on_events
+                self._call(lambda: on_events(dict(counts)))
+        elif "store" in msg:
+            store = msg["store"]
+            ok = store.get("ok") if isinstance(store, dict) else None
+            error = store.get("error") if isinstance(store, dict) else None
+            if not isinstance(ok, bool) or not (error is None or isinstance(error, str)):
+                log.warning("Feishu intake pid %d: bad 'store' line: %.200r", pid, raw)
+                return
+            if self._on_store is not None:
+                on_store = self._on_store
+                self._call(lambda: on_store(ok, error))
         elif "refused" in msg:
             reason = msg["refused"]
             with self._lock:

@@ -366,6 +366,16 @@ def test_status_shows_link_and_device_times_in_local_time() -> None:
     assert "since 17:30" in text and "last update 17:59" in text
 
 
+def test_status_text_counts_feishu_events() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "n", "role": "single", "running": True, "intake": {"events": {
+               "received": 9, "applied": 5, "duplicate": 1, "superseded": 0, "ignored": 0,
+               "refused": 2, "failed": 1}}}, "rooms": []}
+    assert ("  Feishu events: 9 received, 5 applied, 1 duplicate, 2 refused, 1 not stored "
+            "(Feishu retries them)") in render_text(doc).splitlines()
+
+
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan", "1e9"])
 def test_identify_seconds_must_be_positive(config: Path, seconds: str) -> None:
     proc = room_display("identify", "a-led", "--seconds", seconds, "-c", str(config))

@@ -24,6 +24,7 @@ from display.intake.feishu.channel import (
     exit_when_stdin_closes,
     take_stdout,
 )
+from display.intake.feishu.reports import CountReporter, StoreWatch
 from display.intake.sink import EventSink
 from display.model import RoomEvent
 from display.store import ScheduleStore
@@ -165,9 +166,17 @@ def main(argv: list[str] | None = None) -> int:
             if resync is not None:  # a series' other occurrences: re-sync its rooms soon
                 resync.after_event(event, rooms)
 
+        def writable_again() -> None:  # re-sync what Feishu may have given up on meanwhile
+            if resync is not None:
+                resync.request("the schedule store is writable again")
+
+        counts = CountReporter(channel)
+        watch: StoreWatch | None = None
         sink = EventSink(store, SystemClock(),
                          on_change=lambda rooms: channel.send(changed=sorted(rooms)),
-                         on_applied=applied)
+                         on_applied=applied, on_count=counts.count,
+                         on_store=lambda ok, error: watch.changed(ok, error) if watch else None)
+        watch = StoreWatch(channel, store, sink.note_store, writable_again)
         if not long_connection:
             from display.intake.feishu.webhook import run_webhook
 
