@@ -585,3 +585,81 @@ listen = "127.0.0.1:{port}"
     wait_for(lambda: " DEBUG feishu-intake[" in node.log(), timeout=30,
              what="a DEBUG line from the intake child")
     assert node.stop() == 0
+
+
+# -- disk full during a run -----------------------------------------------------------------------
+
+
+def _fill_to_the_last_page(directory: Path) -> Path:
+    """Fill a filesystem completely: 64 KiB writes, then page-sized ones, unbuffered."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as f:
+        for chunk in (65536, 4096, 512):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
+def _post_event(port: int, event: dict[str, object]) -> int:
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/webhook/event",
+                                     data=json.dumps(event).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_a_disk_that_fills_during_a_run_is_not_acked_shown_and_retried(
+        config: Path, full_disk: Path, node_factory: type[Node]) -> None:
+    """A commit that fails is answered 503 (Feishu retries), `status` shows the store link down
+    with the error and the rooms stale, and once space is back the store link is up again by
+    itself (the intake retries a write) and Feishu's retry is applied."""
+    from datetime import timedelta
+
+    from display.testing.envelopes import envelope
+
+    port = _free_port()
+    state = full_disk / "state"
+    config.write_text(CONFIG.replace('state_dir = "state"', f'state_dir = "{state}"').replace(
+        "[[rooms]]", f"""[feishu]
+mode = "webhook"
+verification_token = "vtoken"
+resync = false
+listen = "127.0.0.1:{port}"
+[[rooms]]"""))
+    node = node_factory(config)
+    wait_for(lambda: "webhook intake listening" in node.log(), timeout=90, what="intake ready")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    first = envelope(uid="before", start=start, end=start + timedelta(minutes=30))
+    assert _post_event(port, first) == 200
+    filler = _fill_to_the_last_page(full_disk)
+    later = envelope(uid="during", start=start + timedelta(hours=2),
+                     end=start + timedelta(hours=3))
+    assert _post_event(port, later) == 503, "not acknowledged: Feishu delivers it again"
+
+    def store_link() -> dict[str, object]:
+        links = node.running_status()["node"]["links"]  # type: ignore[index]
+        return links.get("store") or {}  # type: ignore[no-any-return, union-attr]
+
+    wait_for(lambda: store_link().get("up") is False, timeout=30, what="the store link down")
+    assert "cannot write the schedule store" in str(store_link()["error"])
+    doc = node.running_status()
+    assert doc["rooms"][0]["stale"] is True  # type: ignore[index]
+    assert "store: DOWN" in room_display("status", "-c", str(config)).stdout
+    filler.unlink()
+    wait_for(lambda: store_link().get("up") is True, timeout=30,
+             what="the store link up again without a new event (the intake retried)")
+    assert _post_event(port, later) == 200  # Feishu's retry
+    def upcoming() -> list[object]:
+        return [b["uid"] for b in node.running_status()["rooms"][0]["next"]]  # type: ignore[index]
+
+    wait_for(lambda: upcoming() == ["during"], timeout=30, what="the retried event applied")
+    assert node.running_status()["rooms"][0]["stale"] is False  # type: ignore[index]
+    assert node.stop() == 0
