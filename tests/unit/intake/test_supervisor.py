@@ -28,6 +28,10 @@ if behaviour == "chatty":
     print("this is not json", flush=True)
     send(changed="not a list")
     send(link="sideways")
+    send(events={"applied": -1})
+    send(store={"ok": "yes"})
+    send(events={"applied": 2, "refused": 1})
+    send(store={"ok": False, "error": "database or disk is full"})
     send(changed=["omm_b", "omm_a"])
     send(ready=True, mode="webhook", listen="127.0.0.1:9")
     send(link="up")
@@ -67,9 +71,15 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
         tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "display.intake.supervisor")
     rec = Recorder()
+    events: list[dict[str, int]] = []
+    stores: list[tuple[bool, str | None]] = []
     with IntakeSupervisor(config(tmp_path, "chatty"), rec.on_changed, rec.on_link,
-                          python=str(child), backoff_initial=0.1) as sup:
+                          python=str(child), backoff_initial=0.1, on_events=events.append,
+                          on_store=lambda ok, error: stores.append((ok, error))) as sup:
         wait_for(lambda: sup.starts >= 2, what="a restart after exit code 3")
+        wait_for(lambda: events and stores, what="the events and store callbacks")
+        assert events[0] == {"applied": 2, "refused": 1}
+        assert stores[0] == (False, "database or disk is full")
         wait_for(lambda: len(rec.link_events()) >= 2, what="link callbacks")
         assert rec.changed[0] == frozenset({"omm_a", "omm_b"})
         assert rec.link_events()[:2] == [(True, None), (False, "intake process exited (code 3)")]
@@ -77,6 +87,7 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
     text = caplog.text
     assert "not a JSON object" in text and "bad 'changed' line" in text
     assert "bad 'link' line" in text
+    assert "bad 'events' line" in text and "bad 'store' line" in text
 
 
 def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child: Path) -> None:
