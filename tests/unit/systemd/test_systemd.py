@@ -105,6 +105,9 @@ def test_install_dry_run_lays_out_a_pi(tmp_path: Path) -> None:
     assert (root / "opt" / "room-display" / "display" / "node.py").exists()
     assert "would run: systemctl enable --now room-display.service" in proc.stdout
     assert "would run: useradd --system" in proc.stdout  # no such user on this machine
+    lines = proc.stdout.splitlines()
+    assert lines.index("would run: apt-get update") < next(
+        i for i, line in enumerate(lines) if line.startswith("would run: apt-get install"))
     # `room-display check`, as the last line says, works from any shell: it is on PATH.
     link = root / "usr" / "local" / "bin" / "room-display"
     assert link.is_symlink()
