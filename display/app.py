@@ -21,7 +21,7 @@ from display.devices.factory import device_factory
 from display.errors import ConfigError
 from display.freshness import Freshness
 from display.intake.replay import replay_file
-from display.intake.sink import EventSink
+from display.intake.sink import COUNTED, EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt_roles import MqttServices, make_link
 from display.node import Node
@@ -78,6 +78,7 @@ class App:
         self._last_status_line = ""
         self._resync: ResyncReport | None = None
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
+        self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
         self.web: WebServer | None = None
 
     def __enter__(self) -> App:
@@ -122,13 +123,39 @@ class App:
             return
         self.freshness.expect("feishu", self.clock.now())
         self.node.add_status_source("resync", self.resync_status)
+        self.node.add_status_source("intake", self.intake_status)
         self.intake = IntakeSupervisor(
             self.config.path,
             self.node,
             on_resync=self.resync_done,
+            on_events=self.events_counted,
+            on_store=self.intake_store,
             child_args=self.intake_args,
         )
         self.intake.start()
+
+    def events_counted(self, counts: dict[str, int]) -> None:
+        """The intake child counted these deliveries (on the supervisor's callback thread)."""
+        for key, n in counts.items():
+            if key in self.event_counts:  # a newer child's key we do not know: not shown
+                self.event_counts[key] += n
+
+    def intake_status(self) -> dict[str, object]:
+        """``node.intake`` in ``status``: Feishu deliveries since the node started."""
+        counts = dict(self.event_counts)
+        return {"events": {"received": sum(counts.values()), **counts}}
+
+    def intake_store(self, ok: bool, error: str | None) -> None:
+        """The intake child's commits failed (its deliveries are not acknowledged) or work
+        again: while they fail nothing new can be shown, so the rooms are stale at once."""
+        link = self.freshness.links().get("store")
+        if ok:
+            if link is not None and not link["up"]:
+                self.node.set_link("store", True)
+            return
+        self.freshness.set("store", False, self.clock.now() - self.freshness.stale_after,
+                           f"cannot write the schedule store: {error}")
+        self.node.wake()
 
     def resync_done(self, report: ResyncReport) -> None:
         """The intake child finished a re-sync pass (on the supervisor's callback thread).
@@ -162,7 +189,8 @@ class App:
         from display.web.server import WebServer  # imported only where the page is served
 
         self.web = WebServer(self.config.web, self.node,
-                             lambda: {"resync": dict(self.resync_passes)})
+                             lambda: {"resync": dict(self.resync_passes),
+                                      "events": dict(self.event_counts)})
         if not self.web.start():
             self.web = None
 

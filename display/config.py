@@ -616,6 +616,10 @@ class _Parser:
         if protocol not in PROTOCOLS:
             raise self.fail(f"{key}.protocol", f"{protocol!r} is not supported",
                             "use " + " | ".join(PROTOCOLS))
+        wled_problem = wled_topic_problem(url, protocol)
+        if wled_problem is not None:
+            raise self.fail(f"{key}.url", wled_problem, 'use a shorter topic, e.g. '
+                            '"mqtt:wled/3f-east", and set the same Device Topic in WLED')
         size_raw = self.get(d, key, "size", str, "296x128")
         m = _SIZE.match(size_raw)
         if not m or not (32 <= int(m[1]) <= 2000 and 32 <= int(m[2]) <= 2000):
@@ -692,6 +696,20 @@ def room_id_problem(open_id: str) -> str | None:
     if len(open_id) > 256:
         return "is longer than 256 characters"
     return None
+
+
+#: WLED keeps its MQTT device topic in ``char mqttDeviceTopic[MQTT_MAX_TOPIC_LEN + 1]`` and
+#: reads it from its config cut to that size (wled00/wled.h, cfg.cpp); the default is 32.
+WLED_MAX_TOPIC_LEN = 32
+
+
+def wled_topic_problem(url: str, protocol: str) -> str | None:
+    """Why ``mqtt:TOPIC`` cannot be a WLED board's device topic, or None."""
+    topic = url.removeprefix("mqtt:")
+    if protocol != "wled" or topic == url or len(topic) <= WLED_MAX_TOPIC_LEN:
+        return None
+    return (f"WLED's MQTT device topic {topic} is {len(topic)} characters, WLED takes at most "
+            f"{WLED_MAX_TOPIC_LEN} (MQTT_MAX_TOPIC_LEN)")
 
 
 def _type_word(kind: type) -> str:

@@ -335,6 +335,7 @@ class Node:
         }
         for key, fn in self._status_sources.items():
             doc["node"][key] = fn()
+        doc["node"] = local_times(doc["node"], tz)
         return doc
 
     def write_status(self, now: datetime) -> None:
@@ -396,7 +397,8 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
 
     if view is None:
         return {"open_id": room.open_id, "name": room.name, "state": None, "stale": True,
-                "since": None, "until": None, "current": None, "next": [], "devices": devices}
+                "since": None, "until": None, "current": None, "next": [],
+                "devices": local_times(devices, tz)}
     occ = view.occupancy
     return {
         "open_id": room.open_id, "name": room.name, "state": occ.state.value,
@@ -404,5 +406,29 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
         "as_of": iso(view.as_of),
         "current": booking(occ.current) if occ.current else None,
         "next": [booking(b) for b in occ.next],
-        "devices": devices,
+        "devices": local_times(devices, tz),
     }
+
+
+#: Keys whose values are ISO times in the status document. Links, devices and other nodes keep
+#: their clocks in UTC; the document shows every time in the node's zone, as the rooms' are.
+TIME_KEYS = frozenset({"since", "vouched", "last_update", "last_seen", "received_at", "at",
+                       "next_at"})
+
+
+def local_times(value: Any, tz: Any) -> Any:
+    """``value`` (status JSON) with every ISO time under :data:`TIME_KEYS` moved to ``tz``."""
+    if isinstance(value, dict):
+        return {k: _local(v, tz) if k in TIME_KEYS and isinstance(v, str)
+                else local_times(v, tz) for k, v in value.items()}
+    if isinstance(value, list):
+        return [local_times(v, tz) for v in value]
+    return value
+
+
+def _local(text: str, tz: Any) -> str:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:  # not a time after all (another node's odd payload): shown as sent
+        return text
+    return when.astimezone(tz).isoformat() if when.tzinfo is not None else text

@@ -145,6 +145,14 @@ def render_text(doc: dict[str, Any]) -> str:
         if store.get("unusable_rows"):
             lines.append(f"  store: skipped {store['unusable_rows']} stored booking(s) with "
                          "unusable times")
+    intake = node.get("intake")
+    events = intake.get("events") if isinstance(intake, dict) else None
+    if isinstance(events, dict):
+        failed = events.get("failed") or 0
+        lines.append(f"  Feishu events: {events.get('received', 0)} received, "
+                     f"{events.get('applied', 0)} applied, {events.get('duplicate', 0)} "
+                     f"duplicate, {events.get('refused', 0)} refused"
+                     + (f", {failed} not stored (Feishu retries them)" if failed else ""))
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
     for room in doc.get("rooms", []):

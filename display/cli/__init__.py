@@ -131,6 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from display.app import App
 
     config = _config(args)
+    from display.intake.feishu.child import refusal
+
+    problem = refusal(config)  # the intake child would refuse it: say so before starting
+    if problem is not None:
+        raise problem
     with App(config, intake_args=["-v"] if args.verbose else []) as app:
         install_signal_handlers(app)
         if args.replay:

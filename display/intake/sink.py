@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from display.clock import Clock
+from display.errors import EventError, StoreError
 from display.intake.envelope import UnknownEventType, parse_envelope
 from display.model import RoomEvent
 from display.store import Outcome, ScheduleStore
@@ -35,6 +36,12 @@ class Verdict(StrEnum):
     IGNORED = "ignored"  # unknown event type
 
 
+#: What :meth:`EventSink.counts` counts: the verdicts, plus deliveries refused as invalid (never
+#: applied; also those the webhook refuses before the sink) and those whose commit failed (not
+#: acknowledged: Feishu delivers them again).
+COUNTED = (*(v.value for v in Verdict), "refused", "failed")
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """Result of :meth:`EventSink.accept`."""
@@ -49,8 +56,16 @@ class EventSink:
 
     def __init__(self, store: ScheduleStore, clock: Clock,
                  on_change: Callable[[frozenset[str]], None] = lambda rooms: None, *,
-                 on_applied: Callable[[RoomEvent, frozenset[str]], None] | None = None) -> None:
+                 on_applied: Callable[[RoomEvent, frozenset[str]], None] | None = None,
+                 on_count: Callable[[str], None] | None = None,
+                 on_store: Callable[[bool, str | None], None] | None = None) -> None:
         self._store = store
+        # The intake reports these to the node: each delivery's count key (COUNTED), and the
+        # store turning unwritable / writable again (transitions only).
+        self._on_count = on_count
+        self._on_store = on_store
+        self._counts = dict.fromkeys(COUNTED, 0)
+        self._store_ok: bool | None = None  # unknown until the first commit
         self._clock = clock
         self._on_change = on_change
         # After a commit, with the event: the intake re-syncs a series' rooms from it.
@@ -61,8 +76,43 @@ class EventSink:
         self._rooms: set[str] = set()
         self._summary_at = self._since = clock.monotonic() - SUMMARY_EVERY
 
+    def counts(self) -> dict[str, int]:
+        """Deliveries since start by :data:`COUNTED` key."""
+        with self._lock:
+            return dict(self._counts)
+
+    def count_refused(self) -> None:
+        """Count a delivery refused before it reached the sink (the webhook's own checks)."""
+        self._count("refused")
+
+    def note_store(self, ok: bool, error: str | None = None) -> None:
+        """The store took (or refused) a write; ``on_store`` hears of changes only."""
+        with self._lock:
+            changed, self._store_ok = self._store_ok is not ok, ok
+        if changed and self._on_store is not None:
+            self._on_store(ok, error)
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] += 1
+        if self._on_count is not None:
+            self._on_count(key)
+
     def accept(self, raw: Any) -> Accepted:
         """Handle one decoded envelope. Thread-safe."""
+        try:
+            accepted = self._accept(raw)
+        except EventError:
+            self._count("refused")
+            raise
+        except StoreError as exc:
+            self._count("failed")
+            self.note_store(False, str(exc))
+            raise
+        self._count(accepted.verdict.value)
+        return accepted
+
+    def _accept(self, raw: Any) -> Accepted:
         try:
             event = parse_envelope(raw)
         except UnknownEventType:
@@ -74,6 +124,8 @@ class EventSink:
                 log.info("ignoring event type %r (acknowledged; logged once)", kind)
             return Accepted(Verdict.IGNORED)
         result = self._store.apply(event, self._clock.now())
+        if self._store_ok is not True:  # unknown or failing: once per change, not per event
+            self.note_store(True)
         if result.outcome is Outcome.DUPLICATE:
             log.debug("duplicate delivery %s ignored", event.uuid)
             return Accepted(Verdict.DUPLICATE, event)

@@ -8,19 +8,25 @@ them to its :class:`~display.intake.node_input.NodeInput`:
 - ``notify(rooms)`` after the child committed a change to those rooms;
 - ``set_link("feishu", up, error)`` when the Feishu link goes up or down (also down when the
   child exits while up);
+- ``on_events(counts)`` with the deliveries the child counted since its previous such line
+  (verdict -> count; the parent adds them up);
+- ``on_store(ok, error)`` when the child's commits to the store failed, or work again;
 
 and ``on_resync(report)`` after each re-sync pass from the free/busy API (:class:`ResyncReport`).
 
 Calls run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
-ran a healthy minute) whenever it exits, and killed (SIGTERM, SIGKILL after a grace period) when
-it stays silent too long. Its stderr (the logs) is inherited. It stays in our process group so
-``kill -9 -PGID`` and systemd's stop reach both.
+ran a healthy minute) whenever it exits (except when it refused its config, exit code 78: then
+``set_link("feishu", False, reason)`` and no restart; a changed config starts a new supervisor), and
+killed (SIGTERM, SIGKILL after a grace period) when it stays silent too long. Its stderr (the
+logs) is inherited. It stays in our process group so ``kill -9 -PGID`` and systemd's stop reach
+both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from display.backoff import Backoff
+from display.intake.feishu.channel import EXIT_REFUSED
 from display.intake.node_input import NodeInput
 
 log = logging.getLogger(__name__)
@@ -84,6 +91,8 @@ def _is_count(value: object) -> TypeGuard[int]:
 
 
 ResyncCallback = Callable[[ResyncReport], None]
+EventsCallback = Callable[[dict[str, int]], None]
+StoreCallback = Callable[[bool, str | None], None]
 
 
 def _ignore_resync(report: ResyncReport) -> None:
@@ -101,6 +110,7 @@ class IntakeSupervisor:
 
     def __init__(self, config_path: str | PathLike[str], node: NodeInput, *,
                  link: str = "feishu", on_resync: ResyncCallback = _ignore_resync,
+                 on_events: EventsCallback | None = None, on_store: StoreCallback | None = None,
                  child_args: Sequence[str] = (), python: str = sys.executable,
                  silence: float = 60.0, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
@@ -111,6 +121,8 @@ class IntakeSupervisor:
         self._node = node
         self._link = link
         self._on_resync = on_resync
+        self._on_events = on_events
+        self._on_store = on_store
         self._child_args = list(child_args)
         self._python = python
         self._silence = silence
@@ -130,6 +142,7 @@ class IntakeSupervisor:
         self._link_up = False
         self._starts = 0
         self._last_exit: int | None = None
+        self._refused: str | None = None
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
@@ -189,6 +202,17 @@ class IntakeSupervisor:
             return self._starts
 
     @property
+    def refused(self) -> str | None:
+        """Why the child refused its config (then it is not restarted), or ``None``."""
+        with self._lock:
+            return self._refused
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor still runs (or restarts) a child."""
+        return bool(self._threads) and self._threads[0].is_alive()
+
+    @property
     def last_exit(self) -> int | None:
         """Exit code of the most recent child that ended (negative: killed by that signal)."""
         with self._lock:
@@ -206,6 +230,12 @@ class IntakeSupervisor:
                 log.error("cannot start the Feishu intake (%s): %s", self._python, exc)
                 code = None
             if self._stop.is_set():
+                return
+            if code == EXIT_REFUSED:
+                reason = self.refused or f"Feishu intake refused {self.config_path}"
+                log.error("Feishu intake refused its configuration, not restarting until it "
+                          "changes: %s", reason)
+                self._call(functools.partial(self._node.set_link, self._link, False, reason))
                 return
             if time.monotonic() - started >= self._healthy_after:
                 backoff.reset()
@@ -331,6 +361,29 @@ class IntakeSupervisor:
                 log.warning("Feishu intake pid %d: bad 'resync' line: %.200r", pid, raw)
                 return
             self._call(lambda: self._on_resync(report))
+        elif "events" in msg:
+            counts = msg["events"]
+            if not (isinstance(counts, dict) and all(
+                    isinstance(k, str) and _is_count(v) for k, v in counts.items())):
+                log.warning("Feishu intake pid %d: bad 'events' line: %.200r", pid, raw)
+                return
+            if self._on_events is not None:
+                on_events = self._on_events
+                self._call(lambda: on_events(dict(counts)))
+        elif "store" in msg:
+            store = msg["store"]
+            ok = store.get("ok") if isinstance(store, dict) else None
+            error = store.get("error") if isinstance(store, dict) else None
+            if not isinstance(ok, bool) or not (error is None or isinstance(error, str)):
+                log.warning("Feishu intake pid %d: bad 'store' line: %.200r", pid, raw)
+                return
+            if self._on_store is not None:
+                on_store = self._on_store
+                self._call(lambda: on_store(ok, error))
+        elif "refused" in msg:
+            reason = msg["refused"]
+            with self._lock:
+                self._refused = reason[:500] if isinstance(reason, str) else "config refused"
         elif "alive" in msg:
             if not isinstance(msg["alive"], int | float):
                 log.warning("Feishu intake pid %d: bad 'alive' line: %.200r", pid, raw)

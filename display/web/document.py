@@ -184,11 +184,17 @@ def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]])
                      "When the latest re-sync pass ended (Unix time).", [({}, at)])
     for suffix, help_text, label in (
             ("resync_passes_total", "Re-sync passes by result since start.", "result"),
-            ("events_total", "Feishu event deliveries by verdict since start.", "verdict")):
+            ("events_total", "Feishu event deliveries by verdict since start: applied, "
+             "duplicate, superseded, ignored, refused, failed (not acknowledged).", "verdict")):
         values = counters.get(suffix.rsplit("_total", 1)[0].split("_")[0], {})
         if values:
             m.family(f"room_display_{suffix}", "counter", help_text,
                      (({label: k}, v) for k, v in sorted(values.items())))
+    events = counters.get("events", {})
+    if events:
+        m.family("room_display_events_received_total", "counter",
+                 "Feishu event deliveries received since start (the sum of the verdicts).",
+                 [({}, sum(events.values()))])
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         m.family("room_display_node_online", "gauge", "1 while a node of the site is online.",

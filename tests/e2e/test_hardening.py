@@ -366,6 +366,16 @@ def test_status_shows_link_and_device_times_in_local_time() -> None:
     assert "since 17:30" in text and "last update 17:59" in text
 
 
+def test_status_text_counts_feishu_events() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "n", "role": "single", "running": True, "intake": {"events": {
+               "received": 9, "applied": 5, "duplicate": 1, "superseded": 0, "ignored": 0,
+               "refused": 2, "failed": 1}}}, "rooms": []}
+    assert ("  Feishu events: 9 received, 5 applied, 1 duplicate, 2 refused, 1 not stored "
+            "(Feishu retries them)") in render_text(doc).splitlines()
+
+
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan", "1e9"])
 def test_identify_seconds_must_be_positive(config: Path, seconds: str) -> None:
     proc = room_display("identify", "a-led", "--seconds", seconds, "-c", str(config))
@@ -400,6 +410,15 @@ resync = false
 def test_check_names_a_webhook_without_verification_token(config: Path) -> None:
     out = _check(config, WEBHOOK)
     assert "PROBLEM Feishu webhook: no verification_token" in out
+
+
+def test_run_refuses_a_webhook_without_verification_token_in_one_line(config: Path) -> None:
+    """Not a node that restarts its intake child forever: one line, exit 1, nothing started."""
+    config.write_text(WEBHOOK, encoding="utf-8")
+    line = one_line_error(room_display("run", "-c", str(config)))
+    assert line == (f"room-display: {config}: feishu.verification_token: is required in webhook "
+                    "mode (every Feishu event carries it; copy it from the app's Events page)")
+    assert not (config.parent / "state" / "schedule.db").exists()
 
 
 def test_check_names_resync_without_app_credentials(config: Path) -> None:
@@ -565,4 +584,82 @@ listen = "127.0.0.1:{port}"
         urllib.request.urlopen(request, timeout=10).close()
     wait_for(lambda: " DEBUG feishu-intake[" in node.log(), timeout=30,
              what="a DEBUG line from the intake child")
+    assert node.stop() == 0
+
+
+# -- disk full during a run -----------------------------------------------------------------------
+
+
+def _fill_to_the_last_page(directory: Path) -> Path:
+    """Fill a filesystem completely: 64 KiB writes, then page-sized ones, unbuffered."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as f:
+        for chunk in (65536, 4096, 512):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return filler
+
+
+def _post_event(port: int, event: dict[str, object]) -> int:
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/webhook/event",
+                                     data=json.dumps(event).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_a_disk_that_fills_during_a_run_is_not_acked_shown_and_retried(
+        config: Path, full_disk: Path, node_factory: type[Node]) -> None:
+    """A commit that fails is answered 503 (Feishu retries), `status` shows the store link down
+    with the error and the rooms stale, and once space is back the store link is up again by
+    itself (the intake retries a write) and Feishu's retry is applied."""
+    from datetime import timedelta
+
+    from display.testing.envelopes import envelope
+
+    port = _free_port()
+    state = full_disk / "state"
+    config.write_text(CONFIG.replace('state_dir = "state"', f'state_dir = "{state}"').replace(
+        "[[rooms]]", f"""[feishu]
+mode = "webhook"
+verification_token = "vtoken"
+resync = false
+listen = "127.0.0.1:{port}"
+[[rooms]]"""))
+    node = node_factory(config)
+    wait_for(lambda: "webhook intake listening" in node.log(), timeout=90, what="intake ready")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    first = envelope(uid="before", start=start, end=start + timedelta(minutes=30))
+    assert _post_event(port, first) == 200
+    filler = _fill_to_the_last_page(full_disk)
+    later = envelope(uid="during", start=start + timedelta(hours=2),
+                     end=start + timedelta(hours=3))
+    assert _post_event(port, later) == 503, "not acknowledged: Feishu delivers it again"
+
+    def store_link() -> dict[str, object]:
+        links = node.running_status()["node"]["links"]  # type: ignore[index]
+        return links.get("store") or {}  # type: ignore[no-any-return, union-attr]
+
+    wait_for(lambda: store_link().get("up") is False, timeout=30, what="the store link down")
+    assert "cannot write the schedule store" in str(store_link()["error"])
+    doc = node.running_status()
+    assert doc["rooms"][0]["stale"] is True  # type: ignore[index]
+    assert "store: DOWN" in room_display("status", "-c", str(config)).stdout
+    filler.unlink()
+    wait_for(lambda: store_link().get("up") is True, timeout=30,
+             what="the store link up again without a new event (the intake retried)")
+    assert _post_event(port, later) == 200  # Feishu's retry
+    def upcoming() -> list[object]:
+        return [b["uid"] for b in node.running_status()["rooms"][0]["next"]]  # type: ignore[index]
+
+    wait_for(lambda: upcoming() == ["during"], timeout=30, what="the retried event applied")
+    assert node.running_status()["rooms"][0]["stale"] is False  # type: ignore[index]
     assert node.stop() == 0

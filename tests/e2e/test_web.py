@@ -7,7 +7,10 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from PIL import Image, ImageChops
 
 from display.config import WEB_LISTEN, parse_config
 from display.errors import ConfigError
+from display.testing.envelopes import envelope
 from display.testing.waiting import wait_for
 from display.testing.web_node import XSS_NAME, WebNode
 
@@ -183,6 +187,49 @@ def test_metrics_count_rooms_devices_and_links(node: WebNode) -> None:
         if line and not line.startswith("#"):
             assert re.fullmatch(r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+',
                                 line), line
+
+
+def _post(web: WebNode, event: dict[str, object]) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{web.hook_port}/webhook/event",
+                                     data=json.dumps(event).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_metrics_and_status_count_feishu_events_by_verdict(tmp_path: Path) -> None:
+    """From the intake child to the node: received, applied, deduplicated, refused."""
+    web = WebNode(tmp_path)
+    web.start()
+    try:
+        start = datetime.now(UTC).replace(microsecond=0)
+        booking = envelope(uid="m1", start=start, end=start + timedelta(hours=1))
+        no_uid = envelope(uid="m2", start=start, end=start + timedelta(hours=1))
+        del no_uid["event"]["uid"]  # type: ignore[attr-defined]
+        answers = [_post(web, booking), _post(web, booking),  # Feishu's at-least-once
+                   _post(web, {**booking, "uuid": "other", "token": "wrong"}),
+                   _post(web, no_uid)]
+        assert answers == [200, 200, 401, 400]
+
+        def samples() -> dict[str, str]:
+            text = web.get("/metrics")[2].decode()
+            return dict(line.rsplit(" ", 1) for line in text.splitlines()
+                        if line and not line.startswith("#"))
+
+        wait_for(lambda: samples().get("room_display_events_received_total") == "4", 10,
+                 "four deliveries counted")
+        got = samples()
+        assert {v: got[f'room_display_events_total{{verdict="{v}"}}'] for v in (
+            "applied", "duplicate", "refused", "failed")} == {
+            "applied": "1", "duplicate": "1", "refused": "2", "failed": "0"}
+        assert web.status()["node"]["intake"]["events"] == {
+            "received": 4, "applied": 1, "duplicate": 1, "superseded": 0, "ignored": 0,
+            "refused": 2, "failed": 0}
+    finally:
+        web.stop()
 
 
 def test_events_stream_a_snapshot_then_the_room_that_changed(node: WebNode) -> None:

@@ -43,15 +43,28 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         due (null: only after a reconnect). Also once with ok false and next_at null when
         re-sync is on but cannot run (e.g. no app credentials in webhook mode).
 
+    {"events": {"applied": <int>, "duplicate": <int>, "superseded": <int>, "ignored": <int>,
+                "refused": <int>, "failed": <int>}}
+        deliveries counted since the previous such line (keys with 0 left out), at most every
+        0.5 s while events arrive (:mod:`.reports`)
+    {"store": {"ok": bool, "error": "..."|null}}
+        when a commit to the store failed (the delivery was not acknowledged) and when the store
+        took a write again (a commit or the retry every 5 s)
+    {"refused": "<one line>"}
+        once, just before exit code 78, when the config is refused outright (webhook mode
+        without ``verification_token``): the parent does not restart the child.
+
 Readers must ignore keys they do not know. Logs go to stderr. The child exits when stdin reaches
 EOF (the parent is gone), so run it by hand as ``sleep infinity | python -m ...``.
 Exit codes: 0 stdin closed; 1 link lost, watchdog or unexpected error; 2 configuration or
-credentials rejected (retrying soon will not help: back off).
+credentials rejected (retrying soon will not help: back off); 78 the config is refused (see
+``refused``; not restarted until the config changes).
 
 The modules:
 
 - :mod:`.child`: ``main()`` (the command line above): config, store and sink, re-sync wiring;
 - :mod:`.channel`: the stdout lines above, exit codes, exiting when stdin closes;
+- :mod:`.reports`: the ``events`` and ``store`` lines, and retrying a store that failed;
 - :mod:`.checks`: the webhook's signature, replay window, decryption, nesting and token checks;
 - :mod:`.sdk`: lark-oapi's ``core`` and ``ws`` without the SDK's every service (with a logged
   fallback to ``import lark_oapi``);

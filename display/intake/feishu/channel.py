@@ -16,6 +16,9 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+#: The config is refused outright (sysexits' EX_CONFIG): the parent does not restart the child
+#: until the config changes. Sent after a ``{"refused": "<one line>"}`` line.
+EXIT_REFUSED = 78
 
 
 class ParentChannel:

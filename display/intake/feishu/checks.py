@@ -162,11 +162,10 @@ def open_delivery(headers: Mapping[str, str], body: bytes, *, encrypt_key: str,
     if kind is not Kind.CHALLENGE and encrypt_key and not signed:
         raise Rejected(HTTPStatus.UNAUTHORIZED, f"signature required ({SIGNATURE_HEADER} "
                                                 "missing; feishu.encrypt_key is set)")
-    # With an Encrypt Key the signature already proves the sender; an event then need not
-    # repeat the token, but one it carries must match (as lark-oapi checks).
-    needs_token = kind is Kind.CHALLENGE or not encrypt_key or token is not None
-    if needs_token and not (isinstance(token, str) and
-                            hmac.compare_digest(token.encode(), verification_token.encode())):
+    # Feishu's envelopes always carry the token, encrypted and signed or not, so every delivery
+    # must match it (lark-oapi 1.7.5 lets a signed event omit it; no real event does).
+    if not (isinstance(token, str) and
+            hmac.compare_digest(token.encode(), verification_token.encode())):
         raise Rejected(HTTPStatus.UNAUTHORIZED, "invalid verification_token")
     if kind is Kind.CHALLENGE and not isinstance(data.get("challenge"), str):
         raise Rejected(HTTPStatus.BAD_REQUEST, "challenge: must be a string")

@@ -19,10 +19,12 @@ from display.errors import ConfigError, StoreError
 from display.intake.feishu.channel import (
     EXIT_CONFIG,
     EXIT_FAILURE,
+    EXIT_REFUSED,
     ParentChannel,
     exit_when_stdin_closes,
     take_stdout,
 )
+from display.intake.feishu.reports import CountReporter, StoreWatch
 from display.intake.sink import EventSink
 from display.model import RoomEvent
 from display.store import ScheduleStore, store_path
@@ -102,6 +104,20 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                   link_down_interval=stale_after / 2, backoff_initial=backoff)
 
 
+def refusal(config: Config) -> ConfigError | None:
+    """What the intake refuses to run with (``run`` refuses it at start too), or ``None``.
+
+    Webhook mode without ``verification_token``: every v1 envelope carries the token (also
+    when it arrives encrypted and signed), so each event would be refused.
+    """
+    feishu = config.feishu
+    if feishu is not None and feishu.mode == "webhook" and not feishu.verification_token:
+        return ConfigError(str(config.path), "feishu.verification_token",
+                           "is required in webhook mode", "every Feishu event carries it; "
+                           "copy it from the app's Events page")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the intake child; returns the exit code (see :mod:`display.intake.feishu`)."""
     parser = argparse.ArgumentParser(prog="python -m display.intake.feishu",
@@ -133,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                   config.path)
         return EXIT_CONFIG
     long_connection = config.feishu.mode != "webhook"
+    problem = refusal(config)
+    if problem is not None:  # say so once and stay down: a restart cannot fix it
+        log.error("%s", problem)
+        channel.send(refused=str(problem))
+        return EXIT_REFUSED
     try:
         store = ScheduleStore(store_path(config))
     except StoreError as exc:
@@ -145,9 +166,17 @@ def main(argv: list[str] | None = None) -> int:
             if resync is not None:  # a series' other occurrences: re-sync its rooms soon
                 resync.after_event(event, rooms)
 
+        def writable_again() -> None:  # re-sync what Feishu may have given up on meanwhile
+            if resync is not None:
+                resync.request("the schedule store is writable again")
+
+        counts = CountReporter(channel)
+        watch: StoreWatch | None = None
         sink = EventSink(store, SystemClock(),
                          on_change=lambda rooms: channel.send(changed=sorted(rooms)),
-                         on_applied=applied)
+                         on_applied=applied, on_count=counts.count,
+                         on_store=lambda ok, error: watch.changed(ok, error) if watch else None)
+        watch = StoreWatch(channel, store, sink.note_store, writable_again)
         if not long_connection:
             from display.intake.feishu.webhook import run_webhook
 

@@ -152,6 +152,7 @@ class WebhookHandler(BaseHTTPRequestHandler):
                                      verification_token=feishu.verification_token.reveal(),
                                      window=feishu.replay_window_seconds, now=time.time())
         except Rejected as exc:
+            self.server.sink.count_refused()  # /metrics: a wrong token shows as refusals
             return self._reject(exc.status, exc.reason)
         if delivery.kind is Kind.CHALLENGE:
             log.info("answered url_verification")

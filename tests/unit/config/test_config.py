@@ -161,3 +161,37 @@ def test_examples_are_valid(name: str, tmp_path: Path, monkeypatch: pytest.Monke
 def test_resync_switches(tmp_path: Path, keys: str, enabled: bool) -> None:
     config = parse_config("[feishu]\nmode = 'webhook'\n" + keys, tmp_path / "c.toml")
     assert config.feishu is not None and config.feishu.resync_enabled is enabled
+
+
+WLED_MQTT = """
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[rooms]]
+open_id = "omm_a"
+name = "A"
+[[rooms.devices]]
+id = "a-wled"
+kind = "led"
+url = "mqtt:{topic}"
+protocol = "{protocol}"
+"""
+
+
+def test_a_wled_mqtt_topic_longer_than_wled_takes_is_refused(tmp_path: Path) -> None:
+    """WLED keeps its device topic in ``char[MQTT_MAX_TOPIC_LEN + 1]``, 32 by default."""
+    path = tmp_path / "room-display.toml"
+    fits = "wled/" + "x" * 27  # 32 characters
+    parse_config(WLED_MQTT.format(topic=fits, protocol="wled"), path)
+    parse_config(WLED_MQTT.format(topic=fits + "y", protocol="json"), path)  # not WLED: no limit
+    with pytest.raises(ConfigError) as caught:
+        parse_config(WLED_MQTT.format(topic=fits + "y", protocol="wled"), path)
+    assert str(caught.value) == (
+        f"{path}: rooms[0].devices[0].url: WLED's MQTT device topic {fits}y is 33 characters, "
+        "WLED takes at most 32 (MQTT_MAX_TOPIC_LEN) (use a shorter topic, e.g. "
+        '"mqtt:wled/3f-east", and set the same Device Topic in WLED)')
+    # `check` names it in one line, as every config problem.
+    path.write_text(WLED_MQTT.format(topic=fits + "y", protocol="wled"))
+    proc = subprocess.run([sys.executable, "-m", "display", "check", "-c", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"room-display: {caught.value}"]

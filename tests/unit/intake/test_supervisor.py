@@ -29,6 +29,10 @@ if behaviour == "chatty":
     print("this is not json", flush=True)
     send(changed="not a list")
     send(link="sideways")
+    send(events=dict(applied=-1))
+    send(store=dict(ok="yes"))
+    send(events=dict(applied=2, refused=1))
+    send(store=dict(ok=False, error="database or disk is full"))
     send(changed=["omm_b", "omm_a"])
     send(ready=True, mode="webhook", listen="127.0.0.1:9")
     send(link="up")
@@ -68,9 +72,15 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
         tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "display.intake.supervisor")
     rec = Recorder()
+    events: list[dict[str, int]] = []
+    stores: list[tuple[bool, str | None]] = []
     with IntakeSupervisor(config(tmp_path, "chatty"), rec,
-                          python=str(child), backoff_initial=0.1) as sup:
+                          python=str(child), backoff_initial=0.1, on_events=events.append,
+                          on_store=lambda ok, error: stores.append((ok, error))) as sup:
         wait_for(lambda: sup.starts >= 2, what="a restart after exit code 3")
+        wait_for(lambda: events and stores, what="the events and store callbacks")
+        assert events[0] == {"applied": 2, "refused": 1}
+        assert stores[0] == (False, "database or disk is full")
         wait_for(lambda: len(rec.link_events()) >= 2, what="link callbacks")
         assert rec.changed[0] == frozenset({"omm_a", "omm_b"})
         assert rec.link_events()[:2] == [(True, None), (False, "intake process exited (code 3)")]
@@ -78,6 +88,7 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
     text = caplog.text
     assert "not a JSON object" in text and "bad 'changed' line" in text
     assert "bad 'link' line" in text
+    assert "bad 'events' line" in text and "bad 'store' line" in text
 
 
 def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child: Path) -> None:
@@ -132,3 +143,23 @@ def test_close_right_after_start_leaves_no_child(tmp_path: Path, child: Path) ->
     sup.close()
     assert sup.pid is None
     assert sup.last_exit in (None, 0)
+
+
+def test_a_webhook_without_verification_token_is_refused_once_not_restarted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The real child refuses the config (exit 78, EX_CONFIG); restarting cannot help until the
+    config changes (a reload starts a new supervisor), so the supervisor stops there."""
+    from display.testing.intake_support import write_config
+
+    caplog.set_level(logging.INFO, "display.intake.supervisor")
+    path = write_config(tmp_path / "room-display.toml", state_dir=tmp_path / "state",
+                        feishu={"mode": "webhook", "resync": False})
+    rec = Recorder()
+    with IntakeSupervisor(path, rec, backoff_initial=0.1) as sup:
+        wait_for(lambda: not sup.running, 60, what="the monitor to give up")
+        assert sup.last_exit == 78 and sup.refused
+        wait_for(lambda: rec.link_events(), what="the link reported down")
+        assert sup.starts == 1, "not restarted"
+    assert rec.link_events() == [(False, sup.refused)]
+    assert "feishu.verification_token: is required in webhook mode" in str(sup.refused)
+    assert "restarting in" not in caplog.text and "not restarting" in caplog.text

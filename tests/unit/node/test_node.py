@@ -191,3 +191,20 @@ def test_status_lives_on_the_runtime_path_and_is_rewritten_only_on_change(
     node.tick()  # the room turned busy: a new document replaces the old one
     assert target.stat().st_ino != first.st_ino
     assert json.loads(link.read_text())["rooms"][0]["state"] == "busy"
+
+
+def test_every_time_in_the_status_document_is_in_the_node_zone(setup: Any) -> None:
+    """Links, devices and anything a status provider adds carry +08:00, as the rooms do."""
+    _config, _clock, _store, node, sink = setup
+    node.set_link("feishu", True)
+    node.add_status_source("fleet", lambda: {
+        "agent-1": {"last_seen": "2026-11-25T01:00:00+00:00", "devices": [{"last_update": None}]}})
+    sink.accept(envelope(start=START, end=START + timedelta(hours=1), event_time=1))
+    node.tick()
+    wait_for(lambda: node.status()["rooms"][0]["devices"][0]["last_update"] is not None,
+             what="the device's first update")
+    doc = node.status()
+    assert doc["node"]["links"]["feishu"]["since"] == "2026-11-25T09:00:00+08:00"
+    assert doc["rooms"][0]["devices"][0]["last_update"] == "2026-11-25T09:00:00+08:00"
+    assert doc["node"]["fleet"]["agent-1"]["last_seen"] == "2026-11-25T09:00:00+08:00"
+    assert doc["node"]["fleet"]["agent-1"]["devices"] == [{"last_update": None}]

@@ -91,6 +91,13 @@ def test_install_dry_run_lays_out_a_pi(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     etc = root / "etc" / "room-display"
     assert (etc / "config.toml").read_text().startswith("# room-display: a single box")
+    # `sudo room-display status` / `check` from a shell look where the service keeps its state
+    # (the unit's StateDirectory), not in /etc/room-display/state beside the config.
+    from display.config import load_config
+    installed = load_config(etc / "config.toml", resolve_secrets=False)
+    assert installed.node.state_dir == Path("/var/lib/room-display")
+    unit = (ROOT / "systemd" / "room-display.service").read_text()
+    assert "StateDirectory=room-display\n" in unit
     assert oct((etc / "credentials").stat().st_mode & 0o777) == "0o700"
     assert oct((etc / "credentials" / "feishu-app-secret").stat().st_mode & 0o777) == "0o600"
     assert (root / "etc" / "systemd" / "system" / "room-display.service").exists()
@@ -98,6 +105,9 @@ def test_install_dry_run_lays_out_a_pi(tmp_path: Path) -> None:
     assert (root / "opt" / "room-display" / "display" / "node.py").exists()
     assert "would run: systemctl enable --now room-display.service" in proc.stdout
     assert "would run: useradd --system" in proc.stdout  # no such user on this machine
+    lines = proc.stdout.splitlines()
+    assert lines.index("would run: apt-get update") < next(
+        i for i, line in enumerate(lines) if line.startswith("would run: apt-get install"))
     # `room-display check`, as the last line says, works from any shell: it is on PATH.
     link = root / "usr" / "local" / "bin" / "room-display"
     assert link.is_symlink()
