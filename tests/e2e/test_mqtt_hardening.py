@@ -109,6 +109,8 @@ def test_a_retained_year_9999_schedule_does_not_kill_an_agent(broker: Broker,
             wait_for(lambda: "schedule rejected" in agent.log(), timeout=60,
                      what="the agent rejecting the retained schedule")
             assert "bookings[0].end: 9999-12-31" in agent.log()
+            # The panel is drawn after the rejection is logged: wait for its first state.
+            wait_for(lambda: agent.state() is not None, timeout=30, what="the panel's first state")
             assert agent.state() == "free", "nothing of the bad schedule was applied"
             # Alive and still listening: the next good schedule is applied.
             good = schedule_doc(now - timedelta(minutes=5), now + timedelta(hours=1), version=2)

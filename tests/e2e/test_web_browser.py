@@ -49,6 +49,17 @@ def tile_state(driver: Any, open_id: str) -> str | None:
         return None
 
 
+def tile_text(driver: Any, open_id: str) -> str:
+    """The tile's text, or "" while it is being replaced (the page redraws tiles on changes)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    element = tile(driver, open_id)
+    try:
+        return str(element.text) if element is not None else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def conn_text(driver: Any) -> str:
     from selenium.webdriver.common.by import By
 
@@ -94,7 +105,7 @@ def test_booking_turns_its_tile_busy_within_a_second_without_reload(node: WebNod
     elapsed = time.monotonic() - posted
     assert elapsed < 1.0, f"tile turned busy {elapsed:.2f} s after the webhook post"
     assert browser.execute_script("return window.__sameDocument") is True, "page was reloaded"
-    assert "In use" in tile(browser, "omm_a").text
+    wait_for(lambda: "In use" in tile_text(browser, "omm_a"), 5, "tile omm_a in words")
     node.book("omm_a", kind="deleted", uid="live-1")
     wait_for(lambda: tile_state(browser, "omm_a") == "free", 5, "room A free again")
 
@@ -167,8 +178,8 @@ def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
             assert "unauthorized" in driver.page_source
             driver.get(kiosk.url + "/board?token=tv-lobby")
             wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "room A busy")
-            assert "使用中 · In use" in tile(driver, "omm_a").text
-            assert "空闲 · Free" in tile(driver, "omm_b").text
+            wait_for(lambda: "使用中 · In use" in tile_text(driver, "omm_a"), 5, "tile A in words")
+            wait_for(lambda: "空闲 · Free" in tile_text(driver, "omm_b"), 5, "tile omm_b in words")
             assert "实时 live" in conn_text(driver)
             # The token travels with the page's own requests (the live stream answered).
             kiosk.book("omm_b", uid="kiosk-b")
@@ -207,14 +218,14 @@ def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) ->
         with chromium(1280, 900) as driver:
             driver.get(f"http://{web.address}/")
             wait_for(lambda: tile_state(driver, "omm_a") == "free", 15, "room A free")
-            assert "stale" not in tile(driver, "omm_a").text
+            assert "stale" not in tile_text(driver, "omm_a")
             clock.advance(timedelta(minutes=5))
             node.set_link("feishu", False, "connection lost; reconnecting")  # down at 09:05
             clock.advance(timedelta(minutes=11))
             node.wake()
-            wait_for(lambda: "as of 09:05" in (tile(driver, "omm_a").text or ""), 10,
+            wait_for(lambda: "as of 09:05" in tile_text(driver, "omm_a"), 10,
                      "the tile says stale as of when the link went down")
-            assert "stale" in tile(driver, "omm_a").text
+            wait_for(lambda: "stale" in tile_text(driver, "omm_a"), 5, "tile omm_a in words")
             # The link's state is not a room's: it follows within the page's 1 s comparison.
             problems = wait_for(lambda: "feishu down" in (text := driver.find_element(
                 "id", "problems").text) and text, 5, "the link problem listed")
