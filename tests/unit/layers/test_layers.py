@@ -22,6 +22,7 @@ PACKAGE = Path(display.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("display", "errors"),                       # the version, the one exception tree
     ("model", "clock", "outputs", "systemd", "watch"),  # values, OS glue
+    ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
     ("storeopen",),                              # the store, whatever is on disk
