@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from display import config_schema as schema
-from display.config_schema import Check, Invalid, setting
+from display.config_schema import Invalid, rule, setting
 from display.errors import ConfigError
 from display.model import State
 from display.outputs import Effect, Palette
@@ -117,6 +117,19 @@ _COLOUR = re.compile(r"^#([0-9a-fA-F]{6})$")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+_minutes = rule(lambda v: 0 <= v <= 24 * 60, "{value} is out of range", "use 0 to 1440 minutes")
+_url_path = rule(lambda v: v.startswith("/"), "{value!r} must start with '/'")
+_mqtt_url = rule(lambda v: urlparse(v).scheme in ("mqtt", "mqtts") and urlparse(v).hostname,
+                 "{value!r} is not an MQTT URL", 'e.g. url = "mqtt://broker.local:1883"')
+_birth_topic = rule(lambda v: v and not any(c in v for c in "#+\x00"), "{value!r} is not a topic",
+                    'Home Assistant\'s default is "homeassistant/status"')
+_device_id = rule(_ID.match, "{value!r} is not a valid device id",
+                  "1-64 letters, digits, '-', '_' or '.'")
+_rotation = rule(lambda v: v in (0, 90, 180, 270), "{value} is not supported",
+                 "use 0, 90, 180 or 270")
+_brightness = rule(lambda v: 0 <= v <= 255, "{value} is out of range", "use 0 to 255")
+
+
 def _node_name(value: str) -> str:
     name = value or socket.gethostname()
     if not _ID.match(name):
@@ -139,20 +152,6 @@ def _timezone(value: str) -> str:
     return tz
 
 
-def _minutes(value: int) -> int:
-    if not 0 <= value <= 24 * 60:
-        raise Invalid(f"{value} is out of range", "use 0 to 1440 minutes")
-    return value
-
-
-def _at_least(low: int) -> Check:
-    def check(value: int) -> int:
-        if value < low:
-            raise Invalid("is too small")
-        return value
-    return check
-
-
 def _listen(default: str) -> Any:
     """A ``HOST:PORT`` setting whose fix shows its default."""
     def check(value: str) -> str:
@@ -163,12 +162,6 @@ def _listen(default: str) -> Any:
     return setting(default, check=check, doc="HOST:PORT")
 
 
-def _url_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise Invalid(f"{value!r} must start with '/'")
-    return value
-
-
 def _http_url(value: str) -> str:
     url = value.rstrip("/")
     if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
@@ -176,25 +169,11 @@ def _http_url(value: str) -> str:
     return url
 
 
-def _mqtt_url(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-        raise Invalid(f"{value!r} is not an MQTT URL", 'e.g. url = "mqtt://broker.local:1883"')
-    return value
-
-
 def _topic_prefix(value: str) -> str:
     prefix = value.strip("/")
     if not prefix or any(c in prefix for c in "#+"):
         raise Invalid(f"{prefix!r} is not a valid topic prefix", "no '#', '+' or empty prefix")
     return prefix
-
-
-def _birth_topic(value: str) -> str:
-    if not value or any(c in value for c in "#+\x00"):
-        raise Invalid(f"{value!r} is not a topic",
-                      'Home Assistant\'s default is "homeassistant/status"')
-    return value
 
 
 def _or_none(value: str) -> str | None:
@@ -207,13 +186,6 @@ def _room_id(value: str) -> str:
     problem = room_id_problem(value)
     if problem:
         raise Invalid(f"{value!r} {problem}", "copy the room's id (omm_...) from Feishu")
-    return value
-
-
-def _device_id(value: str) -> str:
-    if not _ID.match(value):
-        raise Invalid(f"{value!r} is not a valid device id",
-                      "1-64 letters, digits, '-', '_' or '.'")
     return value
 
 
@@ -230,18 +202,6 @@ def _size(value: str) -> tuple[int, int]:
     if not m or not (32 <= int(m[1]) <= 2000 and 32 <= int(m[2]) <= 2000):
         raise Invalid(f"{value!r} is not a panel size", 'write WIDTHxHEIGHT, e.g. size = "800x480"')
     return int(m[1]), int(m[2])
-
-
-def _rotation(value: int) -> int:
-    if value not in (0, 90, 180, 270):
-        raise Invalid(f"{value} is not supported", "use 0, 90, 180 or 270")
-    return value
-
-
-def _brightness(value: int) -> int:
-    if not 0 <= value <= 255:
-        raise Invalid(f"{value} is out of range", "use 0 to 255")
-    return value
 
 
 # -- the schema: one frozen dataclass per section, one field per key ---------------------------
@@ -282,8 +242,8 @@ class FeishuConfig:
     listen: str = _listen("127.0.0.1:7777")
     path: str = setting("/webhook/event", check=_url_path)
     domain: str = setting("https://open.feishu.cn", check=_http_url)
-    replay_window_seconds: int = setting(300, check=_at_least(1))
-    max_body_bytes: int = setting(65536, check=_at_least(1024))
+    replay_window_seconds: int = setting(300, check=rule(lambda v: v > 0, "is too small"))
+    max_body_bytes: int = setting(65536, check=rule(lambda v: v >= 1024, "is too small"))
     verification_token: Secret = Secret("")
     encrypt_key: Secret = Secret("")
     resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes

@@ -46,6 +46,15 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def rule(ok: Callable[[Any], object], problem: str, fix: str = "") -> Check:
+    """A check refusing a value for which ``ok`` is false; ``problem`` may name ``{value}``."""
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise Invalid(problem.format(value=value), fix)
+        return value
+    return check
+
+
 def keys(section: type) -> set[str]:
     """Every key a section accepts: its fields' names and their other spellings."""
     return {name for f in dataclasses.fields(section)
