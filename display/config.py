@@ -4,6 +4,9 @@ Every problem becomes one :class:`~display.errors.ConfigError` line naming the f
 the fix. Unknown keys are errors too: a typo must not silently fall back to a default.
 Secrets may be written ``"env:NAME"`` or ``"file:/path"``; they are resolved here and wrapped in
 :class:`Secret` so they never reach a log line, ``status`` or MQTT by accident.
+
+The schema is said once: each section is a frozen dataclass whose fields are its keys, with
+their defaults, types and checks (:mod:`display.config_schema`); the closed sets are enums.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def _listen(default: str) -> Any:
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise Invalid(f"{value!r} is not HOST:PORT", f'e.g. listen = "{default}"')
         return value
-    return setting(default, check=check, doc="HOST:PORT")
+    return setting(default, check=check)
 
 
 def _http_url(value: str) -> str:
@@ -212,10 +215,10 @@ def _size(value: str) -> tuple[int, int]:
 class NodeConfig:
     """``[node]``: who this node is and how it shows time."""
 
-    name: str = setting(check=_node_name, doc="default: the host name")
-    timezone: str = setting(check=_timezone, doc="default: the system's ($TZ first)")
+    name: str = setting(check=_node_name)  # default: the host name
+    timezone: str = setting(check=_timezone)  # default: the system's ($TZ first)
     language: Language = Language.EN
-    state_dir: Path = setting(doc="default: $STATE_DIRECTORY, else state/ beside the file")
+    state_dir: Path  # default: $STATE_DIRECTORY, else state/ beside the file
     clock: ClockMode = ClockMode.AUTO
 
     @property
@@ -237,8 +240,8 @@ class FeishuConfig:
     """``[feishu]``: present only on the bridge (or a single box)."""
 
     mode: FeishuMode = FeishuMode.LONG_CONNECTION
-    app_id: str = setting("", doc="required for long_connection and for re-sync")
-    app_secret: Secret = setting(Secret(""), doc="required with app_id")
+    app_id: str = ""  # required for long_connection and for re-sync
+    app_secret: Secret = Secret("")  # required with app_id
     listen: str = _listen("127.0.0.1:7777")
     path: str = setting("/webhook/event", check=_url_path)
     domain: str = setting("https://open.feishu.cn", check=_http_url)
@@ -307,7 +310,7 @@ class WebConfig:
     """``[web]``: the read-only status page (on by default except on a panel agent)."""
 
     listen: str = _listen(WEB_LISTEN)
-    token: Secret = setting(Secret(""), doc="required when listen is not loopback")
+    token: Secret = Secret("")  # required when listen is not loopback
 
     @property
     def host(self) -> str:
@@ -350,12 +353,12 @@ class DeviceConfig:
     id: str = setting(check=_device_id)
     kind: DeviceKind = setting(DeviceKind.LED, what="a device kind")
     url: str = setting(check=_device_url)
-    protocol: DeviceProtocol = setting(DeviceProtocol.PANEL, doc='default "json" on mqtt:TOPIC')
+    protocol: DeviceProtocol = DeviceProtocol.PANEL  # "json" when the url is mqtt:TOPIC
     # e-ink
     size: tuple[int, int] = setting((296, 128), check=_size)
     palette: Palette = setting(Palette.BW, what="a palette")
     rotation: int = setting(0, check=_rotation)
-    language: Language | None = setting(None, doc="default: the node's")
+    language: Language | None = None  # None: the node's
     # LED
     brightness: int = setting(128, check=_brightness)
     # e-ink again (checked after brightness, as ever)
@@ -381,7 +384,7 @@ class RoomConfig:
     """``[[rooms]]``: a Feishu meeting room and the panels by its door."""
 
     open_id: str = setting(check=_room_id)
-    name: str = setting("", doc="default: the open_id")
+    name: str = ""  # "": the open_id
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
 
 

@@ -3,8 +3,9 @@
 Each field of a section's dataclass is one key: its name is the key, its default the key's
 default, its type the TOML type (an enum's members are the closed set of values), and
 :func:`setting` adds what a type cannot say: a check (which may also convert, e.g. ``"800x480"``
-to ``(800, 480)``), other spellings, and a line of documentation. A field without a default is
-read as ``""`` when its key is absent, so that its check says what is missing.
+to ``(800, 480)``), the word for an enum's values in errors, and other spellings. A field
+without a default is read as ``""`` when its key is absent, so that its check says what is
+missing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Invalid(ValueError):
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None,
             check: Check | None = None, what: str = "", aliases: tuple[str, ...] = (),
-            custom: bool = False, doc: str = "") -> Any:
+            custom: bool = False) -> Any:
     """A dataclass field that is also a TOML key.
 
     ``check`` runs on a value read from the file (defaults are valid by construction);
@@ -40,7 +41,7 @@ def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | 
     ``aliases`` are other accepted spellings (``colors``); ``custom`` keys are allowed but read
     by the section's own code.
     """
-    metadata = {"check": check, "what": what, "aliases": aliases, "custom": custom, "doc": doc}
+    metadata = {"check": check, "what": what, "aliases": aliases, "custom": custom}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
