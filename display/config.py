@@ -16,9 +16,9 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Collection, Mapping
-from dataclasses import MISSING, Field, dataclass, fields
-from enum import Enum, StrEnum
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -460,72 +460,20 @@ def parse_config(text: str, path: Path, *, resolve_secrets: bool = True) -> Conf
 # -- validation --------------------------------------------------------------------------------
 
 
-class _Parser:
-    """Walks the TOML tree, naming each key by its dotted path in errors."""
+class _Parser(schema.Reader):
+    """Reads the whole tree; adds secrets and paths beside the file to the generic reader."""
 
     def __init__(self, path: Path, resolve_secrets: bool = True) -> None:
-        self.path = path
+        super().__init__(path)
         self.resolve_secrets = resolve_secrets
 
-    def fail(self, key: str, problem: str, fix: str = "") -> ConfigError:
-        return ConfigError(str(self.path), key, problem, fix)
-
-    def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-        value = data.get(key.rsplit(".", 1)[-1], {})
-        if not isinstance(value, Mapping):
-            raise self.fail(key, "must be a table", f"write [{key}]")
-        return self.known(value, key, allowed)
-
-    def known(self, t: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-        unknown = sorted(set(t) - allowed)
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}", "unknown key",
-                            "allowed: " + ", ".join(sorted(allowed)))
-        return t
-
-    def get(self, t: Mapping[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
-        if name not in t:
-            return default
-        value = t[name]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            raise self.fail(f"{key}.{name}", f"must be {_type_word(kind)}, got {value!r}")
-        return value
-
-    def values(self, t: Mapping[str, Any], key: str, section: type,
-               names: Collection[str] | None = None) -> dict[str, Any]:
-        """The keys of ``section`` (or those ``names``) read from table ``t``, in field order;
-        custom keys are left to the caller."""
-        return {f.name: self.value(t, key, f, schema.hints(section)[f.name])
-                for f in fields(section)
-                if not f.metadata.get("custom") and (names is None or f.name in names)}
-
-    def value(self, t: Mapping[str, Any], key: str, f: Field[Any], hint: Any) -> Any:
-        """One key: its default when absent (a field without one is read as ``""``), else the
-        value type-checked, converted to the field's type and checked."""
-        name = f.name
-        default = schema.default(f)
-        if name not in t and default is not MISSING:
-            return default
-        full = f"{key}.{name}"
-        raw = self.get(t, key, name, schema.toml_type(hint), "")
-        try:
-            value = self.convert(raw, schema.value_type(hint), f)
-            check = f.metadata.get("check")
-            return check(value) if check else value
-        except Invalid as exc:
-            raise self.fail(full, exc.problem, exc.fix) from None
-
-    def convert(self, raw: Any, kind: Any, f: Field[Any]) -> Any:
-        """A TOML value as the field's type: an enum member, a resolved secret, a path beside
-        the file (``""``: none)."""
-        if isinstance(kind, type) and issubclass(kind, Enum):
-            return schema.choose(kind, raw, f.metadata.get("what", ""))
+    def convert(self, raw: Any, kind: type, f: Field[Any]) -> Any:
+        """Secrets resolved, paths beside the file (``""``: none), enums as the reader does."""
         if kind is Secret:
             return self.secret(raw)
         if kind is Path:
             return self.relative(raw) if raw else None
-        return raw
+        return super().convert(raw, kind, f)
 
     def secret(self, raw: str) -> Secret:
         if not self.resolve_secrets and raw.startswith(("env:", "file:", "credential:")):
@@ -578,9 +526,6 @@ class _Parser:
         web = self.web(data) if "web" in data or feishu is not None else None
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
                       feishu=feishu, mqtt=mqtt, web=web)
-
-    def section(self, data: Mapping[str, Any], key: str, section: type) -> dict[str, Any]:
-        return self.values(self.table(data, key, schema.keys(section)), key, section)
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
         values = self.section(data, "node", NodeConfig)
@@ -698,11 +643,6 @@ def room_id_problem(open_id: str) -> str | None:
     if len(open_id) > 256:
         return "is longer than 256 characters"
     return None
-
-
-def _type_word(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false",
-            Mapping: "a table"}.get(kind, kind.__name__)
 
 
 def system_timezone() -> str:

@@ -14,9 +14,12 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from enum import Enum
+from pathlib import Path
 from typing import Any
+
+from display.errors import ConfigError
 
 #: A field's check: returns the value (possibly converted) or raises :class:`Invalid`.
 Check = Callable[[Any], Any]
@@ -109,3 +112,74 @@ def choose(enum: type[Enum], value: str, what: str = "") -> Any:
         return enum(value)
     except ValueError:
         raise Invalid(f"{value!r} is not {what or 'supported'}", use(enum)) from None
+
+
+class Reader:
+    """Walks a TOML tree read from ``path``, naming each key by its dotted path in errors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str, fix: str = "") -> ConfigError:
+        return ConfigError(str(self.path), key, problem, fix)
+
+    def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        value = data.get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, Mapping):
+            raise self.fail(key, "must be a table", f"write [{key}]")
+        return self.known(value, key, allowed)
+
+    def known(self, t: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        unknown = sorted(set(t) - allowed)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", "unknown key",
+                            "allowed: " + ", ".join(sorted(allowed)))
+        return t
+
+    def get(self, t: Mapping[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
+        if name not in t:
+            return default
+        value = t[name]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            raise self.fail(f"{key}.{name}", f"must be {_type_word(kind)}, got {value!r}")
+        return value
+
+    def section(self, data: Mapping[str, Any], key: str, section: type) -> dict[str, Any]:
+        """Table ``key`` of ``data`` read as ``section``: unknown keys refused, then each key."""
+        return self.values(self.table(data, key, keys(section)), key, section)
+
+    def values(self, t: Mapping[str, Any], key: str, section: type,
+               names: Collection[str] | None = None) -> dict[str, Any]:
+        """The keys of ``section`` (or those ``names``) read from table ``t``, in field order;
+        custom keys are left to the caller."""
+        return {f.name: self.value(t, key, f, hints(section)[f.name])
+                for f in dataclasses.fields(section)
+                if not f.metadata.get("custom") and (names is None or f.name in names)}
+
+    def value(self, t: Mapping[str, Any], key: str, f: dataclasses.Field[Any], hint: Any) -> Any:
+        """One key: its default when absent (a field without one is read as ``""``), else the
+        value type-checked, converted to the field's type and checked."""
+        name = f.name
+        fallback = default(f)
+        if name not in t and fallback is not dataclasses.MISSING:
+            return fallback
+        full = f"{key}.{name}"
+        raw = self.get(t, key, name, toml_type(hint), "")
+        try:
+            value = self.convert(raw, value_type(hint), f)
+            check = f.metadata.get("check")
+            return check(value) if check else value
+        except Invalid as exc:
+            raise self.fail(full, exc.problem, exc.fix) from None
+
+    def convert(self, raw: Any, kind: type, f: dataclasses.Field[Any]) -> Any:
+        """A TOML value as the field's type: here an enum member; a subclass adds its types."""
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            return choose(kind, raw, f.metadata.get("what", ""))
+        return raw
+
+
+def _type_word(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false",
+            Mapping: "a table"}.get(kind, kind.__name__)
