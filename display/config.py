@@ -537,13 +537,14 @@ class _Parser(schema.Reader):
     def feishu(self, data: Mapping[str, Any]) -> FeishuConfig:
         t = self.table(data, "feishu", schema.keys(FeishuConfig))
         # Missing credentials, the usual mistake, are named before any key after them.
-        names = [f.name for f in fields(FeishuConfig)]
-        values = self.values(t, "feishu", FeishuConfig, names[:3])
+        first = ("mode", "app_id", "app_secret")
+        values = self.values(t, "feishu", FeishuConfig, first)
         app_id, app_secret = values["app_id"], values["app_secret"]
         if values["mode"] == FeishuMode.LONG_CONNECTION and (not app_id or not app_secret):
             raise self.fail("feishu.app_id" if not app_id else "feishu.app_secret", "is required",
                             "long_connection needs the app credentials from the developer console")
-        return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, names[3:]))
+        rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
+        return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
 
     def web(self, data: Mapping[str, Any]) -> WebConfig | None:
         t = self.table(data, "web", schema.keys(WebConfig) | {WEB_SWITCH})
@@ -585,8 +586,7 @@ class _Parser(schema.Reader):
                                     "give every device its own id")
                 seen_devices.add(dev.id)
                 devices.append(dev)
-            rooms.append(RoomConfig(open_id=open_id, name=name,
-                                    devices=tuple(devices)))
+            rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices)))
         return tuple(rooms)
 
     def device(self, d: Any, key: str) -> DeviceConfig:
