@@ -4,6 +4,9 @@ Every problem becomes one :class:`~display.errors.ConfigError` line naming the f
 the fix. Unknown keys are errors too: a typo must not silently fall back to a default.
 Secrets may be written ``"env:NAME"`` or ``"file:/path"``; they are resolved here and wrapped in
 :class:`Secret` so they never reach a log line, ``status`` or MQTT by accident.
+
+The schema is said once: each section is a frozen dataclass whose fields are its keys, with
+their defaults, types and checks (:mod:`display.config_schema`); the closed sets are enums.
 """
 
 from __future__ import annotations
@@ -14,24 +17,70 @@ import re
 import socket
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from display import config_schema as schema
+from display.config_schema import Invalid, rule, setting
 from display.errors import ConfigError
+from display.model import State
 from display.outputs import Effect, Palette, parse_hex
 
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
 LOCAL_CONFIG = Path("room-display.toml")
 
-LANGUAGES = ("zh", "en", "zh+en")
-STATES_WITH_STALE = ("free", "soon", "busy", "ending", "stale")
-DEVICE_KINDS = ("led", "eink")
-PROTOCOLS = ("panel", "wled", "json")
 
+class Language(StrEnum):
+    """What a sign (and the status page) speaks."""
+
+    ZH = "zh"
+    EN = "en"
+    ZH_EN = "zh+en"
+
+
+class ClockMode(StrEnum):
+    """``[node] clock``: wait for systemd-timesyncd's sync flag (``auto``) or not (``trust``)."""
+
+    AUTO = "auto"
+    TRUST = "trust"
+
+
+class FeishuMode(StrEnum):
+    """How events arrive from Feishu."""
+
+    LONG_CONNECTION = "long_connection"
+    WEBHOOK = "webhook"
+
+
+class MqttProtocol(StrEnum):
+    """MQTT protocol version spoken to the broker."""
+
+    V311 = "3.1.1"
+    V5 = "5"
+
+
+class DeviceKind(StrEnum):
+    """What a panel shows: a light, or an e-ink sign."""
+
+    LED = "led"
+    EINK = "eink"
+
+
+class DeviceProtocol(StrEnum):
+    """How a panel is spoken to (README "Door panels")."""
+
+    PANEL = "panel"
+    WLED = "wled"
+    JSON = "json"
+
+
+#: The states a device's ``colours`` and ``effects`` may name.
+STATES_WITH_STALE = (*(s.value for s in State), "stale")
 
 #: What an unread secret holds when secrets are not resolved (never sent anywhere).
 UNRESOLVED = "<unresolved>"
@@ -64,46 +113,144 @@ class Secret:
     __str__ = __repr__
 
 
-@dataclass(frozen=True)
+# -- checks of single values (the parser adds file and key to what they raise) -----------------
+
+_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
+_COLOUR = re.compile(r"^#([0-9a-fA-F]{6})$")
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+_minutes = rule(lambda v: 0 <= v <= 24 * 60, "{value} is out of range", "use 0 to 1440 minutes")
+_url_path = rule(lambda v: v.startswith("/"), "{value!r} must start with '/'")
+_mqtt_url = rule(lambda v: urlparse(v).scheme in ("mqtt", "mqtts") and urlparse(v).hostname,
+                 "{value!r} is not an MQTT URL", 'e.g. url = "mqtt://broker.local:1883"')
+_birth_topic = rule(lambda v: v and not any(c in v for c in "#+\x00"), "{value!r} is not a topic",
+                    'Home Assistant\'s default is "homeassistant/status"')
+_device_id = rule(_ID.match, "{value!r} is not a valid device id",
+                  "1-64 letters, digits, '-', '_' or '.'")
+_rotation = rule(lambda v: v in (0, 90, 180, 270), "{value} is not supported",
+                 "use 0, 90, 180 or 270")
+_brightness = rule(lambda v: 0 <= v <= 255, "{value} is out of range", "use 0 to 255")
+
+
+def _node_name(value: str) -> str:
+    name = value or socket.gethostname()
+    if not _ID.match(name):
+        raise Invalid(f"{name!r} is not a valid node name", "use letters, digits, '-', '_' or '.'")
+    return name
+
+
+def _timezone(value: str) -> str:
+    tz = value or system_timezone()
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        if not value and os.environ.get("TZ"):
+            # The zone came from the environment, not the file: name what to fix.
+            raise ConfigError("TZ", "", f"unknown time zone {tz!r} in the TZ environment "
+                              "variable", 'unset TZ or set [node] timezone, e.g. '
+                              '"Asia/Shanghai"') from None
+        raise Invalid(f"unknown time zone {tz!r}",
+                      'use an IANA name such as "Asia/Shanghai"') from None
+    return tz
+
+
+def _listen(default: str) -> Any:
+    """A ``HOST:PORT`` setting whose fix shows its default."""
+    def check(value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise Invalid(f"{value!r} is not HOST:PORT", f'e.g. listen = "{default}"')
+        return value
+    return setting(default, check=check)
+
+
+def _http_url(value: str) -> str:
+    url = value.rstrip("/")
+    if urlparse(url).scheme not in ("http", "https") or not urlparse(url).hostname:
+        raise Invalid(f"{url!r} is not an http(s) URL", 'e.g. "https://open.feishu.cn"')
+    return url
+
+
+def _topic_prefix(value: str) -> str:
+    prefix = value.strip("/")
+    if not prefix or any(c in prefix for c in "#+"):
+        raise Invalid(f"{prefix!r} is not a valid topic prefix", "no '#', '+' or empty prefix")
+    return prefix
+
+
+def _or_none(value: str) -> str | None:
+    return value or None
+
+
+def _room_id(value: str) -> str:
+    if not value:
+        raise Invalid("is required", 'the room\'s Feishu id, e.g. open_id = "omm_..."')
+    problem = room_id_problem(value)
+    if problem:
+        raise Invalid(f"{value!r} {problem}", "copy the room's id (omm_...) from Feishu")
+    return value
+
+
+def _device_url(value: str) -> str:
+    if not value:
+        raise Invalid("is required", 'a serial port, pyserial URL, "mqtt:TOPIC" or "virtual:DIR"')
+    if value.startswith("mqtt:") and len(value) <= 5:
+        raise Invalid("mqtt: needs a topic", 'e.g. "mqtt:lights/room-3f"')
+    return value
+
+
+def _size(value: str) -> tuple[int, int]:
+    m = _SIZE.match(value)
+    if not m or not (32 <= int(m[1]) <= 2000 and 32 <= int(m[2]) <= 2000):
+        raise Invalid(f"{value!r} is not a panel size", 'write WIDTHxHEIGHT, e.g. size = "800x480"')
+    return int(m[1]), int(m[2])
+
+
+# -- the schema: one frozen dataclass per section, one field per key ---------------------------
+# Field order is the order keys are checked in (the first problem found is the one reported).
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """``[node]``: who this node is and how it shows time."""
 
-    name: str
-    timezone: str
-    language: str
-    state_dir: Path
-    clock: str = "auto"
+    name: str = setting(check=_node_name)  # default: the host name
+    timezone: str = setting(check=_timezone)  # default: the system's ($TZ first)
+    language: Language = Language.EN
+    state_dir: Path  # default: $STATE_DIRECTORY, else state/ beside the file
+    clock: ClockMode = ClockMode.AUTO
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OccupancyConfig:
     """``[occupancy]``: thresholds of DESIGN.md, in minutes."""
 
-    soon_minutes: int = 10
-    ending_minutes: int = 10
-    stale_after_minutes: int = 10
+    soon_minutes: int = setting(10, check=_minutes)
+    ending_minutes: int = setting(10, check=_minutes)
+    stale_after_minutes: int = setting(10, check=_minutes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeishuConfig:
     """``[feishu]``: present only on the bridge (or a single box)."""
 
-    app_id: str
-    app_secret: Secret
-    mode: str = "long_connection"
-    verification_token: Secret = field(default_factory=lambda: Secret(""))
-    encrypt_key: Secret = field(default_factory=lambda: Secret(""))
-    listen: str = "127.0.0.1:7777"
-    path: str = "/webhook/event"
-    domain: str = "https://open.feishu.cn"
+    mode: FeishuMode = FeishuMode.LONG_CONNECTION
+    app_id: str = ""  # required for long_connection and for re-sync
+    app_secret: Secret = Secret("")  # required with app_id
+    listen: str = _listen("127.0.0.1:7777")
+    path: str = setting("/webhook/event", check=_url_path)
+    domain: str = setting("https://open.feishu.cn", check=_http_url)
+    replay_window_seconds: int = setting(300, check=rule(lambda v: v > 0, "is too small"))
+    max_body_bytes: int = setting(65536, check=rule(lambda v: v >= 1024, "is too small"))
+    verification_token: Secret = Secret("")
+    encrypt_key: Secret = Secret("")
     resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes
-    resync_minutes: int = 15  # 0 = off (DESIGN.md), as is resync = false
-    replay_window_seconds: int = 300
-    max_body_bytes: int = 65536
+    resync_minutes: int = setting(15, check=_minutes)  # 0 = off (DESIGN.md), as is resync = false
 
     @property
     def resync_enabled(self) -> bool:
@@ -119,25 +266,25 @@ class FeishuConfig:
         return int(self.listen.rsplit(":", 1)[1])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MqttConfig:
     """``[mqtt]``: the broker every node of a site shares."""
 
-    url: str
-    username: str | None = None
+    url: str = setting(check=_mqtt_url)
+    topic_prefix: str = setting("room-display", check=_topic_prefix)
+    protocol: MqttProtocol = MqttProtocol.V311
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
     password: Secret | None = None
-    topic_prefix: str = "room-display"
+    username: str | None = setting(None, check=_or_none)
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
     #: Home Assistant's birth topic is its own setting in HA (MQTT options), not derived from
     #: the discovery prefix; when HA publishes ``online`` there, discovery is sent again.
-    birth_topic: str = "homeassistant/status"
-    protocol: str = "3.1.1"
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    birth_topic: str = setting("homeassistant/status", check=_birth_topic)
     keepalive: int = 30
-    client_id: str | None = None
+    client_id: str | None = setting(None, check=_or_none)
 
     @property
     def tls(self) -> bool:
@@ -153,14 +300,17 @@ class MqttConfig:
 
 
 WEB_LISTEN = "127.0.0.1:8470"
+#: ``[web] enabled = false`` turns the page off: the one key that is no field (``Config.web``
+#: is then None).
+WEB_SWITCH = "enabled"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WebConfig:
     """``[web]``: the read-only status page (on by default except on a panel agent)."""
 
-    listen: str = WEB_LISTEN
-    token: Secret = field(default_factory=lambda: Secret(""))
+    listen: str = _listen(WEB_LISTEN)
+    token: Secret = Secret("")  # required when listen is not loopback
 
     @property
     def host(self) -> str:
@@ -196,25 +346,28 @@ DEFAULT_LED_EFFECTS: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeviceConfig:
     """``[[rooms.devices]]``: one panel. Kind-specific keys are ignored by the other kind."""
 
-    id: str
-    kind: str
-    url: str
-    protocol: str
+    id: str = setting(check=_device_id)
+    kind: DeviceKind = setting(DeviceKind.LED, what="a device kind")
+    url: str = setting(check=_device_url)
+    protocol: DeviceProtocol = DeviceProtocol.PANEL  # "json" when the url is mqtt:TOPIC
     # e-ink
-    size: tuple[int, int] = (296, 128)
-    palette: Palette = Palette.BW
-    rotation: int = 0
-    language: str | None = None
+    size: tuple[int, int] = setting((296, 128), check=_size)
+    palette: Palette = setting(Palette.BW, what="a palette")
+    rotation: int = setting(0, check=_rotation)
+    language: Language | None = None  # None: the node's
+    # LED
+    brightness: int = setting(128, check=_brightness)
+    # e-ink again (checked after brightness, as ever)
     full_refresh_every: int = 20
     full_refresh_hours: int = 24
-    # LED
-    brightness: int = 128
-    colours: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
-    effects: Mapping[str, Effect] = field(default_factory=dict)
+    # LED: merged with DEFAULT_LED_COLOURS / DEFAULT_LED_EFFECTS by the parser
+    colours: Mapping[str, tuple[int, int, int]] = setting(factory=dict, aliases=("colors",),
+                                                          custom=True)
+    effects: Mapping[str, Effect] = setting(factory=dict, custom=True)
 
     @property
     def scheme(self) -> str:
@@ -230,14 +383,14 @@ class DeviceConfig:
 class RoomConfig:
     """``[[rooms]]``: a Feishu meeting room and the panels by its door."""
 
-    open_id: str
-    name: str
-    devices: tuple[DeviceConfig, ...] = ()
+    open_id: str = setting(check=_room_id)
+    name: str = ""  # "": the open_id
+    devices: tuple[DeviceConfig, ...] = setting((), custom=True)
 
 
 @dataclass(frozen=True)
 class Config:
-    """The whole validated configuration of one node."""
+    """The whole validated configuration of one node; each field but ``path`` is a section."""
 
     path: Path
     node: NodeConfig
@@ -306,64 +459,38 @@ def parse_config(text: str, path: Path, *, resolve_secrets: bool = True) -> Conf
 
 # -- validation --------------------------------------------------------------------------------
 
-_SIZE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
-_COLOUR = re.compile(r"^#([0-9a-fA-F]{6})$")
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
-
-class _Parser:
-    """Walks the TOML tree, naming each key by its dotted path in errors."""
+class _Parser(schema.Reader):
+    """Reads the whole tree; adds secrets and paths beside the file to the generic reader."""
 
     def __init__(self, path: Path, resolve_secrets: bool = True) -> None:
-        self.path = path
+        super().__init__(path)
         self.resolve_secrets = resolve_secrets
 
-    def fail(self, key: str, problem: str, fix: str = "") -> ConfigError:
-        return ConfigError(str(self.path), key, problem, fix)
+    def convert(self, raw: Any, kind: type, f: Field[Any]) -> Any:
+        """Secrets resolved, paths beside the file (``""``: none), enums as the reader does."""
+        if kind is Secret:
+            return self.secret(raw)
+        if kind is Path:
+            return self.relative(raw) if raw else None
+        return super().convert(raw, kind, f)
 
-    def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-        value = data.get(key.rsplit(".", 1)[-1], {})
-        if not isinstance(value, Mapping):
-            raise self.fail(key, "must be a table", f"write [{key}]")
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}", "unknown key",
-                            "allowed: " + ", ".join(sorted(allowed)))
-        return value
-
-    def get(self, t: Mapping[str, Any], key: str, name: str, kind: type, default: Any) -> Any:
-        if name not in t:
-            return default
-        value = t[name]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if not ok:
-            raise self.fail(f"{key}.{name}", f"must be {_type_word(kind)}, got {value!r}")
-        return value
-
-    def minutes(self, t: Mapping[str, Any], key: str, name: str, default: int) -> int:
-        value: int = self.get(t, key, name, int, default)
-        if not 0 <= value <= 24 * 60:
-            raise self.fail(f"{key}.{name}", f"{value} is out of range", "use 0 to 1440 minutes")
-        return value
-
-    def secret(self, t: Mapping[str, Any], key: str, name: str) -> Secret:
-        raw: str = self.get(t, key, name, str, "")
-        full = f"{key}.{name}"
+    def secret(self, raw: str) -> Secret:
         if not self.resolve_secrets and raw.startswith(("env:", "file:", "credential:")):
             return Secret(UNRESOLVED)
         if raw.startswith("env:"):
             var = raw[4:]
             if var not in os.environ:
-                raise self.fail(full, f"environment variable {var} is not set",
-                                f"export {var}=... or use file:/path")
+                raise Invalid(f"environment variable {var} is not set",
+                              f"export {var}=... or use file:/path")
             return Secret(os.environ[var])
         if raw.startswith("file:"):
             file = self.relative(raw[5:])
             try:
                 return Secret(file.read_text(encoding="utf-8").strip())
             except OSError as exc:
-                raise self.fail(full, f"cannot read secret file {file}: {exc.strerror}",
-                                "check the path and its permissions") from exc
+                raise Invalid(f"cannot read secret file {file}: {exc.strerror}",
+                              "check the path and its permissions") from exc
         # systemd LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY; "credential:NAME".
         # Outside systemd (an administrator running check), the files the installer laid out
         # in credentials/ beside the config (/etc/room-display/credentials/) are the same ones.
@@ -375,25 +502,24 @@ class _Parser:
             except OSError as exc:
                 fix = ("check LoadCredential= in the unit" if directory else
                        "run as root (sudo), or under systemd LoadCredential=")
-                raise self.fail(full, f"cannot read credential {file}: {exc.strerror}",
-                                fix) from exc
+                raise Invalid(f"cannot read credential {file}: {exc.strerror}", fix) from exc
         return Secret(raw)
 
     def relative(self, raw: str) -> Path:
         p = Path(raw).expanduser()
         return p if p.is_absolute() else self.path.parent / p
 
-    # -- sections --
+    # -- sections: what one key alone cannot say --
 
     def config(self, data: Mapping[str, Any]) -> Config:
-        top = {"node", "occupancy", "feishu", "mqtt", "rooms", "web"}
+        top = schema.keys(Config) - {"path"}
         unknown = sorted(set(data) - top)
         if unknown:
             raise self.fail(unknown[0], "unknown section", "allowed: " + ", ".join(sorted(top)))
         node = self.node(data)
-        occupancy = self.occupancy(data)
+        occupancy = OccupancyConfig(**self.section(data, "occupancy", OccupancyConfig))
         feishu = self.feishu(data) if "feishu" in data else None
-        mqtt = self.mqtt(data) if "mqtt" in data else None
+        mqtt = MqttConfig(**self.section(data, "mqtt", MqttConfig)) if "mqtt" in data else None
         rooms = self.rooms(data)
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
@@ -402,146 +528,33 @@ class _Parser:
                       feishu=feishu, mqtt=mqtt, web=web)
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
-        t = self.table(data, "node", {"name", "timezone", "language", "state_dir", "clock"})
-        name = self.get(t, "node", "name", str, "") or socket.gethostname()
-        if not _ID.match(name):
-            raise self.fail("node.name", f"{name!r} is not a valid node name",
-                            "use letters, digits, '-', '_' or '.'")
-        configured = self.get(t, "node", "timezone", str, "")
-        tz = configured or system_timezone()
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            if not configured and os.environ.get("TZ"):
-                # The zone came from the environment, not the file: name what to fix.
-                raise ConfigError("TZ", "", f"unknown time zone {tz!r} in the TZ environment "
-                                  "variable", 'unset TZ or set [node] timezone, e.g. '
-                                  '"Asia/Shanghai"') from None
-            raise self.fail("node.timezone", f"unknown time zone {tz!r}",
-                            'use an IANA name such as "Asia/Shanghai"') from None
-        language = self.get(t, "node", "language", str, "en")
-        if language not in LANGUAGES:
-            raise self.fail("node.language", f"{language!r} is not supported",
-                            "use " + " | ".join(LANGUAGES))
-        state_raw = self.get(t, "node", "state_dir", str, "")
-        if state_raw:
-            state_dir = self.relative(state_raw)
-        elif os.environ.get("STATE_DIRECTORY"):
-            state_dir = Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-        else:
-            state_dir = self.path.parent / "state"
-        clock = self.get(t, "node", "clock", str, "auto")
-        if clock not in ("auto", "trust"):
-            raise self.fail("node.clock", f"{clock!r} is not supported", 'use "auto" or "trust"')
-        return NodeConfig(name=name, timezone=tz, language=language, state_dir=state_dir,
-                          clock=clock)
-
-    def occupancy(self, data: Mapping[str, Any]) -> OccupancyConfig:
-        key = "occupancy"
-        t = self.table(data, key, {"soon_minutes", "ending_minutes", "stale_after_minutes"})
-        return OccupancyConfig(
-            soon_minutes=self.minutes(t, key, "soon_minutes", 10),
-            ending_minutes=self.minutes(t, key, "ending_minutes", 10),
-            stale_after_minutes=self.minutes(t, key, "stale_after_minutes", 10),
-        )
+        values = self.section(data, "node", NodeConfig)
+        if values["state_dir"] is None:
+            env = os.environ.get("STATE_DIRECTORY")
+            values["state_dir"] = Path(env.split(":")[0]) if env else self.path.parent / "state"
+        return NodeConfig(**values)
 
     def feishu(self, data: Mapping[str, Any]) -> FeishuConfig:
-        key = "feishu"
-        t = self.table(data, key, {
-            "app_id", "app_secret", "mode", "verification_token", "encrypt_key", "listen", "path",
-            "domain", "resync", "resync_minutes", "replay_window_seconds", "max_body_bytes"})
-        mode = self.get(t, key, "mode", str, "long_connection")
-        if mode not in ("long_connection", "webhook"):
-            raise self.fail("feishu.mode", f"{mode!r} is not supported",
-                            'use "long_connection" or "webhook"')
-        app_id = self.get(t, key, "app_id", str, "")
-        app_secret = self.secret(t, key, "app_secret")
-        if mode == "long_connection" and (not app_id or not app_secret):
+        t = self.table(data, "feishu", schema.keys(FeishuConfig))
+        # Missing credentials, the usual mistake, are named before any key after them.
+        first = ("mode", "app_id", "app_secret")
+        values = self.values(t, "feishu", FeishuConfig, first)
+        app_id, app_secret = values["app_id"], values["app_secret"]
+        if values["mode"] == FeishuMode.LONG_CONNECTION and (not app_id or not app_secret):
             raise self.fail("feishu.app_id" if not app_id else "feishu.app_secret", "is required",
                             "long_connection needs the app credentials from the developer console")
-        listen = self.get(t, key, "listen", str, "127.0.0.1:7777")
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise self.fail("feishu.listen", f"{listen!r} is not HOST:PORT",
-                            'e.g. listen = "127.0.0.1:7777"')
-        path = self.get(t, key, "path", str, "/webhook/event")
-        if not path.startswith("/"):
-            raise self.fail("feishu.path", f"{path!r} must start with '/'")
-        domain = self.get(t, key, "domain", str, "https://open.feishu.cn").rstrip("/")
-        if urlparse(domain).scheme not in ("http", "https") or not urlparse(domain).hostname:
-            raise self.fail("feishu.domain", f"{domain!r} is not an http(s) URL",
-                            'e.g. "https://open.feishu.cn"')
-        window = self.get(t, key, "replay_window_seconds", int, 300)
-        max_body = self.get(t, key, "max_body_bytes", int, 65536)
-        if window <= 0 or max_body < 1024:
-            raise self.fail("feishu.replay_window_seconds" if window <= 0
-                            else "feishu.max_body_bytes", "is too small")
-        return FeishuConfig(
-            app_id=app_id, app_secret=app_secret, mode=mode,
-            verification_token=self.secret(t, key, "verification_token"),
-            encrypt_key=self.secret(t, key, "encrypt_key"),
-            listen=listen, path=path, domain=domain,
-            resync=self.get(t, key, "resync", bool, True),
-            resync_minutes=self.minutes(t, key, "resync_minutes", 15),
-            replay_window_seconds=window, max_body_bytes=max_body,
-        )
+        rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
+        return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
 
     def web(self, data: Mapping[str, Any]) -> WebConfig | None:
-        key = "web"
-        t = self.table(data, key, {"enabled", "listen", "token"})
-        if not self.get(t, key, "enabled", bool, True):
+        t = self.table(data, "web", schema.keys(WebConfig) | {WEB_SWITCH})
+        if not self.get(t, "web", WEB_SWITCH, bool, True):
             return None
-        listen = self.get(t, key, "listen", str, WEB_LISTEN)
-        host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise self.fail("web.listen", f"{listen!r} is not HOST:PORT",
-                            f'e.g. listen = "{WEB_LISTEN}"')
-        token = self.secret(t, key, "token")
-        if not token and not is_loopback(host.strip("[]")):
-            raise self.fail("web.token", f"is required when listen ({listen}) is not loopback",
+        web = WebConfig(**self.values(t, "web", WebConfig))
+        if not web.token and not is_loopback(web.host):
+            raise self.fail("web.token", f"is required when listen ({web.listen}) is not loopback",
                             'set token = "env:NAME" (or listen on 127.0.0.1)')
-        return WebConfig(listen=listen, token=token)
-
-    def mqtt(self, data: Mapping[str, Any]) -> MqttConfig:
-        key = "mqtt"
-        t = self.table(data, key, {
-            "url", "username", "password", "topic_prefix", "homeassistant", "discovery_prefix",
-            "birth_topic", "protocol", "ca_file", "cert_file", "key_file", "keepalive",
-            "client_id"})
-        url = self.get(t, key, "url", str, "")
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-            raise self.fail("mqtt.url", f"{url!r} is not an MQTT URL",
-                            'e.g. url = "mqtt://broker.local:1883"')
-        prefix = self.get(t, key, "topic_prefix", str, "room-display").strip("/")
-        if not prefix or any(c in prefix for c in "#+"):
-            raise self.fail("mqtt.topic_prefix", f"{prefix!r} is not a valid topic prefix",
-                            "no '#', '+' or empty prefix")
-        protocol = self.get(t, key, "protocol", str, "3.1.1")
-        if protocol not in ("3.1.1", "5"):
-            raise self.fail("mqtt.protocol", f"{protocol!r} is not supported", 'use "3.1.1" or "5"')
-        files: dict[str, Path | None] = {}
-        for name in ("ca_file", "cert_file", "key_file"):
-            raw = self.get(t, key, name, str, "")
-            files[name] = self.relative(raw) if raw else None
-        password = self.secret(t, key, "password") if "password" in t else None
-        return MqttConfig(
-            url=url, username=self.get(t, key, "username", str, None) or None,
-            password=password, topic_prefix=prefix,
-            homeassistant=self.get(t, key, "homeassistant", bool, False),
-            discovery_prefix=self.get(t, key, "discovery_prefix", str, "homeassistant"),
-            birth_topic=self.birth_topic(t),
-            protocol=protocol, ca_file=files["ca_file"], cert_file=files["cert_file"],
-            key_file=files["key_file"], keepalive=self.get(t, key, "keepalive", int, 30),
-            client_id=self.get(t, key, "client_id", str, None) or None,
-        )
-
-    def birth_topic(self, t: Mapping[str, Any]) -> str:
-        topic: str = self.get(t, "mqtt", "birth_topic", str, "homeassistant/status")
-        if not topic or any(c in topic for c in "#+\x00"):
-            raise self.fail("mqtt.birth_topic", f"{topic!r} is not a topic",
-                            'Home Assistant\'s default is "homeassistant/status"')
-        return topic
+        return web
 
     def rooms(self, data: Mapping[str, Any]) -> tuple[RoomConfig, ...]:
         raw = data.get("rooms", [])
@@ -554,23 +567,13 @@ class _Parser:
             key = f"rooms[{i}]"
             if not isinstance(item, Mapping):
                 raise self.fail(key, "must be a table", "write [[rooms]]")
-            unknown = sorted(set(item) - {"open_id", "name", "devices"})
-            if unknown:
-                raise self.fail(f"{key}.{unknown[0]}", "unknown key",
-                                "allowed: devices, name, open_id")
-            open_id = self.get(item, key, "open_id", str, "")
-            if not open_id:
-                raise self.fail(f"{key}.open_id", "is required",
-                                'the room\'s Feishu id, e.g. open_id = "omm_..."')
-            problem = room_id_problem(open_id)
-            if problem:
-                raise self.fail(f"{key}.open_id", f"{open_id!r} {problem}",
-                                "copy the room's id (omm_...) from Feishu")
+            self.known(item, key, schema.keys(RoomConfig))
+            open_id = self.values(item, key, RoomConfig, ["open_id"])["open_id"]
             if open_id in seen_rooms:
                 raise self.fail(f"{key}.open_id", f"room {open_id} is listed twice",
                                 "remove one of the [[rooms]] entries")
             seen_rooms.add(open_id)
-            name = self.get(item, key, "name", str, "") or open_id
+            name = self.values(item, key, RoomConfig, ["name"])["name"] or open_id
             devices_raw = item.get("devices", [])
             if not isinstance(devices_raw, list):
                 raise self.fail(f"{key}.devices", "must be an array of tables",
@@ -587,70 +590,19 @@ class _Parser:
         return tuple(rooms)
 
     def device(self, d: Any, key: str) -> DeviceConfig:
-        allowed = {"id", "kind", "url", "protocol", "size", "palette", "rotation", "language",
-                   "full_refresh_every", "full_refresh_hours", "brightness", "colors", "colours",
-                   "effects"}
         if not isinstance(d, Mapping):
             raise self.fail(key, "must be a table", "write [[rooms.devices]]")
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}", "unknown key",
-                            "allowed: " + ", ".join(sorted(allowed)))
-        dev_id = self.get(d, key, "id", str, "")
-        if not _ID.match(dev_id):
-            raise self.fail(f"{key}.id", f"{dev_id!r} is not a valid device id",
-                            "1-64 letters, digits, '-', '_' or '.'")
-        kind = self.get(d, key, "kind", str, "led")
-        if kind not in DEVICE_KINDS:
-            raise self.fail(f"{key}.kind", f"{kind!r} is not a device kind", 'use "led" or "eink"')
-        url = self.get(d, key, "url", str, "")
-        if not url:
-            raise self.fail(f"{key}.url", "is required",
-                            'a serial port, pyserial URL, "mqtt:TOPIC" or "virtual:DIR"')
+        values = self.values(self.known(d, key, schema.keys(DeviceConfig)), key, DeviceConfig)
+        url = values["url"]
         if url.startswith("virtual:"):
-            url = "virtual:" + str(self.relative(url[8:] or "."))
-        elif url.startswith("mqtt:") and len(url) <= 5:
-            raise self.fail(f"{key}.url", "mqtt: needs a topic", 'e.g. "mqtt:lights/room-3f"')
-        default_protocol = "json" if url.startswith("mqtt:") else "panel"
-        protocol = self.get(d, key, "protocol", str, default_protocol)
-        if protocol not in PROTOCOLS:
-            raise self.fail(f"{key}.protocol", f"{protocol!r} is not supported",
-                            "use " + " | ".join(PROTOCOLS))
-        wled_problem = wled_topic_problem(url, protocol)
+            values["url"] = "virtual:" + str(self.relative(url[8:] or "."))
+        elif url.startswith("mqtt:") and "protocol" not in d:
+            values["protocol"] = DeviceProtocol.JSON  # a topic carries the state JSON by default
+        wled_problem = wled_topic_problem(values["url"], values["protocol"])
         if wled_problem is not None:
             raise self.fail(f"{key}.url", wled_problem, 'use a shorter topic, e.g. '
                             '"mqtt:wled/3f-east", and set the same Device Topic in WLED')
-        size_raw = self.get(d, key, "size", str, "296x128")
-        m = _SIZE.match(size_raw)
-        if not m or not (32 <= int(m[1]) <= 2000 and 32 <= int(m[2]) <= 2000):
-            raise self.fail(f"{key}.size", f"{size_raw!r} is not a panel size",
-                            'write WIDTHxHEIGHT, e.g. size = "800x480"')
-        palette_raw = self.get(d, key, "palette", str, "bw")
-        try:
-            palette = Palette(palette_raw)
-        except ValueError:
-            raise self.fail(f"{key}.palette", f"{palette_raw!r} is not a palette",
-                            'use "bw" or "bwr"') from None
-        rotation = self.get(d, key, "rotation", int, 0)
-        if rotation not in (0, 90, 180, 270):
-            raise self.fail(f"{key}.rotation", f"{rotation} is not supported",
-                            "use 0, 90, 180 or 270")
-        language = self.get(d, key, "language", str, None)
-        if language is not None and language not in LANGUAGES:
-            raise self.fail(f"{key}.language", f"{language!r} is not supported",
-                            "use " + " | ".join(LANGUAGES))
-        brightness = self.get(d, key, "brightness", int, 128)
-        if not 0 <= brightness <= 255:
-            raise self.fail(f"{key}.brightness", f"{brightness} is out of range", "use 0 to 255")
-        return DeviceConfig(
-            id=dev_id, kind=kind, url=url, protocol=protocol,
-            size=(int(m[1]), int(m[2])), palette=palette, rotation=rotation, language=language,
-            full_refresh_every=self.get(d, key, "full_refresh_every", int, 20),
-            full_refresh_hours=self.get(d, key, "full_refresh_hours", int, 24),
-            brightness=brightness,
-            colours=self.colours(d, key),
-            effects=self.effects(d, key),
-        )
+        return DeviceConfig(**values, colours=self.colours(d, key), effects=self.effects(d, key))
 
     def colours(self, d: Mapping[str, Any], key: str) -> Mapping[str, tuple[int, int, int]]:
         name = "colours" if "colours" in d else "colors"
@@ -678,10 +630,9 @@ class _Parser:
                 raise self.fail(f"{key}.effects.{state}", "unknown state",
                                 "use " + ", ".join(STATES_WITH_STALE))
             try:
-                out[state] = Effect(value)
-            except ValueError:
-                raise self.fail(f"{key}.effects.{state}", f"{value!r} is not an effect",
-                                "use " + " | ".join(e.value for e in Effect)) from None
+                out[state] = schema.choose(Effect, value, "an effect")
+            except Invalid as exc:
+                raise self.fail(f"{key}.effects.{state}", exc.problem, exc.fix) from None
         return out
 
 
@@ -710,11 +661,6 @@ def wled_topic_problem(url: str, protocol: str) -> str | None:
         return None
     return (f"WLED's MQTT device topic {topic} is {len(topic)} characters, WLED takes at most "
             f"{WLED_MAX_TOPIC_LEN} (MQTT_MAX_TOPIC_LEN)")
-
-
-def _type_word(kind: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false",
-            Mapping: "a table"}.get(kind, kind.__name__)
 
 
 def system_timezone() -> str:

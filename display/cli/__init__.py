@@ -17,8 +17,9 @@ from typing import Any
 
 from display import __version__
 from display.cli.signals import install_signal_handlers
-from display.config import Config, default_config_path, load_config
+from display.config import Config, DeviceKind, DeviceProtocol, default_config_path, load_config
 from display.errors import RoomDisplayError
+from display.outputs import Palette
 
 log = logging.getLogger("display")
 
@@ -233,12 +234,12 @@ def _add_map_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     add_device = verbs.add_parser("add-device", parents=[common], help="add a device to a room")
     add_device.add_argument("room", help="open_id or name")
     add_device.add_argument("id", help="a new device id, e.g. 3f-door-led")
-    add_device.add_argument("--kind", choices=["led", "eink"], required=True)
+    add_device.add_argument("--kind", choices=[k.value for k in DeviceKind], required=True)
     add_device.add_argument("--url", required=True,
                             help="serial port or pyserial URL, mqtt:TOPIC or virtual:DIR")
-    add_device.add_argument("--protocol", choices=["panel", "wled", "json"])
+    add_device.add_argument("--protocol", choices=[p.value for p in DeviceProtocol])
     add_device.add_argument("--size", help="e-ink size WxH, e.g. 296x128")
-    add_device.add_argument("--palette", choices=["bw", "bwr"])
+    add_device.add_argument("--palette", choices=[p.value for p in Palette])
     add_device.add_argument("--rotation", type=int, choices=[0, 90, 180, 270])
     remove_device = verbs.add_parser("remove-device", parents=[common], help="remove a device")
     remove_device.add_argument("id", help="device id")

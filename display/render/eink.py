@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from display.config import DeviceConfig, RoomConfig
+from display.config import DeviceConfig, DeviceKind, RoomConfig
 from display.errors import ConfigError
 from display.model import RoomView
 from display.outputs import SignImage
@@ -138,7 +138,7 @@ def sign_config(room: RoomConfig, size: str | None) -> DeviceConfig:
     """The room's first e-ink device, resized by ``--size``; a 296x128 default if it has none."""
     device = next((d for d in room.devices if d.kind == "eink"), None)
     if device is None:
-        device = DeviceConfig(id="preview", kind="eink", url="virtual:.", protocol="panel")
+        device = DeviceConfig(id="preview", kind=DeviceKind.EINK, url="virtual:.")
     if size:
         m = re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
         if not m:
