@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -208,11 +208,20 @@ class ScheduleStore:
         caller still returns only after its own event is durable, so acknowledging stays safe,
         and a burst of webhook deliveries costs one fsync per batch instead of one per event.
         """
-        ticket = _Ticket(event, to_epoch_ms(received))
+        return self.apply_many([event], received)[0]
+
+    def apply_many(self, events: Sequence[RoomEvent], received: datetime) -> list[ApplyResult]:
+        """Apply ``events`` in order, in one transaction with whatever other threads queued;
+        committed (and durable) when this returns. A failed commit raises
+        :class:`~display.errors.StoreError` and applies none of them."""
+        if not events:
+            return []
+        received_ms = to_epoch_ms(received)
+        tickets = [_Ticket(event, received_ms) for event in events]
         with self._queue_lock:
-            self._queue.append(ticket)
+            self._queue.extend(tickets)
         with self._commit_lock:
-            if not ticket.done:
+            if not tickets[-1].done:  # queued together, so they are committed together
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
@@ -224,10 +233,13 @@ class ScheduleStore:
                 else:
                     for t, result in zip(batch, results, strict=True):
                         t.result, t.done = result, True
-        if ticket.error is not None:
-            raise ticket.error
-        assert ticket.result is not None  # set with done, under the commit lock
-        return ticket.result
+        out = []
+        for ticket in tickets:
+            if ticket.error is not None:
+                raise ticket.error
+            assert ticket.result is not None  # set with done, under the commit lock
+            out.append(ticket.result)
+        return out
 
     @staticmethod
     def _apply_one(db: sqlite3.Connection, event: RoomEvent, received_ms: int) -> ApplyResult:

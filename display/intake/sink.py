@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from display.clock import Clock
+from display.errors import EventError
 from display.intake.envelope import UnknownEventType, parse_envelope
 from display.model import RoomEvent
-from display.store import Outcome, ScheduleStore
+from display.store import ApplyResult, Outcome, ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,60 @@ class EventSink:
 
     def accept(self, raw: Any) -> Accepted:
         """Handle one decoded envelope. Thread-safe."""
-        try:
-            event = parse_envelope(raw)
-        except UnknownEventType:
-            kind = str(raw["event"]["type"])
+        result = self.accept_many([raw])[0]
+        if isinstance(result, EventError):
+            raise result
+        return result
+
+    def accept_many(self, raws: Sequence[Any]) -> list[Accepted | EventError]:
+        """Handle decoded envelopes in order, committing the valid ones in one transaction
+        (one fsync): the webhook's committer hands over every delivery waiting for it. Per
+        envelope the :class:`Accepted` or the :class:`~display.errors.EventError` it failed
+        with; a failed commit raises :class:`~display.errors.StoreError` for all. Thread-safe.
+        """
+        out: list[Accepted | EventError] = []
+        parsed: list[tuple[int, RoomEvent]] = []
+        for raw in raws:
+            try:
+                parsed.append((len(out), parse_envelope(raw)))
+                out.append(Accepted(Verdict.IGNORED))  # replaced below
+            except UnknownEventType:
+                self._unknown(str(raw["event"]["type"]))
+                out.append(Accepted(Verdict.IGNORED))
+            except EventError as exc:
+                out.append(exc)
+        if not parsed:
+            return out
+        results = self._store.apply_many([event for _, event in parsed], self._clock.now())
+        changed: set[str] = set()
+        applied: list[tuple[RoomEvent, frozenset[str]]] = []
+        for (i, event), result in zip(parsed, results, strict=True):
+            out[i] = self._verdict(event, result)
+            if result.outcome is Outcome.APPLIED:
+                changed |= result.changed
+                applied.append((event, result.changed))
+        if applied:
             with self._lock:
-                first = kind not in self._unknown_logged
-                self._unknown_logged.add(kind)
-            if first:  # logged once per type: Feishu may send many
-                log.info("ignoring event type %r (acknowledged; logged once)", kind)
-            return Accepted(Verdict.IGNORED)
-        result = self._store.apply(event, self._clock.now())
+                self._applied += len(applied)
+                self._rooms |= changed
+        if changed:  # once per batch: the node redraws each room once
+            self._on_change(frozenset(changed))
+        if self._on_applied is not None:
+            for event, rooms in applied:
+                self._on_applied(event, rooms)
+        if applied:
+            self.log_summary()
+        return out
+
+    def _unknown(self, kind: str) -> None:
+        with self._lock:
+            first = kind not in self._unknown_logged
+            self._unknown_logged.add(kind)
+        if first:  # logged once per type: Feishu may send many
+            log.info("ignoring event type %r (acknowledged; logged once)", kind)
+
+    @staticmethod
+    def _verdict(event: RoomEvent, result: ApplyResult) -> Accepted:
         if result.outcome is Outcome.DUPLICATE:
             log.debug("duplicate delivery %s ignored", event.uuid)
             return Accepted(Verdict.DUPLICATE, event)
@@ -85,14 +129,6 @@ class EventSink:
         # a count at INFO from log_summary().
         log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
                   ",".join(sorted(result.changed)))
-        with self._lock:
-            self._applied += 1
-            self._rooms.update(result.changed)
-        if result.changed:
-            self._on_change(result.changed)
-        if self._on_applied is not None:
-            self._on_applied(event, result.changed)
-        self.log_summary()
         return Accepted(Verdict.APPLIED, event, result.changed)
 
     def log_summary(self, force: bool = False) -> None:
