@@ -466,11 +466,9 @@ def _uid_range(uid: str) -> tuple[str, str]:
 
 
 def _delete(db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> set[str]:
-    """Delete the slots matching ``where``; the rooms that had one."""
-    rooms = {r[0] for r in db.execute(f"SELECT DISTINCT room_id FROM slots WHERE {where}", args)}
-    if rooms:
-        db.execute(f"DELETE FROM slots WHERE {where}", args)
-    return rooms
+    """Delete the slots matching ``where``; the rooms that had one (one statement: a commit's
+    CPU time is on every event's path)."""
+    return {r[0] for r in db.execute(f"DELETE FROM slots WHERE {where} RETURNING room_id", args)}
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -71,28 +71,47 @@ class EventSink:
 
     def accept_many(self, raws: Sequence[Any]) -> list[Accepted | EventError]:
         """Handle decoded envelopes in order, committing the valid ones in one transaction
-        (one fsync): the webhook's committer hands over every delivery waiting for it. Per
-        envelope the :class:`Accepted` or the :class:`~display.errors.EventError` it failed
-        with; a failed commit raises :class:`~display.errors.StoreError` for all. Thread-safe.
+        (one fsync). Per envelope the :class:`Accepted` or the
+        :class:`~display.errors.EventError` it failed with; a failed commit raises
+        :class:`~display.errors.StoreError` for all. Thread-safe.
         """
         out: list[Accepted | EventError] = []
         parsed: list[tuple[int, RoomEvent]] = []
         for raw in raws:
             try:
-                parsed.append((len(out), parse_envelope(raw)))
-                out.append(Accepted(Verdict.IGNORED))  # replaced below
-            except UnknownEventType:
-                self._unknown(str(raw["event"]["type"]))
-                out.append(Accepted(Verdict.IGNORED))
+                checked = self.prepare(raw)
             except EventError as exc:
                 out.append(exc)
-        if not parsed:
-            return out
-        results = self._store.apply_many([event for _, event in parsed], self._clock.now())
+                continue
+            if isinstance(checked, RoomEvent):
+                parsed.append((len(out), checked))
+            out.append(Accepted(Verdict.IGNORED))  # replaced below when parsed
+        for (i, _), accepted in zip(parsed, self.commit_many([e for _, e in parsed]),
+                                    strict=True):
+            out[i] = accepted
+        return out
+
+    def prepare(self, raw: Any) -> RoomEvent | Accepted:
+        """The validated event of an envelope, or ``Accepted(IGNORED)`` for an event type we
+        do not handle; raises :class:`~display.errors.EventError` for an invalid one. The
+        webhook does this on its event loop, so its committer only commits."""
+        try:
+            return parse_envelope(raw)
+        except UnknownEventType:
+            self._unknown(str(raw["event"]["type"]))
+            return Accepted(Verdict.IGNORED)
+
+    def commit_many(self, events: Sequence[RoomEvent]) -> list[Accepted]:
+        """Commit validated events in one transaction (one fsync) and tell the node which
+        rooms changed; :class:`~display.errors.StoreError` when the commit failed."""
+        if not events:
+            return []
+        results = self._store.apply_many(events, self._clock.now())
+        out: list[Accepted] = []
         changed: set[str] = set()
         applied: list[tuple[RoomEvent, frozenset[str]]] = []
-        for (i, event), result in zip(parsed, results, strict=True):
-            out[i] = self._verdict(event, result)
+        for event, result in zip(events, results, strict=True):
+            out.append(self._verdict(event, result))
             if result.outcome is Outcome.APPLIED:
                 changed |= result.changed
                 applied.append((event, result.changed))

@@ -37,6 +37,7 @@ from display.intake.feishu.checks import (
     open_delivery,
 )
 from display.intake.sink import Accepted, EventSink, Verdict
+from display.model import RoomEvent
 
 if TYPE_CHECKING:  # resync imports lark-oapi; a webhook without re-sync never does
     from display.intake.feishu.resync import Resync
@@ -57,7 +58,7 @@ MAX_PENDING = 32
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
 #: What the committer answers for one event.
-Outcome = Accepted | EventError | StoreError | Exception
+Outcome = Accepted | StoreError | Exception
 
 
 class Committer:
@@ -69,13 +70,13 @@ class Committer:
     def __init__(self, sink: EventSink, loop: asyncio.AbstractEventLoop) -> None:
         self._sink = sink
         self._loop = loop
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Callable[[Outcome], None]]] = (
+        self._queue: queue.SimpleQueue[tuple[RoomEvent, Callable[[Outcome], None]]] = (
             queue.SimpleQueue())
         threading.Thread(target=self._run, name="committer", daemon=True).start()
 
-    def submit(self, data: dict[str, Any], done: Callable[[Outcome], None]) -> None:
-        """Queue one checked event (called on the loop's thread)."""
-        self._queue.put((data, done))
+    def submit(self, event: RoomEvent, done: Callable[[Outcome], None]) -> None:
+        """Queue one validated event (called on the loop's thread)."""
+        self._queue.put((event, done))
 
     def _run(self) -> None:
         while True:
@@ -87,7 +88,7 @@ class Committer:
                     break
             outcomes: list[Outcome]
             try:
-                outcomes = list(self._sink.accept_many([data for data, _ in batch]))
+                outcomes = list(self._sink.commit_many([event for event, _ in batch]))
             except StoreError as exc:
                 outcomes = [exc] * len(batch)
             except Exception as exc:  # a bug must answer 500, not leave requests hanging
@@ -97,7 +98,7 @@ class Committer:
             self._loop.call_soon_threadsafe(_resolve, batch, outcomes)
 
 
-def _resolve(batch: list[tuple[dict[str, Any], Callable[[Outcome], None]]],
+def _resolve(batch: list[tuple[RoomEvent, Callable[[Outcome], None]]],
              outcomes: list[Outcome]) -> None:
     for (_, done), outcome in zip(batch, outcomes, strict=True):
         done(outcome)
@@ -268,23 +269,26 @@ class WebhookProtocol(asyncio.Protocol):
             if app.first_v2(kind):
                 log.info("ignoring v2 event type %r (acknowledged; logged once)", kind)
             return self._accepted(answer, Accepted(Verdict.IGNORED))
-        uuid = delivery.data.get("uuid")
+        try:  # validated here: the committer's thread only commits
+            event = app.sink.prepare(delivery.data)
+        except EventError as exc:
+            return self._reject(answer, HTTPStatus.BAD_REQUEST, str(exc), method)
+        if isinstance(event, Accepted):
+            return self._accepted(answer, event)
 
         def committed(outcome: Outcome) -> None:
             if isinstance(outcome, Accepted):
                 self._accepted(answer, outcome)
-            elif isinstance(outcome, EventError):
-                self._reject(answer, HTTPStatus.BAD_REQUEST, str(outcome), method)
             elif isinstance(outcome, StoreError):
                 log.error("cannot commit event uuid=%.64r: %s (answered 503; Feishu retries)",
-                          uuid, outcome)
+                          event.uuid, outcome)
                 self._reply(answer, HTTPStatus.SERVICE_UNAVAILABLE,
                             {"msg": "schedule store unavailable; retry later"}, method)
             else:
                 self._reply(answer, HTTPStatus.INTERNAL_SERVER_ERROR,
                             {"msg": "internal error; retry later"}, method)
 
-        app.committer.submit(delivery.data, committed)
+        app.committer.submit(event, committed)
 
     def _accepted(self, answer: _Answer, accepted: Accepted) -> None:
         self._reply(answer, HTTPStatus.OK, {"msg": "success", "verdict": accepted.verdict.value},
