@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, percentile  # noqa: E402
+from bench.common import machine, median, percentile
 from display.config import DeviceConfig
 from display.encode.planes import planes_bytes
 from display.model import State

@@ -195,6 +195,44 @@ def test_keep_alive_connection_serves_many_requests(intake: Intake) -> None:
         client.close()
 
 
+def test_pipelined_requests_are_answered_in_order(intake: Intake) -> None:
+    """Three requests in one send: the second is refused at once (bad signature), the others
+    wait for their commit; the answers still come back in request order."""
+    first, third = event(uid="pipe1"), event(uid="pipe3")
+    requests = b""
+    for env, key in ((first, KEY), (event(uid="pipe2"), "another-key"), (third, KEY)):
+        body = encrypted_body(env, KEY)
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, key).items())
+        requests += (f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s, \
+            s.makefile("rb") as replies:
+        s.sendall(requests)
+        statuses = []
+        for _ in range(3):
+            statuses.append(int(replies.readline().split()[1]))
+            length = 0
+            while (line := replies.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            replies.read(length)
+    assert statuses == [200, 401, 200]
+    with intake.store() as store:
+        assert store.seen(first["uuid"]) and store.seen(third["uuid"])
+
+
+def test_malformed_http_is_400_and_closes(intake: Intake) -> None:
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"POST {PATH} HTTP/1.1\r\nContent-Length: 12x\r\n\r\n".encode())
+        reply = b""
+        while chunk := s.recv(4096):  # read to the end: the server closes the connection
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400") and b"Connection: close" in reply
+
+
 # -- bad input: a clear status, nothing stored ------------------------------------------------
 
 
