@@ -146,8 +146,9 @@ class EventSink:
             return Accepted(Verdict.SUPERSEDED, event)
         # One line per event would cost more than the commit at a burst's rate: DEBUG here,
         # a count at INFO from log_summary().
-        log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
-                  ",".join(sorted(result.changed)))
+        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+            log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
+                      ",".join(sorted(result.changed)))
         return Accepted(Verdict.APPLIED, event, result.changed)
 
     def log_summary(self, force: bool = False) -> None:
