@@ -223,6 +223,25 @@ def test_pipelined_requests_are_answered_in_order(intake: Intake) -> None:
         assert store.seen(first["uuid"]) and store.seen(third["uuid"])
 
 
+def test_expect_100_continue_is_answered_before_the_body(intake: Intake) -> None:
+    """curl sends ``Expect: 100-continue`` for bodies over 1 KB and waits for the go-ahead."""
+    env = event(uid="expect")
+    body = encrypted_body(env, KEY)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, KEY).items())
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((f"POST {PATH} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n{head}"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
+    with intake.store() as store:
+        assert store.seen(env["uuid"])
+
+
 def test_malformed_http_is_400_and_closes(intake: Intake) -> None:
     host, port = intake.listen.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
