@@ -155,11 +155,6 @@ class ScheduleStore:
             # serialises writers anyway, and a single connection keeps memory small on a Pi.
             self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
                                        check_same_thread=False)
-            # Pages of 1 KiB (new files only; one written before keeps its size): an event
-            # changes one leaf page in each of four B-trees, and every changed page is written
-            # twice (WAL, then checkpoint) and fsynced; 4 KiB pages wrote 26 KiB per event,
-            # these 13 KiB. The trees get a level deeper, which costs reads nothing measurable.
-            self._db.execute("PRAGMA page_size=1024")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA busy_timeout=10000")
