@@ -242,6 +242,21 @@ def test_expect_100_continue_is_answered_before_the_body(intake: Intake) -> None
         assert store.seen(env["uuid"])
 
 
+def test_a_client_that_half_closes_still_gets_its_answer(intake: Intake) -> None:
+    env = event(uid="halfclose")
+    body = encrypted_body(env, KEY)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, KEY).items())
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        s.shutdown(socket.SHUT_WR)  # nothing more to send; the answer must still come
+        reply = b""
+        while chunk := s.recv(4096):  # and then the server closes
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and b'"applied"' in reply
+
+
 def test_malformed_http_is_400_and_closes(intake: Intake) -> None:
     host, port = intake.listen.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:

@@ -168,6 +168,8 @@ class WebhookProtocol(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body = bytearray()
         self._done_reading = False  # a request was refused: nothing after it is read
+        self._keep_body = False  # only a POST to the webhook's path has its body kept
+        self._eof = False  # the client sent all it will: close once everything is answered
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -183,6 +185,14 @@ class WebhookProtocol(asyncio.Protocol):
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
+
+    def eof_received(self) -> bool:
+        # A client may half-close after its last request: answer it, then close.
+        self._eof = True
+        if not self._answers and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._done_reading:
@@ -200,6 +210,7 @@ class WebhookProtocol(asyncio.Protocol):
         self._url.clear()
         self._headers = {}
         self._body.clear()
+        self._keep_body = False
         self._active = self.app.loop.time()
 
     def on_url(self, url: bytes) -> None:
@@ -213,7 +224,7 @@ class WebhookProtocol(asyncio.Protocol):
         if self._closing or self._done_reading:
             return
         if self.parser.get_method() != b"POST" or self._path() != self.app.path:
-            return  # answered when complete (404 / 405 / healthz): the body is read and dropped
+            return  # answered when complete (404 / 405 / healthz); its body is read, not kept
         length_text = self._headers.get("content-length")
         if length_text is None:
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
@@ -225,9 +236,10 @@ class WebhookProtocol(asyncio.Protocol):
               and self.transport is not None):
             # curl asks before sending a body over 1 KB and would otherwise wait a second.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._keep_body = not self._done_reading  # at most max_body_bytes, checked above
 
     def on_body(self, body: bytes) -> None:
-        if not self._done_reading:
+        if self._keep_body:
             self._body += body
 
     def on_message_complete(self) -> None:
@@ -344,6 +356,9 @@ class WebhookProtocol(asyncio.Protocol):
             if answer.close:
                 self._closing = True
                 transport.close()  # after the buffered answer is sent
+        if self._eof and not self._answers and not self._closing and transport is not None:
+            self._closing = True
+            transport.close()
         if self._paused and len(self._answers) <= MAX_PENDING // 4 and transport is not None:
             self._paused = False
             transport.resume_reading()
