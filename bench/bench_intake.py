@@ -50,16 +50,24 @@ def events(n: int, tag: str) -> list[dict[str, Any]]:
     return out
 
 
-def bench_in_process(n: int, where: Path = ROOT) -> float:
-    """Events/s through EventSink into a durable store under ``where``."""
+def bench_in_process(n: int, where: Path = ROOT) -> tuple[float, float]:
+    """Events/s through EventSink into a durable store under ``where``, and KiB the process
+    wrote to storage per event (``/proc/self/io`` write_bytes: WAL frames and checkpoints)."""
     with tempfile.TemporaryDirectory(dir=where) as tmp, \
             ScheduleStore(Path(tmp) / "schedule.db") as store:
         sink = EventSink(store, SystemClock())
         batch = events(n, f"inproc{time.monotonic_ns()}")
+        written = _write_bytes()
         t0 = time.perf_counter()
         for env in batch:
             sink.accept(env)
-        return n / (time.perf_counter() - t0)
+        rate = n / (time.perf_counter() - t0)
+        return rate, (_write_bytes() - written) / n / 1024
+
+
+def _write_bytes() -> int:
+    with open("/proc/self/io", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("write_bytes:"))
 
 
 def bench_webhook(n: int, clients: int, runs: int,
@@ -153,7 +161,8 @@ def main() -> None:
     for where, label in places:
         inproc = [bench_in_process(args.events, where) for _ in range(args.runs)]
         print(f"in-process, store on {label} (parse + dedupe + commit with fsync): "
-              f"{median(inproc):,.0f} events/s median of {args.runs} x {args.events}")
+              f"{median([r for r, _ in inproc]):,.0f} events/s median of {args.runs} x "
+              f"{args.events}; {median([b for _, b in inproc]):.1f} KiB written per event")
     for where, label in places:
         rates, lat = bench_webhook(args.events, args.clients, args.runs, where)
         print(f"webhook, store on {label} (HTTP keep-alive, {args.clients} clients, decrypt + "

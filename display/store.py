@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,7 +75,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
     uuid TEXT PRIMARY KEY,
     received_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_ms);
 CREATE TABLE IF NOT EXISTS versions (
     event_id TEXT PRIMARY KEY,  -- the key {uid}_{original_time}
     event_time_ms INTEGER NOT NULL,
@@ -94,14 +93,17 @@ CREATE TABLE IF NOT EXISTS slots (
     organizer_open_id TEXT,
     PRIMARY KEY (room_id, key, start_ms)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS slots_room_end ON slots (room_id, end_ms);
 CREATE INDEX IF NOT EXISTS slots_key ON slots (key, start_ms);
-CREATE INDEX IF NOT EXISTS slots_uid ON slots (uid);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+#: Every index is a B-tree page more written (and fsynced) per event, so there are only the
+#: primary keys and ``slots_key``: a room's slots are a prefix of the slots' key; every key of a
+#: uid (``{uid}_{original_time}``) is a range of ``slots_key`` (see :func:`_uid_range`); only
+#: prune scans whole tables, once an hour. Stores written before drop these (no data in them).
+_DROPPED_INDEXES = ("deliveries_received", "slots_room_end", "slots_uid")
 
 
 class Outcome(StrEnum):
@@ -157,6 +159,8 @@ class ScheduleStore:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            for index in _DROPPED_INDEXES:
+                self._db.execute(f"DROP INDEX IF EXISTS {index}")
             _migrate(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open schedule store {path}: {exc}") from exc
@@ -199,11 +203,20 @@ class ScheduleStore:
         caller still returns only after its own event is durable, so acknowledging stays safe,
         and a burst of webhook deliveries costs one fsync per batch instead of one per event.
         """
-        ticket = _Ticket(event, to_epoch_ms(received))
+        return self.apply_many([event], received)[0]
+
+    def apply_many(self, events: Sequence[RoomEvent], received: datetime) -> list[ApplyResult]:
+        """Apply ``events`` in order, in one transaction with whatever other threads queued;
+        committed (and durable) when this returns. A failed commit raises
+        :class:`~display.errors.StoreError` and applies none of them."""
+        if not events:
+            return []
+        received_ms = to_epoch_ms(received)
+        tickets = [_Ticket(event, received_ms) for event in events]
         with self._queue_lock:
-            self._queue.append(ticket)
+            self._queue.extend(tickets)
         with self._commit_lock:
-            if not ticket.done:
+            if not tickets[-1].done:  # queued together, so they are committed together
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
@@ -215,10 +228,13 @@ class ScheduleStore:
                 else:
                     for t, result in zip(batch, results, strict=True):
                         t.result, t.done = result, True
-        if ticket.error is not None:
-            raise ticket.error
-        assert ticket.result is not None  # set with done, under the commit lock
-        return ticket.result
+        out = []
+        for ticket in tickets:
+            if ticket.error is not None:
+                raise ticket.error
+            assert ticket.result is not None  # set with done, under the commit lock
+            out.append(ticket.result)
+        return out
 
     @staticmethod
     def _apply_one(db: sqlite3.Connection, event: RoomEvent, received_ms: int) -> ApplyResult:
@@ -244,7 +260,8 @@ class ScheduleStore:
         # Every slot of the key goes (for a series: the instances are invalid until the next
         # answer); a deleted series takes its exceptions along.
         if deleted and not event.original_time:
-            touched = _delete(db, "uid = ?", (event.uid,))
+            touched = _delete(db, "key >= ? AND key < ? AND uid = ?",
+                              (*_uid_range(event.uid), event.uid))
         else:
             touched = _delete(db, "key = ?", (event.key,))
         if event.original_time:  # an exception replaces the occurrence it was
@@ -436,12 +453,17 @@ def _version(db: sqlite3.Connection, key: str) -> tuple[int, int, int, int, str]
                                      str(row[4]))
 
 
+def _uid_range(uid: str) -> tuple[str, str]:
+    """Bounds ``[low, high)`` of every key of ``uid`` (``{uid}_...``) in ``slots_key``; a longer
+    uid sharing the prefix (``{uid}_x``) falls in it too, hence the extra ``uid = ?``."""
+    prefix = booking_key(uid, 0)[: len(uid) + 1]
+    return prefix, prefix[:-1] + chr(ord("_") + 1)
+
+
 def _delete(db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> set[str]:
-    """Delete the slots matching ``where``; the rooms that had one."""
-    rooms = {r[0] for r in db.execute(f"SELECT DISTINCT room_id FROM slots WHERE {where}", args)}
-    if rooms:
-        db.execute(f"DELETE FROM slots WHERE {where}", args)
-    return rooms
+    """Delete the slots matching ``where``; the rooms that had one (one statement: a commit's
+    CPU time is on every event's path)."""
+    return {r[0] for r in db.execute(f"DELETE FROM slots WHERE {where} RETURNING room_id", args)}
 
 
 def _migrate(db: sqlite3.Connection) -> None:

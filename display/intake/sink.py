@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,7 +19,7 @@ from display.clock import Clock
 from display.errors import EventError, StoreError
 from display.intake.envelope import UnknownEventType, parse_envelope
 from display.model import RoomEvent
-from display.store import Outcome, ScheduleStore
+from display.store import ApplyResult, Outcome, ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,6 @@ class Verdict(StrEnum):
     IGNORED = "ignored"  # unknown event type
 
 
-#: What :meth:`EventSink.counts` counts: the verdicts, plus deliveries refused as invalid (never
-#: applied; also those the webhook refuses before the sink) and those whose commit failed (not
-#: acknowledged: Feishu delivers them again).
-COUNTED = (*(v.value for v in Verdict), "refused", "failed")
-
-
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """Result of :meth:`EventSink.accept`."""
@@ -49,6 +43,12 @@ class Accepted:
     verdict: Verdict
     event: RoomEvent | None = None
     changed: frozenset[str] = frozenset()
+
+
+#: What :meth:`EventSink.counts` counts: the verdicts, plus deliveries refused as invalid (never
+#: applied; also those the webhook refuses before the sink) and those whose commit failed (not
+#: acknowledged: Feishu delivers them again).
+COUNTED = (*(v.value for v in Verdict), "refused", "failed")
 
 
 class EventSink:
@@ -60,16 +60,16 @@ class EventSink:
                  on_count: Callable[[str], None] | None = None,
                  on_store: Callable[[bool, str | None], None] | None = None) -> None:
         self._store = store
+        self._clock = clock
+        self._on_change = on_change
+        # After a commit, with the event: the intake re-syncs a series' rooms from it.
+        self._on_applied = on_applied
         # The intake reports these to the node: each delivery's count key (COUNTED), and the
         # store turning unwritable / writable again (transitions only).
         self._on_count = on_count
         self._on_store = on_store
         self._counts = dict.fromkeys(COUNTED, 0)
         self._store_ok: bool | None = None  # unknown until the first commit
-        self._clock = clock
-        self._on_change = on_change
-        # After a commit, with the event: the intake re-syncs a series' rooms from it.
-        self._on_applied = on_applied
         self._unknown_logged: set[str] = set()
         self._lock = threading.Lock()
         self._applied = 0
@@ -92,40 +92,100 @@ class EventSink:
         if changed and self._on_store is not None:
             self._on_store(ok, error)
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            self._counts[key] += 1
+            self._counts[key] += n
         if self._on_count is not None:
-            self._on_count(key)
+            for _ in range(n):
+                self._on_count(key)
 
     def accept(self, raw: Any) -> Accepted:
         """Handle one decoded envelope. Thread-safe."""
+        result = self.accept_many([raw])[0]
+        if isinstance(result, EventError):
+            raise result
+        return result
+
+    def accept_many(self, raws: Sequence[Any]) -> list[Accepted | EventError]:
+        """Handle decoded envelopes in order, committing the valid ones in one transaction
+        (one fsync). Per envelope the :class:`Accepted` or the
+        :class:`~display.errors.EventError` it failed with; a failed commit raises
+        :class:`~display.errors.StoreError` for all. Thread-safe.
+        """
+        out: list[Accepted | EventError] = []
+        parsed: list[tuple[int, RoomEvent]] = []
+        for raw in raws:
+            try:
+                checked = self.prepare(raw)
+            except EventError as exc:
+                out.append(exc)
+                continue
+            if isinstance(checked, RoomEvent):
+                parsed.append((len(out), checked))
+            out.append(Accepted(Verdict.IGNORED))  # replaced below when parsed
+        for (i, _), accepted in zip(parsed, self.commit_many([e for _, e in parsed]),
+                                    strict=True):
+            out[i] = accepted
+        return out
+
+    def prepare(self, raw: Any) -> RoomEvent | Accepted:
+        """The validated event of an envelope, or ``Accepted(IGNORED)`` for an event type we
+        do not handle; raises :class:`~display.errors.EventError` for an invalid one. The
+        webhook does this on its event loop, so its committer only commits."""
         try:
-            accepted = self._accept(raw)
+            return parse_envelope(raw)
+        except UnknownEventType:
+            self._unknown(str(raw["event"]["type"]))
+            self._count(Verdict.IGNORED.value)
+            return Accepted(Verdict.IGNORED)
         except EventError:
             self._count("refused")
             raise
+
+    def commit_many(self, events: Sequence[RoomEvent]) -> list[Accepted]:
+        """Commit validated events in one transaction (one fsync) and tell the node which
+        rooms changed; :class:`~display.errors.StoreError` when the commit failed."""
+        if not events:
+            return []
+        try:
+            results = self._store.apply_many(events, self._clock.now())
         except StoreError as exc:
-            self._count("failed")
+            self._count("failed", len(events))
             self.note_store(False, str(exc))
             raise
-        self._count(accepted.verdict.value)
-        return accepted
-
-    def _accept(self, raw: Any) -> Accepted:
-        try:
-            event = parse_envelope(raw)
-        except UnknownEventType:
-            kind = str(raw["event"]["type"])
-            with self._lock:
-                first = kind not in self._unknown_logged
-                self._unknown_logged.add(kind)
-            if first:  # logged once per type: Feishu may send many
-                log.info("ignoring event type %r (acknowledged; logged once)", kind)
-            return Accepted(Verdict.IGNORED)
-        result = self._store.apply(event, self._clock.now())
         if self._store_ok is not True:  # unknown or failing: once per change, not per event
             self.note_store(True)
+        out: list[Accepted] = []
+        changed: set[str] = set()
+        applied: list[tuple[RoomEvent, frozenset[str]]] = []
+        for event, result in zip(events, results, strict=True):
+            out.append(self._verdict(event, result))
+            self._count(out[-1].verdict.value)
+            if result.outcome is Outcome.APPLIED:
+                changed |= result.changed
+                applied.append((event, result.changed))
+        if applied:
+            with self._lock:
+                self._applied += len(applied)
+                self._rooms |= changed
+        if changed:  # once per batch: the node redraws each room once
+            self._on_change(frozenset(changed))
+        if self._on_applied is not None:
+            for event, rooms in applied:
+                self._on_applied(event, rooms)
+        if applied:
+            self.log_summary()
+        return out
+
+    def _unknown(self, kind: str) -> None:
+        with self._lock:
+            first = kind not in self._unknown_logged
+            self._unknown_logged.add(kind)
+        if first:  # logged once per type: Feishu may send many
+            log.info("ignoring event type %r (acknowledged; logged once)", kind)
+
+    @staticmethod
+    def _verdict(event: RoomEvent, result: ApplyResult) -> Accepted:
         if result.outcome is Outcome.DUPLICATE:
             log.debug("duplicate delivery %s ignored", event.uuid)
             return Accepted(Verdict.DUPLICATE, event)
@@ -135,16 +195,9 @@ class EventSink:
             return Accepted(Verdict.SUPERSEDED, event)
         # One line per event would cost more than the commit at a burst's rate: DEBUG here,
         # a count at INFO from log_summary().
-        log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
-                  ",".join(sorted(result.changed)))
-        with self._lock:
-            self._applied += 1
-            self._rooms.update(result.changed)
-        if result.changed:
-            self._on_change(result.changed)
-        if self._on_applied is not None:
-            self._on_applied(event, result.changed)
-        self.log_summary()
+        if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+            log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
+                      ",".join(sorted(result.changed)))
         return Accepted(Verdict.APPLIED, event, result.changed)
 
     def log_summary(self, force: bool = False) -> None:

@@ -63,6 +63,13 @@ class FontMissingError(RoomDisplayError, FileNotFoundError):
 
 FontFace = tuple[str, int]  # (file, face index)
 Font = ImageFont.FreeTypeFont
+#: A loadable font: (file or ``None`` for Pillow's built-in face, face index, size in pixels).
+FontKey = tuple[str | None, int, int]
+#: Loaded fonts kept (least recently used go). Pillow maps the font file once per loaded size
+#: and every mapping counts its touched pages in the RSS again (a CJK face touches ~0.6 MB per
+#: size): keeping every size a sign ever tried cost an 800x480 sign 26 MB. A render draws with
+#: fewer sizes than this; the fitter's trial sizes pass through and are unmapped again.
+FONTS_KEPT = 12
 
 
 def needs_cjk(text: str) -> bool:
@@ -134,23 +141,32 @@ class Fonts:
             return self.cjk
         return (self.latin_bold if bold else self.latin) or self.cjk
 
+    def key(self, text: str, size: int, bold: bool = False) -> FontKey:
+        """What :meth:`font` loads for these arguments: a small, hashable stand-in for a font
+        that does not keep the font file mapped (measured lines hold this, not the font)."""
+        face = self.face_for(text, bold)
+        return (None, 0, size) if face is None else (face[0], face[1], size)
+
     def font(self, text: str, size: int, bold: bool = False) -> Font:
-        """A font of ``size`` pixels able to draw ``text`` (cached per face and size).
+        """A font of ``size`` pixels able to draw ``text`` (cached per face and size, see
+        :data:`FONTS_KEPT`).
 
         ``bold`` picks DejaVu Sans Bold for Latin text; CJK faces have one weight.
         """
-        face = self.face_for(text, bold)
-        if face is None:
-            return _builtin(size)
-        return _load(face[0], face[1], size)
+        return load(self.key(text, size, bold))
 
     def require_cjk(self) -> None:
         """Fail early, with the package name, if Chinese text could not be drawn."""
         self.face_for("中")
 
 
-@functools.lru_cache(maxsize=512)
-def _load(path: str, index: int, size: int) -> Font:
+@functools.lru_cache(maxsize=FONTS_KEPT)
+def load(key: FontKey) -> Font:
+    """The font a :class:`FontKey` names, from a bounded cache (an evicted font is unmapped
+    once nothing else holds it)."""
+    path, index, size = key
+    if path is None:
+        return _builtin(size)
     return ImageFont.truetype(path, size=size, index=index)
 
 

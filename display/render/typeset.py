@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from display.render.fonts import Font, Fonts, needs_cjk
+from display.render.fonts import Font, FontKey, Fonts, load, needs_cjk
 from display.render.geometry import Box
 
 ELLIPSIS = "…"
@@ -31,12 +31,21 @@ class Seg:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """A :class:`Seg` as measured: its font, stroke and where it starts on the line."""
+    """A :class:`Seg` as measured: its font, stroke and where it starts on the line.
+
+    It keeps the font's key, not the font: the typesetter caches thousands of lines, and a
+    held font keeps its file mapped (see :data:`~display.render.fonts.FONTS_KEPT`).
+    """
 
     text: str
-    font: Font
+    font_key: FontKey
     stroke: int
     dx: int  # offset of the run's origin from the line's origin
+
+    @property
+    def font(self) -> Font:
+        """The font to draw the run with."""
+        return load(self.font_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +104,8 @@ class Typesetter:
         # most of a render's cost, so measured lines are kept. Lines are immutable.
         self._lines: dict[tuple[tuple[Seg, ...], int, str | None], Line] = {}
 
-    def _pick(self, face_text: str, size: int, bold: bool) -> tuple[Font, int]:
-        return (self.fonts.font(face_text, size, bold=bold),
+    def _pick(self, face_text: str, size: int, bold: bool) -> tuple[FontKey, int]:
+        return (self.fonts.key(face_text, size, bold=bold),
                 _stroke(needs_cjk(face_text), bold, size))
 
     def line(self, segs: Sequence[Seg], size: int, face_text: str | None = None) -> Line:
@@ -118,14 +127,15 @@ class Typesetter:
         asc = desc = 0
         for seg in segs:
             s = max(1, round(size * seg.scale))
-            font, sw = self._pick(face_text if face_text is not None else seg.text, s, seg.bold)
+            key, sw = self._pick(face_text if face_text is not None else seg.text, s, seg.bold)
+            font = load(key)
             a, d = font.getmetrics()
             asc, desc = max(asc, a + sw), max(desc, d + sw)
             if seg.text.strip():
                 bl, bt, br, bb = font.getbbox(seg.text, anchor="ls", stroke_width=sw)
                 x0, y0 = min(x0, x + int(bl)), min(y0, int(bt))
                 x1, y1 = max(x1, x + int(br)), max(y1, int(bb))
-            runs.append(Run(seg.text, font, sw, x))
+            runs.append(Run(seg.text, key, sw, x))
             x += round(font.getlength(seg.text)) + sw
         if x1 < x0:  # nothing visible
             x0 = y0 = x1 = y1 = 0

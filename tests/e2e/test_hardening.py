@@ -491,11 +491,11 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 def _fill(directory: Path) -> Path:
     filler = directory / "filler"
-    with filler.open("wb") as f:
+    # Unbuffered: a buffered file would keep the last partial block and fail again on close.
+    with filler.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler

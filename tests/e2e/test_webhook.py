@@ -195,6 +195,78 @@ def test_keep_alive_connection_serves_many_requests(intake: Intake) -> None:
         client.close()
 
 
+def test_pipelined_requests_are_answered_in_order(intake: Intake) -> None:
+    """Three requests in one send: the second is refused at once (bad signature), the others
+    wait for their commit; the answers still come back in request order."""
+    first, third = event(uid="pipe1"), event(uid="pipe3")
+    requests = b""
+    for env, key in ((first, KEY), (event(uid="pipe2"), "another-key"), (third, KEY)):
+        body = encrypted_body(env, KEY)
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, key).items())
+        requests += (f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s, \
+            s.makefile("rb") as replies:
+        s.sendall(requests)
+        statuses = []
+        for _ in range(3):
+            statuses.append(int(replies.readline().split()[1]))
+            length = 0
+            while (line := replies.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            replies.read(length)
+    assert statuses == [200, 401, 200]
+    with intake.store() as store:
+        assert store.seen(first["uuid"]) and store.seen(third["uuid"])
+
+
+def test_expect_100_continue_is_answered_before_the_body(intake: Intake) -> None:
+    """curl sends ``Expect: 100-continue`` for bodies over 1 KB and waits for the go-ahead."""
+    env = event(uid="expect")
+    body = encrypted_body(env, KEY)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, KEY).items())
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((f"POST {PATH} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n{head}"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
+    with intake.store() as store:
+        assert store.seen(env["uuid"])
+
+
+def test_a_client_that_half_closes_still_gets_its_answer(intake: Intake) -> None:
+    env = event(uid="halfclose")
+    body = encrypted_body(env, KEY)
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(body, KEY).items())
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        s.shutdown(socket.SHUT_WR)  # nothing more to send; the answer must still come
+        reply = b""
+        while chunk := s.recv(4096):  # and then the server closes
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200") and b'"applied"' in reply
+
+
+def test_malformed_http_is_400_and_closes(intake: Intake) -> None:
+    host, port = intake.listen.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"POST {PATH} HTTP/1.1\r\nContent-Length: 12x\r\n\r\n".encode())
+        reply = b""
+        while chunk := s.recv(4096):  # read to the end: the server closes the connection
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400") and b"Connection: close" in reply
+
+
 # -- bad input: a clear status, nothing stored ------------------------------------------------
 
 

@@ -16,10 +16,10 @@ through :class:`~display.intake.sink.EventSink` *before* acknowledging it:
   the process when no frame (ping, pong or data) arrived for 3 ping intervals, so the parent
   restarts it. Invalid events are logged and acknowledged (retries cannot fix them); a store
   failure makes the SDK answer 500 so Feishu retries.
-- ``mode = "webhook"``: a stdlib HTTP/1.1 server on ``listen`` serving ``path`` (and
+- ``mode = "webhook"``: an asyncio HTTP/1.1 server (httptools) on ``listen`` serving ``path`` (and
   ``GET /healthz``) that does Feishu's documented checks itself (:mod:`.checks`: replay window
   and signature over the raw bytes, then bounded JSON, AES-256-CBC, verification token), each
-  rejection with a clear status (see :class:`~display.intake.feishu.webhook.WebhookHandler`).
+  rejection with a clear status (see :class:`~display.intake.feishu.webhook.WebhookProtocol`).
   It imports no ``lark_oapi`` unless re-sync is on.
 
 Unless ``resync = false``, it also re-syncs every room from Feishu's free/busy API

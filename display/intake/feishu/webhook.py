@@ -1,22 +1,29 @@
-"""Webhook mode: a stdlib HTTP/1.1 server doing Feishu's documented checks itself.
+"""Webhook mode: an asyncio HTTP/1.1 front end doing Feishu's documented checks itself.
 
-:class:`WebhookHandler` lists the status of every answer; :mod:`.checks` holds the checks
-(signature over the raw bytes before any JSON is parsed). Events go to the same
-:class:`~display.intake.sink.EventSink` as the long connection's; nothing here imports
-``lark_oapi``.
+The event loop (one thread) reads requests with ``httptools`` (llhttp, the parser of Node.js)
+and runs the checks of :mod:`.checks` (signature over the raw bytes before any JSON is parsed);
+a valid event goes to :class:`Committer`, one thread that hands every event waiting for it to
+:meth:`~display.intake.sink.EventSink.accept_many`: one transaction, one fsync per batch. A
+request is answered only after its event is committed, so nothing acknowledged is lost.
+:class:`WebhookProtocol` lists the status of every answer. Nothing here imports ``lark_oapi``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import queue
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+import httptools
 
 from display.config import FeishuConfig
 from display.errors import EventError, StoreError
@@ -30,175 +37,344 @@ from display.intake.feishu.checks import (
     open_delivery,
 )
 from display.intake.sink import Accepted, EventSink, Verdict
+from display.model import RoomEvent
 
 if TYPE_CHECKING:  # resync imports lark-oapi; a webhook without re-sync never does
     from display.intake.feishu.resync import Resync
 
 log = logging.getLogger(__name__)
 
-#: Idle keep-alive connections are closed after this; it also bounds a slow client's request.
+#: Idle keep-alive connections are closed after this; it also bounds how long a client may take
+#: to send one request.
 HTTP_TIMEOUT = 30.0
-#: serve_forever's select() timeout; only shutdown() would need it shorter, and we never call it.
-IDLE_POLL = 3600.0
 #: listen() backlog: Feishu retries a burst of deliveries at once; a short queue would drop
 #: their SYNs (a retry a second later) or, with tcp_abort_on_overflow, reset them.
 BACKLOG = 256
+#: Most events committed in one transaction (a burst beyond it takes several).
+MAX_BATCH = 256
+#: A client pipelining more unanswered requests than this is not read until answers catch up.
+MAX_PENDING = 32
 
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
+#: What the committer answers for one event.
+Outcome = Accepted | StoreError | Exception
 
-class WebhookServer(ThreadingHTTPServer):
-    """HTTP server carrying the sink and config its request handlers need."""
 
-    daemon_threads = True
-    request_queue_size = BACKLOG
+class Committer:
+    """One thread committing the events the event loop hands it, every waiting one at once.
 
-    def __init__(self, feishu: FeishuConfig, sink: EventSink) -> None:
+    ``done(outcome)`` is called on the loop's thread after the commit (or its failure).
+    """
+
+    def __init__(self, sink: EventSink, loop: asyncio.AbstractEventLoop) -> None:
+        self._sink = sink
+        self._loop = loop
+        self._queue: queue.SimpleQueue[tuple[RoomEvent, Callable[[Outcome], None]]] = (
+            queue.SimpleQueue())
+        threading.Thread(target=self._run, name="committer", daemon=True).start()
+
+    def submit(self, event: RoomEvent, done: Callable[[Outcome], None]) -> None:
+        """Queue one validated event (called on the loop's thread)."""
+        self._queue.put((event, done))
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]  # blocks: no wake-ups while nothing comes
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            outcomes: list[Outcome]
+            try:
+                outcomes = list(self._sink.commit_many([event for event, _ in batch]))
+            except StoreError as exc:
+                outcomes = [exc] * len(batch)
+            except Exception as exc:  # a bug must answer 500, not leave requests hanging
+                log.exception("committing %d event(s) failed", len(batch))
+                outcomes = [exc] * len(batch)
+            # One wake-up of the loop per batch, not per event.
+            self._loop.call_soon_threadsafe(_resolve, batch, outcomes)
+
+
+def _resolve(batch: list[tuple[RoomEvent, Callable[[Outcome], None]]],
+             outcomes: list[Outcome]) -> None:
+    for (_, done), outcome in zip(batch, outcomes, strict=True):
+        done(outcome)
+
+
+class WebhookApp:
+    """What every connection shares: config, sink, committer and the v2 types logged."""
+
+    def __init__(self, feishu: FeishuConfig, sink: EventSink,
+                 loop: asyncio.AbstractEventLoop) -> None:
         self.feishu = feishu
+        self.path = feishu.path.encode()
         self.sink = sink
+        self.loop = loop
+        self.committer = Committer(sink, loop)
+        self.encrypt_key = feishu.encrypt_key.reveal()
+        self.verification_token = feishu.verification_token.reveal()
         self._ignored_v2: set[str] = set()
-        self._ignored_lock = threading.Lock()
-        super().__init__((feishu.listen_host, feishu.listen_port), WebhookHandler)
-
-    @property
-    def listen(self) -> str:
-        host, port = self.server_address[:2]
-        return f"{host.decode() if isinstance(host, bytes) else host}:{port}"
+        self._date = (0, "")
 
     def first_v2(self, kind: str) -> bool:
         """Whether this v2 event type is seen for the first time (logged once)."""
-        with self._ignored_lock:
-            first = kind not in self._ignored_v2
-            self._ignored_v2.add(kind)
+        first = kind not in self._ignored_v2
+        self._ignored_v2.add(kind)
         return first
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver would print a traceback to stderr for any client; one line instead.
-        log.error("webhook request from %s failed", client_address[0], exc_info=log.isEnabledFor(
-            logging.DEBUG))
+    def date(self) -> str:
+        """The ``Date`` header's value, formatted once a second."""
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, formatdate(now, usegmt=True))
+        return self._date[1]
 
 
-class WebhookHandler(BaseHTTPRequestHandler):
-    """One webhook request: HTTP checks, then Feishu's (:mod:`.checks`), then the sink.
+class _Answer:
+    """One request's place in its connection's answer order."""
 
-    404 other path, 405 not POST, 411 no Content-Length, 413 body too large (not read),
-    400 malformed JSON / too deeply nested / undecryptable / invalid event
-    (``{"msg": "<field>: <reason>"}``), 401 signature missing or wrong, timestamp not digits or
-    outside the replay window, verification token wrong, 503 store failure (Feishu retries),
-    200 ``{"msg": "success", "verdict": ...}`` or the url_verification challenge.
+    __slots__ = ("close", "data")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.close = False
+
+
+class WebhookProtocol(asyncio.Protocol):
+    """One connection: HTTP checks, then Feishu's (:mod:`.checks`), then the committer.
+
+    404 other path, 405 not POST, 411 no Content-Length, 413 body too large (not read; the
+    connection closes), 400 malformed HTTP or JSON / too deeply nested / undecryptable / invalid
+    event (``{"msg": "<field>: <reason>"}``), 401 signature missing or wrong, timestamp not
+    digits or outside the replay window, verification token wrong, 503 store failure (Feishu
+    retries), 200 ``{"msg": "success", "verdict": ...}`` or the url_verification challenge;
+    ``GET /healthz`` is 200 ``{"ok": true}``. Answers leave in request order (pipelining).
     """
 
-    protocol_version = "HTTP/1.1"  # keep-alive: Feishu and benchmarks reuse connections
-    timeout = HTTP_TIMEOUT
-    # Buffer the answer so headers and body leave in one send (handle_one_request flushes it):
-    # two small sends cost a syscall and a loopback wake-up each, and with Nagle on the
-    # client's delayed ACK would add ~40 ms to every answer on a kept-alive connection.
-    wbufsize = 16 * 1024
-    disable_nagle_algorithm = True
-    server: WebhookServer
+    def __init__(self, app: WebhookApp) -> None:
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._answers: deque[_Answer] = deque()
+        self._closing = False
+        self._paused = False
+        self._active = 0.0  # loop time of the last request begun or answer sent
+        self._timer: asyncio.TimerHandle | None = None
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._body = bytearray()
+        self._done_reading = False  # a request was refused: nothing after it is read
+        self._keep_body = False  # only a POST to the webhook's path has its body kept
+        self._eof = False  # the client sent all it will: close once everything is answered
 
-    def do_POST(self) -> None:
-        self._serve("POST")
+    # -- asyncio.Protocol -------------------------------------------------------------------
 
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/healthz":
-            self._reply(HTTPStatus.OK, {"ok": True})
-        else:
-            self._serve("GET")
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # create_server gives stream transports
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else "?"
+        self._active = self.app.loop.time()
+        self._timer = self.app.loop.call_later(HTTP_TIMEOUT, self._check_idle)
 
-    def do_PUT(self) -> None:
-        self._serve("PUT")
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
 
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
+    def eof_received(self) -> bool:
+        # A client may half-close after its last request: answer it, then close.
+        self._eof = True
+        if not self._answers and self.transport is not None:
+            self._closing = True
+            self.transport.close()
+        return True
 
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_HEAD(self) -> None:
-        self._serve("HEAD")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    # -- the request --------------------------------------------------------------------------
-
-    def _serve(self, method: str) -> None:
-        feishu = self.server.feishu
-        if urlsplit(self.path).path != feishu.path:
-            return self._reject(HTTPStatus.NOT_FOUND, f"no such path {self.path[:80]!r}")
-        if method != "POST":
-            return self._reject(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed; use POST",
-                                Allow="POST")
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            return self._reject(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        length_text = length_text.strip()
-        if not (length_text.isascii() and length_text.isdigit()):
-            self.close_connection = True  # where the body ends is unknown
-            return self._reject(HTTPStatus.BAD_REQUEST,
-                                f"Content-Length {length_text[:20]!r} is not a number")
-        length = int(length_text)
-        if length > feishu.max_body_bytes:
-            return self._reject(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                f"body of {length} bytes exceeds {feishu.max_body_bytes}")
-        body = self.rfile.read(length)
-        if len(body) != length:
-            self.close_connection = True
-            return  # the client went away mid-body: nobody to answer
-        headers = {_CANONICAL.get(k.lower(), k): v for k, v in self.headers.items()}
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._done_reading:
+            return
         try:
-            delivery = open_delivery(headers, body, encrypt_key=feishu.encrypt_key.reveal(),
-                                     verification_token=feishu.verification_token.reveal(),
-                                     window=feishu.replay_window_seconds, now=time.time())
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(HTTPStatus.BAD_REQUEST, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._refuse(HTTPStatus.BAD_REQUEST, f"malformed HTTP request: {exc}")
+
+    # -- httptools callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = {}
+        self._body.clear()
+        self._keep_body = False
+        self._active = self.app.loop.time()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The first of repeated headers counts, as with http.server's Message.get.
+        self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        if self._closing or self._done_reading:
+            return
+        if self.parser.get_method() != b"POST" or self._path() != self.app.path:
+            return  # answered when complete (404 / 405 / healthz); its body is read, not kept
+        length_text = self._headers.get("content-length")
+        if length_text is None:
+            self._refuse(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+        elif int(length_text) > self.app.feishu.max_body_bytes:  # llhttp checked the digits
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                         f"body of {int(length_text)} bytes exceeds "
+                         f"{self.app.feishu.max_body_bytes}")
+        elif (self._headers.get("expect", "").lower() == "100-continue" and not self._answers
+              and self.transport is not None):
+            # curl asks before sending a body over 1 KB and would otherwise wait a second.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._keep_body = not self._done_reading  # at most max_body_bytes, checked above
+
+    def on_body(self, body: bytes) -> None:
+        if self._keep_body:
+            self._body += body
+
+    def on_message_complete(self) -> None:
+        if self._closing or self._done_reading:
+            return
+        answer = _Answer()
+        answer.close = not self.parser.should_keep_alive()
+        self._answers.append(answer)
+        if len(self._answers) > MAX_PENDING and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._handle(answer, self.parser.get_method().decode("latin-1"), self._path(),
+                     bytes(self._body))
+
+    # -- the request ------------------------------------------------------------------------
+
+    def _path(self) -> bytes:
+        return bytes(self._url).split(b"?", 1)[0]
+
+    def _handle(self, answer: _Answer, method: str, path: bytes, body: bytes) -> None:
+        app = self.app
+        if path != app.path:
+            if path == b"/healthz" and method == "GET":
+                return self._reply(answer, HTTPStatus.OK, {"ok": True}, method)
+            shown = path.decode("latin-1")[:80]
+            return self._reject(answer, HTTPStatus.NOT_FOUND, f"no such path {shown!r}", method)
+        if method != "POST":
+            return self._reject(answer, HTTPStatus.METHOD_NOT_ALLOWED,
+                                f"{method} not allowed; use POST", method, Allow="POST")
+        headers = {_CANONICAL.get(k, k): v for k, v in self._headers.items()}
+        try:
+            delivery = open_delivery(headers, body, encrypt_key=app.encrypt_key,
+                                     verification_token=app.verification_token,
+                                     window=app.feishu.replay_window_seconds, now=time.time())
         except Rejected as exc:
-            self.server.sink.count_refused()  # /metrics: a wrong token shows as refusals
-            return self._reject(exc.status, exc.reason)
+            app.sink.count_refused()  # /metrics: a wrong token shows as refusals
+            return self._reject(answer, exc.status, exc.reason, method)
         if delivery.kind is Kind.CHALLENGE:
             log.info("answered url_verification")
-            return self._reply(HTTPStatus.OK, {"challenge": delivery.data["challenge"]})
+            return self._reply(answer, HTTPStatus.OK, {"challenge": delivery.data["challenge"]},
+                               method)
         if delivery.kind is Kind.EVENT_V2:
             kind = str(delivery.data["header"].get("event_type", "?"))[:80]
-            if self.server.first_v2(kind):
+            if app.first_v2(kind):
                 log.info("ignoring v2 event type %r (acknowledged; logged once)", kind)
-            return self._accepted(Accepted(Verdict.IGNORED))
-        try:
-            accepted = self.server.sink.accept(delivery.data)
+            return self._accepted(answer, Accepted(Verdict.IGNORED))
+        try:  # validated here: the committer's thread only commits
+            event = app.sink.prepare(delivery.data)
         except EventError as exc:
-            return self._reject(HTTPStatus.BAD_REQUEST, str(exc))
-        except StoreError as exc:
-            log.error("cannot commit event uuid=%.64r: %s (answered 503; Feishu retries)",
-                      delivery.data.get("uuid"), exc)
-            return self._reply(HTTPStatus.SERVICE_UNAVAILABLE,
-                               {"msg": "schedule store unavailable; retry later"})
-        self._accepted(accepted)
+            return self._reject(answer, HTTPStatus.BAD_REQUEST, str(exc), method)
+        if isinstance(event, Accepted):
+            return self._accepted(answer, event)
 
-    def _accepted(self, accepted: Accepted) -> None:
-        self._reply(HTTPStatus.OK, {"msg": "success", "verdict": accepted.verdict.value})
+        def committed(outcome: Outcome) -> None:
+            if isinstance(outcome, Accepted):
+                self._accepted(answer, outcome)
+            elif isinstance(outcome, StoreError):
+                log.error("cannot commit event uuid=%.64r: %s (answered 503; Feishu retries)",
+                          event.uuid, outcome)
+                self._reply(answer, HTTPStatus.SERVICE_UNAVAILABLE,
+                            {"msg": "schedule store unavailable; retry later"}, method)
+            else:
+                self._reply(answer, HTTPStatus.INTERNAL_SERVER_ERROR,
+                            {"msg": "internal error; retry later"}, method)
 
-    # -- answering ------------------------------------------------------------------------------
+        app.committer.submit(event, committed)
 
-    def _reject(self, status: HTTPStatus, reason: str, **headers: str) -> None:
-        log.warning("webhook %d %s from %s: %s", status.value, status.phrase,
-                    self.client_address[0], reason)
-        self._reply(status, {"msg": reason}, **headers)
+    def _accepted(self, answer: _Answer, accepted: Accepted) -> None:
+        self._reply(answer, HTTPStatus.OK, {"msg": "success", "verdict": accepted.verdict.value},
+                    "POST")
 
-    def _reply(self, status: HTTPStatus, payload: dict[str, Any], **headers: str) -> None:
-        self._send(status, json.dumps(payload, ensure_ascii=False).encode(), **headers)
+    # -- answering --------------------------------------------------------------------------
 
-    def _send(self, status: HTTPStatus, content: bytes, **headers: str) -> None:
-        if status in (HTTPStatus.LENGTH_REQUIRED, HTTPStatus.REQUEST_ENTITY_TOO_LARGE):
-            self.close_connection = True  # the unread body would be taken for the next request
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(content)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(content)
+    def _refuse(self, status: HTTPStatus, reason: str) -> None:
+        """Answer at once and close: where this request's body ends is unknown (or it is not
+        to be read), so nothing after it on the connection can be a request."""
+        self._done_reading = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        answer = _Answer()
+        answer.close = True
+        self._answers.append(answer)
+        self._reject(answer, status, reason, "POST")
+
+    def _reject(self, answer: _Answer, status: HTTPStatus, reason: str, method: str,
+                **headers: str) -> None:
+        log.warning("webhook %d %s from %s: %s", status.value, status.phrase, self.peer, reason)
+        self._reply(answer, status, {"msg": reason}, method, **headers)
+
+    def _reply(self, answer: _Answer, status: HTTPStatus, payload: dict[str, Any], method: str,
+               **headers: str) -> None:
+        content = json.dumps(payload, ensure_ascii=False).encode()
+        head = [f"HTTP/1.1 {status.value} {status.phrase}", "Server: room-display",
+                f"Date: {self.app.date()}", "Content-Type: application/json; charset=utf-8",
+                f"Content-Length: {len(content)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        if answer.close:
+            head.append("Connection: close")
+        # Headers and body in one send: two small sends cost a syscall and a loopback wake-up
+        # each, and with Nagle on the client's delayed ACK would add ~40 ms.
+        answer.data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (
+            b"" if method == "HEAD" else content)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send the answers that are ready, in request order."""
+        transport = self.transport
+        while self._answers and self._answers[0].data is not None:
+            answer = self._answers.popleft()
+            if self._closing or transport is None:
+                continue
+            assert answer.data is not None
+            transport.write(answer.data)
+            self._active = self.app.loop.time()
+            if answer.close:
+                self._closing = True
+                transport.close()  # after the buffered answer is sent
+        if self._eof and not self._answers and not self._closing and transport is not None:
+            self._closing = True
+            transport.close()
+        if self._paused and len(self._answers) <= MAX_PENDING // 4 and transport is not None:
+            self._paused = False
+            transport.resume_reading()
+
+    def _check_idle(self) -> None:
+        if self._closing or self.transport is None:
+            return
+        left = self._active + HTTP_TIMEOUT - self.app.loop.time()
+        if left <= 0 and not self._answers:  # an answer still being committed is not idle
+            log.debug("closing the connection from %s: idle for %.0f s", self.peer,
+                      HTTP_TIMEOUT)
+            self._closing = True
+            self.transport.close()
+            return
+        self._timer = self.app.loop.call_later(max(left, 1.0), self._check_idle)
 
 
 def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
@@ -208,13 +384,24 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
         log.error("%s: feishu.verification_token: is required in webhook mode (every event "
                   "carries it; copy it from the developer console)", config_path)
         return EXIT_CONFIG
+    return asyncio.run(_serve(feishu, sink, channel, alive_interval, resync))
+
+
+async def _serve(feishu: FeishuConfig, sink: EventSink, channel: ParentChannel,
+                 alive_interval: float, resync: Resync | None) -> int:
+    loop = asyncio.get_running_loop()
+    app = WebhookApp(feishu, sink, loop)
     try:
-        server = WebhookServer(feishu, sink)
+        server = await loop.create_server(lambda: WebhookProtocol(app), feishu.listen_host,
+                                          feishu.listen_port, backlog=BACKLOG,
+                                          reuse_address=True)
     except OSError as exc:
         log.error("cannot listen on %s: %s (feishu.listen)", feishu.listen, exc)
         return EXIT_FAILURE
-    log.info("webhook intake listening on http://%s%s", server.listen, feishu.path)
-    channel.send(ready=True, mode="webhook", listen=server.listen)
+    host, port = server.sockets[0].getsockname()[:2]
+    listen = f"{host}:{port}"
+    log.info("webhook intake listening on http://%s%s", listen, feishu.path)
+    channel.send(ready=True, mode="webhook", listen=listen)
     channel.send(link="up")
     if resync is not None:
         resync.start()
@@ -226,7 +413,7 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
             time.sleep(alive_interval)
 
     threading.Thread(target=heartbeat, name="alive", daemon=True).start()
-    # The selector blocks until a connection arrives (no 0.5 s poll): nobody calls shutdown(),
-    # the process ends from the stdin watcher.
-    server.serve_forever(poll_interval=IDLE_POLL)
+    # The loop sleeps in epoll until a connection or a committed batch arrives; the process
+    # ends from the stdin watcher.
+    await server.serve_forever()
     return EXIT_OK

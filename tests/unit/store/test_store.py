@@ -354,3 +354,48 @@ def test_a_series_version_outlives_its_first_instance(store: ScheduleStore) -> N
     store.prune(T11 + timedelta(days=3, hours=1))  # 3 days on: the first instance is pruned
     late = envelope(uid="s", start=T10, end=T11, event_time=1)
     assert apply(store, late) is Outcome.SUPERSEDED
+
+
+def test_deleting_a_series_spares_a_uid_it_is_a_prefix_of(store: ScheduleStore) -> None:
+    """A uid's keys are found as a range of ``slots_key``: ``s_1`` (another booking's uid)
+    falls inside the range of ``s`` and must survive the delete of series ``s``."""
+    apply(store, envelope(uid="s", start=T10, end=T11, event_time=1))
+    apply(store, envelope(uid="s_1", start=T11, end=T11 + timedelta(hours=1), event_time=1))
+    apply(store, envelope(uid="s", original_time=int(T10.timestamp()) + 86400,
+                          start=T10 + timedelta(days=1), end=T11 + timedelta(days=1),
+                          event_time=2))
+    assert apply(store, envelope("deleted", uid="s", start=T10, end=T11, event_time=3)) \
+        is Outcome.APPLIED
+    assert [b.uid for b in store.bookings("omm_a")] == ["s_1"]
+
+
+def test_apply_many_keeps_every_rule_in_order(store: ScheduleStore) -> None:
+    created = envelope(uid="m", start=T10, end=T11, event_time=5)
+    older = envelope("updated", uid="m", start=T10, end=T11 + timedelta(hours=1), event_time=4)
+    other = envelope(uid="n", start=T11, end=T11 + timedelta(hours=1), event_time=1)
+    results = store.apply_many([parse_envelope(e) for e in (created, created, older, other)],
+                               NOW)
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.DUPLICATE,
+                                            Outcome.SUPERSEDED, Outcome.APPLIED]
+    assert [(b.uid, b.end) for b in store.bookings("omm_a")] == [("m", T11),
+                                                                ("n", T11 + timedelta(hours=1))]
+    assert store.apply_many([], NOW) == []
+
+
+def test_a_store_from_before_loses_the_indexes_no_query_needs(tmp_path: Path) -> None:
+    """Fewer B-trees, fewer pages written per event; the rows stay."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    with ScheduleStore(path) as s:
+        apply(s, envelope(start=T10, end=T11, event_time=1))
+    db = sqlite3.connect(path)
+    db.executescript("CREATE INDEX slots_uid ON slots (uid);"
+                     "CREATE INDEX slots_room_end ON slots (room_id, end_ms);"
+                     "CREATE INDEX deliveries_received ON deliveries (received_ms);")
+    db.close()
+    with ScheduleStore(path) as s:
+        names = {r[0] for r in s._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+        assert names == {"slots_key"}
+        assert [b.uid for b in s.bookings("omm_a")] == ["bk1"]
