@@ -140,7 +140,9 @@ class Hub:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(POLL_SECONDS)
+            # Asleep while no page is open (a new client sets _wake): an idle node must not
+            # wake for nobody. Once a second while one is.
+            self._wake.wait(POLL_SECONDS if self.clients else None)
             self._wake.clear()
             if self._stop.is_set() or not self.clients:
                 continue

@@ -26,6 +26,8 @@ import hmac
 import io
 import json
 import logging
+import os
+import selectors
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -100,19 +102,37 @@ class WebServer:
         httpd.daemon_threads = True
         self._httpd = httpd
         self.hub.attach()
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.5},
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, args=(httpd, self._wake_r),
                                         name="web", daemon=True)
         self._thread.start()
         log.info("web page on http://%s/", self.address)
         return True
 
+    @staticmethod
+    def _serve(httpd: ThreadingHTTPServer, wake: int) -> None:
+        """Serve until ``wake`` is readable. ``serve_forever`` would poll twice a second to
+        notice a shutdown; this sleeps in one select on the socket and the wake pipe."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(httpd, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                for key, _events in selector.select():
+                    if key.fileobj == wake:
+                        return
+                    httpd.handle_request()  # ready: accepts and hands it to a thread
+
     def close(self) -> None:
         self._stopping.set()
         self.hub.close()
         if self._httpd is not None:
-            self._httpd.shutdown()
+            os.write(self._wake_w, b"x")
+            if self._thread is not None:
+                self._thread.join(timeout=5)
             self._httpd.server_close()
             self._httpd = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def authorized(self, headers: Any, query: dict[str, list[str]]) -> bool:
         token = self.config.token.reveal()

@@ -58,6 +58,22 @@ class Writes:
         return names
 
 
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` and of its children: each is a
+    thread that went to sleep after waking up (a timer, a poll) or after real work."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for each in pids:
+        for task in Path(f"/proc/{each}/task").glob("*"):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 class IdleNode:
     def __init__(self, tmp: Path, rooms: int) -> None:
         tmp.mkdir()
@@ -137,9 +153,13 @@ def test_an_idle_node_writes_nothing_under_state_dir(nodes: list[IdleNode]) -> N
     time.sleep(1.0)
     for w in watches:
         w.take()
+    before = [wakeups(node.proc.pid) for node in nodes]
     time.sleep(IDLE)
+    woken = [(wakeups(node.proc.pid) - b) / IDLE for node, b in zip(nodes, before, strict=True)]
     written = {node.rooms: w.take() for node, w in zip(nodes, watches, strict=True)}
     assert written == {1: [], 1000: []}
+    # Nothing polls: node and intake child together wake at most once a second while idle.
+    assert max(woken) <= 1.0, f"wake-ups a second, node + intake child: {woken}"
     for node in nodes:
         assert node.proc.poll() is None
         doc = node.status()
