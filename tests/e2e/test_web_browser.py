@@ -106,6 +106,12 @@ def test_booking_turns_its_tile_busy_within_a_second_without_reload(node: WebNod
     assert elapsed < 1.0, f"tile turned busy {elapsed:.2f} s after the webhook post"
     assert browser.execute_script("return window.__sameDocument") is True, "page was reloaded"
     wait_for(lambda: "In use" in tile_text(browser, "omm_a"), 5, "tile omm_a in words")
+    # "until" is when the room is free again, as the door sign says (the meeting's end), not
+    # when the status's "busy" turns "ending soon" ten minutes before it.
+    room = node.room("omm_a")
+    meeting_end, busy_until = room["current"]["end"][11:16], room["until"][11:16]
+    assert meeting_end != busy_until
+    wait_for(lambda: f"until {meeting_end}" in tile_text(browser, "omm_a"), 5, "free-at time")
     node.book("omm_a", kind="deleted", uid="live-1")
     wait_for(lambda: tile_state(browser, "omm_a") == "free", 5, "room A free again")
 

@@ -107,7 +107,8 @@
     if (page === "overview") name.href = roomUrl(room);
     li.appendChild(name);
     li.appendChild(el("span", "state", room.state ? w(room.state) : w("unknown")));
-    if (room.until) li.appendChild(el("span", "until", w("until") + " " + when(room.until)));
+    const until = freeAt(room) || room.until;
+    if (until) li.appendChild(el("span", "until", w("until") + " " + when(until)));
     if (room.current) li.appendChild(el("span", "current", w("now") + " " + span(room.current)));
     if (room.next && room.next.length) li.appendChild(el("span", "next", w("next") + " " + span(room.next[0])));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
@@ -116,6 +117,19 @@
       if (offline) li.appendChild(el("span", "devices-bad", w("devices") + " " + w("offline") + ": " + offline));
     }
     return li;
+  }
+
+  // While a room is in use, "until" means when it is free again, as the door sign says: the end
+  // of the block of back-to-back and overlapping bookings, not the end of the status's state
+  // (busy turns "ending soon" before the meeting ends).
+  function freeAt(room) {
+    if (!room.current || (room.state !== "busy" && room.state !== "ending")) return null;
+    let end = room.current.end;
+    const later = (room.next || []).slice().sort(function (a, b) { return a.start < b.start ? -1 : 1; });
+    for (const b of later) {
+      if (Date.parse(b.start) <= Date.parse(end) && Date.parse(b.end) > Date.parse(end)) end = b.end;
+    }
+    return end;
   }
 
   function sortedRooms() {
