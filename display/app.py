@@ -160,7 +160,7 @@ class App:
     def resync_done(self, report: ResyncReport) -> None:
         """The intake child finished a re-sync pass (on the supervisor's callback thread).
 
-        A full success vouches for the Feishu data (DESIGN.md: a bridge is stale only when the
+        A full success vouches for the Feishu data (README: a bridge is stale only when the
         link is down AND no re-sync succeeded for ``stale_after_minutes``).
         """
         self._resync = report

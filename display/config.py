@@ -228,7 +228,7 @@ class NodeConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class OccupancyConfig:
-    """``[occupancy]``: thresholds of DESIGN.md, in minutes."""
+    """``[occupancy]``: thresholds of the README's "Occupancy", in minutes."""
 
     soon_minutes: int = setting(10, check=_minutes)
     ending_minutes: int = setting(10, check=_minutes)
@@ -250,11 +250,11 @@ class FeishuConfig:
     verification_token: Secret = Secret("")
     encrypt_key: Secret = Secret("")
     resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes
-    resync_minutes: int = setting(15, check=_minutes)  # 0 = off (DESIGN.md), as is resync = false
+    resync_minutes: int = setting(15, check=_minutes)  # 0 = off (README), as is resync = false
 
     @property
     def resync_enabled(self) -> bool:
-        """Re-sync runs unless ``resync = false`` or ``resync_minutes = 0`` (DESIGN.md: 0 = off)."""
+        """Re-sync runs unless ``resync = false`` or ``resync_minutes = 0`` (README: 0 = off)."""
         return self.resync and self.resync_minutes > 0
 
     @property

@@ -1,6 +1,6 @@
 """When can a node vouch for its data? Tracks its links and decides ``stale``.
 
-A node is *stale* (DESIGN.md) when a link it depends on (the Feishu connection on a bridge, the
+A node is *stale* (README) when a link it depends on (the Feishu connection on a bridge, the
 broker and the bridge on a panel agent) has been down for ``stale_after`` with nothing else
 vouching for the data meanwhile, or while the wall clock is not known to be synchronised (a Pi
 has no RTC). A successful re-sync from Feishu's free/busy API vouches for the Feishu link's data

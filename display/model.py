@@ -53,7 +53,7 @@ class EventKind(StrEnum):
 
 
 class State(StrEnum):
-    """Occupancy of a room at an instant (DESIGN.md, "Occupancy semantics")."""
+    """Occupancy of a room at an instant (README, "Occupancy")."""
 
     FREE = "free"
     SOON = "soon"

@@ -42,7 +42,7 @@ class MqttServices:
         node.add_status_source("mqtt", self.link.status)
         if config.role == "agent":
             # The broker is an agent's only source of schedules: a link of the stale rule.
-            # A bridge's data depends on Feishu alone (DESIGN.md), so an outage of the broker
+            # A bridge's data depends on Feishu alone (README), so an outage of the broker
             # must not turn its own panels or its published state stale; its broker health is
             # in ``status`` under ``node.mqtt`` instead.
             self.link.on_link = lambda up, error: node.set_link("broker", up, error)

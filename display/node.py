@@ -318,7 +318,7 @@ class Node:
         return dict(self._devices)
 
     def status(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``status --json`` document (DESIGN.md contract)."""
+        """The ``status --json`` document (the contract in the README, "Command line")."""
         now = now or self.clock.now()
         tz = self.config.node.tz
         rooms = []

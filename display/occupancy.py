@@ -1,7 +1,7 @@
 """Occupancy as a pure function of (schedule, now): the heart of the sign.
 
 Bookings are half-open ``[start, end)``; overlapping and back-to-back bookings merge into one
-*block*. With ``soon`` and ``ending`` thresholds (DESIGN.md):
+*block*. With ``soon`` and ``ending`` thresholds (README):
 
 - ``busy``    now is in a block, and ``now < block.end - ending``;
 - ``ending``  now is in ``[block.end - ending, block.end)``;

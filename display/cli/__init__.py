@@ -1,6 +1,6 @@
 """The ``room-display`` command.
 
-Exit codes (DESIGN.md): 0 ok, 1 a problem was found (bad config, unreachable device...),
+Exit codes (README): 0 ok, 1 a problem was found (bad config, unreachable device...),
 2 usage error. Errors are one line naming the file, key and fix; never a traceback.
 """
 

@@ -5,7 +5,7 @@ clock (the ordinary node loop, fed through
 :class:`~display.intake.node_input.NodeInput`), so panels keep changing at meeting start
 and end while the broker or the bridge is down, and after a restart without a broker.
 
-Links for the stale rule (DESIGN.md): ``broker`` (reported by :class:`MqttLink`) and ``bridge``:
+Links for the stale rule (README): ``broker`` (reported by :class:`MqttLink`) and ``bridge``:
 the availability topic of the node named in the schedules' ``bridge`` field. The agent follows
 every node's availability (one retained message per node) and counts the bridge up while every
 bridge its rooms' schedules came from says ``online``. Until a schedule arrives, ``bridge`` is

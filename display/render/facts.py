@@ -64,7 +64,7 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     cur = occ.current
     block_end: datetime | None = None
     if cur is not None:
-        # Back-to-back and overlapping bookings are one block (DESIGN.md): "until" is its end.
+        # Back-to-back and overlapping bookings are one block (README): "until" is its end.
         block_end = cur.end
         for b in day:
             if b.start <= block_end < b.end:

@@ -18,7 +18,7 @@ stale      the state's colour               blink (slow on/off,    the node cann
 Free and busy are the colours every room sign uses; soon and ending are the two in-between states
 and therefore move (pulse). Stale never looks like any fresh state: no fresh state blinks, so a
 blinking light always means "do not trust me", while its colour still says what the schedule last
-said (DESIGN.md: "LED: the state colour blinking slowly, configurable").
+said (README: the LED shows stale as the state colour blinking slowly, configurable).
 
 Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale``), ``effects.<state>``
 (``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and ``brightness`` (0-255) override

@@ -1,7 +1,8 @@
 """A local stand-in for Feishu's open platform, for tests and benchmarks (no internet needed).
 
 - HTTP on 127.0.0.1 (``domain``): ``POST /callback/ws/endpoint`` hands out the long-connection URL
-  and ClientConfig as FEISHU.md describes; more endpoints can be added with :meth:`add_route`
+  and ClientConfig as Feishu's protocol has them; more endpoints can be added with
+  :meth:`add_route`
   (e.g. ``/open-apis/auth/v3/tenant_access_token/internal``).
 - A WebSocket server speaking lark-oapi's protobuf ``Frame``: answers pings with pongs, delivers
   each event to ONE connection (as Feishu does), optionally split into several frames, records
@@ -41,7 +42,7 @@ from Crypto.Cipher import AES
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame
 from websockets.asyncio.server import ServerConnection, serve
 
-# -- webhook crypto (FEISHU.md "Webhook mode") ---------------------------------------------------
+# -- webhook crypto (Feishu's "encrypt key" scheme) ----------------------------------------------
 
 
 def encrypt(plaintext: bytes, encrypt_key: str) -> str:

@@ -1,6 +1,6 @@
 """The webhook intake over real HTTP, in its real child process, behind the supervisor.
 
-Bodies are encrypted and signed here from FEISHU.md's algorithm (pycryptodome), not with the
+Bodies are encrypted and signed here from Feishu's documented algorithm (pycryptodome), not with the
 SDK's helpers. Every rejection must leave the store untouched.
 """
 

@@ -1,6 +1,6 @@
 """Re-sync every room from Feishu's free/busy API, in the intake child (it imports ``lark_oapi``).
 
-Feishu gives up on an undelivered event after ~7.1 h of retries (FEISHU.md); only a pull recovers
+Feishu gives up on an undelivered event after ~7.1 h of retries; only a pull recovers
 it. :class:`Resync` pulls ``GET /open-apis/meeting_room/freebusy/batch_get`` for every configured
 room, at most 20 rooms per call, and makes each room's bookings in the window match the answer
 through :meth:`~display.store.ScheduleStore.resync_room`, which never overrides an event newer
