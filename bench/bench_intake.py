@@ -33,7 +33,7 @@ from display.intake.sink import EventSink  # noqa: E402
 from display.intake.supervisor import IntakeSupervisor  # noqa: E402
 from display.store import ScheduleStore  # noqa: E402
 from display.testing.envelopes import envelope  # noqa: E402
-from display.testing.intake_support import write_config  # noqa: E402
+from display.testing.intake_support import Recorder, write_config  # noqa: E402
 
 KEY = "bench-encrypt-key"
 TOKEN = "vtoken"
@@ -83,7 +83,7 @@ def bench_webhook(n: int, clients: int, runs: int,
         config = write_config(Path(tmp) / "config.toml", state_dir=Path(tmp) / "state", feishu={
             "mode": "webhook", "listen": "127.0.0.1:0", "verification_token": TOKEN,
             "encrypt_key": KEY})
-        with IntakeSupervisor(config, lambda rooms: None, lambda up, err: None) as sup:
+        with IntakeSupervisor(config, Recorder()) as sup:
             listen = wait(lambda: sup.ready_listen, 120, "the webhook intake to be ready",
                           interval=0.05)
             for run in range(runs):

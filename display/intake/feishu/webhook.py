@@ -52,6 +52,12 @@ HTTP_TIMEOUT = 30.0
 BACKLOG = 256
 #: Most events committed in one transaction (a burst beyond it takes several).
 MAX_BATCH = 256
+#: Longest the committer waits for a recently busy connection's next event (seconds): about
+#: what one commit with its fsync takes, so a lingered batch costs at most one commit's time.
+LINGER = 0.0005
+#: A connection counts as busy while its latest event is at most this old (seconds): a few
+#: round trips of a client that sends its next request as soon as it has its answer.
+RECENT = 0.005
 #: A client pipelining more unanswered requests than this is not read until answers catch up.
 MAX_PENDING = 32
 
@@ -65,30 +71,46 @@ class Committer:
     """One thread committing the events the event loop hands it, every waiting one at once.
 
     ``done(outcome)`` is called on the loop's thread after the commit (or its failure).
+
+    Two clients that each wait for their answer would otherwise alternate: one event is
+    committed (and fsynced) alone while the other's request is still being read. So when a batch
+    lacks an event from a connection that submitted one within the last :data:`RECENT` seconds,
+    the committer waits up to :data:`LINGER` for it; the clients fall into step and share one
+    fsync. A lone connection never waits, and nothing waits while no event is in hand (an idle
+    webhook has no timer).
     """
 
     def __init__(self, sink: EventSink, loop: asyncio.AbstractEventLoop) -> None:
         self._sink = sink
         self._loop = loop
-        self._queue: queue.SimpleQueue[tuple[RoomEvent, Callable[[Outcome], None]]] = (
-            queue.SimpleQueue())
+        self._queue: queue.SimpleQueue[_Submitted] = queue.SimpleQueue()
+        # Connection -> monotonic time of its latest event; the committer's thread only.
+        self._recent: dict[WebhookProtocol, float] = {}
+        self._held: list[_Submitted] = []  # the loop's thread only
         threading.Thread(target=self._run, name="committer", daemon=True).start()
 
-    def submit(self, event: RoomEvent, done: Callable[[Outcome], None]) -> None:
-        """Queue one validated event (called on the loop's thread)."""
-        self._queue.put((event, done))
+    def submit(self, event: RoomEvent, done: Callable[[Outcome], None],
+               connection: WebhookProtocol) -> None:
+        """Queue one validated event (called on the loop's thread); ``connection`` is its
+        client's, whose next event the committer may wait for."""
+        # Held until the loop has handled everything this wake-up brought: requests that
+        # arrived together reach the committer together, in one wake-up of its thread.
+        if not self._held:
+            self._loop.call_soon(self._release)
+        self._held.append((event, done, connection))
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for item in held:
+            self._queue.put(item)
 
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]  # blocks: no wake-ups while nothing comes
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._gather(batch)
             outcomes: list[Outcome]
             try:
-                outcomes = list(self._sink.commit_many([event for event, _ in batch]))
+                outcomes = list(self._sink.commit_many([event for event, _, _ in batch]))
             except StoreError as exc:
                 outcomes = [exc] * len(batch)
             except Exception as exc:  # a bug must answer 500, not leave requests hanging
@@ -97,10 +119,41 @@ class Committer:
             # One wake-up of the loop per batch, not per event.
             self._loop.call_soon_threadsafe(_resolve, batch, outcomes)
 
+    def _gather(self, batch: list[_Submitted]) -> None:
+        """Add every event waiting, then linger for recently busy connections' next events."""
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        now = time.monotonic()
+        recent = self._recent
+        for stale in [conn for conn, at in recent.items()
+                      if now - at > RECENT or conn.closed]:
+            del recent[stale]  # a closed connection sends nothing more: no wait for it
+        waiting = set(recent) - {conn for _, _, conn in batch}
+        deadline = now + LINGER
+        while waiting and len(batch) < MAX_BATCH:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            batch.append(item)
+            waiting.discard(item[2])
+        now = time.monotonic()
+        for _, _, conn in batch:
+            recent[conn] = now
 
-def _resolve(batch: list[tuple[RoomEvent, Callable[[Outcome], None]]],
-             outcomes: list[Outcome]) -> None:
-    for (_, done), outcome in zip(batch, outcomes, strict=True):
+
+#: What the committer's queue holds: the event, its answer callback, its connection.
+_Submitted = tuple[RoomEvent, Callable[[Outcome], None], "WebhookProtocol"]
+
+
+def _resolve(batch: list[_Submitted], outcomes: list[Outcome]) -> None:
+    for (_, done, _), outcome in zip(batch, outcomes, strict=True):
         done(outcome)
 
 
@@ -170,6 +223,11 @@ class WebhookProtocol(asyncio.Protocol):
         self._done_reading = False  # a request was refused: nothing after it is read
         self._keep_body = False  # only a POST to the webhook's path has its body kept
         self._eof = False  # the client sent all it will: close once everything is answered
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed or closing (read by the committer's thread)."""
+        return self._closing
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -305,7 +363,7 @@ class WebhookProtocol(asyncio.Protocol):
                 self._reply(answer, HTTPStatus.INTERNAL_SERVER_ERROR,
                             {"msg": "internal error; retry later"}, method)
 
-        app.committer.submit(event, committed)
+        app.committer.submit(event, committed, self)
 
     def _accepted(self, answer: _Answer, accepted: Accepted) -> None:
         self._reply(answer, HTTPStatus.OK, {"msg": "success", "verdict": accepted.verdict.value},
