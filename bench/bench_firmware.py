@@ -21,13 +21,14 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median
-from display.config import DeviceConfig
+from display.config import DeviceConfig, DeviceKind, DeviceProtocol
 from display.devices.serial_panel import CHUNK_HEADER, SerialEinkDevice
 from display.encode import panel_protocol as pp
 from display.encode.panel_image import encode_sign
@@ -50,7 +51,8 @@ def view(state: State) -> RoomView:
 
 def device_config(model: str, path: Path) -> DeviceConfig:
     _f, width, height, palette = PANELS[model]
-    return DeviceConfig(id="sign", kind="eink", url=str(path), protocol="panel",
+    return DeviceConfig(id="sign", kind=DeviceKind.EINK, url=str(path),
+                        protocol=DeviceProtocol.PANEL,
                         size=(width, height), palette=Palette(palette),
                         rotation=90 if height > width else 0)
 
@@ -76,7 +78,7 @@ class Run:
         self.board = MicroBoard(tmp, model, heap=heap, name=f"sign-{model}-{heap}-{compiled}",
                                 led_count=0, compiled=compiled)
         config = device_config(model, self.board.path)
-        self.render = lambda v: render_sign(v, config)
+        self.render: Callable[[RoomView], SignImage] = lambda v: render_sign(v, config)
         self.dev = SerialEinkDevice(config, FakeClock(T0), self.render,
                                     link_options=LinkOptions())
         self.dev.start()

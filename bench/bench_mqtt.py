@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, machine, median, peak_rss_mb, percentile, wait  # noqa: E402
 from display.clock import Clock, SystemClock, to_epoch_ms  # noqa: E402
-from display.config import Config, DeviceConfig, RoomConfig, parse_config  # noqa: E402
+from display.config import Config, DeviceConfig, parse_config  # noqa: E402
 from display.devices.base import Device  # noqa: E402
 from display.devices.virtual import VirtualDevice  # noqa: E402
 from display.intake.sink import EventSink  # noqa: E402
@@ -128,7 +128,7 @@ def envelope(kind: str, seq: int, start: datetime, end: datetime) -> dict[str, A
                       "organizer": {"open_id": "ou_bench"}}}
 
 
-def run_node(config: Config, make: Callable[[Config, RoomConfig, DeviceConfig, Clock], Device],
+def run_node(config: Config, make: Callable[[DeviceConfig, Clock], Device],
              clock: Clock) -> tuple[Node, ScheduleStore, MqttServices, threading.Event]:
     store = ScheduleStore(config.node.state_dir / "schedule.db", durable=False)
     node = Node(config, store, clock, make)
@@ -153,12 +153,12 @@ def bench_latency(tmp: Path, port: int) -> None:
             shown.append((time.perf_counter(), view.occupancy.state.value))
             lock.notify_all()
 
-    def make_timed(config: Config, room: RoomConfig, dev: DeviceConfig, clk: Clock) -> Device:
+    def make_timed(dev: DeviceConfig, clk: Clock) -> Device:
         device = TimedDevice(dev, clk, record)
         device.start()
         return device
 
-    def no_devices(config: Config, room: RoomConfig, dev: DeviceConfig, clk: Clock) -> Device:
+    def no_devices(dev: DeviceConfig, clk: Clock) -> Device:
         raise AssertionError("the bridge has no devices")
 
     b_node, b_store, b_mqtt, b_stop = run_node(bridge_cfg, no_devices, clock)
@@ -176,7 +176,8 @@ def bench_latency(tmp: Path, port: int) -> None:
         t0 = time.perf_counter()
         sink.accept(envelope(kind, seq, now - timedelta(minutes=1), now + timedelta(hours=1)))
         with lock:
-            ok = lock.wait_for(lambda b=before, w=want: len(shown) > b and shown[-1][1] == w, 5)
+            ok = lock.wait_for(lambda b=before, w=want: (  # type: ignore[misc]
+                len(shown) > b and shown[-1][1] == w), 5)
             if not ok:
                 raise SystemExit(f"event {seq} did not reach the agent")
             latencies.append((shown[-1][0] - t0) * 1000)
@@ -220,7 +221,7 @@ def bench_bridge_1000(tmp: Path, broker: Mosquitto) -> None:
         wait(lambda: not services.link.connected, 10, "disconnect")
         before = len(connected_at)
         broker.start()
-        wait(lambda b=before: len(connected_at) > b, 30, "reconnect")
+        wait(lambda b=before: len(connected_at) > b, 30, "reconnect")  # type: ignore[misc]
         # The connect hooks (republish) run on the worker; wait for them, then every PUBACK.
         done = threading.Event()
         services.link.call_soon(done.set)

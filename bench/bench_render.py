@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median, percentile
-from display.config import DeviceConfig
+from display.config import DeviceConfig, DeviceKind, DeviceProtocol
 from display.encode.planes import planes_bytes
 from display.model import State
 from display.outputs import Palette
@@ -38,7 +38,7 @@ SIZES = [(250, 122), (296, 128), (400, 300), (800, 480)]
 #: Run in a fresh interpreter (cwd: the tree measured): eight renders, then VmHWM and mappings.
 _AGENT = """
 import json
-from display.config import DeviceConfig
+from display.config import DeviceConfig, DeviceKind, DeviceProtocol
 from display.encode.planes import planes_bytes
 from display.model import State
 from display.outputs import Palette
@@ -64,7 +64,8 @@ def bench(size: tuple[int, int], palette: Palette, runs: int, cold: bool) -> lis
     stay loaded, as in any running node); otherwise the renderer's caches are warm, as when a
     node redraws a room whose name and bookings it has drawn before.
     """
-    device = DeviceConfig(id="bench", kind="eink", url="virtual:x", protocol="panel", size=size,
+    device = DeviceConfig(id="bench", kind=DeviceKind.EINK, url="virtual:x",
+                          protocol=DeviceProtocol.PANEL, size=size,
                           palette=palette)
     views = [sample_view(s, language="zh+en") for s in State]
     for v in views:  # warm-up: every font size used gets loaded once

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image, ImageDraw, ImageFont
 
 from bench.common import machine, median, percentile, wait
-from display.config import DeviceConfig
+from display.config import DeviceConfig, DeviceKind, DeviceProtocol
 from display.devices.serial_panel import CHUNK_HEADER, SerialLedDevice
 from display.encode import panel_protocol as pp
 from display.encode.deflate import deflate_raw
@@ -86,7 +86,7 @@ def wire_bytes(image: SignImage, before: SignImage | None = None,
     if before is not None:
         stream = deflate_raw(xor_planes(encode_sign(before).planes, enc.planes))
     chunk = max_frame - pp.OVERHEAD - CHUNK_HEADER
-    frames = [pp.ImageBegin(1, 1, enc.width, enc.height, enc.plane_count, False,
+    frames: list[pp.Message] = [pp.ImageBegin(1, 1, enc.width, enc.height, enc.plane_count, False,
                             len(stream), enc.crc32, before is not None)]
     for off in range(0, len(stream), chunk):
         frames.append(pp.ImageChunk(1, 1, off, stream[off:off + chunk]))
@@ -124,7 +124,8 @@ def bench_led(iterations: int = 300) -> None:
         return LedOutput(colours[v.occupancy.state], Effect.STEADY, 128)
 
     with tempfile.TemporaryDirectory() as tmp, BoardSim(Path(tmp)) as sim:
-        cfg = DeviceConfig(id="led", kind="led", url=str(sim.path), protocol="panel")
+        cfg = DeviceConfig(id="led", kind=DeviceKind.LED, url=str(sim.path),
+                           protocol=DeviceProtocol.PANEL)
         dev = SerialLedDevice(cfg, FakeClock(T0), render, link_options=LinkOptions())
         dev.start()
         try:
@@ -139,7 +140,7 @@ def bench_led(iterations: int = 300) -> None:
                 n = len(sim.received)
                 t0 = time.perf_counter()
                 dev.show(v)
-                arrived = wait(lambda n=n: [t for t, m in sim.received[n:]
+                arrived = wait(lambda n=n: [t for t, m in sim.received[n:]  # type: ignore[misc]
                                             if isinstance(m, pp.SetLed)], 5, "a SET_LED frame")
                 latencies.append((arrived[0] - t0) * 1000)
                 wait(lambda: dev.health().online, 5, "the device to be online")

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
+def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
     """A fresh headless Chromium (its own profile) with a ``width`` x ``height`` window."""
     require_browser()
     os.environ["SE_AVOID_STATS"] = "true"  # Selenium Manager: no usage statistics
