@@ -82,7 +82,7 @@ def bench_webhook(n: int, clients: int, runs: int,
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         config = write_config(Path(tmp) / "config.toml", state_dir=Path(tmp) / "state", feishu={
             "mode": "webhook", "listen": "127.0.0.1:0", "verification_token": TOKEN,
-            "encrypt_key": KEY})
+            "encrypt_key": KEY, "resync": False})  # no app credentials here
         with IntakeSupervisor(config, Recorder()) as sup:
             listen = wait(lambda: sup.ready_listen, 120, "the webhook intake to be ready",
                           interval=0.05)
