@@ -99,7 +99,7 @@ def test_rerun_upgrades_and_keeps_config_and_credentials(tmp_path: Path) -> None
     root = tmp_path / "pi"
     assert install(root, "--role", "bridge").returncode == 0
     etc = root / "etc" / "room-display"
-    (etc / "config.toml").write_text("# edited by the site\n")
+    (etc / "config.toml").write_text("# edited by the site\n[feishu]\n[mqtt]\n")
     (etc / "credentials" / "feishu-app-secret").write_text("s3cret\n")
     os.chmod(etc / "credentials" / "feishu-app-secret", 0o644)  # loosened by hand
     stale = root / "opt" / "room-display" / "display" / "removed_upstream.py"
@@ -108,8 +108,9 @@ def test_rerun_upgrades_and_keeps_config_and_credentials(tmp_path: Path) -> None
     (root / "opt" / "room-display" / ".venv" / "kept").write_text("")
     proc = install(root, "--role", "agent")  # even another role keeps what is there
     assert proc.returncode == 0, proc.stderr
-    assert (etc / "config.toml").read_text() == "# edited by the site\n"
+    assert (etc / "config.toml").read_text() == "# edited by the site\n[feishu]\n[mqtt]\n"
     assert "kept " + str(etc / "config.toml") in proc.stdout
+    assert "note: the kept config is for role bridge, not agent" in proc.stdout
     assert (etc / "credentials" / "feishu-app-secret").read_text() == "s3cret\n"
     assert mode(etc / "credentials" / "feishu-app-secret") == "0o600"
     assert mode(etc / "config.toml") == "0o640"
