@@ -136,10 +136,15 @@ def test_a_wrong_role_is_one_line_and_changes_nothing(args: list[str], message: 
 
 
 def test_dry_run_without_root_changes_nothing(tmp_path: Path) -> None:
+    watched = [Path("/opt/room-display"), Path("/etc/room-display"),
+               Path("/usr/local/bin/room-display"),
+               Path("/etc/systemd/system/room-display.service")]
+    before = [p.exists() for p in watched]
     proc = subprocess.run([str(INSTALL), "--role", "single", "--dry-run"], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "+ " not in "".join(line[:2] for line in proc.stdout.splitlines())
+    assert [p.exists() for p in watched] == before
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("+ ")]
     assert "would run: install -m 0644" in proc.stdout and "/etc/systemd/system/" in proc.stdout
     assert "would run: systemctl enable room-display.service" in proc.stdout
 
