@@ -127,6 +127,8 @@ def test_serial_drivers_are_loaded_before_the_device_allow_list_is_resolved() ->
     assert _values("DevicePolicy") == ["closed"]
     assert "char-ttyACM" in _values("DeviceAllow") and "char-ttyUSB" in _values("DeviceAllow")
     assert _values("PrivateDevices") == ["no"]  # a private /dev would freeze at start
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")  # says which mechanism it is
+    assert "modprobe@cdc_acm.service" in readme and "systemd.resource-control(5)" in readme
     template = Path("/lib/systemd/system/modprobe@.service")
     if template.exists():  # this machine's systemd ships the template the unit names
         assert "modprobe" in template.read_text()
