@@ -1,9 +1,9 @@
 """The package reads top to bottom: no import loops, no import from a lower layer to a higher one.
 
-``LAYERS`` is the one place the order is written down (README "Layout" follows it). A module may
-import from its own top-level unit (module or package under ``display/``) and from units on lower
-layers; nothing else. Every import counts: module level, inside functions and under
-``TYPE_CHECKING``, since each is a dependency a reader has to follow.
+``LAYERS`` is the one place the order is written down (docs/CONTRIBUTING.md, "Layout", follows
+it). A module may import from its own top-level unit (module or package under ``display/``) and
+from units on lower layers; nothing else. Every import counts: module level, inside functions
+and under ``TYPE_CHECKING``, since each is a dependency a reader has to follow.
 """
 
 from __future__ import annotations
