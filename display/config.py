@@ -270,7 +270,10 @@ class FeishuConfig:
 class MqttConfig:
     """``[mqtt]``: the broker every node of a site shares."""
 
-    url: str = setting(check=_mqtt_url)
+    #: One broker URL, or a list: the node uses the first it can reach and moves to the next
+    #: when it loses it (two brokers joined by Mosquitto's bridge; docs/MQTT.md). Read by
+    #: :meth:`_Parser.mqtt`: a TOML string or an array of strings.
+    url: tuple[str, ...] = setting(custom=True)
     topic_prefix: str = setting("room-display", check=_topic_prefix)
     protocol: MqttProtocol = MqttProtocol.V311
     ca_file: Path | None = None
@@ -288,15 +291,23 @@ class MqttConfig:
 
     @property
     def tls(self) -> bool:
-        return self.url.startswith("mqtts://")
+        return self.url[0].startswith("mqtts://")
+
+    @property
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        """Every broker's ``(host, port)``, in the order the node tries them."""
+        default_port = 8883 if self.tls else 1883
+        return tuple((urlparse(u).hostname or "localhost", urlparse(u).port or default_port)
+                     for u in self.url)
 
     @property
     def host(self) -> str:
-        return urlparse(self.url).hostname or "localhost"
+        """The first broker's host (``check`` and ``status`` name it)."""
+        return self.brokers[0][0]
 
     @property
     def port(self) -> int:
-        return urlparse(self.url).port or (8883 if self.tls else 1883)
+        return self.brokers[0][1]
 
 
 WEB_LISTEN = "127.0.0.1:8470"
@@ -519,7 +530,7 @@ class _Parser(schema.Reader):
         node = self.node(data)
         occupancy = OccupancyConfig(**self.section(data, "occupancy", OccupancyConfig))
         feishu = self.feishu(data) if "feishu" in data else None
-        mqtt = MqttConfig(**self.section(data, "mqtt", MqttConfig)) if "mqtt" in data else None
+        mqtt = self.mqtt(data) if "mqtt" in data else None
         rooms = self.rooms(data)
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
@@ -545,6 +556,28 @@ class _Parser(schema.Reader):
                             "long_connection needs the app credentials from the developer console")
         rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
         return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
+
+    def mqtt(self, data: Mapping[str, Any]) -> MqttConfig:
+        t = self.table(data, "mqtt", schema.keys(MqttConfig))
+        raw = t.get("url", "")
+        if not isinstance(raw, str | list):
+            raise self.fail("mqtt.url", f"must be a string, got {raw!r}")
+        urls = raw if isinstance(raw, list) else [raw]
+        if not urls:
+            raise self.fail("mqtt.url", "is an empty list", 'e.g. url = "mqtt://broker.local:1883"')
+        for url in urls:
+            if not isinstance(url, str):
+                raise self.fail("mqtt.url", f"must be a string or a list of strings, got {url!r}")
+            try:
+                _mqtt_url(url)
+            except Invalid as exc:
+                raise self.fail("mqtt.url", exc.problem, exc.fix) from None
+        if len({u.startswith("mqtts://") for u in urls}) > 1:
+            raise self.fail("mqtt.url", "mixes mqtt:// and mqtts://",
+                            "use TLS for every broker or for none")
+        if len(set(urls)) < len(urls):
+            raise self.fail("mqtt.url", "names a broker twice", "list each broker once")
+        return MqttConfig(url=tuple(urls), **self.values(t, "mqtt", MqttConfig))
 
     def web(self, data: Mapping[str, Any]) -> WebConfig | None:
         t = self.table(data, "web", schema.keys(WebConfig) | {WEB_SWITCH})

@@ -30,7 +30,8 @@ def run_checks(config: Config) -> Iterator[tuple[str, bool]]:
         yield from check_feishu_settings(config.feishu)
         yield check_feishu(config.feishu)
     if config.mqtt is not None:
-        yield check_broker(config.mqtt, config.node.name)
+        for broker in config.mqtt.brokers:  # a standby broker that is down is worth knowing
+            yield check_broker(config.mqtt, config.node.name, broker)
     for _room, device in config.devices():
         if device.scheme == "mqtt" and config.mqtt is None:
             yield (f"device {device.id} ({device.kind}, {device.url}): mqtt: devices need an "
@@ -104,13 +105,15 @@ def check_feishu(feishu: FeishuConfig) -> tuple[str, bool]:
             f"{answer.get('msg')}); check [feishu] app_id / app_secret", False)
 
 
-def check_broker(mqtt: MqttConfig, node_name: str = "check") -> tuple[str, bool]:
-    """A real MQTT handshake: CONNECT, then the broker's CONNACK within :data:`TIMEOUT`."""
+def check_broker(mqtt: MqttConfig, node_name: str = "check",
+                 broker: tuple[str, int] | None = None) -> tuple[str, bool]:
+    """A real MQTT handshake with ``broker`` (default the first): CONNECT, then the broker's
+    CONNACK within :data:`TIMEOUT`."""
     from display.transport.mqtt_client import (  # paho is only imported when [mqtt] is configured
         probe,
     )
 
-    ok, line = probe(mqtt, node_name, TIMEOUT)
+    ok, line = probe(mqtt, node_name, TIMEOUT, broker)
     return line, ok
 
 

@@ -30,6 +30,7 @@ from display.encode.panel_protocol import (
     ImageEnd,
     LedEffect,
     NakReason,
+    Press,
     SetLed,
 )
 from display.encode.planes import xor_planes
@@ -64,7 +65,9 @@ class _SerialDevice(DeviceWorker, Generic[T]):
         # A little past the link's own HELLO deadline, so its clearer error is the one we see.
         opts = self.link.options
         self._ready_timeout = opts.hello_timeout + 2 * opts.hello_interval
+        self._last_press: tuple[Press, str] | None = None  # (press, when in ISO) for health
         self.link.add_listener(self)
+        self.link.add_button_listener(self._pressed)
 
     def start(self) -> None:
         """Open the link when it is ours (a shared one is started by its owner), then work."""
@@ -98,9 +101,20 @@ class _SerialDevice(DeviceWorker, Generic[T]):
     def health(self) -> DeviceHealth:
         base = super().health()
         hello = self.link.hello
-        details = {"board": hello.describe() if hello else None,
-                   "frames_dropped": self.link.decoder.stats.dropped}
+        details: dict[str, object] = {"board": hello.describe() if hello else None,
+                                      "frames_dropped": self.link.decoder.stats.dropped}
+        if hello is not None and hello.has_button:
+            last = self._last_press
+            details["button"] = {"presses": self.link.presses,
+                                 "last": last[0].name.lower() if last else None,
+                                 "at": last[1] if last else None}
         return dataclasses.replace(base, details=details)
+
+    def _pressed(self, press: Press) -> None:
+        # On the link's reader thread: record and return. What a press does to the booking
+        # (check in, end early) is the node's business, not the panel's.
+        self._last_press = (press, self._clock.now().isoformat())
+        self._changed()
 
     def close(self) -> None:
         if self._own_link:
@@ -109,6 +123,7 @@ class _SerialDevice(DeviceWorker, Generic[T]):
 
     def release(self) -> None:
         self.link.remove_listener(self)
+        self.link.remove_button_listener(self._pressed)
 
     # -- for subclasses --------------------------------------------------------------------------
 

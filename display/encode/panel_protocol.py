@@ -46,6 +46,7 @@ class MsgType(IntEnum):
     IMAGE_BEGIN = 0x20
     IMAGE_CHUNK = 0x21
     IMAGE_END = 0x22
+    BUTTON = 0x30
 
 
 class NakReason(IntEnum):
@@ -64,6 +65,13 @@ class NakReason(IntEnum):
     BUSY = 11
 
 
+class Press(IntEnum):
+    """The payload byte of BUTTON: what the person at the door asked for."""
+
+    CHECK_IN = 1  # a short press
+    END = 2  # held 3 s: the meeting is over, free the room
+
+
 class LedEffect(IntEnum):
     """The effect byte of SET_LED."""
 
@@ -77,6 +85,7 @@ PALETTE_CODES = {name: code for code, name in PALETTES.items()}
 FLAG_FULL_REFRESH = 0x01
 FLAG_DELTA = 0x02  # the stream is XOR of the new planes with the planes the board shows now
 FEATURE_DELTA = 0x01  # HELLO features: the board keeps the planes shown and accepts deltas
+FEATURE_BUTTON = 0x02  # HELLO features: a check-in button is fitted (BUTTON frames may come)
 # What a firmware 1.0 HELLO (14 bytes, no capability fields) implies.
 LEGACY_MAX_IMAGE = 65536
 
@@ -118,6 +127,11 @@ class Hello:
         return self.features is None or bool(self.features & FEATURE_DELTA)
 
     @property
+    def has_button(self) -> bool:
+        """Whether the board has a check-in button (firmware 1.2 and later announce it)."""
+        return bool(self.features and self.features & FEATURE_BUTTON)
+
+    @property
     def firmware_version(self) -> str:
         return ".".join(str(p) for p in self.firmware)
 
@@ -131,7 +145,8 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """Board → host: the request with this ``seq`` is done (or was a harmless duplicate)."""
+    """The request with this ``seq`` is done (or was a harmless duplicate): board → host for
+    the host's requests, host → board for the board's BUTTON."""
 
     seq: int
 
@@ -196,7 +211,17 @@ class ImageEnd:
     image_id: int
 
 
-Message = HelloRequest | Hello | Ack | Nak | SetLed | ImageBegin | ImageChunk | ImageEnd
+@dataclass(frozen=True, slots=True)
+class Button:
+    """Board → host: the check-in button was pressed. ``seq`` is the board's own (1-255); the
+    host answers ACK with it, and a resend with the same ``seq`` is not a second press."""
+
+    seq: int
+    press: int  # a :class:`Press` value
+
+
+Message = (HelloRequest | Hello | Ack | Nak | SetLed | ImageBegin | ImageChunk | ImageEnd
+           | Button)
 
 _HELLO = struct.Struct("<B3BHHHBH")
 _HELLO_CAPS = struct.Struct("<IB")  # max_image, features (firmware >= 1.1)
@@ -205,6 +230,7 @@ _SET_LED = struct.Struct("<5B")
 _BEGIN = struct.Struct("<HHHBBII")
 _CHUNK_HEAD = struct.Struct("<HI")
 _END = struct.Struct("<H")
+_BUTTON = struct.Struct("<B")
 
 
 # -- COBS and CRC --------------------------------------------------------------------------------
@@ -286,6 +312,8 @@ def _payload(msg: Message) -> tuple[MsgType, bytes]:
             msg.length, msg.crc32)
     if isinstance(msg, ImageChunk):
         return MsgType.IMAGE_CHUNK, _CHUNK_HEAD.pack(msg.image_id, msg.offset) + msg.data
+    if isinstance(msg, Button):
+        return MsgType.BUTTON, _BUTTON.pack(msg.press)
     return MsgType.IMAGE_END, _END.pack(msg.image_id)
 
 
@@ -362,6 +390,11 @@ def decode_body(body: bytes) -> Message:
             raise ProtocolError("IMAGE_CHUNK: payload too short")
         image_id, offset = _CHUNK_HEAD.unpack_from(payload)
         return ImageChunk(seq, image_id, offset, bytes(payload[_CHUNK_HEAD.size:]))
+    if kind is MsgType.BUTTON:
+        _need(payload, _BUTTON.size, kind)
+        if payload[0] not in tuple(Press):
+            raise ProtocolError(f"BUTTON: unknown press {payload[0]}")
+        return Button(seq, payload[0])
     _need(payload, _END.size, kind)
     return ImageEnd(seq, _END.unpack(payload)[0])
 

@@ -120,6 +120,14 @@ class BoardSim:
         if not self.silent:
             self._write(self.board.hello(0))
 
+    def press(self, press: int) -> bytes:
+        """Press the board's button (``panel_board.PRESS_*``): the BUTTON frame goes to the host
+        as the firmware sends it; returned so a test can send it again (a lost ACK)."""
+        with self._lock:
+            out: bytes = self.board.press(press, int(time.monotonic() * 1000))
+        self._write(out)
+        return out
+
     def inject(self, data: bytes) -> None:
         """Write raw bytes towards the host (line noise, a boot banner)."""
         self._write(data)

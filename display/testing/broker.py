@@ -41,9 +41,11 @@ class Broker:
 
     def __init__(self, directory: Path, *, persistence: bool = False,
                  users: dict[str, str] | None = None, acl_file: Path | None = None,
-                 password_file: Path | None = None) -> None:
+                 password_file: Path | None = None, extra: tuple[str, ...] = ()) -> None:
         """``users`` become a password file here; or pass a ready ``password_file`` (hashed
-        by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes."""
+        by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes.
+        ``extra`` lines go at the end of its config (e.g. a Mosquitto bridge to another
+        broker, as docs/MQTT.md's two-broker recipe writes it)."""
         binary = mosquitto_binary()
         if binary is None:
             pytest.skip("no mosquitto binary (apt-get install mosquitto; scripts/bootstrap "
@@ -56,6 +58,7 @@ class Broker:
         self.users = users
         self.acl_file = acl_file
         self.password_file = password_file
+        self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "mosquitto.log"
 
@@ -86,6 +89,7 @@ class Broker:
                 lines.append("user root")
         else:
             lines.append("allow_anonymous true")
+        lines += self.extra
         conf = self.directory / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf

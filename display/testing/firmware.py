@@ -30,6 +30,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "hardware" / "firmware"
 PROTOCOL_MD = FIRMWARE_DIR.parent / "PROTOCOL.md"
 STANDINS_DIR = Path(__file__).resolve().parent / "mpy_standins"
 PICO_HEAP = "190k"  # MicroPython's GC heap on a Raspberry Pi Pico (RP2040, 264 KB SRAM)
+BUTTON_PIN = 14  # main.py's BUTTON_PIN
 
 
 def load_panel_board() -> ModuleType:
@@ -198,6 +199,8 @@ class MicroBoard:
         self.path = directory / name
         self.log = directory / f"{name}.bus"
         self.stderr = directory / f"{name}.stderr"
+        self.button_file = directory / f"{name}.button"
+        self.button_file.write_bytes(b"1")
         self.run_dir = directory / f"{name}.fs"
         self.run_dir.mkdir(exist_ok=True)
         for src in list(FIRMWARE_DIR.glob("*.py")) + list(STANDINS_DIR.glob("*.py")):
@@ -232,7 +235,8 @@ class MicroBoard:
         env = dict(os.environ)
         env["ROOM_DISPLAY_STANDIN"] = (f"log={self.log};dc={fam.dc};busy={fam.busy};"
                                        f"busy_level={fam.busy_level};refresh={fam.refresh};"
-                                       f"refresh_polls={self.refresh_polls}")
+                                       f"refresh_polls={self.refresh_polls};"
+                                       f"button={BUTTON_PIN};button_file={self.button_file}")
         with open(self.stderr, "ab") as err:
             self.proc = subprocess.Popen(
                 [tool("micropython"), "-X", f"heapsize={self.heap}", "main.py"],
@@ -265,6 +269,11 @@ class MicroBoard:
 
     def leds(self) -> list[tuple[int, int, int]]:
         return Controller.replay(self.model or "2in9_V2", self.log.read_bytes()).leds
+
+    def hold_button(self, down: bool) -> None:
+        """Press (``True``) or release the board's check-in button (its pin reads 0 while
+        held, as a button to ground with the pull-up does)."""
+        self.button_file.write_bytes(b"0" if down else b"1")
 
     def errors(self) -> str:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""

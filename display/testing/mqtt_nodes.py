@@ -28,7 +28,7 @@ state_dir = "state"
 mode = "webhook"
 verification_token = "vtoken"
 [mqtt]
-url = "{url}"
+url = {url}
 {mqtt_extra}
 [[rooms]]
 open_id = "omm_a"
@@ -44,7 +44,7 @@ name = "{name}"
 timezone = "Asia/Shanghai"
 state_dir = "state"
 [mqtt]
-url = "{url}"
+url = {url}
 {mqtt_extra}
 [[rooms]]
 open_id = "omm_a"
@@ -59,10 +59,12 @@ url = "virtual:panels"
 class RunningNode:
     """A node with its MQTT services, its loop on a thread; ``close`` stops all of it."""
 
-    def __init__(self, directory: Path, template: str, *, name: str, url: str,
+    def __init__(self, directory: Path, template: str, *, name: str, url: str | list[str],
                  clock: Clock, mqtt_extra: str = "") -> None:
+        """``url`` is one broker URL or a list of them (``[mqtt] url`` takes both)."""
         directory.mkdir(parents=True, exist_ok=True)
-        text = template.format(name=name, url=url, mqtt_extra=mqtt_extra)
+        # JSON strings and arrays of ASCII strings are valid TOML values.
+        text = template.format(name=name, url=json.dumps(url), mqtt_extra=mqtt_extra)
         self.path = directory / "room-display.toml"
         self.path.write_text(text)
         self.config: Config = parse_config(text, self.path)

@@ -152,7 +152,11 @@ class MqttLink:
         self._error: str | None = "not connected yet"
         self._logged_error: str | None = None
         self._unacked: list[mqtt.MQTTMessageInfo] = []
+        # Which of config.brokers the client uses now; only the network thread moves it.
+        self._broker = 0
         self.connects = 0
+        #: How often the link moved to another broker of the list.
+        self.failovers = 0
         #: How often another client overwrote our ``online`` and we said it again.
         self.reasserted = 0
         # Any client allowed on the broker could write "offline" here and make every agent that
@@ -202,11 +206,19 @@ class MqttLink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use (or being tried)."""
+        host, port = self.config.brokers[self._broker]
+        return f"{host}:{port}"
+
     def status(self) -> dict[str, Any]:
         """For ``status``: where and whether; never the credentials."""
-        return {"broker": f"{self.config.host}:{self.config.port}", "tls": self.config.tls,
-                "protocol": self.config.protocol, "client_id": self.client_id,
-                "connected": self.connected, "connects": self.connects, "error": self.error}
+        brokers = [f"{h}:{p}" for h, p in self.config.brokers]
+        return {"broker": self.broker, "brokers": brokers, "failovers": self.failovers,
+                "tls": self.config.tls, "protocol": self.config.protocol,
+                "client_id": self.client_id, "connected": self.connected,
+                "connects": self.connects, "error": self.error}
 
     # -- subscriptions and hooks ------------------------------------------------------------------
 
@@ -306,8 +318,8 @@ class MqttLink:
             client.on_disconnect = self._paho_disconnect
             client.on_message = self._paho_message
             self._client = client
-            client.connect_async(self.config.host, self.config.port,
-                                 keepalive=self.config.keepalive)
+            host, port = self.config.brokers[self._broker]
+            client.connect_async(host, port, keepalive=self.config.keepalive)
             client.loop_start()
             return True
         return False
@@ -317,7 +329,7 @@ class MqttLink:
         self._error = error
         if up:
             if self._logged_error is not None:
-                log.info("broker %s:%s connected", self.config.host, self.config.port)
+                log.info("broker %s connected", self.broker)
             self._logged_error = None
         elif error != self._logged_error:
             self._logged_error = error
@@ -382,22 +394,39 @@ class MqttLink:
                       reason: ReasonCode, properties: Any) -> None:
         if reason.is_failure:
             self._connected.clear()
+            where = self.broker
             self._tasks.put(lambda: self._report(False, refusal_text(reason), logging.ERROR))
+            self._next_broker(client, f"{where} refused the connection")
             return
         self._connected.set()
         self._tasks.put(self._connected_task)
 
     def _paho_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        text = f"cannot reach broker {self.config.host}:{self.config.port}"
+        text = f"cannot reach broker {self.broker}"
         self._tasks.put(lambda: self._report(False, text))
+        self._next_broker(client, text)
 
     def _paho_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                          reason: ReasonCode, properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected and not self._stopping.is_set():
-            text = f"connection to broker {self.config.host}:{self.config.port} lost ({reason})"
+            text = f"connection to broker {self.broker} lost ({reason})"
             self._tasks.put(lambda: self._lost_task(text))
+            self._next_broker(client, text)
+
+    def _next_broker(self, client: mqtt.Client, why: str) -> None:
+        """With several brokers, point paho's own reconnect (after its backoff delay) at the
+        next one. Runs on paho's network thread, between two of its connection attempts:
+        ``connect_async`` only records where to go, and the loop's reconnect goes there."""
+        brokers = self.config.brokers
+        if len(brokers) < 2 or self._stopping.is_set():
+            return
+        self._broker = (self._broker + 1) % len(brokers)
+        self.failovers += 1
+        host, port = brokers[self._broker]
+        log.info("MQTT: %s; trying broker %s:%s next", why, host, port)
+        client.connect_async(host, port, keepalive=self.config.keepalive)
 
     def _paho_message(self, client: mqtt.Client, userdata: Any,
                       msg: mqtt.MQTTMessage) -> None:
@@ -405,14 +434,17 @@ class MqttLink:
         self._tasks.put(lambda: self._dispatch(message))
 
 
-def probe(config: MqttConfig, node_name: str, timeout: float = 5.0) -> tuple[bool, str]:
+def probe(config: MqttConfig, node_name: str, timeout: float = 5.0,
+          broker: tuple[str, int] | None = None) -> tuple[bool, str]:
     """Connect once and wait for the CONNACK: ``(ok, one line)`` for ``room-display check``.
+    ``broker`` is one of ``config.brokers`` (default the first).
 
     Uses its own client id so it never kicks a running node off the broker.
     """
     import os
 
-    where = f"broker {config.host}:{config.port}"
+    host, port = broker or config.brokers[0]
+    where = f"broker {host}:{port}"
     try:
         client = build_client(config, f"room-display-check-{node_name}-{os.getpid()}")
     except MqttError as exc:
@@ -427,7 +459,7 @@ def probe(config: MqttConfig, node_name: str, timeout: float = 5.0) -> tuple[boo
 
     client.on_connect = on_connect
     try:
-        client.connect(config.host, config.port, keepalive=max(5, config.keepalive))
+        client.connect(host, port, keepalive=max(5, config.keepalive))
     except (OSError, ssl.SSLError) as exc:
         return False, f"{where}: unreachable ({getattr(exc, 'strerror', None) or exc})"
     client.loop_start()

@@ -8,6 +8,10 @@ thread: stop-and-wait with the same seq on retry, as ``hardware/PROTOCOL.md`` sp
 Devices learn about the board through :class:`LinkListener` callbacks: ``link_ready`` after each
 HELLO that starts a new board session (its ``generation`` grows, meaning "the board forgot
 everything, send your full desired state"), ``link_down`` when the board is gone.
+
+The board's check-in button is the one request that goes the other way: the reader thread
+answers each BUTTON frame with an ACK at once and hands a new press (not a resend whose ACK was
+lost) to the callbacks registered with :meth:`PanelLink.add_button_listener`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import errno
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
@@ -27,12 +32,14 @@ from display.backoff import Backoff
 from display.encode.panel_protocol import (
     HOST_MAX_FRAME,
     Ack,
+    Button,
     FrameDecoder,
     Hello,
     HelloRequest,
     ImageEnd,
     Message,
     Nak,
+    Press,
     encode_frame,
 )
 from display.errors import DeviceError
@@ -150,6 +157,9 @@ class PanelLink:
         self._hello_seqs: set[int] = set()
         self._pending: int | None = None
         self._reply: Ack | Nak | None = None
+        self._button_listeners: list[Callable[[Press], None]] = []
+        self._last_button: Button | None = None  # this board session's last press, for resends
+        self.presses = 0
         self.decoder = FrameDecoder(HOST_MAX_FRAME)
         self.open_attempts = 0
         self._thread = threading.Thread(target=self._run, name=f"panel-link {url}", daemon=True)
@@ -188,6 +198,18 @@ class PanelLink:
         with self._cond:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
+    def add_button_listener(self, callback: Callable[[Press], None]) -> None:
+        """Call ``callback(press)`` once for each press of the board's button. It runs on the
+        reader thread: hand the press on and return (the board waits for our ACK meanwhile,
+        though it was sent already)."""
+        with self._cond:
+            self._button_listeners.append(callback)
+
+    def remove_button_listener(self, callback: Callable[[Press], None]) -> None:
+        with self._cond:
+            if callback in self._button_listeners:
+                self._button_listeners.remove(callback)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -389,13 +411,34 @@ class PanelLink:
                     self._reply = msg
                     self._cond.notify_all()
             return
+        if isinstance(msg, Button):
+            self._on_button(msg)
+            return
         log.debug("%s: ignoring unexpected %s from the board", self.url, type(msg).__name__)
+
+    def _on_button(self, msg: Button) -> None:
+        try:
+            # Answered first and always, a resend too: the board stops sending when it hears it.
+            self._write(encode_frame(Ack(msg.seq)))
+        except DeviceError:
+            log.debug("%s: ACK of BUTTON %d not written", self.url, msg.seq, exc_info=True)
+        with self._cond:
+            if msg == self._last_button:
+                return  # the board did not hear our ACK and sent the same press again
+            self._last_button = msg
+            self.presses += 1
+            listeners = list(self._button_listeners)
+        press = Press(msg.press)
+        log.info("%s: button pressed: %s", self.url, press.name.lower().replace("_", " "))
+        for callback in listeners:
+            callback(press)
 
     def _on_hello(self, hello: Hello) -> None:
         with self._cond:
             if self._ready and hello.seq != 0 and hello.seq in self._hello_seqs:
                 return  # a late answer to a HELLO_REQUEST we repeated: same session
             self._hello_seqs.clear()
+            self._last_button = None  # a new board session numbers its presses from 1 again
             was_ready = self._ready
             self._ready = True
             self._hello = hello

@@ -30,6 +30,7 @@ PANEL = "2in9_V2"          # a key of PANELS below, or None if no e-paper is fit
 EPD_PINS = {"spi": 1, "sck": 10, "mosi": 11, "miso": 28, "cs": 9, "dc": 8, "rst": 12,
             "busy": 13}
 SAFE_MODE_PIN = 15         # tied to GND at boot: skip the firmware, keep the REPL
+BUTTON_PIN = 14            # check-in button to GND (pull-up inside); None if none is fitted
 MAX_FRAME = 512
 MAX_IMAGE = 16384          # compressed image buffer; signs compress to 1-6 KB (800x480 bwr ~5 KB)
 DELTA_MAX = 24576          # keep a delta base only for planes up to this many bytes
@@ -89,18 +90,46 @@ class Port:
             self.stdout.write(data)
 
 
+class Uptime:
+    """Milliseconds since boot that never wrap (``ticks_ms`` wraps after ~12 days on a Pico)."""
+
+    def __init__(self):
+        self.last = time.ticks_ms()
+        self.ms = 0
+
+    def now(self):
+        t = time.ticks_ms()
+        self.ms += time.ticks_diff(t, self.last)
+        self.last = t
+        return self.ms
+
+
 class Leds:
-    """WS2812 strip showing SET_LED's colour with its effect (steady, 1 Hz blink, 2 s pulse)."""
+    """WS2812 strip showing SET_LED's colour with its effect (steady, 1 Hz blink, 2 s pulse);
+    :meth:`flash` blinks white over it for a moment (a button press reached the host)."""
+
+    FLASH_MS = 600
 
     def __init__(self):
         self.np = neopixel.NeoPixel(Pin(LED_PIN), LED_COUNT) if LED_COUNT else None
         self.state = (0, 0, 0, 0, 0)
         self.last = None
+        self.flash_from = None
+
+    def flash(self, now_ms):
+        self.flash_from = now_ms
 
     def tick(self, now_ms):
         if self.np is None:
             return
         r, g, b, effect, bri = self.state
+        if self.flash_from is not None:
+            since = now_ms - self.flash_from
+            if since < self.FLASH_MS:
+                # Two white blinks of 150 ms: seen from across the corridor, any state colour.
+                r, g, b, effect, bri = (255, 255, 255, 0, 255 if (since // 150) % 2 == 0 else 0)
+            else:
+                self.flash_from = None
         level = bri
         if effect == 1:  # blink
             level = bri if (now_ms // 500) % 2 == 0 else 0
@@ -136,11 +165,12 @@ def make_epd():
 def capabilities():
     if PANEL is None:
         return pb.Capabilities(led_count=LED_COUNT, width=0, height=0, palette="none",
-                               max_frame=MAX_FRAME)
+                               max_frame=MAX_FRAME, button=BUTTON_PIN is not None)
     _module, _cls, width, height, palette = PANELS[PANEL]
     planes = (2 if palette == "bwr" else 1) * ((width + 7) // 8) * height
     return pb.Capabilities(led_count=LED_COUNT, width=width, height=height, palette=palette,
-                           max_frame=MAX_FRAME, max_image=MAX_IMAGE, delta=planes <= DELTA_MAX)
+                           max_frame=MAX_FRAME, max_image=MAX_IMAGE, delta=planes <= DELTA_MAX,
+                           button=BUTTON_PIN is not None)
 
 
 def make_board(epd):
@@ -168,14 +198,35 @@ def main():
     leds = Leds()
     epd = make_epd()
     board = make_board(epd)
+    uptime = Uptime()
+    button_pin = Pin(BUTTON_PIN, Pin.IN, Pin.PULL_UP) if BUTTON_PIN is not None else None
+    button = pb.ButtonReader()
+    acked = [0]
+
+    def serve_button(now):
+        # Pressed reads 0 (the button pulls the pin to ground). Sent at once, again until the
+        # host's ACK; the LEDs flash when it arrives, so the person knows it got through.
+        if button_pin is not None:
+            press = button.update(button_pin.value() == 0, now)
+            if press:
+                port.write(board.press(press, now))
+        again = board.button_due(now)
+        if again is not None:
+            port.write(again)
+        if board.button_acked != acked[0]:
+            acked[0] = board.button_acked
+            leds.flash(now)
 
     def pump():
-        # While the panel refreshes: answer the host and keep the LEDs' effect running.
+        # While the panel refreshes: answer the host and keep the button and the LEDs' effect
+        # running.
         data = port.read()
         if data:
             board.feed(data, port.write)
+        now = uptime.now()
+        serve_button(now)
         leds.state = board.led
-        leds.tick(time.ticks_ms())
+        leds.tick(now)
 
     if epd is not None:
         epd.idle = pump
@@ -187,8 +238,10 @@ def main():
             if data:
                 # Replies go out as soon as they are known, before a slow panel refresh.
                 board.feed(data, port.write)
+            now = uptime.now()
+            serve_button(now)
             leds.state = board.led
-            leds.tick(time.ticks_ms())
+            leds.tick(now)
             if not data:
                 time.sleep_ms(5)
         except MemoryError:

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - very small MicroPython builds
     binascii = None
 
 PROTOCOL_VERSION = 1
-FIRMWARE_VERSION = (1, 1, 0)
+FIRMWARE_VERSION = (1, 2, 0)
 
 HELLO_REQUEST = 0x01
 HELLO = 0x02
@@ -34,6 +34,7 @@ SET_LED = 0x10
 IMAGE_BEGIN = 0x20
 IMAGE_CHUNK = 0x21
 IMAGE_END = 0x22
+BUTTON = 0x30
 
 NAK_UNKNOWN_TYPE = 1
 NAK_MALFORMED = 2
@@ -52,6 +53,14 @@ FLAG_FULL_REFRESH = 0x01
 FLAG_DELTA = 0x02
 DEFLATE_WBITS = 9
 FEATURE_DELTA = 0x01  # HELLO features: the board keeps a delta base
+FEATURE_BUTTON = 0x02  # HELLO features: a button is fitted; the board sends BUTTON frames
+
+PRESS_CHECK_IN = 1  # a short press: "we are here"
+PRESS_END = 2  # a long press (LONG_PRESS_MS held): "we are done, free the room now"
+LONG_PRESS_MS = 3000
+DEBOUNCE_MS = 30  # a contact must read the same this long before it counts
+BUTTON_RESEND_MS = 500  # BUTTON again until the host's ACK, as the host resends its requests
+BUTTON_TRIES = 8  # then the press is dropped (the host is away; a person can press again)
 
 
 def _make_crc_table():
@@ -274,7 +283,7 @@ class Capabilities:
     """What this board has; announced in HELLO."""
 
     def __init__(self, led_count=8, width=296, height=128, palette="bw", max_frame=512,
-                 max_image=16384, delta=True, firmware=FIRMWARE_VERSION):
+                 max_image=16384, delta=True, firmware=FIRMWARE_VERSION, button=False):
         self.led_count = led_count
         self.width = width
         self.height = height
@@ -283,6 +292,7 @@ class Capabilities:
         self.max_image = max_image if palette != "none" else 0
         self.delta = bool(delta) and palette != "none"
         self.firmware = firmware
+        self.button = bool(button)
 
     @property
     def stride(self):
@@ -296,7 +306,41 @@ class Capabilities:
         return struct.pack("<B3BHHHBHIB", PROTOCOL_VERSION, self.firmware[0], self.firmware[1],
                            self.firmware[2], self.led_count, self.width, self.height,
                            PALETTE_CODES[self.palette], self.max_frame, self.max_image,
-                           FEATURE_DELTA if self.delta else 0)
+                           (FEATURE_DELTA if self.delta else 0)
+                           | (FEATURE_BUTTON if self.button else 0))
+
+
+class ButtonReader:
+    """A push button to ground with the pin's pull-up, debounced: :meth:`update` takes the raw
+    level (``pressed`` True while held) and the time, and returns ``PRESS_CHECK_IN`` when a
+    short press is released, ``PRESS_END`` as soon as a press has been held ``long_ms`` (the
+    person sees the answer without guessing when to let go), else 0."""
+
+    def __init__(self, long_ms=LONG_PRESS_MS, debounce_ms=DEBOUNCE_MS):
+        self.long_ms = long_ms
+        self.debounce_ms = debounce_ms
+        self.raw = False
+        self.raw_since = 0
+        self.held = False  # the debounced level
+        self.held_since = 0
+        self.fired_long = False
+
+    def update(self, pressed, now_ms):
+        pressed = bool(pressed)
+        if pressed != self.raw:
+            self.raw = pressed
+            self.raw_since = now_ms
+        if self.raw != self.held and now_ms - self.raw_since >= self.debounce_ms:
+            self.held = self.raw
+            self.held_since = self.raw_since
+            if not self.held:
+                short = not self.fired_long
+                self.fired_long = False
+                return PRESS_CHECK_IN if short else 0
+        if self.held and not self.fired_long and now_ms - self.held_since >= self.long_ms:
+            self.fired_long = True
+            return PRESS_END
+        return 0
 
 
 class ShownImage:
@@ -373,6 +417,13 @@ class Board:
         self.drawing = False  # inside display.show(); replies still go out meanwhile
         self.base_planes = 0  # planes in ``base`` that match what the panel shows; 0 = none
         self._show = None
+        # The one button press the host has not acknowledged yet: (seq, frame), or None.
+        self.button_seq = 0
+        self.button_out = None
+        self.button_sent_at = 0
+        self.button_tries = 0
+        self.button_acked = 0  # presses the host acknowledged (main.py flashes the LEDs)
+        self.button_lost = 0  # presses given up after BUTTON_TRIES sends
 
     def hello(self, seq=0):
         """The HELLO frame; ``seq`` 0 is the spontaneous one sent after boot."""
@@ -390,6 +441,10 @@ class Board:
             self.reader.used = 0
             return replies  # the frame is lost; the host's retry brings it again
         for version, kind, seq, payload, crc in frames:
+            if kind == ACK:
+                # The host's answer to our BUTTON; never replied to, never a request.
+                self._button_acked(seq)
+                continue
             key = (kind, seq, crc)
             if key == self.last_key:
                 # A resend because our reply was lost: answer the same, do not apply twice.
@@ -422,6 +477,36 @@ class Board:
                 else:
                     write(self.hello(0))
         return replies
+
+    # -- the button: the one request that goes from the board to the host --------------------
+
+    def press(self, kind, now_ms):
+        """A debounced press (``PRESS_CHECK_IN`` or ``PRESS_END``): the BUTTON frame to write
+        now. It is sent again every ``BUTTON_RESEND_MS`` until the host acknowledges it; a newer
+        press replaces one still waiting (the newest wish of the person at the door wins)."""
+        self.button_seq = self.button_seq % 255 + 1  # 1..255: seq 0 is the boot HELLO's
+        out = frame(BUTTON, self.button_seq, bytes((kind,)))
+        self.button_out = (self.button_seq, out)
+        self.button_sent_at = now_ms
+        self.button_tries = 1
+        return out
+
+    def button_due(self, now_ms):
+        """The BUTTON frame to send again now, or ``None``."""
+        if self.button_out is None or now_ms - self.button_sent_at < BUTTON_RESEND_MS:
+            return None
+        if self.button_tries >= BUTTON_TRIES:
+            self.button_out = None
+            self.button_lost += 1
+            return None
+        self.button_tries += 1
+        self.button_sent_at = now_ms
+        return self.button_out[1]
+
+    def _button_acked(self, seq):
+        if self.button_out is not None and self.button_out[0] == seq:
+            self.button_out = None
+            self.button_acked += 1
 
     def _draw(self, show):
         self.drawing = True

@@ -35,7 +35,7 @@ from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.firmware import FIRMWARE_DIR, PANELS, MicroBoard, tool
 from display.testing.waiting import wait_for
-from display.transport.serial_link import LinkOptions, PanelLink
+from display.transport.serial_link import BoardReset, LinkOptions, PanelLink
 
 START = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 MODELS = list(PANELS)
@@ -271,6 +271,50 @@ def test_garbage_on_the_line_leaves_the_board_answering(tmp_path: Path) -> None:
             port.close()
         assert board.alive
         assert board.leds()[-1] == (255, 0, 0)
+        assert board.errors() == ""
+
+
+@pytest.mark.slow
+def test_the_button_reaches_the_host_once_and_the_leds_flash_when_it_did(
+        tmp_path: Path) -> None:
+    """main.py's button on the unix port, through the real link: a short press checks in, one
+    held 3 s ends the meeting (reported while still held), each handed on once, and the LEDs
+    flash white when the host's ACK is back."""
+    with MicroBoard(tmp_path, None, name="led-board") as board:
+        link = PanelLink(str(board.path), LinkOptions(hello_interval=0.2)).start()
+        heard: list[tuple[float, pp.Press]] = []
+        link.add_button_listener(lambda press: heard.append((time.monotonic(), press)))
+        try:
+            hello, _gen = link.wait_ready(15)
+            assert hello.has_button and hello.firmware == (1, 2, 0)
+            for _attempt in range(3):  # the boot HELLO may overtake the answer to ours
+                try:
+                    link.request(pp.SetLed(0, 0, 192, 0, 0, 128))  # free: steady green
+                    break
+                except BoardReset:
+                    link.wait_ready(15)
+            white_before = board.leds().count((255, 255, 255))
+            board.hold_button(True)
+            time.sleep(0.3)  # a person's short press: held 0.3 s (an action, not a wait)
+            board.hold_button(False)
+            wait_for(lambda: len(heard) == 1, 10, what="the check-in at the host")
+            assert heard[0][1] is pp.Press.CHECK_IN
+            wait_for(lambda: board.leds().count((255, 255, 255)) > white_before, 5,
+                     what="the white flash of the ACK")
+            wait_for(lambda: board.leds()[-1] == (0, 96, 0), 5, what="back to green")
+
+            board.hold_button(True)
+            held = time.monotonic()
+            wait_for(lambda: len(heard) == 2, 10, what="the end, while still held")
+            assert heard[1][1] is pp.Press.END
+            assert 2.9 <= heard[1][0] - held <= 4.5
+            board.hold_button(False)
+            # Releasing a long press sends nothing more; nothing was handed on twice.
+            link.request(pp.SetLed(0, 255, 0, 0, 0, 255))
+            assert [p for _t, p in heard] == [pp.Press.CHECK_IN, pp.Press.END]
+            assert link.presses == 2
+        finally:
+            link.close()
         assert board.errors() == ""
 
 

@@ -315,7 +315,7 @@ def test_missing_tls_files_keep_the_node_running(
 
 def test_agent_never_imports_lark_oapi(tmp_path: Path, broker: Broker) -> None:
     config = tmp_path / "agent.toml"
-    config.write_text(AGENT.format(name="agent-x", url=broker.url, mqtt_extra=""))
+    config.write_text(AGENT.format(name="agent-x", url=json.dumps(broker.url), mqtt_extra=""))
     script = textwrap.dedent(f"""
         import sys, threading
         from display.clock import SystemClock

@@ -302,13 +302,13 @@ def test_anonymous_clients_are_refused_by_the_shipped_setup(
     from display.config import MqttConfig
     from display.transport.mqtt_client import probe
     broker, _site = acl_broker
-    ok, line = probe(MqttConfig(url=broker.url), "nobody", 10)
+    ok, line = probe(MqttConfig(url=(broker.url,)), "nobody", 10)
     assert not ok and ("not authorised" in line or "bad user name or password" in line), line
 
 
 def test_a_node_says_online_again_when_someone_overwrites_it(broker: Broker) -> None:
     from display.config import MqttConfig
-    link = MqttLink(MqttConfig(url=broker.url), "bridge-1")
+    link = MqttLink(MqttConfig(url=(broker.url,)), "bridge-1")
     watcher = Recorder(broker.port, TOPICS.availability("bridge-1"))
     link.start()
     try:

@@ -5,7 +5,9 @@ Settings come
 from the ``ROOM_DISPLAY_STANDIN`` environment variable, ``key=value`` pairs separated by ``;``:
 ``log`` (file the bus traffic is appended to), ``dc`` and ``busy`` (pin numbers), ``busy_level``
 (the BUSY value that means busy), ``refresh`` (the refresh command byte, after which BUSY reads
-busy for ``refresh_polls`` polls, 3 by default, like a panel that is drawing).
+busy for ``refresh_polls`` polls, 3 by default, like a panel that is drawing), ``button`` (a
+pin number) and ``button_file``: that pin reads the file's first byte, ``0`` while a test holds
+the button down, ``1`` (or no file) when released, as a button to ground with a pull-up reads.
 
 Log records: ``C`` + command byte (SPI write with DC low), ``D`` + u16 length (LE) + data (DC
 high), ``L`` + r g b (neopixel write), ``B`` (the firmware booted), ``T`` + u64 (LE) wall-clock
@@ -29,6 +31,8 @@ _BUSY = int(_cfg.get("busy", "-1"))
 _BUSY_LEVEL = int(_cfg.get("busy_level", "1"))
 _REFRESH = int(_cfg.get("refresh", "-1"))
 _REFRESH_POLLS = int(_cfg.get("refresh_polls", "3"))
+_BUTTON = int(_cfg.get("button", "-1"))
+_BUTTON_FILE = _cfg.get("button_file")
 _state = {"dc": 0, "busy_polls": 0, "claimed": {}}
 
 
@@ -73,6 +77,12 @@ class Pin:
                     _state["busy_polls"] -= 1
                     return _BUSY_LEVEL
                 return 1 - _BUSY_LEVEL
+            if self.id == _BUTTON and _BUTTON_FILE:
+                try:
+                    with open(_BUTTON_FILE, "rb") as f:
+                        return 0 if f.read(1) == b"0" else 1
+                except OSError:
+                    return 1
             return self.level
         self.level = 1 if v else 0
         if self.id == _DC:

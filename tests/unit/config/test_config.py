@@ -195,3 +195,13 @@ def test_a_wled_mqtt_topic_longer_than_wled_takes_is_refused(tmp_path: Path) -> 
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"room-display: {caught.value}"]
+
+
+def test_mqtt_url_takes_one_broker_or_a_list_in_the_order_they_are_tried(tmp_path: Path) -> None:
+    one = parse_config("[mqtt]\nurl = 'mqtt://broker.local'\n", tmp_path / "c.toml").mqtt
+    two = parse_config("[mqtt]\nurl = ['mqtts://a.local', 'mqtts://b.local:9883']\n",
+                       tmp_path / "c.toml").mqtt
+    assert one is not None and two is not None
+    assert (one.brokers, one.tls) == ((("broker.local", 1883),), False)
+    assert (two.brokers, two.tls) == ((("a.local", 8883), ("b.local", 9883)), True)
+    assert (two.host, two.port) == ("a.local", 8883)

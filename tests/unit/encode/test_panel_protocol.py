@@ -98,10 +98,13 @@ def test_crc_check_value_on_both_sides() -> None:
 def test_firmware_hello_is_the_capability_vectors() -> None:
     for name, caps in (
             ("hello-caps", panel_board.Capabilities(led_count=8, width=128, height=296,
-                                                    palette="bwr", max_image=16384)),
+                                                    palette="bwr", max_image=16384,
+                                                    firmware=(1, 1, 0))),
             ("hello-caps-boot", panel_board.Capabilities(led_count=0, width=800, height=480,
                                                          palette="bwr", max_image=16384,
-                                                         delta=False))):
+                                                         delta=False, firmware=(1, 1, 0))),
+            ("hello-button-boot", panel_board.Capabilities(led_count=8, width=0, height=0,
+                                                           palette="none", button=True))):
         seq = _message(VECTORS[name]["message"]).seq
         assert panel_board.frame(panel_board.HELLO, seq, caps.hello_payload()) == \
             _hex(VECTORS[name]["wire"]), name
@@ -282,3 +285,73 @@ def test_valid_frames_survive_noise_between_them(frames: list[bytes], noise: byt
     assert got[-len(msgs):] == msgs if msgs else True
     fw = panel_board.FrameReader(4096).feed(stream)
     assert [p[3][6:] for p in fw][-len(msgs):] == frames if msgs else True
+
+
+# -- the check-in button (PROTOCOL.md section 4a) ---------------------------------------------
+
+
+def test_a_board_with_a_button_says_so_in_hello_and_one_without_does_not() -> None:
+    with_button = _message(VECTORS["hello-button-boot"]["message"])
+    without = _message(VECTORS["hello-caps-boot"]["message"])
+    assert isinstance(with_button, pp.Hello) and isinstance(without, pp.Hello)
+    assert (with_button.has_button, without.has_button) == (True, False)
+    assert not _message(VECTORS["hello-reply"]["message"]).has_button  # type: ignore[union-attr]
+
+
+def test_a_button_frame_with_an_unknown_press_is_refused_by_the_host_codec() -> None:
+    body = bytes((1, pp.MsgType.BUTTON, 1, 7))
+    with pytest.raises(pp.ProtocolError, match="unknown press 7"):
+        pp.decode_body(body + pp.crc16(body).to_bytes(2, "big"))
+
+
+def test_the_board_sends_a_press_again_until_the_host_acks_it() -> None:
+    board = panel_board.Board(panel_board.Capabilities(button=True))
+    first = board.press(panel_board.PRESS_CHECK_IN, 1000)
+    assert first == _hex(VECTORS["button-check-in"]["wire"])
+    assert board.button_due(1499) is None  # not before 0.5 s
+    assert board.button_due(1500) == first  # the same frame, the same seq
+    # An ACK of another seq (a stale one) changes nothing; no reply goes out for any ACK.
+    assert board.feed(pp.encode_frame(pp.Ack(9))) == []
+    assert board.button_due(2000) == first
+    assert board.feed(pp.encode_frame(pp.Ack(1))) == []
+    assert board.button_acked == 1
+    assert board.button_due(9000) is None
+
+
+def test_the_board_gives_a_press_up_after_eight_sends_and_a_newer_press_wins() -> None:
+    board = panel_board.Board(panel_board.Capabilities(button=True))
+    board.press(panel_board.PRESS_CHECK_IN, 0)
+    sends = 1 + sum(board.button_due(t) is not None for t in range(500, 10_000, 500))
+    assert (sends, board.button_lost, board.button_acked) == (8, 1, 0)
+    fresh = panel_board.Board(panel_board.Capabilities(button=True))
+    fresh.press(panel_board.PRESS_CHECK_IN, 0)
+    newer = fresh.press(panel_board.PRESS_END, 100)
+    assert newer == _hex(VECTORS["button-end"]["wire"])  # seq 2: the board's own counter
+    assert fresh.button_due(600) == newer  # the check-in waiting before it is not sent again
+
+
+def _presses(reader: object, timeline: list[tuple[int, bool]], until: int) -> list[int]:
+    """Feed ``(ms, pressed)`` level changes to a ButtonReader polled every 5 ms."""
+    levels = dict(timeline)
+    pressed, out = False, []
+    for now in range(0, until, 5):
+        pressed = levels.get(now, pressed)
+        got = reader.update(pressed, now)  # type: ignore[attr-defined]
+        if got:
+            out.append((now, got))
+    return out
+
+
+def test_button_reader_short_long_and_bounce() -> None:
+    short, end = panel_board.PRESS_CHECK_IN, panel_board.PRESS_END
+    # A short press is reported when it is released (after the 30 ms debounce).
+    assert _presses(panel_board.ButtonReader(), [(100, True), (400, False)], 1000) == \
+        [(430, short)]
+    # A long press is reported at 3 s while still held, and its release reports nothing.
+    got = _presses(panel_board.ButtonReader(), [(100, True), (5000, False)], 6000)
+    assert [p for _t, p in got] == [end] and 3100 <= got[0][0] <= 3135
+    # Contact bounce (10 ms spikes) is not a press; a press 2.9 s long is still a short one.
+    bounce = [(100, True), (110, False), (200, True), (210, False)]
+    assert _presses(panel_board.ButtonReader(), bounce, 1000) == []
+    got = _presses(panel_board.ButtonReader(), [(100, True), (3000, False)], 4000)
+    assert [p for _t, p in got] == [short]

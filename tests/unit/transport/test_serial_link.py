@@ -131,7 +131,7 @@ def test_booking_turns_the_board_led_red_and_health_is_online(sim: BoardSim,
         health = wait_for(lambda: (h := dev.health()).online and h, what="online")
         assert health.error is None
         assert health.last_update == T0
-        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.1.0"
+        assert health.details["board"] == "296x128 bw, 8 LEDs, firmware 1.2.0"
     finally:
         dev.close()
 
@@ -433,3 +433,46 @@ def test_image_larger_than_the_board_announces_is_not_sent(tmp_path: Path,
             assert sim.messages(pp.ImageBegin) == []  # refused here, not NAKed there
         finally:
             dev.close()
+
+
+# -- the check-in button ---------------------------------------------------------------------------
+
+
+def test_a_button_press_is_acked_and_handed_on_once_even_when_sent_again(
+        tmp_path: Path, clock: FakeClock) -> None:
+    with BoardSim(tmp_path, panel_board.Capabilities(button=True)) as sim:
+        dev = led_device(sim, clock)
+        heard: list[pp.Press] = []
+        dev.link.add_button_listener(heard.append)
+        try:
+            wait_for(lambda: dev.link.online, timeout=5, what="board ready")
+            frame = sim.press(panel_board.PRESS_CHECK_IN)
+            wait_for(lambda: sim.board.button_acked == 1, timeout=5, what="the host's ACK")
+            # The ACK was lost (as far as the board knows): the same frame comes again.
+            sim.inject(frame)
+            wait_for(lambda: len(sim.messages(pp.Ack)) == 2, timeout=5, what="second ACK")
+            sim.press(panel_board.PRESS_END)
+            wait_for(lambda: sim.board.button_acked == 2, timeout=5, what="ACK of the end")
+            assert heard == [pp.Press.CHECK_IN, pp.Press.END]
+            assert [a.seq for a in sim.messages(pp.Ack)] == [1, 1, 2]
+            wait_for(lambda: dev.health().details.get("button", {}).get("last") == "end",
+                     timeout=5, what="the press in the device's health")
+            assert dev.health().details["button"]["presses"] == 2
+            # A board that restarts numbers its presses from 1 again: not taken for a resend.
+            sim.reset()
+            wait_for(lambda: dev.link.generation >= 2, timeout=5, what="second session")
+            sim.press(panel_board.PRESS_CHECK_IN)
+            wait_for(lambda: len(heard) == 3, timeout=5, what="the press after the restart")
+            assert heard[-1] is pp.Press.CHECK_IN
+        finally:
+            dev.close()
+
+
+def test_a_board_without_a_button_shows_no_button_in_health(sim: BoardSim,
+                                                            clock: FakeClock) -> None:
+    dev = led_device(sim, clock)
+    try:
+        wait_for(lambda: dev.link.online, timeout=5, what="board ready")
+        assert "button" not in dev.health().details
+    finally:
+        dev.close()
