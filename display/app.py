@@ -110,7 +110,8 @@ class App:
 
     def replay(self, path: Path) -> None:
         """Apply a JSON-lines file of Feishu envelopes before running (debugging, demos)."""
-        sink = EventSink(self.store, self.clock, self.node.notify)
+        sink = EventSink(self.store, self.clock, self.node.notify,
+                         rooms=lambda: {room.open_id for room in self.config.rooms})
         replay_file(path, sink)  # logs its own one-line summary
 
     def start_intake(self) -> None:

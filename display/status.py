@@ -149,9 +149,11 @@ def render_text(doc: dict[str, Any]) -> str:
     events = intake.get("events") if isinstance(intake, dict) else None
     if isinstance(events, dict):
         failed = events.get("failed") or 0
+        unknown = events.get("unknown_room") or 0
         lines.append(f"  Feishu events: {events.get('received', 0)} received, "
                      f"{events.get('applied', 0)} applied, {events.get('duplicate', 0)} "
                      f"duplicate, {events.get('refused', 0)} refused"
+                     + (f", {unknown} for rooms not in the config" if unknown else "")
                      + (f", {failed} not stored (Feishu retries them)" if failed else ""))
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")

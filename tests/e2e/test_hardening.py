@@ -366,6 +366,15 @@ def test_status_shows_link_and_device_times_in_local_time() -> None:
     assert "since 17:30" in text and "last update 17:59" in text
 
 
+def test_status_text_counts_events_for_rooms_not_in_the_config() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "n", "role": "single", "running": True, "intake": {"events": {
+               "received": 4, "applied": 1, "unknown_room": 3}}}, "rooms": []}
+    assert ("  Feishu events: 4 received, 1 applied, 0 duplicate, 0 refused, 3 for rooms not "
+            "in the config") in render_text(doc).splitlines()
+
+
 def test_status_text_counts_feishu_events() -> None:
     from display.status import render_text
     doc = {"generated_at": "2030-01-01T18:00:00+08:00",

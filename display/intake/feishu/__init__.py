@@ -43,8 +43,8 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         due (null: only after a reconnect). Also once with ok false and next_at null when
         re-sync is on but cannot run (e.g. no app credentials in webhook mode).
 
-    {"events": {"applied": <int>, "duplicate": <int>, "superseded": <int>, "ignored": <int>,
-                "refused": <int>, "failed": <int>}}
+    {"events": {"applied": <int>, "unknown_room": <int>, "duplicate": <int>,
+                "superseded": <int>, "ignored": <int>, "refused": <int>, "failed": <int>}}
         deliveries counted since the previous such line (keys with 0 left out), at most every
         0.5 s while events arrive (:mod:`.reports`)
     {"store": {"ok": bool, "error": "..."|null}}
