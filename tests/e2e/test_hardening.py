@@ -672,3 +672,31 @@ listen = "127.0.0.1:{port}"
     wait_for(lambda: upcoming() == ["during"], timeout=30, what="the retried event applied")
     assert node.running_status()["rooms"][0]["stale"] is False  # type: ignore[index]
     assert node.stop() == 0
+
+
+def test_a_taken_webhook_port_shows_its_cause_in_status_and_on_the_page(
+        config: Path, node_factory: type[Node]) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = _free_port()
+        config.write_text(WEBHOOK.replace("resync = false", f'resync = false\nverification_token'
+                                          f' = "t"\nlisten = "127.0.0.1:{port}"')
+                          + f'[web]\nlisten = "127.0.0.1:{web}"\n', encoding="utf-8")
+        node = node_factory(config)
+        cause = f"cannot listen on 127.0.0.1:{port}: address already in use (feishu.listen)"
+
+        def feishu_error() -> object:
+            links = node.running_status()["node"]["links"]  # type: ignore[index]
+            return links["feishu"]["error"] == cause  # type: ignore[index]
+
+        wait_for(feishu_error, timeout=30, what="the cause as the feishu link's error")
+        assert "link feishu: DOWN since" in room_display("status", "-c", str(config)).stdout
+        assert cause in room_display("status", "-c", str(config)).stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/status", timeout=10) as page:
+            assert json.loads(page.read())["node"]["links"]["feishu"]["error"] == cause
+        assert f"exited with code 1: {cause}" in node.log()

@@ -174,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         log.error("%s", exc)
+        channel.fatal(str(exc))
         return EXIT_CONFIG
     if config.feishu is None:
         log.error("%s: feishu: section missing (add [feishu] to run the Feishu intake)",
                   config.path)
+        channel.fatal(f"{config.path}: feishu: section missing")
         return EXIT_CONFIG
     long_connection = config.feishu.mode != "webhook"
     problem = refusal(config)
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         store = ScheduleStore(store_path(config))
     except StoreError as exc:
         log.error("%s (node.state_dir)", exc)
+        channel.fatal(f"{exc} (node.state_dir)")
         return EXIT_FAILURE
     with store:
         resync: Resync | None = None  # set below
