@@ -140,6 +140,7 @@ class App:
         for key, n in counts.items():
             if key in self.event_counts:  # a newer child's key we do not know: not shown
                 self.event_counts[key] += n
+        self.node.status_changed()  # `status` shows the counts within a second
 
     def intake_status(self) -> dict[str, object]:
         """``node.intake`` in ``status``: Feishu deliveries since the node started."""

@@ -46,7 +46,7 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
     {"events": {"applied": <int>, "unknown_room": <int>, "duplicate": <int>,
                 "superseded": <int>, "ignored": <int>, "refused": <int>, "failed": <int>}}
         deliveries counted since the previous such line (keys with 0 left out), at most every
-        0.5 s while events arrive (:mod:`.reports`)
+        0.25 s while events arrive (:mod:`.reports`)
     {"store": {"ok": bool, "error": "..."|null}}
         when a commit to the store failed (the delivery was not acknowledged) and when the store
         took a write again (a commit or the retry every 5 s)

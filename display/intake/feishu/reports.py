@@ -22,8 +22,9 @@ from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
 
-#: Coalescing window of the ``events`` lines: a burst of 1,000 events is a handful of lines.
-COUNT_EVERY = 0.5
+#: Coalescing window of the ``events`` lines: a burst of 1,000 events is a handful of lines,
+#: and `status` still shows a count well within its 1 s.
+COUNT_EVERY = 0.25
 #: How often a store that refused a commit is tried again.
 STORE_RETRY_SECONDS = 5.0
 
