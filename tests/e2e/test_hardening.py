@@ -700,3 +700,29 @@ def test_a_taken_webhook_port_shows_its_cause_in_status_and_on_the_page(
         with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/status", timeout=10) as page:
             assert json.loads(page.read())["node"]["links"]["feishu"]["error"] == cause
         assert f"exited with code 1: {cause}" in node.log()
+
+
+def test_status_text_lists_the_fleet_with_each_nodes_devices() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "bridge-1", "role": "bridge", "running": True, "fleet": {
+               "agent-3f": {"online": False, "role": "agent", "version": "1.4.0",
+                            "clock_synced": True, "last_seen": "2030-01-01T09:58:00+00:00",
+                            "links": {"broker": {"up": True}, "bridge": {
+                                "up": False, "error": "no schedule for 12 min"}},
+                            "rooms": ["omm_a"], "devices": [
+                                {"id": "3f-led", "kind": "led", "room": "omm_a",
+                                 "online": False, "last_update": "2030-01-01T09:57:00+00:00",
+                                 "error": "port /dev/ttyACM0 gone"}]},
+               "bridge-1": {"online": True, "role": "bridge", "version": "1.4.0",
+                            "clock_synced": None, "last_seen": None, "links": {},
+                            "devices": []}}},
+           "rooms": []}
+    lines = render_text(doc).splitlines()
+    assert lines[1:] == [
+        "  nodes on the broker:",
+        "    agent-3f (agent): OFFLINE, version 1.4.0, clock synced, last seen 17:58",
+        "      links: bridge DOWN (no schedule for 12 min), broker up",
+        "      device 3f-led [led] OFFLINE room omm_a last update 17:57  error: port "
+        "/dev/ttyACM0 gone",
+        "    bridge-1 (bridge): online, version 1.4.0, clock unknown"]
