@@ -112,8 +112,9 @@ def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None) -> list[str]:
     for name, info in sorted(fleet.items()):
         if not isinstance(info, dict):
             continue
-        clock = {True: "clock synced", False: "clock NOT synced"}.get(info.get("clock_synced"),
-                                                                      "clock unknown")
+        synced = info.get("clock_synced")
+        clock = ("clock unknown" if synced is None
+                 else "clock synced" if synced else "clock NOT synced")
         seen = f", last seen {_hm(info['last_seen'], tz)}" if info.get("last_seen") else ""
         lines.append(f"    {name} ({info.get('role') or '?'}): "
                      f"{'online' if info.get('online') else 'OFFLINE'}, version "

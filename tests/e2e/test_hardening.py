@@ -726,3 +726,19 @@ def test_status_text_lists_the_fleet_with_each_nodes_devices() -> None:
         "      device 3f-led [led] OFFLINE room omm_a last update 17:57  error: port "
         "/dev/ttyACM0 gone",
         "    bridge-1 (bridge): online, version 1.4.0, clock unknown"]
+
+
+def test_demo_on_a_busy_web_port_says_so_at_once(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
+                                           str(_free_port()), "--web-port", str(port)))
+    assert line == (f"room-display: demo --web-port {port}: 127.0.0.1:{port} is taken (Address "
+                    "already in use); stop what uses it or pick another --web-port")
+    same = _free_port()
+    line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
+                                       str(same), "--web-port", str(same)))
+    assert "the webhook and the web page need a port each" in line
