@@ -742,3 +742,29 @@ def test_demo_on_a_busy_web_port_says_so_at_once(tmp_path: Path) -> None:
     line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
                                        str(same), "--web-port", str(same)))
     assert "the webhook and the web page need a port each" in line
+
+
+def test_a_reload_onto_a_taken_webhook_port_shows_the_cause_not_an_exit_code(
+        config: Path, node_factory: type[Node]) -> None:
+    import socket
+
+    free = _free_port()
+    text = WEBHOOK.replace("resync = false", f'resync = false\nverification_token = "t"\n'
+                           f'listen = "127.0.0.1:{free}"') + "[web]\nenabled = false\n"
+    config.write_text(text, encoding="utf-8")
+    node = node_factory(config)
+
+    def feishu() -> dict[str, object]:
+        links = node.running_status()["node"]["links"]  # type: ignore[index]
+        return links["feishu"]  # type: ignore[index,no-any-return]
+
+    wait_for(lambda: feishu()["up"] is True, timeout=60, what="the webhook up")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(text.replace(f"127.0.0.1:{free}", f"127.0.0.1:{port}"),
+                          encoding="utf-8")
+        cause = f"cannot listen on 127.0.0.1:{port}: address already in use (feishu.listen)"
+        wait_for(lambda: feishu() == {**feishu(), "up": False, "error": cause}, timeout=30,
+                 what="the cause as the feishu link's error")
