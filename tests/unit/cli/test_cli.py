@@ -243,3 +243,28 @@ def test_help_lists_every_command() -> None:
     out = room_display("--help").stdout
     for command in ("run", "demo", "status", "check", "map", "preview", "identify"):
         assert command in out
+
+
+def test_scripts_demo_prints_commands_that_work_where_the_user_is(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[3] / "scripts" / "demo"
+    venv_program = script.parent.parent / ".venv" / "bin" / "room-display"
+    if not venv_program.exists():
+        pytest.skip("scripts/demo runs the repository's .venv, which this run does not use")
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen([str(script), "--port", str(free_port()), "--web-port", "0"],
+                            stdout=out.open("w"), stderr=subprocess.DEVNULL, env=SHELL_ENV,
+                            cwd=tmp_path)
+    try:
+        text = wait_for(lambda: "Stop with Ctrl-C" in out.read_text() and out.read_text(),
+                        timeout=90, what="the demo's instructions")
+        assert (tmp_path / "demo-state" / "room-display.toml").exists()  # where the user is
+        line = next(x for x in text.splitlines() if x.startswith("See the e-ink sign:"))
+        command = line.removeprefix("See the e-ink sign:").strip()
+        assert command.startswith(f"{venv_program} preview -c {tmp_path / 'demo-state'}")
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                              timeout=60, env=SHELL_ENV, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "sign.png").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
