@@ -110,7 +110,8 @@ class App:
 
     def replay(self, path: Path) -> None:
         """Apply a JSON-lines file of Feishu envelopes before running (debugging, demos)."""
-        sink = EventSink(self.store, self.clock, self.node.notify)
+        sink = EventSink(self.store, self.clock, self.node.notify,
+                         rooms=lambda: {room.open_id for room in self.config.rooms})
         replay_file(path, sink)  # logs its own one-line summary
 
     def start_intake(self) -> None:
@@ -139,6 +140,7 @@ class App:
         for key, n in counts.items():
             if key in self.event_counts:  # a newer child's key we do not know: not shown
                 self.event_counts[key] += n
+        self.node.status_changed()  # `status` shows the counts within a second
 
     def intake_status(self) -> dict[str, object]:
         """``node.intake`` in ``status``: Feishu deliveries since the node started."""

@@ -135,6 +135,11 @@ class Node:
         self._devices[dev.id] = (room.open_id, device)
 
     def _device_changed(self) -> None:
+        self.status_changed()
+
+    def status_changed(self) -> None:
+        """Something the status document shows changed (a link, a count, a device's health):
+        the loop rewrites it at once, however many such calls arrive before it runs."""
         with self._lock:
             self._status_dirty = True
         self._wake.set()
@@ -167,21 +172,24 @@ class Node:
         """Intake committed changes for ``rooms``: re-read them and redraw now."""
         with self._lock:
             self._dirty_rooms.update(rooms)
+            self._status_dirty = True  # a booking next week changes no view, but `next` may
         self._wake.set()
 
     def set_link(self, name: str, up: bool, error: str | None = None) -> None:
         """A link (``feishu``, ``broker``, ``bridge``) went up or down."""
         if self.freshness.set(name, up, self.clock.now(), error):
             log.info("link %s %s%s", name, "up" if up else "down", f": {error}" if error else "")
-            self._wake.set()
+            self.status_changed()
 
     def wake(self) -> None:
-        self._wake.set()
+        """Run the loop now: something it reads changed (a link's freshness, a re-sync)."""
+        self.status_changed()
 
     def reconfigure(self, config: Config) -> None:
         """Switch to ``config`` at the start of the next tick (on the loop's own thread)."""
         with self._lock:
             self._pending_config = config
+            self._status_dirty = True  # a removed room changes no other room's view
         self._wake.set()
 
     def _apply_config(self, new: Config) -> None:

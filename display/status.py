@@ -106,6 +106,36 @@ def _hm(iso: str | None, tz: tzinfo | None = None) -> str:
     return when.strftime("%H:%M")
 
 
+def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None) -> list[str]:
+    """The bridge's agents (and itself), each with its links and devices."""
+    lines = []
+    for name, info in sorted(fleet.items()):
+        if not isinstance(info, dict):
+            continue
+        synced = info.get("clock_synced")
+        clock = ("clock unknown" if synced is None
+                 else "clock synced" if synced else "clock NOT synced")
+        seen = f", last seen {_hm(info['last_seen'], tz)}" if info.get("last_seen") else ""
+        lines.append(f"    {name} ({info.get('role') or '?'}): "
+                     f"{'online' if info.get('online') else 'OFFLINE'}, version "
+                     f"{info.get('version') or '?'}, {clock}{seen}")
+        links = info.get("links")
+        if isinstance(links, dict) and links:
+            lines.append("      links: " + ", ".join(
+                f"{link} {'up' if isinstance(v, dict) and v.get('up') else 'DOWN'}"
+                + (f" ({v['error']})" if isinstance(v, dict) and v.get("error") else "")
+                for link, v in sorted(links.items())))
+        for d in info.get("devices") or []:
+            if not isinstance(d, dict):
+                continue
+            last = f" last update {_hm(d['last_update'], tz)}" if d.get("last_update") else ""
+            err = f"  error: {d['error']}" if d.get("error") else ""
+            lines.append(f"      device {d.get('id')} [{d.get('kind')}] "
+                         f"{'online ' if d.get('online') else 'OFFLINE'} room {d.get('room')}"
+                         f"{last}{err}")
+    return lines
+
+
 def render_text(doc: dict[str, Any]) -> str:
     """A human summary: one block per room, devices indented under it."""
     node = doc.get("node", {})
@@ -149,12 +179,18 @@ def render_text(doc: dict[str, Any]) -> str:
     events = intake.get("events") if isinstance(intake, dict) else None
     if isinstance(events, dict):
         failed = events.get("failed") or 0
+        unknown = events.get("unknown_room") or 0
         lines.append(f"  Feishu events: {events.get('received', 0)} received, "
                      f"{events.get('applied', 0)} applied, {events.get('duplicate', 0)} "
                      f"duplicate, {events.get('refused', 0)} refused"
+                     + (f", {unknown} for rooms not in the config" if unknown else "")
                      + (f", {failed} not stored (Feishu retries them)" if failed else ""))
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
+    fleet = node.get("fleet")
+    if isinstance(fleet, dict) and fleet:
+        lines.append("  nodes on the broker:")
+        lines += _fleet_lines(fleet, tz)
     for room in doc.get("rooms", []):
         state = (room.get("state") or "unknown").upper()
         stale = "  [STALE]" if room.get("stale") else ""

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where the demo keeps its config, store and panels (default: "
                            "./demo-state)")
     demo.add_argument("--port", type=int, default=7777, help="webhook port (default 7777)")
+    demo.add_argument("--web-port", type=int, default=None,
+                      help="the web page's port (default 8470, skipped when taken; 0: any "
+                           "free port)")
 
     status = sub.add_parser("status", parents=[common],
                             help="every room's state, bookings and device health")
@@ -152,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from display.cli.demo import run_demo
 
-    code: int = run_demo(args.dir, args.port)
+    code: int = run_demo(args.dir, args.port, args.web_port)
     return code
 
 

@@ -6,6 +6,7 @@ Each check yields ``(line, ok)``; the CLI prints them and exits 1 if any failed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
@@ -28,6 +29,7 @@ def run_checks(config: Config) -> Iterator[tuple[str, bool]]:
     """
     if config.feishu is not None:
         yield from check_feishu_settings(config.feishu)
+        yield from check_listen_clash(config)
         yield check_feishu(config.feishu)
     if config.mqtt is not None:
         for broker in config.mqtt.brokers:  # a standby broker that is down is worth knowing
@@ -49,6 +51,39 @@ def check_feishu_settings(feishu: FeishuConfig) -> Iterator[tuple[str, bool]]:
     if feishu.mode == "webhook" and not feishu.verification_token:
         yield ("Feishu webhook: no verification_token; every event would be refused (set "
                "[feishu] verification_token from the app's Events page)", False)
+
+
+def _same_socket(a: str, b: str) -> bool:
+    """Would binding ``HOST:PORT`` ``a`` and then ``b`` collide? Same port, and the same address
+    or a wildcard (``0.0.0.0`` takes every IPv4 address, ``::`` every address)."""
+    host_a, port_a = a.rsplit(":", 1)
+    host_b, port_b = b.rsplit(":", 1)
+    if port_a != port_b or int(port_a) == 0:  # port 0: each gets a free port of its own
+        return False
+
+    def address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        host = host.strip("[]")
+        try:
+            return ipaddress.ip_address("127.0.0.1" if host == "localhost" else host or "::")
+        except ValueError:  # a host name: compared as written
+            return None
+
+    ip_a, ip_b = address(host_a), address(host_b)
+    if ip_a is None or ip_b is None:
+        return host_a == host_b
+    if ip_a == ip_b or ipaddress.ip_address("::") in (ip_a, ip_b):
+        return True
+    return ip_a.version == ip_b.version == 4 and ipaddress.ip_address("0.0.0.0") in (ip_a, ip_b)
+
+
+def check_listen_clash(config: Config) -> Iterator[tuple[str, bool]]:
+    """The webhook and the web page cannot listen on one socket: the second to start fails."""
+    feishu, web = config.feishu, config.web
+    if feishu is None or feishu.mode != "webhook" or web is None:
+        return
+    if _same_socket(feishu.listen, web.listen):
+        yield (f"[feishu] listen {feishu.listen} clashes with [web] listen {web.listen} (one "
+               "port, one program): give one of them another port", False)
 
 
 def check_shared_ports(config: Config) -> Iterator[tuple[str, bool]]:

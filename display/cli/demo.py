@@ -1,25 +1,28 @@
 """``room-display demo``: the whole pipeline on one machine with no account and no broker.
 
-It writes a demo config (webhook intake on 127.0.0.1, two rooms, virtual LED and e-ink panels),
-runs the same :class:`~display.app.App` as ``run``, and prints commands to paste in another
-terminal that book a room from now and cancel it again, so the state change can be watched.
+It writes a demo config (webhook intake and web page on 127.0.0.1, two rooms, virtual LED and
+e-ink panels), runs the same :class:`~display.app.App` as ``run``, and prints commands to paste
+in another terminal that book a room from now and cancel it again, so the state change can be
+watched. Each ``curl`` command makes a fresh delivery id and version when it runs (the shell
+fills them in), so it works every time it is pasted, not once; the ``room-display`` commands
+name the program as this shell can run it (the absolute path when it is not on ``PATH``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shlex
+import shutil
 import socket
 import sys
 import threading
 import time
-import uuid as uuidlib
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from display.clock import to_epoch_ms
 from display.config import load_config
 from display.errors import RoomDisplayError
 
@@ -48,6 +51,9 @@ path = "/webhook/event"
 verification_token = "{token}"   # demo only; real configs use "env:NAME" or "file:/path"
 resync = false                   # no Feishu app in the demo: nothing to re-sync from
 
+[web]                            # the live page: every room and panel
+listen = "127.0.0.1:{web_port}"
+
 {rooms}"""
 
 ROOM = """\
@@ -69,50 +75,92 @@ palette = "bwr"
 """
 
 
-def write_demo_config(directory: Path, port: int) -> Path:
+#: The demo's web page port unless ``--web-port`` says otherwise (the ``[web]`` default).
+WEB_PORT = 8470
+
+
+def write_demo_config(directory: Path, port: int, web_port: int = WEB_PORT) -> Path:
     """Write the demo's config into ``directory`` and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     rooms = "\n".join(ROOM.format(open_id=o, name=n, slug=s) for o, n, s in ROOMS)
     path = directory / "room-display.toml"
-    path.write_text(CONFIG.format(port=port, token=DEMO_TOKEN, rooms=rooms), encoding="utf-8")
+    path.write_text(CONFIG.format(port=port, web_port=web_port, token=DEMO_TOKEN, rooms=rooms),
+                    encoding="utf-8")
     return path
 
 
-def booking_envelope(kind: str, room: str, uid: str, start: datetime, end: datetime,
-                     version: datetime) -> dict[str, object]:
-    """A Feishu v1 envelope as the platform would post it (plain, no encryption)."""
+def program() -> str:
+    """How this shell can run ``room-display``: the bare name when ``PATH`` finds this very
+    program, else the absolute path of the script beside this Python (``scripts/demo`` runs
+    ``.venv/bin/room-display``, which is not on ``PATH``), else ``python -m display``."""
+    beside = Path(sys.executable).parent / "room-display"
+    found = shutil.which("room-display")
+    if found is not None and beside.exists() and os.path.samefile(found, beside):
+        return "room-display"
+    if beside.exists():
+        return shlex.quote(str(beside.absolute()))
+    return f"{shlex.quote(sys.executable)} -m display"
+
+
+def booking_envelope(kind: str, room: str, uid: str, start: str, end: str, version: str,
+                     delivery: str, sent: str) -> dict[str, object]:
+    """A Feishu v1 envelope as the platform would post it (plain, no encryption); times are
+    epoch milliseconds (``sent``: seconds) as the strings Feishu sends."""
     return {
-        "uuid": uuidlib.uuid4().hex, "token": DEMO_TOKEN, "type": "event_callback",
-        "ts": f"{version.timestamp():.3f}",
+        "uuid": delivery, "token": DEMO_TOKEN, "type": "event_callback", "ts": sent,
         "event": {
             "type": f"third_party_meeting_room_event_{kind}", "app_id": "cli_demo",
             "tenant_key": "demo", "uid": uid, "original_time": 0, "event_id": f"{uid}_0",
-            "event_time": str(to_epoch_ms(version)),
-            "start": {"time_stamp": str(to_epoch_ms(start))},
-            "end": {"time_stamp": str(to_epoch_ms(end))},
+            "event_time": version, "start": {"time_stamp": start}, "end": {"time_stamp": end},
             "meeting_rooms": [{"open_id": room}],
             "organizer": {"open_id": "ou_demo_organizer"},
         },
     }
 
 
+#: Filled in by the shell each time a printed command runs (POSIX sh, GNU date): a new delivery
+#: id (Feishu's ``uuid``, deduplicated), a newer version (``event_time`` in ms, so a booking
+#: made again after its cancel wins) and times from the current minute. Each placeholder sits
+#: inside a JSON string of the single-quoted body: the shell closes the quote around it.
+_SHELL = {
+    "@UUID@": "$(cat /proc/sys/kernel/random/uuid)",
+    "@VERSION_MS@": "$(date +%s%3N)",
+    "@NOW_S@": "$(date +%s)",
+}
+_START = re.compile(r"@START(\d+)@")
+
+
+def _minute_ms(offset_minutes: int) -> str:
+    """Shell arithmetic: the current minute plus ``offset_minutes``, in epoch ms."""
+    return f"$(( $(date +%s) / 60 * 60000 + {offset_minutes * 60000} ))"
+
+
+def repeatable_booking(kind: str, room: str, uid: str, start_minutes: int,
+                       minutes: int) -> dict[str, object]:
+    """A demo envelope with placeholders the shell fills in when the command runs."""
+    return booking_envelope(kind, room, uid, f"@START{start_minutes}@",
+                            f"@START{start_minutes + minutes}@", "@VERSION_MS@", "@UUID@",
+                            "@NOW_S@")
+
+
 def curl(url: str, body: dict[str, object]) -> str:
-    return (f"curl -s -X POST {url} -H 'Content-Type: application/json' "
-            f"-d {shlex.quote(json.dumps(body, separators=(',', ':')))}")
+    """A ``curl`` command posting ``body``; its placeholders are filled in by the shell."""
+    text = shlex.quote(json.dumps(body, separators=(",", ":")))
+    for placeholder, shell in _SHELL.items():
+        text = text.replace(placeholder, f"'\"{shell}\"'")
+    for minutes in sorted({int(m) for m in _START.findall(text)}):
+        text = text.replace(f"@START{minutes}@", f"'\"{_minute_ms(minutes)}\"'")
+    return f"curl -s -X POST {url} -H 'Content-Type: application/json' -d {text}"
 
 
-def instructions(config_path: Path, url: str, panels: Path, now: datetime) -> str:
-    start = now.replace(second=0, microsecond=0)
-    end = start + timedelta(minutes=30)
+def instructions(config_path: Path, url: str, panels: Path) -> str:
     room, name, _slug = ROOMS[0]
-    book = booking_envelope("created", room, "demo-booking", start, end, now)
-    cancel = booking_envelope("deleted", room, "demo-booking", start, end,
-                              now + timedelta(seconds=1))
+    book = repeatable_booking("created", room, "demo-booking", 0, 30)
+    cancel = repeatable_booking("deleted", room, "demo-booking", 0, 30)
     soon_room, soon_name, _ = ROOMS[1]
-    soon_start = start + timedelta(minutes=5)
-    soon = booking_envelope("created", soon_room, "demo-soon", soon_start,
-                            soon_start + timedelta(minutes=25), now)
+    soon = repeatable_booking("created", soon_room, "demo-soon", 5, 25)
     cfg = shlex.quote(str(config_path))
+    run = program()
     return f"""
 room-display demo is running: webhook intake at {url}
 Virtual panels are written to {panels}/ (*.json state, *-sign.png e-ink images).
@@ -126,22 +174,26 @@ Virtual panels are written to {panels}/ (*.json state, *-sign.png e-ink images).
 3. Book "{soon_name}" starting in 5 minutes (the panel shows "starting soon"):
    {curl(url, soon)}
 
-Watch all rooms:   room-display status -c {cfg} --watch
-See the e-ink sign: room-display preview -c {cfg} {room} -o sign.png
+Each command works again and again (the shell gives it a fresh id and time).
+
+Watch all rooms:   {run} status -c {cfg} --watch
+See the e-ink sign: {run} preview -c {cfg} {room} -o sign.png
 Stop with Ctrl-C. State changes are printed below.
 """
 
 
-def port_taken(port: int) -> None:
+def port_taken(port: int, option: str = "--port") -> None:
     """Fail at once, in one line, when the demo's port is in use (another demo, a server)."""
+    if port == 0:  # any free port
+        return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise RoomDisplayError(f"demo --port {port}: 127.0.0.1:{port} is taken "
+            raise RoomDisplayError(f"demo {option} {port}: 127.0.0.1:{port} is taken "
                                    f"({exc.strerror}); stop what uses it or pick another "
-                                   "--port") from None
+                                   f"{option}") from None
 
 
 def _wait_ready(app: App, timeout: float) -> str | None:
@@ -154,14 +206,26 @@ def _wait_ready(app: App, timeout: float) -> str | None:
     return None
 
 
-def run_demo(directory: Path, port: int) -> int:
-    """Run the demo until Ctrl-C; returns the exit code."""
+def run_demo(directory: Path, port: int, web_port: int | None = None) -> int:
+    """Run the demo until Ctrl-C; returns the exit code.
+
+    ``web_port``: the page's port, refused at once when taken; ``None`` tries
+    :data:`WEB_PORT` and, when that is taken (a node already serves its page there), runs on
+    without the page, saying so.
+    """
     from display.app import App
 
     directory = directory.resolve()
+    if web_port is not None and port == web_port and port != 0:
+        raise RoomDisplayError(f"demo --port {port} --web-port {web_port}: the webhook and the "
+                               "web page need a port each; pick another --web-port")
     port_taken(port)
+    if web_port is not None:
+        port_taken(web_port, "--web-port")
+    else:
+        web_port = WEB_PORT
     try:
-        written = write_demo_config(directory, port)
+        written = write_demo_config(directory, port, web_port)
     except OSError as exc:
         raise RoomDisplayError(f"demo --dir {directory}: not usable ({exc.strerror or exc}); "
                                "pass a writable folder") from None
@@ -195,10 +259,13 @@ def run_demo(directory: Path, port: int) -> int:
             app.stop()
             return 1
         url = f"http://{listen}{config.feishu.path if config.feishu else ''}"
-        print(instructions(directory / "room-display.toml", url, directory / "panels",
-                           datetime.now(UTC)), flush=True)
+        print(instructions(directory / "room-display.toml", url, directory / "panels"),
+              flush=True)
         if app.web is not None:
             print(f"Every room live in a browser: http://{app.web.address}/ "
                   f"(lobby board: /board)\n", flush=True)
+        else:
+            print(f"No web page: 127.0.0.1:{web_port} could not be used (see the log above); "
+                  "pick another --web-port\n", flush=True)
         runner.join()
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -34,6 +34,9 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"
     SUPERSEDED = "superseded"
     IGNORED = "ignored"  # unknown event type
+    #: Applied (stored, so a room added to the config later shows it), but it names only rooms
+    #: this node's config does not list: a mistyped ``open_id`` would otherwise look healthy.
+    UNKNOWN_ROOM = "unknown_room"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +55,24 @@ COUNTED = (*(v.value for v in Verdict), "refused", "failed")
 
 
 class EventSink:
-    """Validate and commit Feishu envelopes; call ``on_change`` with the rooms that changed."""
+    """Validate and commit Feishu envelopes; call ``on_change`` with the rooms that changed.
+
+    ``rooms``, when given, returns the room ids the config lists (called once per commit): an
+    applied event naming none of them is counted ``unknown_room`` and each such id is logged
+    once, as a WARNING.
+    """
 
     def __init__(self, store: ScheduleStore, clock: Clock,
                  on_change: Callable[[frozenset[str]], None] = lambda rooms: None, *,
                  on_applied: Callable[[RoomEvent, frozenset[str]], None] | None = None,
                  on_count: Callable[[str], None] | None = None,
-                 on_store: Callable[[bool, str | None], None] | None = None) -> None:
+                 on_store: Callable[[bool, str | None], None] | None = None,
+                 rooms: Callable[[], Collection[str]] | None = None) -> None:
         self._store = store
         self._clock = clock
         self._on_change = on_change
+        self._rooms_configured = rooms
+        self._unknown_rooms_logged: set[str] = set()
         # After a commit, with the event: the intake re-syncs a series' rooms from it.
         self._on_applied = on_applied
         # The intake reports these to the node: each delivery's count key (COUNTED), and the
@@ -158,8 +169,9 @@ class EventSink:
         out: list[Accepted] = []
         changed: set[str] = set()
         applied: list[tuple[RoomEvent, frozenset[str]]] = []
+        known = self._rooms_configured() if self._rooms_configured is not None else None
         for event, result in zip(events, results, strict=True):
-            out.append(self._verdict(event, result))
+            out.append(self._verdict(event, result, known))
             self._count(out[-1].verdict.value)
             if result.outcome is Outcome.APPLIED:
                 changed |= result.changed
@@ -184,8 +196,21 @@ class EventSink:
         if first:  # logged once per type: Feishu may send many
             log.info("ignoring event type %r (acknowledged; logged once)", kind)
 
-    @staticmethod
-    def _verdict(event: RoomEvent, result: ApplyResult) -> Accepted:
+    def _unknown_rooms(self, event: RoomEvent, known: Collection[str]) -> bool:
+        """True when ``event`` names rooms and none of them is configured; warns once per id."""
+        unknown = [r for r in event.room_ids if r not in known]
+        with self._lock:
+            new = [r for r in unknown if r not in self._unknown_rooms_logged]
+            self._unknown_rooms_logged.update(new)
+        for room in new:  # once per room id: Feishu may send many for it
+            log.warning("event %s names room %s, which is not in the config: stored and "
+                        "acknowledged, but no panel shows it (a mistyped open_id? `room-display "
+                        "map list` shows the configured rooms); logged once per room",
+                        event.event_id, room)
+        return bool(event.room_ids) and len(unknown) == len(event.room_ids)
+
+    def _verdict(self, event: RoomEvent, result: ApplyResult,
+                 known: Collection[str] | None) -> Accepted:
         if result.outcome is Outcome.DUPLICATE:
             log.debug("duplicate delivery %s ignored", event.uuid)
             return Accepted(Verdict.DUPLICATE, event)
@@ -198,6 +223,8 @@ class EventSink:
         if log.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
             log.debug("%s %s rooms=%s", event.kind.value.rsplit("_", 1)[-1], event.event_id,
                       ",".join(sorted(result.changed)))
+        if known is not None and self._unknown_rooms(event, known):
+            return Accepted(Verdict.UNKNOWN_ROOM, event, result.changed)
         return Accepted(Verdict.APPLIED, event, result.changed)
 
     def log_summary(self, force: bool = False) -> None:

@@ -7,7 +7,8 @@ them to its :class:`~display.intake.node_input.NodeInput`:
 
 - ``notify(rooms)`` after the child committed a change to those rooms;
 - ``set_link("feishu", up, error)`` when the Feishu link goes up or down (also down when the
-  child exits while up);
+  child exits while up, and when it exits giving a cause on a ``fatal`` line: that cause, e.g.
+  "cannot listen on 127.0.0.1:7777: address already in use", is then the link's error);
 - ``on_events(counts)`` with the deliveries the child counted since its previous such line
   (verdict -> count; the parent adds them up);
 - ``on_store(ok, error)`` when the child's commits to the store failed, or work again;
@@ -143,6 +144,7 @@ class IntakeSupervisor:
         self._starts = 0
         self._last_exit: int | None = None
         self._refused: str | None = None
+        self._fatal: str | None = None  # the current child's last words ("fatal" line)
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
@@ -213,6 +215,12 @@ class IntakeSupervisor:
         return bool(self._threads) and self._threads[0].is_alive()
 
     @property
+    def last_failure(self) -> str | None:
+        """Why the most recent child that ended failed, as it said (its ``fatal`` line)."""
+        with self._lock:
+            return self._fatal
+
+    @property
     def last_exit(self) -> int | None:
         """Exit code of the most recent child that ended (negative: killed by that signal)."""
         with self._lock:
@@ -241,6 +249,8 @@ class IntakeSupervisor:
                 backoff.reset()
             delay = backoff.next()
             hint = " (configuration or credentials rejected)" if code == 2 else ""
+            cause = self.last_failure
+            hint += f": {cause}" if cause and code != 0 else ""
             log.warning("Feishu intake exited with code %s%s; restarting in %.0f s",
                         code, hint, delay)
             if self._stop.wait(delay):
@@ -256,6 +266,7 @@ class IntakeSupervisor:
         with self._lock:
             self._proc = proc
             self._starts += 1
+            self._fatal = None
         log.info("started Feishu intake pid %d", proc.pid)
         last_line = [time.monotonic(), False]  # time of the newest line, any line seen yet
         eof = threading.Event()
@@ -287,9 +298,10 @@ class IntakeSupervisor:
             self._ready_pid = None
             self._last_exit = code
             was_up, self._link_up = self._link_up, False
-        if was_up:
-            self._call(lambda: self._node.set_link(self._link, False,
-                                                   f"intake process exited (code {code})"))
+            fatal = self._fatal if code != 0 else None
+        if fatal is not None or was_up:  # the cause the child gave, else its exit code
+            reason = fatal or f"intake process exited (code {code})"
+            self._call(lambda: self._node.set_link(self._link, False, reason))
         return code
 
     def _terminate(self, proc: subprocess.Popen[bytes], *, gentle: bool) -> None:
@@ -380,6 +392,13 @@ class IntakeSupervisor:
             if self._on_store is not None:
                 on_store = self._on_store
                 self._call(lambda: on_store(ok, error))
+        elif "fatal" in msg:
+            reason = msg["fatal"]
+            if not isinstance(reason, str):
+                log.warning("Feishu intake pid %d: bad 'fatal' line: %.200r", pid, raw)
+                return
+            with self._lock:
+                self._fatal = reason[:500]
         elif "refused" in msg:
             reason = msg["refused"]
             with self._lock:

@@ -150,9 +150,11 @@ class FleetGatherer:
             return
         with self._lock:
             self._status[name] = doc
+        self.node.status_changed()  # node.fleet in the bridge's status
 
     def _on_availability(self, message: MqttMessage) -> None:
         name = self._name(message.topic, "/availability")
         if name is not None:
             with self._lock:
                 self._availability[name] = message.payload.decode("utf-8", "replace")
+            self.node.status_changed()

@@ -185,7 +185,8 @@ def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]])
     for suffix, help_text, label in (
             ("resync_passes_total", "Re-sync passes by result since start.", "result"),
             ("events_total", "Feishu event deliveries by verdict since start: applied, "
-             "duplicate, superseded, ignored, refused, failed (not acknowledged).", "verdict")):
+             "unknown_room (stored, but no configured room), duplicate, superseded, ignored, "
+             "refused, failed (not acknowledged).", "verdict")):
         values = counters.get(suffix.rsplit("_total", 1)[0].split("_")[0], {})
         if values:
             m.family(f"room_display_{suffix}", "counter", help_text,

@@ -366,6 +366,15 @@ def test_status_shows_link_and_device_times_in_local_time() -> None:
     assert "since 17:30" in text and "last update 17:59" in text
 
 
+def test_status_text_counts_events_for_rooms_not_in_the_config() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "n", "role": "single", "running": True, "intake": {"events": {
+               "received": 4, "applied": 1, "unknown_room": 3}}}, "rooms": []}
+    assert ("  Feishu events: 4 received, 1 applied, 0 duplicate, 0 refused, 3 for rooms not "
+            "in the config") in render_text(doc).splitlines()
+
+
 def test_status_text_counts_feishu_events() -> None:
     from display.status import render_text
     doc = {"generated_at": "2030-01-01T18:00:00+08:00",
@@ -663,3 +672,99 @@ listen = "127.0.0.1:{port}"
     wait_for(lambda: upcoming() == ["during"], timeout=30, what="the retried event applied")
     assert node.running_status()["rooms"][0]["stale"] is False  # type: ignore[index]
     assert node.stop() == 0
+
+
+def test_a_taken_webhook_port_shows_its_cause_in_status_and_on_the_page(
+        config: Path, node_factory: type[Node]) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = _free_port()
+        config.write_text(WEBHOOK.replace("resync = false", f'resync = false\nverification_token'
+                                          f' = "t"\nlisten = "127.0.0.1:{port}"')
+                          + f'[web]\nlisten = "127.0.0.1:{web}"\n', encoding="utf-8")
+        node = node_factory(config)
+        cause = f"cannot listen on 127.0.0.1:{port}: address already in use (feishu.listen)"
+
+        def feishu_error() -> object:
+            links = node.running_status()["node"]["links"]  # type: ignore[index]
+            return links["feishu"]["error"] == cause  # type: ignore[index]
+
+        wait_for(feishu_error, timeout=30, what="the cause as the feishu link's error")
+        assert "link feishu: DOWN since" in room_display("status", "-c", str(config)).stdout
+        assert cause in room_display("status", "-c", str(config)).stdout
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/api/status", timeout=10) as page:
+            assert json.loads(page.read())["node"]["links"]["feishu"]["error"] == cause
+        assert f"exited with code 1: {cause}" in node.log()
+
+
+def test_status_text_lists_the_fleet_with_each_nodes_devices() -> None:
+    from display.status import render_text
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "bridge-1", "role": "bridge", "running": True, "fleet": {
+               "agent-3f": {"online": False, "role": "agent", "version": "1.4.0",
+                            "clock_synced": True, "last_seen": "2030-01-01T09:58:00+00:00",
+                            "links": {"broker": {"up": True}, "bridge": {
+                                "up": False, "error": "no schedule for 12 min"}},
+                            "rooms": ["omm_a"], "devices": [
+                                {"id": "3f-led", "kind": "led", "room": "omm_a",
+                                 "online": False, "last_update": "2030-01-01T09:57:00+00:00",
+                                 "error": "port /dev/ttyACM0 gone"}]},
+               "bridge-1": {"online": True, "role": "bridge", "version": "1.4.0",
+                            "clock_synced": None, "last_seen": None, "links": {},
+                            "devices": []}}},
+           "rooms": []}
+    lines = render_text(doc).splitlines()
+    assert lines[1:] == [
+        "  nodes on the broker:",
+        "    agent-3f (agent): OFFLINE, version 1.4.0, clock synced, last seen 17:58",
+        "      links: bridge DOWN (no schedule for 12 min), broker up",
+        "      device 3f-led [led] OFFLINE room omm_a last update 17:57  error: port "
+        "/dev/ttyACM0 gone",
+        "    bridge-1 (bridge): online, version 1.4.0, clock unknown"]
+
+
+def test_demo_on_a_busy_web_port_says_so_at_once(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
+                                           str(_free_port()), "--web-port", str(port)))
+    assert line == (f"room-display: demo --web-port {port}: 127.0.0.1:{port} is taken (Address "
+                    "already in use); stop what uses it or pick another --web-port")
+    same = _free_port()
+    line = one_line_error(room_display("demo", "--dir", str(tmp_path / "d"), "--port",
+                                       str(same), "--web-port", str(same)))
+    assert "the webhook and the web page need a port each" in line
+
+
+def test_a_reload_onto_a_taken_webhook_port_shows_the_cause_not_an_exit_code(
+        config: Path, node_factory: type[Node]) -> None:
+    import socket
+
+    free = _free_port()
+    text = WEBHOOK.replace("resync = false", f'resync = false\nverification_token = "t"\n'
+                           f'listen = "127.0.0.1:{free}"') + "[web]\nenabled = false\n"
+    config.write_text(text, encoding="utf-8")
+    node = node_factory(config)
+
+    def feishu() -> dict[str, object]:
+        links = node.running_status()["node"]["links"]  # type: ignore[index]
+        return links["feishu"]  # type: ignore[index,no-any-return]
+
+    wait_for(lambda: feishu()["up"] is True, timeout=60, what="the webhook up")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(text.replace(f"127.0.0.1:{free}", f"127.0.0.1:{port}"),
+                          encoding="utf-8")
+        cause = f"cannot listen on 127.0.0.1:{port}: address already in use (feishu.listen)"
+        wait_for(lambda: feishu() == {**feishu(), "up": False, "error": cause}, timeout=30,
+                 what="the cause as the feishu link's error")

@@ -209,25 +209,27 @@ def test_metrics_and_status_count_feishu_events_by_verdict(tmp_path: Path) -> No
         booking = envelope(uid="m1", start=start, end=start + timedelta(hours=1))
         no_uid = envelope(uid="m2", start=start, end=start + timedelta(hours=1))
         del no_uid["event"]["uid"]  # type: ignore[attr-defined]
+        typo = envelope(uid="m3", start=start, end=start + timedelta(hours=1),
+                        rooms=("omm_typo",))  # a room no node drives
         answers = [_post(web, booking), _post(web, booking),  # Feishu's at-least-once
                    _post(web, {**booking, "uuid": "other", "token": "wrong"}),
-                   _post(web, no_uid)]
-        assert answers == [200, 200, 401, 400]
+                   _post(web, no_uid), _post(web, typo)]
+        assert answers == [200, 200, 401, 400, 200]
 
         def samples() -> dict[str, str]:
             text = web.get("/metrics")[2].decode()
             return dict(line.rsplit(" ", 1) for line in text.splitlines()
                         if line and not line.startswith("#"))
 
-        wait_for(lambda: samples().get("room_display_events_received_total") == "4", 10,
-                 "four deliveries counted")
+        wait_for(lambda: samples().get("room_display_events_received_total") == "5", 10,
+                 "five deliveries counted")
         got = samples()
         assert {v: got[f'room_display_events_total{{verdict="{v}"}}'] for v in (
-            "applied", "duplicate", "refused", "failed")} == {
-            "applied": "1", "duplicate": "1", "refused": "2", "failed": "0"}
+            "applied", "unknown_room", "duplicate", "refused", "failed")} == {
+            "applied": "1", "unknown_room": "1", "duplicate": "1", "refused": "2", "failed": "0"}
         assert web.status()["node"]["intake"]["events"] == {
-            "received": 4, "applied": 1, "duplicate": 1, "superseded": 0, "ignored": 0,
-            "refused": 2, "failed": 0}
+            "received": 5, "applied": 1, "unknown_room": 1, "duplicate": 1, "superseded": 0,
+            "ignored": 0, "refused": 2, "failed": 0}
     finally:
         web.stop()
 

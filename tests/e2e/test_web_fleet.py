@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from display.config import Secret, WebConfig
+from display.status import render_text
 from display.testing.broker import Broker, Recorder, running_broker
 from display.testing.mqtt_nodes import AGENT, BRIDGE, RunningNode, fake_clock
 from display.testing.waiting import wait_for
@@ -51,6 +52,12 @@ def test_agents_status_reaches_the_bridges_page(tmp_path: Path, broker: Broker) 
         assert seen["devices"][0]["id"] == "agent-1-led"
         assert seen["last_seen"] is not None
         assert fleet()["bridge-1"]["online"] is True  # the bridge lists itself too
+        text = render_text(bridge.node.status()).splitlines()  # `room-display status`
+        agent_line = next(line for line in text if line.startswith("    agent-1 (agent): "))
+        assert agent_line.startswith(f"    agent-1 (agent): online, version {seen['version']}, "
+                                     "clock synced, last seen ")
+        assert any(line.startswith("      device agent-1-led [led] online  room ")
+                   for line in text), text
         metrics = get(web, "/metrics").decode()
         assert 'room_display_node_online{node="agent-1"} 1' in metrics
 

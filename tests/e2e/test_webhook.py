@@ -177,6 +177,24 @@ def test_event_for_unconfigured_room_changes_no_configured_room(intake: Intake) 
         assert {r: store.bookings(r) for r in ("omm_a", "omm_b")} == before
 
 
+def test_event_for_unconfigured_room_is_answered_unknown_room_and_stored(intake: Intake) -> None:
+    env = event(uid="typo", rooms=("omm_typo",))
+    assert intake.post_event(env) == (200, {"msg": "success", "verdict": "unknown_room"})
+    with intake.store() as store:
+        assert [b.uid for b in store.bookings("omm_typo")] == ["typo"]
+
+
+def test_a_room_added_to_the_config_is_known_without_restarting_the_intake(
+        intake: Intake) -> None:
+    pid = intake.sup.ready_pid
+    assert intake.post_event(event(uid="new1", rooms=("omm_added",)))[1]["verdict"] == \
+        "unknown_room"
+    with intake.sup.config_path.open("a", encoding="utf-8") as f:  # as `map add-room` would
+        f.write('\n[[rooms]]\nopen_id = "omm_added"\n')
+    assert intake.post_event(event(uid="new2", rooms=("omm_added",)))[1]["verdict"] == "applied"
+    assert intake.sup.ready_pid == pid
+
+
 def test_healthz(intake: Intake) -> None:
     client = HttpClient(intake.listen)
     try:
@@ -550,7 +568,8 @@ def test_fuzzed_requests_get_a_clean_answer_and_change_nothing(
     after = _counts(intake)
     assert isinstance(reply, dict) and isinstance(reply.get("msg", reply.get("challenge")), str)
     if status == 200:
-        assert reply.get("verdict") in ("applied", "duplicate", "superseded", "ignored"), reply
+        assert reply.get("verdict") in ("applied", "unknown_room", "duplicate", "superseded",
+                                       "ignored"), reply
     else:
         assert status in (400, 401), (status, reply)
         assert after == before  # nothing stored, not even the delivery's uuid

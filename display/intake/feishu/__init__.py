@@ -43,13 +43,17 @@ Parent contract: stdout carries only these JSON lines (one object per line, UTF-
         due (null: only after a reconnect). Also once with ok false and next_at null when
         re-sync is on but cannot run (e.g. no app credentials in webhook mode).
 
-    {"events": {"applied": <int>, "duplicate": <int>, "superseded": <int>, "ignored": <int>,
-                "refused": <int>, "failed": <int>}}
+    {"events": {"applied": <int>, "unknown_room": <int>, "duplicate": <int>,
+                "superseded": <int>, "ignored": <int>, "refused": <int>, "failed": <int>}}
         deliveries counted since the previous such line (keys with 0 left out), at most every
-        0.5 s while events arrive (:mod:`.reports`)
+        0.25 s while events arrive (:mod:`.reports`)
     {"store": {"ok": bool, "error": "..."|null}}
         when a commit to the store failed (the delivery was not acknowledged) and when the store
         took a write again (a commit or the retry every 5 s)
+    {"fatal": "<one line>"}
+        just before a failure exit (codes 1 and 2), when the child knows why: e.g. "cannot
+        listen on 127.0.0.1:7777: address already in use (feishu.listen)"; the parent shows it
+        as the link's error
     {"refused": "<one line>"}
         once, just before exit code 78, when the config is refused outright (webhook mode
         without ``verification_token``): the parent does not restart the child.

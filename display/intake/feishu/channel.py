@@ -38,6 +38,11 @@ class ParentChannel:
                 # The parent closed the pipe: nobody is left to serve.
                 os._exit(EXIT_OK)
 
+    def fatal(self, reason: str) -> None:
+        """Say why the child is about to exit with a failure: the parent shows it as the
+        link's error (in ``status`` and on the web page) instead of a bare exit code."""
+        self.send(fatal=reason[:500])
+
 
 def take_stdout() -> TextIO:
     """Reserve the real stdout for the protocol and point fd 1 and ``sys.stdout`` at stderr.

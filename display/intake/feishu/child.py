@@ -104,6 +104,37 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                   link_down_interval=stale_after / 2, backoff_initial=backoff)
 
 
+class ConfiguredRooms:
+    """The room ids the config file lists now, re-read when the file changes.
+
+    A ``map add-room`` reaches a running node without restarting the child (only a changed
+    ``[feishu]`` does), so the sink asks this at each commit: one ``stat`` while unchanged.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._path = config.path
+        self._stamp = self._stat()
+        self._rooms = frozenset(room.open_id for room in config.rooms)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def __call__(self) -> frozenset[str]:
+        stamp = self._stat()
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                config = load_config(self._path, resolve_secrets=False)
+                self._rooms = frozenset(room.open_id for room in config.rooms)
+            except ConfigError as exc:  # the node rejects it too and keeps running the old one
+                log.warning("keeping the rooms known before the config change: %s", exc)
+        return self._rooms
+
+
 def refusal(config: Config) -> ConfigError | None:
     """What the intake refuses to run with (``run`` refuses it at start too), or ``None``.
 
@@ -143,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         log.error("%s", exc)
+        channel.fatal(str(exc))
         return EXIT_CONFIG
     if config.feishu is None:
         log.error("%s: feishu: section missing (add [feishu] to run the Feishu intake)",
                   config.path)
+        channel.fatal(f"{config.path}: feishu: section missing")
         return EXIT_CONFIG
     long_connection = config.feishu.mode != "webhook"
     problem = refusal(config)
@@ -158,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         store = ScheduleStore(store_path(config))
     except StoreError as exc:
         log.error("%s (node.state_dir)", exc)
+        channel.fatal(f"{exc} (node.state_dir)")
         return EXIT_FAILURE
     with store:
         resync: Resync | None = None  # set below
@@ -175,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         sink = EventSink(store, SystemClock(),
                          on_change=lambda rooms: channel.send(changed=sorted(rooms)),
                          on_applied=applied, on_count=counts.count,
-                         on_store=lambda ok, error: watch.changed(ok, error) if watch else None)
+                         on_store=lambda ok, error: watch.changed(ok, error) if watch else None,
+                         rooms=ConfiguredRooms(config))
         watch = StoreWatch(channel, store, sink.note_store, writable_again)
         if not long_connection:
             from display.intake.feishu.webhook import run_webhook

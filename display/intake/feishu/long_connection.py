@@ -142,9 +142,11 @@ def run_long_connection(feishu: FeishuConfig, sink: EventSink,
         except ClientException as exc:
             log.error("Feishu refused the long connection: %s (check feishu.app_id and "
                       "feishu.app_secret, and that the app is self-built)", exc)
+            channel.fatal(f"Feishu refused the long connection: {exc}")
             done.put(EXIT_CONFIG)
         except Exception as exc:  # the thread's boundary: anything else ends the process
             log.error("long connection failed: %s: %s", type(exc).__name__, exc)
+            channel.fatal(f"long connection failed: {type(exc).__name__}: {exc}")
             done.put(EXIT_FAILURE)
         else:
             done.put(EXIT_FAILURE)

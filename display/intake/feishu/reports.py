@@ -22,8 +22,9 @@ from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
 
-#: Coalescing window of the ``events`` lines: a burst of 1,000 events is a handful of lines.
-COUNT_EVERY = 0.5
+#: Coalescing window of the ``events`` lines: a burst of 1,000 events is a handful of lines,
+#: and `status` still shows a count well within its 1 s.
+COUNT_EVERY = 0.25
 #: How often a store that refused a commit is tried again.
 STORE_RETRY_SECONDS = 5.0
 
@@ -70,12 +71,17 @@ class StoreWatch:
         self._retry_seconds = retry_seconds
         self._lock = threading.Lock()
         self._retrying = False
+        self._failed = False  # a failure was logged: only then is a success a recovery
 
     def changed(self, ok: bool, error: str | None) -> None:
         self._channel.send(store={"ok": ok, "error": error})
+        with self._lock:
+            recovered, self._failed = self._failed and ok, not ok
         if ok:
-            log.info("schedule store writable again")
-            self._on_writable()
+            # The sink's first commit is a change too (from "unknown"): not a recovery.
+            if recovered:
+                log.info("schedule store writable again")
+                self._on_writable()
             return
         log.error("cannot write the schedule store (events are not acknowledged, Feishu "
                   "delivers them again; retrying every %.0f s): %s", self._retry_seconds, error)

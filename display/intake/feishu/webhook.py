@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -455,6 +456,9 @@ async def _serve(feishu: FeishuConfig, sink: EventSink, channel: ParentChannel,
                                           reuse_address=True)
     except OSError as exc:
         log.error("cannot listen on %s: %s (feishu.listen)", feishu.listen, exc)
+        # asyncio wraps the cause in a long message; its errno says it in a few words.
+        cause = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        channel.fatal(f"cannot listen on {feishu.listen}: {cause} (feishu.listen)")
         return EXIT_FAILURE
     host, port = server.sockets[0].getsockname()[:2]
     listen = f"{host}:{port}"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -27,6 +27,12 @@ def room_display(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
                           text=True, timeout=timeout)
 
 
+#: A user's shell as scripts/demo leaves it: the venv's bin is not on PATH.
+SHELL_ENV = {**os.environ, "PATH": os.pathsep.join(
+    p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+    if Path(p).resolve() != Path(sys.executable).parent.resolve())}
+
+
 class Demo:
     """``room-display demo`` in a subprocess, with its printed instructions parsed."""
 
@@ -35,8 +41,9 @@ class Demo:
         self.out = directory / "stdout.txt"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "display", "demo", "--dir", str(directory / "demo"),
-             "--port", str(free_port())],
-            stdout=self.out.open("w"), stderr=(directory / "stderr.txt").open("w"), text=True)
+             "--port", str(free_port()), "--web-port", "0"],
+            stdout=self.out.open("w"), stderr=(directory / "stderr.txt").open("w"), text=True,
+            env=SHELL_ENV)
         text = wait_for(lambda: "Stop with Ctrl-C" in self.text() and self.text(), timeout=90,
                         what="demo instructions")
         self.curls = [line.strip() for line in text.splitlines()
@@ -46,16 +53,18 @@ class Demo:
     def text(self) -> str:
         return self.out.read_text(encoding="utf-8")
 
+    def printed(self, label: str) -> str:
+        """The command printed after ``label`` (e.g. "Watch all rooms:")."""
+        line = next(line for line in self.text().splitlines() if line.startswith(label))
+        return line[len(label):].strip()
+
     def post(self, index: int) -> dict[str, Any]:
-        """Run pasted command ``index`` the way curl would."""
-        words = shlex.split(self.curls[index])
-        url = next(w for w in words if w.startswith("http://"))
-        body = words[words.index("-d") + 1].encode()
-        request = urllib.request.Request(url, data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
+        """Run pasted command ``index`` as printed, in a shell, with the real curl."""
+        proc = subprocess.run(["sh", "-c", self.curls[index]], capture_output=True, text=True,
+                              timeout=30, env=SHELL_ENV, cwd=self.directory)
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
 
     def panel(self, device: str) -> dict[str, Any]:
         path = self.directory / "demo" / "panels" / f"{device}.json"
@@ -90,6 +99,42 @@ def test_demo_books_and_frees_a_room_within_a_second(demo: Demo) -> None:
     wait_for(lambda: demo.panel("3f-large-led").get("state") == "free", timeout=1.0,
              what="free again within a second")
     assert re.search(r"3F 大会议室 Large: BUSY until \d\d:\d\d \(meeting", demo.text())
+
+
+def test_pasted_commands_work_again_and_again(demo: Demo) -> None:
+    for _ in range(2):
+        assert demo.post(0) == {"msg": "success", "verdict": "applied"}
+        wait_for(lambda: demo.panel("3f-large-led").get("state") == "busy", timeout=5,
+                 what="busy again")
+        assert demo.post(1) == {"msg": "success", "verdict": "applied"}
+        wait_for(lambda: demo.panel("3f-large-led").get("state") == "free", timeout=5,
+                 what="free again")
+
+
+def test_printed_room_display_commands_work_as_printed(demo: Demo, tmp_path: Path) -> None:
+    preview = demo.printed("See the e-ink sign:")
+    proc = subprocess.run(["sh", "-c", preview], capture_output=True, text=True, timeout=60,
+                          env=SHELL_ENV, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "sign.png").size == (296, 128)
+    watch = subprocess.Popen(["sh", "-c", demo.printed("Watch all rooms:")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SHELL_ENV,
+                             cwd=tmp_path, start_new_session=True)
+    try:
+        assert watch.stdout is not None
+        head = "".join(watch.stdout.readline().decode() for _ in range(3))  # the first screen
+        assert "3F 大会议室 Large" in head or "room-display status at" in head, head
+    finally:
+        os.killpg(watch.pid, signal.SIGTERM)
+        watch.wait(timeout=10)
+
+
+def test_the_demos_web_page_is_where_it_says(demo: Demo) -> None:
+    url = re.search(r"Every room live in a browser: (http://127\.0\.0\.1:\d+/)", demo.text())
+    assert url is not None, demo.text()
+    with urllib.request.urlopen(url.group(1) + "api/status", timeout=10) as page:
+        doc = json.loads(page.read())
+    assert [r["open_id"] for r in doc["rooms"]] == ["omm_demo_3f_large", "omm_demo_5f_focus"]
 
 
 def test_status_of_the_running_demo(demo: Demo) -> None:
@@ -198,3 +243,28 @@ def test_help_lists_every_command() -> None:
     out = room_display("--help").stdout
     for command in ("run", "demo", "status", "check", "map", "preview", "identify"):
         assert command in out
+
+
+def test_scripts_demo_prints_commands_that_work_where_the_user_is(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[3] / "scripts" / "demo"
+    venv_program = script.parent.parent / ".venv" / "bin" / "room-display"
+    if not venv_program.exists():
+        pytest.skip("scripts/demo runs the repository's .venv, which this run does not use")
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen([str(script), "--port", str(free_port()), "--web-port", "0"],
+                            stdout=out.open("w"), stderr=subprocess.DEVNULL, env=SHELL_ENV,
+                            cwd=tmp_path)
+    try:
+        text = wait_for(lambda: "Stop with Ctrl-C" in out.read_text() and out.read_text(),
+                        timeout=90, what="the demo's instructions")
+        assert (tmp_path / "demo-state" / "room-display.toml").exists()  # where the user is
+        line = next(x for x in text.splitlines() if x.startswith("See the e-ink sign:"))
+        command = line.removeprefix("See the e-ink sign:").strip()
+        assert command.startswith(f"{venv_program} preview -c {tmp_path / 'demo-state'}")
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                              timeout=60, env=SHELL_ENV, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "sign.png").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

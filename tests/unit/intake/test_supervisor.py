@@ -47,6 +47,10 @@ if behaviour == "polite":
     send(ready=True, mode="webhook", listen="127.0.0.1:9")
     sys.stdin.read()  # EOF: the parent asked us to go
     sys.exit(0)
+if behaviour == "fatal":  # never up: what it says is all the parent can show
+    send(fatal=7)
+    send(fatal="cannot listen on 127.0.0.1:7777: address already in use (feishu.listen)")
+    sys.exit(1)
 if behaviour == "burst":
     send(changed=["omm_a"])
     send(ready=True, mode="webhook", listen="127.0.0.1:9")
@@ -89,6 +93,20 @@ def test_lines_become_callbacks_garbage_is_logged_exit_restarts(
     assert "not a JSON object" in text and "bad 'changed' line" in text
     assert "bad 'link' line" in text
     assert "bad 'events' line" in text and "bad 'store' line" in text
+
+
+def test_a_childs_fatal_line_is_the_links_error_and_in_the_log(
+        tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "display.intake.supervisor")
+    rec = Recorder()
+    cause = "cannot listen on 127.0.0.1:7777: address already in use (feishu.listen)"
+    with IntakeSupervisor(config(tmp_path, "fatal"), rec, python=str(child),
+                          backoff_initial=30) as sup:
+        wait_for(lambda: rec.link_events(), what="the link's error")
+        assert rec.link_events() == [(False, cause)]
+        assert sup.last_failure == cause
+    assert f"exited with code 1: {cause}; restarting" in caplog.text
+    assert "bad 'fatal' line" in caplog.text
 
 
 def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child: Path) -> None:
