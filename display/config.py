@@ -29,7 +29,7 @@ from display.config_schema import Invalid, rule, setting
 from display.errors import ConfigError
 from display.hours import ALWAYS, HoursError, OpenHours, parse_open_hours
 from display.model import State
-from display.outputs import Effect, Palette, parse_hex
+from display.outputs import RGB, Effect, Palette, parse_hex
 
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
@@ -665,7 +665,7 @@ class _Parser(schema.Reader):
                             effects=self.effects(d, key))
 
     def colours(self, d: Mapping[str, Any], key: str,
-                base: Mapping[str, str] = DEFAULT_LED_COLOURS) -> Mapping[str, tuple[int, int, int]]:
+                base: Mapping[str, str] = DEFAULT_LED_COLOURS) -> Mapping[str, RGB]:
         name = "colours" if "colours" in d else "colors"
         raw = self.get(d, key, name, Mapping, {})
         merged = {**base, **raw}
