@@ -112,9 +112,9 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     if f.language != "en":
         fonts.require_cjk()  # fail with the package name even if this view happens to be ASCII
     c = Canvas((w, h), device.palette, fonts)
-    alone = f.closed and not (f.upcoming or f.later)
-    regions, unit = _regions(w, h, closed=f.closed, alone=alone)
     compact = h < COMPACT_BELOW
+    alone = f.closed and not (f.upcoming or f.later or (compact and f.stale))
+    regions, unit = _regions(w, h, closed=f.closed, alone=alone)
     # A compact stale sign puts the warning on its own line, where it is big enough to notice.
     # A closed sign shows no clock unless stale: nothing on it moves until it opens.
     draw_header(c, f, regions["header"], unit,
