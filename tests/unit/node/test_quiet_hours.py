@@ -116,9 +116,10 @@ def test_closing_and_opening_on_their_instants(setup: Any) -> None:
 
 def test_the_sign_is_drawn_once_while_closed(setup: Any) -> None:
     config, clock, node, _sink = setup
-    step_to(clock, node, local(2026, 11, 27, 20, 0))
-    wait_for(lambda: panel(config, "a-sign").get("closed") is True, what="closed sign")
-    drawn = sign_writes(node)
+    step_to(clock, node, local(2026, 11, 27, 20, 0))  # the first tick: one drawing
+    wait_for(lambda: sign_writes(node) == 1, what="closed sign drawn")
+    drawn = 1
+    assert panel(config, "a-sign")["closed"] is True
     png = (config.path.parent / "panels" / "a-sign.png").read_bytes()
     # A night of ticks, every 5 minutes (the loop's forced redraw is every 10): nothing redrawn.
     t = local(2026, 11, 27, 20, 0)
@@ -135,8 +136,9 @@ def test_the_sign_is_drawn_once_while_closed(setup: Any) -> None:
 def test_a_booking_in_quiet_hours_shows_and_closes_again(setup: Any) -> None:
     config, clock, node, sink = setup
     step_to(clock, node, local(2026, 11, 28, 14, 0))  # Saturday afternoon: closed since 13:00
-    wait_for(lambda: panel(config, "a-sign").get("closed") is True, what="closed")
-    drawn = sign_writes(node)
+    wait_for(lambda: sign_writes(node) == 1, what="closed sign drawn")
+    drawn = 1
+    assert panel(config, "a-sign")["closed"] is True
     # A booking appears for 15:00-16:00: the sign is redrawn once, still closed until then.
     sink.accept(envelope(start=local(2026, 11, 28, 15, 0), end=local(2026, 11, 28, 16, 0),
                          event_time=1))
