@@ -160,6 +160,10 @@ def render_text(doc: dict[str, Any]) -> str:
     for room in doc.get("rooms", []):
         state = (room.get("state") or "unknown").upper()
         stale = "  [STALE]" if room.get("stale") else ""
+        if room.get("closed"):  # quiet hours
+            opens = room.get("opens_at")
+            stale += "  [CLOSED" + (f" until {datetime.fromisoformat(opens):%a %H:%M}]"
+                                    if opens else "]")
         since, until = room.get("since"), room.get("until")
         span = (f" {_hm(since)}-{_hm(until)}" if since and until
                 else f" since {_hm(since)}" if since else f" until {_hm(until)}" if until else "")

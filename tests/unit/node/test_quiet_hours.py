@@ -16,6 +16,7 @@ from display.devices.factory import make_device
 from display.devices.virtual import VirtualDevice
 from display.intake.sink import EventSink
 from display.node import Node
+from display.status import render_text
 from display.store import ScheduleStore
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
@@ -103,6 +104,9 @@ def test_closing_and_opening_on_their_instants(setup: Any) -> None:
     assert datetime.fromisoformat(led["opens_at"]) == local(2026, 11, 28, 9, 0)
     room = status_room(config, "omm_a")
     assert room["closed"] is True and room["opens_at"] == "2026-11-28T09:00:00+08:00"
+    text = render_text(json.loads((config.node.state_dir / "status.json").read_text()))
+    assert "  FREE  [CLOSED until Sat 09:00]" in text
+    assert text.count("CLOSED") == 1  # room B keeps no quiet hours
     # Room B keeps no quiet hours: open, lit, and said so.
     assert status_room(config, "omm_b")["closed"] is False
     assert panel(config, "b-led")["led"]["brightness"] == 128
