@@ -8,8 +8,12 @@ Layout, in the *logical* orientation (the panel's size, transposed for rotation 
 
 * compact (height < 200 px, e.g. 250x122, 296x128): room name and update time; a state banner
   (state in large type and the current span / "until"); the next bookings on one line.
-* large (e.g. 400x300, 800x480): the same, plus the rest of the day's bookings in columns and a
-  day timeline (07:00-21:00, widened to cover the day's bookings) with a now-marker.
+* large (e.g. 400x300, 800x480): the same with the banner half the sign high, plus the rest of
+  the day's bookings in columns (rows as large as the count allows) and a day timeline
+  (07:00-21:00, widened to cover the day's bookings) with a now-marker.
+* closed (quiet hours): the banner says "Closed" and until when; the bookings before the opening
+  are listed, and nothing that moves with the clock is drawn (no "as of" unless stale, no
+  timeline), so the node need not redraw it until something changes.
 
 Banners: free is an outlined banner (white), soon a thick outline (red on ``bwr``), busy and
 ending a solid banner with white type (red on ``bwr``, black on ``bw``), so "dark or red = taken"
@@ -120,12 +124,12 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     draw_header(c, f, regions["header"], unit,
                 show_asof=not (compact and f.stale) and (f.stale or not f.closed))
     rest = draw_state_block(c, f, regions["banner"], unit)
-    if alone:
-        pass
+    if "timeline" in regions:
+        draw_timeline(c, f, regions["timeline"], unit)
+    if "next" not in regions:
+        pass  # closed with nothing booked: the banner is the sign
     elif not compact:
         draw_next_grid(c, f, regions["next"], rest, unit)
-        if "timeline" in regions:
-            draw_timeline(c, f, regions["timeline"], unit)
     elif f.stale:
         draw_stale_line(c, f, regions["next"], unit)
     else:
