@@ -146,7 +146,7 @@ def draw_state_block(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> t
     """The state banner: the state, and under it "until" or the next span; returns the
     bookings left for the "Next" part."""
     text_ink, detail_ink = _banner(canvas, facts, box, unit)
-    inner = box.inset(unit * 3, unit * (3 if facts.closed else 2))
+    inner = box.inset(unit * 3, unit * 2)
     detail, rest = _detail_segs(facts)
     segs = _state_segs(facts)
     side = inner.h * 62 // 100

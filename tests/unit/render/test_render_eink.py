@@ -277,8 +277,8 @@ def test_closed_sign_says_until_when_and_shows_no_clock(size: tuple[int, int],
     assert_contained(comp)
     texts = {t.role: t.text for t in comp.texts}
     assert {"as_of", "hour", "next", "next_item"}.isdisjoint(texts)
-    assert texts["detail"] == {"en": "until Mon 08:00", "zh": "周一 08:00 开放",
-                               "zh+en": "周一 08:00 开放 / until Mon 08:00"}[language]
+    assert texts["detail"] == {"en": "until Mon 08:00", "zh": "至 周一 08:00",
+                               "zh+en": "至 周一 08:00 / until Mon 08:00"}[language]
     # Nothing on it moves: drawn later in the night, it is the same sign (no redraw needed).
     later = dataclasses.replace(closed_view(language), occupancy=dataclasses.replace(
         closed_view(language).occupancy, at=local("23:59")))
@@ -358,10 +358,13 @@ def test_rotation_turns_the_logical_sign_clockwise(rotation: int) -> None:
     state=st.sampled_from(list(State)),
     language=st.sampled_from(["zh", "en", "zh+en"]),
     stale=st.booleans(),
+    closed=st.booleans(),
 )
 def test_any_size_and_name_fits(name: str, w: int, h: int, rotation: int, state: State,
-                                language: str, stale: bool) -> None:
+                                language: str, stale: bool, closed: bool) -> None:
     view = sample_view(state, name=name, language=language, stale=stale)
+    if closed:
+        view = dataclasses.replace(view, closed_until=local("08:00", MONDAY))
     comp = compose(view, eink((w, h), rotation=rotation))
     assert comp.sign.size == (w, h)
     assert_contained(comp)
