@@ -27,8 +27,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from display import config_schema as schema
 from display.config_schema import Invalid, rule, setting
 from display.errors import ConfigError
+from display.hours import ALWAYS, HoursError, OpenHours, parse_open_hours
 from display.model import State
-from display.outputs import Effect, Palette, parse_hex
+from display.outputs import RGB, Effect, Palette, parse_hex
 
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
@@ -48,6 +49,14 @@ class ClockMode(StrEnum):
 
     AUTO = "auto"
     TRUST = "trust"
+
+
+class LedPalette(StrEnum):
+    """The LED colours: ``default`` (green, amber, red, magenta) or ``colourblind`` (Okabe-Ito's
+    blue, yellow, vermillion and reddish purple, apart under red-green colour blindness)."""
+
+    DEFAULT = "default"
+    COLOURBLIND = "colourblind"
 
 
 class FeishuMode(StrEnum):
@@ -81,6 +90,9 @@ class DeviceProtocol(StrEnum):
 
 #: The states a device's ``colours`` and ``effects`` may name.
 STATES_WITH_STALE = (*(s.value for s in State), "stale")
+
+#: What a device's ``colours`` may name: the states, stale, and quiet hours (``closed``).
+COLOUR_KEYS = (*STATES_WITH_STALE, "closed")
 
 #: What an unread secret holds when secrets are not resolved (never sent anywhere).
 UNRESOLVED = "<unresolved>"
@@ -179,6 +191,22 @@ def _topic_prefix(value: str) -> str:
     return prefix
 
 
+def _open_hours(value: str) -> OpenHours:
+    try:
+        return parse_open_hours(value)
+    except HoursError as exc:
+        raise Invalid(str(exc), EXAMPLE_HOURS) from None
+
+
+EXAMPLE_HOURS = 'e.g. "Mon-Fri 08:00-20:00, Sat 09:00-13:00", or "always"'
+
+
+def _closed_led(value: str) -> str:
+    if value != "off" and not _COLOUR.match(value):
+        raise Invalid(f"{value!r} is not \"off\" or a colour", 'e.g. "off" or "#100800"')
+    return value.lower()
+
+
 def _or_none(value: str) -> str | None:
     return value or None
 
@@ -220,10 +248,19 @@ class NodeConfig:
     language: Language = Language.EN
     state_dir: Path  # default: $STATE_DIRECTORY, else state/ beside the file
     clock: ClockMode = ClockMode.AUTO
+    #: Outside these hours rooms are in quiet hours (README "Quiet hours"); rooms may override.
+    open_hours: OpenHours = setting(ALWAYS, check=_open_hours)
+    closed_led: str = setting("off", check=_closed_led)  # LEDs in quiet hours: off or a colour
+    led_palette: LedPalette = setting(LedPalette.DEFAULT, what="an LED palette")
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def closed_colour(self) -> tuple[int, int, int] | None:
+        """The LEDs' colour in quiet hours; None: off."""
+        return None if self.closed_led == "off" else parse_hex(self.closed_led)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,6 +385,17 @@ DEFAULT_LED_COLOURS: Mapping[str, str] = {
     "busy": "#ff0000",
     "ending": "#ff00c0",
 }
+#: ``led_palette = "colourblind"``: Okabe and Ito's colour-blind-safe set (blue, yellow,
+#: vermillion, reddish purple), told apart under deuteranopia and protanopia by lightness and the
+#: blue-yellow axis that those viewers keep.
+COLOURBLIND_LED_COLOURS: Mapping[str, str] = {
+    "free": "#0072b2",
+    "soon": "#f0e442",
+    "busy": "#d55e00",
+    "ending": "#cc79a7",
+}
+LED_PALETTES: Mapping[str, Mapping[str, str]] = {
+    "default": DEFAULT_LED_COLOURS, "colourblind": COLOURBLIND_LED_COLOURS}
 DEFAULT_LED_EFFECTS: Mapping[str, str] = {
     "free": "steady",
     "soon": "pulse",
@@ -372,6 +420,7 @@ class DeviceConfig:
     language: Language | None = None  # None: the node's
     # LED
     brightness: int = setting(128, check=_brightness)
+    led_palette: LedPalette | None = setting(None, what="an LED palette")  # None: the node's
     # e-ink again (checked after brightness, as ever)
     full_refresh_every: int = 20
     full_refresh_hours: int = 24
@@ -397,6 +446,7 @@ class RoomConfig:
     open_id: str = setting(check=_room_id)
     name: str = ""  # "": the open_id
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
+    open_hours: OpenHours | None = setting(None, check=_open_hours)  # None: the node's
 
 
 @dataclass(frozen=True)
@@ -420,6 +470,10 @@ class Config:
 
     def room(self, open_id: str) -> RoomConfig | None:
         return next((r for r in self.rooms if r.open_id == open_id), None)
+
+    def hours(self, room: RoomConfig) -> OpenHours:
+        """The room's opening hours: its own, else the node's."""
+        return room.open_hours if room.open_hours is not None else self.node.open_hours
 
     def devices(self) -> list[tuple[RoomConfig, DeviceConfig]]:
         return [(room, dev) for room in self.rooms for dev in room.devices]
@@ -531,7 +585,7 @@ class _Parser(schema.Reader):
         occupancy = OccupancyConfig(**self.section(data, "occupancy", OccupancyConfig))
         feishu = self.feishu(data) if "feishu" in data else None
         mqtt = self.mqtt(data) if "mqtt" in data else None
-        rooms = self.rooms(data)
+        rooms = self.rooms(data, node)
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
         web = self.web(data) if "web" in data or feishu is not None else None
@@ -589,7 +643,7 @@ class _Parser(schema.Reader):
                             'set token = "env:NAME" (or listen on 127.0.0.1)')
         return web
 
-    def rooms(self, data: Mapping[str, Any]) -> tuple[RoomConfig, ...]:
+    def rooms(self, data: Mapping[str, Any], node: NodeConfig) -> tuple[RoomConfig, ...]:
         raw = data.get("rooms", [])
         if not isinstance(raw, list):
             raise self.fail("rooms", "must be an array of tables", "write [[rooms]]")
@@ -607,22 +661,24 @@ class _Parser(schema.Reader):
                                 "remove one of the [[rooms]] entries")
             seen_rooms.add(open_id)
             name = self.values(item, key, RoomConfig, ["name"])["name"] or open_id
+            hours = self.values(item, key, RoomConfig, ["open_hours"])["open_hours"]
             devices_raw = item.get("devices", [])
             if not isinstance(devices_raw, list):
                 raise self.fail(f"{key}.devices", "must be an array of tables",
                                 "write [[rooms.devices]]")
             devices = []
             for j, d in enumerate(devices_raw):
-                dev = self.device(d, f"{key}.devices[{j}]")
+                dev = self.device(d, f"{key}.devices[{j}]", node)
                 if dev.id in seen_devices:
                     raise self.fail(f"{key}.devices[{j}].id", f"device id {dev.id!r} is used twice",
                                     "give every device its own id")
                 seen_devices.add(dev.id)
                 devices.append(dev)
-            rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices)))
+            rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices),
+                                    open_hours=hours))
         return tuple(rooms)
 
-    def device(self, d: Any, key: str) -> DeviceConfig:
+    def device(self, d: Any, key: str, node: NodeConfig) -> DeviceConfig:
         if not isinstance(d, Mapping):
             raise self.fail(key, "must be a table", "write [[rooms.devices]]")
         values = self.values(self.known(d, key, schema.keys(DeviceConfig)), key, DeviceConfig)
@@ -635,17 +691,22 @@ class _Parser(schema.Reader):
         if wled_problem is not None:
             raise self.fail(f"{key}.url", wled_problem, 'use a shorter topic, e.g. '
                             '"mqtt:wled/3f-east", and set the same Device Topic in WLED')
-        return DeviceConfig(**values, colours=self.colours(d, key), effects=self.effects(d, key))
+        base = dict(LED_PALETTES[values["led_palette"] or node.led_palette])
+        if node.closed_led != "off":
+            base["closed"] = node.closed_led  # quiet hours (a device's colours.closed wins)
+        return DeviceConfig(**values, colours=self.colours(d, key, base),
+                            effects=self.effects(d, key))
 
-    def colours(self, d: Mapping[str, Any], key: str) -> Mapping[str, tuple[int, int, int]]:
+    def colours(self, d: Mapping[str, Any], key: str,
+                base: Mapping[str, str] = DEFAULT_LED_COLOURS) -> Mapping[str, RGB]:
         name = "colours" if "colours" in d else "colors"
         raw = self.get(d, key, name, Mapping, {})
-        merged = {**DEFAULT_LED_COLOURS, **raw}
+        merged = {**base, **raw}
         out: dict[str, tuple[int, int, int]] = {}
         for state, value in merged.items():
-            if state not in STATES_WITH_STALE:
+            if state not in COLOUR_KEYS:
                 raise self.fail(f"{key}.{name}.{state}", "unknown state",
-                                "use " + ", ".join(STATES_WITH_STALE))
+                                "use " + ", ".join(COLOUR_KEYS))
             m = _COLOUR.match(value) if isinstance(value, str) else None
             if not m:
                 raise self.fail(f"{key}.{name}.{state}", f"{value!r} is not a colour",

@@ -167,7 +167,9 @@ class RoomView:
     """Everything a panel needs to draw one room: the renderers' only input.
 
     ``as_of`` is when the data was last vouched for (shown on a stale sign as "as of HH:MM");
-    ``timezone`` is an IANA name used for display only.
+    ``timezone`` is an IANA name used for display only. ``closed_until`` is set in quiet hours
+    (outside the room's opening hours, no booking in progress or about to start): when the room
+    opens again.
     """
 
     open_id: str
@@ -177,6 +179,12 @@ class RoomView:
     as_of: datetime
     timezone: str
     language: str = "en"
+    closed_until: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True in quiet hours."""
+        return self.closed_until is not None
 
 
 @dataclass(frozen=True, slots=True)

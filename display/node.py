@@ -24,7 +24,7 @@ from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
-from display.model import Booking, Occupancy, RoomView
+from display.model import Booking, Occupancy, RoomView, State
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
@@ -71,9 +71,11 @@ def runtime_status_path(config: Config) -> Path:
     return runtime_dir() / f"status-{key}.json"
 
 
-def _content(name: str, occ: Occupancy, stale: bool) -> tuple[Any, ...]:
+def _content(name: str, occ: Occupancy, stale: bool,
+             closed_until: datetime | None = None) -> tuple[Any, ...]:
     """What a view shows, minus the instants that move every second."""
-    return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today)
+    return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today,
+            closed_until)
 
 
 ViewListener = Callable[[RoomView], None]
@@ -259,8 +261,9 @@ class Node:
             view = self._update_room(room, now)
             changed |= view is not None
             until = self._views[room.open_id].occupancy.until
-            if until is not None:
-                wake_at.append(until)
+            # Quiet hours open and close on their own instants, not at a state change.
+            edge = self.config.hours(room).next_change(now, self.config.node.tz)
+            wake_at.extend(t for t in (until, edge) if t is not None)
         if (changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
@@ -293,18 +296,21 @@ class Node:
             self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
             self.config.node.tz)
         stale = self.freshness.stale(now)
-        content = _content(room.name, occ, stale)
+        closed_until = self.config.hours(room).closed_until(
+            now, self.config.node.tz, in_use=occ.state is not State.FREE)
+        content = _content(room.name, occ, stale, closed_until)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
-        if shown.same(content, now):
+        # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
+        if shown.same(content, now) or (closed_until is not None and shown.last == content):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
-                timezone=old.timezone, language=old.language)
+                timezone=old.timezone, language=old.language, closed_until=closed_until)
             return None
         view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
-                        language=self.config.node.language)
+                        language=self.config.node.language, closed_until=closed_until)
         self._views[room.open_id] = view
         if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
@@ -405,8 +411,8 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
 
     if view is None:
         return {"open_id": room.open_id, "name": room.name, "state": None, "stale": True,
-                "since": None, "until": None, "current": None, "next": [],
-                "devices": local_times(devices, tz)}
+                "since": None, "until": None, "current": None, "next": [], "closed": False,
+                "opens_at": None, "devices": local_times(devices, tz)}
     occ = view.occupancy
     return {
         "open_id": room.open_id, "name": room.name, "state": occ.state.value,
@@ -414,6 +420,7 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
         "as_of": iso(view.as_of),
         "current": booking(occ.current) if occ.current else None,
         "next": [booking(b) for b in occ.next],
+        "closed": view.closed, "opens_at": iso(view.closed_until),
         "devices": local_times(devices, tz),
     }
 

@@ -17,7 +17,7 @@ from typing import Any
 from display.clock import SystemClock
 from display.config import Config, RoomConfig
 from display.errors import EventError, StoreError
-from display.model import RoomView
+from display.model import RoomView, State
 from display.node import room_status, status_path
 from display.occupancy import Thresholds, occupancy
 
@@ -74,8 +74,10 @@ def stored_view(config: Config, room: RoomConfig, now: datetime, *, stale: bool,
                                  "start") from None
     occ = occupancy(bookings, now, Thresholds.from_minutes(
         config.occupancy.soon_minutes, config.occupancy.ending_minutes), config.node.tz)
+    closed_until = config.hours(room).closed_until(now, config.node.tz,
+                                                   in_use=occ.state is not State.FREE)
     return RoomView(room.open_id, room.name, occ, stale, as_of, config.node.timezone,
-                    config.node.language)
+                    config.node.language, closed_until)
 
 
 def _from_store(config: Config, now: datetime, reason: str) -> dict[str, Any]:
@@ -194,6 +196,10 @@ def render_text(doc: dict[str, Any]) -> str:
     for room in doc.get("rooms", []):
         state = (room.get("state") or "unknown").upper()
         stale = "  [STALE]" if room.get("stale") else ""
+        if room.get("closed"):  # quiet hours
+            opens = room.get("opens_at")
+            stale += "  [CLOSED" + (f" until {datetime.fromisoformat(opens):%a %H:%M}]"
+                                    if opens else "]")
         since, until = room.get("since"), room.get("until")
         span = (f" {_hm(since)}-{_hm(until)}" if since and until
                 else f" since {_hm(since)}" if since else f" until {_hm(until)}" if until else "")

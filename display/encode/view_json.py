@@ -23,6 +23,8 @@ def view_json(view: RoomView) -> dict[str, Any]:
         "as_of": view.as_of.isoformat(),
         "current": occ.current.to_json() if occ.current else None,
         "next": [b.to_json() for b in occ.next],
+        "closed": view.closed,
+        "opens_at": view.closed_until.isoformat() if view.closed_until else None,
     }
 
 

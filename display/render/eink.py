@@ -8,8 +8,12 @@ Layout, in the *logical* orientation (the panel's size, transposed for rotation 
 
 * compact (height < 200 px, e.g. 250x122, 296x128): room name and update time; a state banner
   (state in large type and the current span / "until"); the next bookings on one line.
-* large (e.g. 400x300, 800x480): the same, plus the rest of the day's bookings in columns and a
-  day timeline (07:00-21:00, widened to cover the day's bookings) with a now-marker.
+* large (e.g. 400x300, 800x480): the same with the banner half the sign high, plus the rest of
+  the day's bookings in columns (rows as large as the count allows) and a day timeline
+  (07:00-21:00, widened to cover the day's bookings) with a now-marker.
+* closed (quiet hours): the banner says "Closed" and until when; the bookings before the opening
+  are listed, and nothing that moves with the clock is drawn (no "as of" unless stale, no
+  timeline), so the node need not redraw it until something changes.
 
 Banners: free is an outlined banner (white), soon a thick outline (red on ``bwr``), busy and
 ending a solid banner with white type (red on ``bwr``, black on ``bw``), so "dark or red = taken"
@@ -65,27 +69,37 @@ class Composition:
     texts: tuple[PlacedText, ...]
 
 
-def _regions(w: int, h: int) -> tuple[dict[str, Box], int]:
-    """Where each part of a ``w`` x ``h`` sign goes, and the stroke/margin unit."""
+def _regions(w: int, h: int, *, closed: bool = False,
+             alone: bool = False) -> tuple[dict[str, Box], int]:
+    """Where each part of a ``w`` x ``h`` sign goes, and the stroke/margin unit.
+
+    The state banner grows with the panel (half a large sign: it is what is read from across a
+    corridor); a closed sign has no timeline (its now-marker would stop at the closing time).
+    ``alone``: nothing but the header and the banner (a closed sign with nothing booked)."""
     unit = max(1, min(w, h) // 100 + 1)  # stroke/margin unit: 2 px at 128, 5 px at 480
+    if alone:
+        hh = round(h * (0.22 if h < COMPACT_BELOW else 0.12))
+        return {"header": Box(0, 0, w, hh), "banner": Box(0, hh, w, h - hh - unit)}, unit
     if h < COMPACT_BELOW:
-        hh = round(h * 0.21)
+        hh = round(h * 0.22)
         hb = round(h * 0.50)
         return {
             "header": Box(0, 0, w, hh),
             "banner": Box(0, hh, w, hb),
             "next": Box(unit * 2, hh + hb + unit, w - unit * 4, h - hh - hb - 2 * unit),
         }, unit
-    hh = round(h * 0.14)
-    hb = round(h * 0.34)
-    ht = round(h * 0.16)
+    hh = round(h * 0.12)
+    hb = round(h * 0.46)
+    ht = 0 if closed else round(h * 0.13)
     gap = unit * 2
-    return {
+    regions = {
         "header": Box(0, 0, w, hh),
         "banner": Box(0, hh, w, hb),
         "next": Box(unit * 3, hh + hb + gap, w - unit * 6, h - hh - hb - ht - 2 * gap),
-        "timeline": Box(unit * 2, h - ht, w - unit * 4, ht - unit),
-    }, unit
+    }
+    if not closed:
+        regions["timeline"] = Box(unit * 2, h - ht, w - unit * 4, ht - unit)
+    return regions, unit
 
 
 def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None) -> Composition:
@@ -102,14 +116,20 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     if f.language != "en":
         fonts.require_cjk()  # fail with the package name even if this view happens to be ASCII
     c = Canvas((w, h), device.palette, fonts)
-    regions, unit = _regions(w, h)
-    compact = "timeline" not in regions
+    compact = h < COMPACT_BELOW
+    alone = f.closed and not (f.upcoming or f.later or (compact and f.stale))
+    regions, unit = _regions(w, h, closed=f.closed, alone=alone)
     # A compact stale sign puts the warning on its own line, where it is big enough to notice.
-    draw_header(c, f, regions["header"], unit, show_asof=not (compact and f.stale))
+    # A closed sign shows no clock unless stale: nothing on it moves until it opens.
+    draw_header(c, f, regions["header"], unit,
+                show_asof=not (compact and f.stale) and (f.stale or not f.closed))
     rest = draw_state_block(c, f, regions["banner"], unit)
-    if not compact:
-        draw_next_grid(c, f, regions["next"], rest, unit)
+    if "timeline" in regions:
         draw_timeline(c, f, regions["timeline"], unit)
+    if "next" not in regions:
+        pass  # closed with nothing booked: the banner is the sign
+    elif not compact:
+        draw_next_grid(c, f, regions["next"], rest, unit)
     elif f.stale:
         draw_stale_line(c, f, regions["next"], unit)
     else:

@@ -34,14 +34,34 @@ class SignFacts:
     as_of: datetime
     stale: bool
     name: str
+    closed_until: datetime | None = None  # quiet hours: when the sign changes next
+    later: tuple[Booking, ...] = ()  # bookings after today (a closed sign lists them)
+
+    @property
+    def closed(self) -> bool:
+        """True in quiet hours (the sign shows "closed until ...")."""
+        return self.closed_until is not None
 
     def hm(self, dt: datetime) -> str:
         """``dt`` as local ``HH:MM``."""
         return dt.astimezone(self.tz).strftime("%H:%M")
 
     def span(self, b: Booking) -> str:
-        """``b`` as local ``HH:MM–HH:MM``."""
-        return f"{self.hm(b.start)}{DASH}{self.hm(b.end)}"
+        """``b`` as local ``HH:MM–HH:MM``, after its weekday when it is not today."""
+        span = f"{self.hm(b.start)}{DASH}{self.hm(b.end)}"
+        if b.start >= self.day_end:
+            return f"{self.weekday(b.start, self.language)} {span}"
+        return span
+
+    def weekday(self, dt: datetime, language: str) -> str:
+        """The local weekday of ``dt``, short (``Mon``, ``周一``)."""
+        return text("weekdays", language).split()[dt.astimezone(self.tz).weekday()]
+
+    def when(self, dt: datetime, language: str) -> str:
+        """``HH:MM`` today, else ``Mon 08:00`` (``周一 08:00``)."""
+        if self.day_start <= dt < self.day_end:
+            return self.hm(dt)
+        return f"{self.weekday(dt, language)} {self.hm(dt)}"
 
     def t(self, key: str, **values: object) -> str:
         """The wording for ``key`` in the sign's language."""
@@ -72,8 +92,13 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     upcoming = tuple(b for b in day if b.start > now and b is not cur
                      and (block_end is None or b.start >= block_end))
     language = device.language or view.language
+    closed_until = view.closed_until
+    later = tuple(b for b in occ.next if b.start >= day_end)
+    if closed_until is not None and (upcoming or later):
+        # Closed until it opens, or until the next booking if that comes first.
+        closed_until = min(closed_until, (upcoming or later)[0].start)
     return SignFacts(state=occ.state, language=language if language in LANGUAGES else "en",
                      tz=tz, now=now, day_start=day_start, day_end=day_end, current=cur,
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
-                     stale=view.stale, name=view.name)
+                     stale=view.stale, name=view.name, closed_until=closed_until, later=later)
 

@@ -1,28 +1,36 @@
 """LED renderer: a room's state as one colour, an effect and a brightness.
 
-Defaults (``DEFAULT_LED_COLOURS`` / ``DEFAULT_LED_EFFECTS`` in :mod:`display.config`), chosen so
-that each state is told apart at a glance, by colour first and by motion second:
+Defaults (``DEFAULT_LED_COLOURS`` / ``DEFAULT_LED_EFFECTS`` in :mod:`display.config`). Colour is
+never the only cue, so a colour-blind reader (about 1 man in 12) tells every state apart too:
+the *level* says whether the room is taken now (free rooms glow at ``brightness``, taken ones
+at 40 % of it), the *motion* says whether that changes within minutes (pulse), and only stale
+data blinks. Taken is the dim one because red is: to a protanope (about 1 man in 100) red light
+looks a quarter as bright as green, so a dim green and a full red would look alike, while a full
+green and a 40 % red differ about ninefold (deuteranopes: threefold; the tests measure it).
 
-=========  ===============================  =====================  ==============================
-state      colour                           effect                 reads as
-=========  ===============================  =====================  ==============================
-free       green ``#00c000``                steady                 come in
-soon       amber ``#ffa000``                pulse (breathing)      free now, a meeting is about
-                                                                   to start
-busy       red ``#ff0000``                  steady                 in use, do not disturb
-ending     magenta ``#ff00c0``              pulse (breathing)      in use, about to be free
-stale      the state's colour               blink (slow on/off,    the node cannot vouch for its
-           (``colours.stale`` overrides)    about 1 Hz)            data; colour is the last known
-=========  ===============================  =====================  ==============================
+=========  ===============================  ===================  =========  ======================
+state      colour                           effect               level      reads as
+=========  ===============================  ===================  =========  ======================
+free       green ``#00c000``                steady               full       come in
+soon       amber ``#ffa000``                pulse (breathing)    full       free now, a meeting is
+                                                                            about to start
+busy       red ``#ff0000``                  steady               dim (40%)  in use, do not disturb
+ending     magenta ``#ff00c0``              pulse (breathing)    dim (40%)  in use, about to be
+                                                                            free
+stale      the state's colour               blink (slow on/off,  the        the node cannot vouch
+           (``colours.stale`` overrides)    about 1 Hz)          state's    for its data
+closed     off (``[node] closed_led`` or    steady               full       quiet hours: outside
+           ``colours.closed``: a colour)                                    the opening hours
+=========  ===============================  ===================  =========  ======================
 
-Free and busy are the colours every room sign uses; soon and ending are the two in-between states
-and therefore move (pulse). Stale never looks like any fresh state: no fresh state blinks, so a
-blinking light always means "do not trust me", while its colour still says what the schedule last
-said (README: the LED shows stale as the state colour blinking slowly, configurable).
+Steady, pulse and blink are the three effects every board shows (the panel protocol's SET_LED
+effects 0-2, WLED's Solid, Breathe and Blink), so no firmware change is needed for them; the level
+is SET_LED's ``brightness`` (WLED's ``bri``). ``led_palette = "colourblind"`` swaps the colours
+for Okabe and Ito's blue, yellow, vermillion and reddish purple.
 
-Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale``), ``effects.<state>``
-(``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and ``brightness`` (0-255) override
-the defaults.
+Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale`` and ``colours.closed``),
+``effects.<state>`` (``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and
+``brightness`` (0-255, the full level) override the defaults.
 """
 
 from __future__ import annotations
@@ -31,20 +39,38 @@ from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfi
 from display.model import RoomView
 from display.outputs import RGB, Effect, LedOutput, parse_hex
 
+#: Taken rooms (busy, ending) glow at this share of the device's brightness: the level tells a
+#: free room from a taken one without its colour.
+TAKEN_LEVEL = 0.4
+OFF = LedOutput(colour=(0, 0, 0), effect=Effect.STEADY, brightness=0)
+
+
+def level(brightness: int, occupied: bool) -> int:
+    """The brightness a state is shown at: full while free, :data:`TAKEN_LEVEL` of it while
+    taken (at least 1, so a dim light is never off)."""
+    if not occupied or brightness == 0:
+        return brightness
+    return max(1, round(brightness * TAKEN_LEVEL))
+
 
 def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
     """What the LED of ``device`` shows for ``view``: pure, no I/O.
 
-    The colour is ``device.colours[state]``; when ``view.stale``, ``colours["stale"]`` if
-    configured, else the state's colour, with ``effects["stale"]`` (default slow blink). A device
-    built without colours or effects (not through the config loader) gets the defaults.
+    In quiet hours (``view.closed``) the light is off, or steady ``colours["closed"]``. Else the
+    colour is ``device.colours[state]``; when ``view.stale``, ``colours["stale"]`` if configured,
+    else the state's colour, with ``effects["stale"]`` (default slow blink). A device built
+    without colours or effects (not through the config loader) gets the defaults.
     """
-    state = view.occupancy.state.value
-    colour: RGB = device.colours.get(state) or parse_hex(DEFAULT_LED_COLOURS[state])
+    if view.closed:
+        closed = device.colours.get("closed")
+        return OFF if closed is None else LedOutput(closed, Effect.STEADY, device.brightness)
+    state = view.occupancy.state
+    colour: RGB = device.colours.get(state.value) or parse_hex(DEFAULT_LED_COLOURS[state.value])
     if view.stale:
         colour = device.colours.get("stale", colour)
         key = "stale"
     else:
-        key = state
+        key = state.value
     effect = device.effects.get(key) or Effect(DEFAULT_LED_EFFECTS[key])
-    return LedOutput(colour=colour, effect=effect, brightness=device.brightness)
+    return LedOutput(colour=colour, effect=effect,
+                     brightness=level(device.brightness, state.occupied))

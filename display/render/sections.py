@@ -35,15 +35,24 @@ def _stale_icon(canvas: Canvas, box: Box) -> None:
     canvas.rect(Box(cx, y + s * 3 // 4, bar_w, max(2, s // 9)), Ink.WHITE)
 
 
+#: The smallest type "as of" is drawn in where it can be: DejaVu's digits are 12 px tall at 17 px,
+#: legible at a door (the words go before the size does: "as of 10:05", then "10:05").
+ASOF_MIN = 17
+
+
 def _asof_plan(canvas: Canvas, facts: SignFacts, box: Box, size: int,
                bold: bool) -> TextPlan | None:
-    """"as of 10:05", or just "10:05" where that does not fit: a time is never ellipsised."""
+    """"as of 10:05", or just "10:05" where that does not fit: a time is never ellipsised.
+
+    Each wording is tried at :data:`ASOF_MIN` or more before a shorter one; only the bare time
+    shrinks below it, on a panel too small for anything else."""
     hm = facts.hm(facts.as_of)
-    for candidate in (facts.t("as_of", t=hm), text("as_of", "en", t=hm), hm):
-        plan = canvas.type.largest([Seg(candidate, bold=bold)], box, min(10, size), size)
+    floor = min(ASOF_MIN, size)
+    for candidate in (facts.t("as_of", t=hm), text("as_of", "en", t=hm)):
+        plan = canvas.type.largest([Seg(candidate, bold=bold)], box, floor, size)
         if plan is not None:
             return plan
-    return None
+    return canvas.type.largest([Seg(hm, bold=bold)], box, min(10, size), size)
 
 
 def draw_header(canvas: Canvas, facts: SignFacts, box: Box, unit: int, *, show_asof: bool) -> None:
@@ -53,7 +62,8 @@ def draw_header(canvas: Canvas, facts: SignFacts, box: Box, unit: int, *, show_a
     used = 0
     if show_asof:
         # Right: the update time; on a stale view a warning triangle and a bolder "as of".
-        small = max(10, round(inner.h * (0.42 if facts.stale else 0.34)))
+        small = max(ASOF_MIN, round(inner.h * (0.5 if facts.stale else 0.4)))
+        small = min(small, inner.h)
         icon = inner.h if facts.stale else 0
         room = Box(0, 0, max(0, inner.w * 2 // 5 - icon), inner.h)
         plan = _asof_plan(canvas, facts, room, small, facts.stale)
@@ -81,23 +91,35 @@ def draw_stale_line(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> No
 # -- state banner ----------------------------------------------------------------------------
 
 
+#: In ``zh+en`` the English state word is this share of the Chinese one: readable beside it,
+#: still second to it.
+EN_SCALE = 0.62
+#: A state line this tall (px) or more puts the English under the Chinese instead of beside it.
+STACK_FROM = 70
+
+
 def _state_segs(facts: SignFacts) -> list[Seg]:
     """The state word; in ``zh+en`` the English after the Chinese, smaller and optional."""
-    word = facts.t(facts.state.value)
+    word = facts.t("closed" if facts.closed else facts.state.value)
     if "|" in word:
         zh, en = word.split("|", 1)
-        return [Seg(zh), Seg("  " + en, 0.45, optional=True)]
+        return [Seg(zh), Seg("  " + en, EN_SCALE, optional=True)]
     return [Seg(word)]
 
 
 def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
     """The banner's second line and the bookings still left for the "Next" list."""
     rest = facts.upcoming
+    if facts.closed_until is not None:
+        until = facts.closed_until
+        return [Seg(facts.t("closed_until", zh=facts.when(until, "zh"),
+                            en=facts.when(until, "en")))], (*rest, *facts.later)
     if facts.state.occupied and facts.current is not None and facts.block_end is not None:
         return [Seg(facts.t("until", t=facts.hm(facts.block_end))),
                 Seg("   " + facts.span(facts.current), 0.75, bold=False, optional=True)], rest
     if facts.state is State.SOON and rest:
-        return [Seg(facts.span(rest[0]))], rest[1:]
+        # Starting soon is still free: free until the meeting starts (listed under "Next").
+        return [Seg(facts.t("free_until", t=facts.hm(rest[0].start)))], rest
     if rest:  # free until the next booking
         return [Seg(facts.t("until", t=facts.hm(rest[0].start)))], rest
     return [], rest
@@ -105,6 +127,10 @@ def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
 
 def _banner(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> tuple[Ink, Ink]:
     """Draw the state banner's background; returns (text ink, detail ink)."""
+    if facts.closed:  # quiet hours: a plain frame with a second, inner rule
+        canvas.frame(box, Ink.BLACK, max(1, unit // 2))
+        canvas.frame(box.inset(unit, unit), Ink.BLACK, max(1, unit // 2))
+        return Ink.BLACK, Ink.BLACK
     if facts.state is State.FREE:
         canvas.frame(box, Ink.BLACK, max(1, unit // 2))
         return Ink.BLACK, Ink.BLACK
@@ -122,14 +148,36 @@ def draw_state_block(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> t
     text_ink, detail_ink = _banner(canvas, facts, box, unit)
     inner = box.inset(unit * 3, unit * 2)
     detail, rest = _detail_segs(facts)
+    segs = _state_segs(facts)
+    side = inner.h * 62 // 100
+    # Tall enough, and the two words do not fit side by side near full size: the English goes
+    # under the Chinese on a line of its own, so neither shrinks to make room for the other.
+    stack = False
+    keep_en = 0.75  # the English goes once the pair would shrink below this share of the box
+    if len(segs) == 2:
+        probe = Box(0, 0, inner.w, side)
+        alone = canvas.type.largest(segs[:1], probe, 12, side)
+        if alone is not None:
+            keep_en = alone.size * 85 / 100 / side  # side by side down to 85 % of the Chinese
+            stack = side >= STACK_FROM and canvas.type.largest(
+                segs, probe, alone.size * 85 // 100, side) is None
     if detail:
-        state_h = inner.h * 62 // 100
+        state_h = inner.h * 72 // 100 if stack else side
         detail_box = Box(inner.x, inner.y + state_h, inner.w, inner.h - state_h)
         canvas.text("detail", detail, detail_box, detail_box.h, 10, detail_ink, align="center")
     else:
         state_h = inner.h
-    canvas.text("state", _state_segs(facts), Box(inner.x, inner.y, inner.w, state_h), state_h, 12,
-                text_ink, align="center")
+    state_box = Box(inner.x, inner.y, inner.w, state_h)
+    if stack:
+        zh_h = state_h * 64 // 100
+        canvas.text("state", segs[:1], Box(inner.x, inner.y, inner.w, zh_h), zh_h, 12, text_ink,
+                    align="center")
+        en_box = Box(inner.x, inner.y + zh_h, inner.w, state_h - zh_h)
+        canvas.text("state_en", [Seg(segs[1].text.strip())], en_box, en_box.h, 10, text_ink,
+                    align="center")
+        return rest
+    canvas.text("state", segs, state_box, state_h, 12, text_ink, align="center",
+                drop_below=keep_en)
     return rest
 
 
@@ -140,36 +188,48 @@ def draw_next_line(canvas: Canvas, facts: SignFacts, box: Box, rest: tuple[Booki
     """Compact panels: "Next 11:30–12:00 · 14:00–15:30 +2" on one line, as many as fit."""
     size = box.h * 3 // 4
     if not rest:
-        canvas.text("next", [Seg(facts.t("none"), bold=False)], box, size, 10, Ink.BLACK)
+        if not facts.closed:  # a closed sign says when it opens; "no more today" is noise
+            canvas.text("next", [Seg(facts.t("none"), bold=False)], box, size, 10, Ink.BLACK)
         return
     spans = [facts.span(b) for b in rest]
     label = Seg(facts.t("next") + "  ")
-    min_size = max(10, box.h * 2 // 5)
+    min_size = max(10, box.h * 3 // 5)  # fewer bookings, legible, before more, tiny
     for k in range(len(spans), 0, -1):
         more = len(spans) - k
-        body = "  ".join(spans[:k]) + (f"  {facts.t('more', n=more)}" if more else "")
-        plan = canvas.type.largest([label, Seg(body, bold=False)], box, min_size, size)
-        if plan is not None:
-            canvas.draw_plan("next", plan, box, Ink.BLACK)
-            return
+        # The count matters more than its words: "+2" where "+2 more" does not fit.
+        for tail in ((f"  {facts.t('more', n=more)}", f"  +{more}") if more else ("",)):
+            body = "  ".join(spans[:k]) + tail
+            plan = canvas.type.largest([label, Seg(body, bold=False)], box, min_size, size)
+            if plan is not None:
+                canvas.draw_plan("next", plan, box, Ink.BLACK)
+                return
     canvas.text("next", [label, Seg(spans[0], bold=False)], box, size, 10, Ink.BLACK)
 
 
 def draw_next_grid(canvas: Canvas, facts: SignFacts, box: Box, rest: tuple[Booking, ...],
                    unit: int) -> None:
     """Large panels: a heading, then the rest of the day's bookings in columns."""
-    row = max(14, min(box.h // 4, unit * 8))
+    widest = "00:00" + DASH + "00:00"
+    if any(b.start >= facts.day_end for b in rest):  # later days carry their weekday
+        widest = facts.weekday(facts.day_end, facts.language) + " " + widest
+    # The largest rows that still list every booking (or the smallest, with "+N more"): a day
+    # with two meetings left shows them in large type, a crowded one in more, smaller rows.
+    top = max(14, min(box.h // 2, unit * 10))
+    for row in range(top, 13, -2):
+        rows = max(1, (box.h - row) // row)
+        size = row * 3 // 4
+        sample = canvas.type.line([Seg(widest, bold=False)], size)
+        col_w = max(1, sample.width + unit * 6)
+        cols = max(1, min(box.w // col_w, len(rest)))
+        if rows * cols >= len(rest):
+            break
     label_box = Box(box.x, box.y, box.w, row)
     if not rest:
-        canvas.text("next", [Seg(facts.t("none"))], label_box, row * 4 // 5, 10, Ink.BLACK)
+        if not facts.closed:
+            canvas.text("next", [Seg(facts.t("none"))], label_box, row * 4 // 5, 10, Ink.BLACK)
         return
     canvas.text("next_label", [Seg(facts.t("next"))], label_box, row * 4 // 5, 10, Ink.BLACK)
     grid = Box(box.x, box.y + row, box.w, box.h - row)
-    rows = max(1, grid.h // row)
-    size = row * 3 // 4
-    sample = canvas.type.line([Seg("00:00" + DASH + "00:00", bold=False)], size)
-    col_w = max(1, sample.width + unit * 6)
-    cols = max(1, min(grid.w // col_w, len(rest)))
     col_w = min(col_w, grid.w)  # a panel narrower than one span: the text shrinks to fit
     cap = rows * cols
     items = [facts.span(b) for b in rest]

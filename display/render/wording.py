@@ -17,6 +17,12 @@ TEXTS: dict[str, tuple[str, str, str]] = {
     "as_of": ("更新于 {t}", "as of {t}", "更新于 / as of {t}"),
     "none": ("今日无更多预订", "No more bookings today", "今日无更多预订 · No more bookings today"),
     "more": ("另有 {n} 场", "+{n} more", "另有 {n} 场 / +{n} more"),
+    "free_until": ("空闲至 {t}", "free until {t}", "空闲至 / free until {t}"),
+    "closed": ("已关闭", "Closed", "已关闭|Closed"),
+    "closed_until": ("至 {zh}", "until {en}", "至 {zh} / until {en}"),
+    # Weekdays, Monday first, for times beyond today ("closed until Mon 08:00").
+    "weekdays": ("周一 周二 周三 周四 周五 周六 周日", "Mon Tue Wed Thu Fri Sat Sun",
+                 "周一 周二 周三 周四 周五 周六 周日"),
 }
 LANGUAGES = ("zh", "en", "zh+en")  # in the order of each TEXTS row
 _LANG_INDEX = {language: i for i, language in enumerate(LANGUAGES)}

@@ -60,7 +60,7 @@ def labels(language: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, (zh, en) in PAGE_TEXTS.items():
         out[key] = zh if language == "zh" else en if language == "en" else f"{zh} {en}"
-    for state in ("free", "soon", "busy", "ending"):
+    for state in ("free", "soon", "busy", "ending", "closed"):  # closed: quiet hours
         zh, en, _both = TEXTS[state]
         out[state] = zh if language == "zh" else en if language == "en" else f"{zh} · {en}"
     return out

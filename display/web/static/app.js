@@ -100,7 +100,8 @@
   // -- tiles ---------------------------------------------------------------------------------
 
   function tile(room) {
-    const li = el("li", "tile state-" + (room.state || "unknown") + (room.stale ? " stale" : ""));
+    const li = el("li", "tile state-" + (room.state || "unknown") + (room.stale ? " stale" : "") +
+                  (room.closed ? " closed" : ""));
     li.dataset.id = room.open_id;
     li.dataset.state = room.state || "unknown";
     const name = page === "overview" ? el("a", "name", room.name) : el("span", "name", room.name);
@@ -112,6 +113,7 @@
     if (room.current) li.appendChild(el("span", "current", w("now") + " " + span(room.current)));
     if (room.next && room.next.length) li.appendChild(el("span", "next", w("next") + " " + span(room.next[0])));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
+    if (room.closed) li.appendChild(el("span", "closed-note", "☾ " + w("closed") + (room.opens_at ? " — " + w("until") + " " + when(room.opens_at) : "")));
     if (page === "overview") {
       const offline = (room.devices || []).filter(function (d) { return !d.online; }).length;
       if (offline) li.appendChild(el("span", "devices-bad", w("devices") + " " + w("offline") + ": " + offline));

@@ -21,7 +21,7 @@ PACKAGE = Path(display.__file__).resolve().parent
 #: Lowest first. Units on one line are peers and must not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("display", "errors"),                       # the version, the one exception tree
-    ("model", "clock", "outputs", "systemd", "watch",  # values, OS glue,
+    ("model", "clock", "outputs", "systemd", "watch", "hours",  # values, OS glue,
      "backoff", "files", "unchanged"),                # helpers said once
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values

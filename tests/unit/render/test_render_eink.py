@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from display.model import RoomView, State
 from display.outputs import Palette, SignImage
 from display.render.eink import Composition, compose, render_sign
 from display.render.fonts import FONT_DIRS_ENV, FontMissingError, Fonts, default_fonts
-from display.render.samples import busy_day_spans, sample_view
+from display.render.samples import booking, busy_day_spans, local, sample_view
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -67,12 +68,39 @@ CASES: list[tuple[str, State, tuple[int, int], str, str, dict[str, object]]] = [
     ("250x122_bw_zh_busy_stale", State.BUSY, (250, 122), "bw", "zh", {"stale": True}),
     ("800x480_bwr_en_free_stale", State.FREE, (800, 480), "bwr", "en", {"stale": True}),
     ("800x480_bw_en_crowded", State.BUSY, (800, 480), "bw", "en", {"crowded": True}),
+    # Issue 18: every language at 400x300, stale there too, closed signs (quiet hours).
+    ("400x300_bw_zh+en_soon", State.SOON, (400, 300), "bw", "zh+en", {}),
+    ("400x300_bw_zh_free", State.FREE, (400, 300), "bw", "zh", {}),
+    ("400x300_bwr_en_ending_stale", State.ENDING, (400, 300), "bwr", "en", {"stale": True}),
+    ("296x128_bw_zh+en_busy", State.BUSY, (296, 128), "bw", "zh+en", {}),
+    ("296x128_bw_en_closed", State.FREE, (296, 128), "bw", "en", {"closed": True}),
+    ("296x128_bw_zh_closed_booked", State.FREE, (296, 128), "bw", "zh",
+     {"closed": True, "booked": True}),
+    ("400x300_bw_en_closed_booked", State.FREE, (400, 300), "bw", "en",
+     {"closed": True, "booked": True}),
+    ("800x480_bw_zh+en_closed", State.FREE, (800, 480), "bw", "zh+en", {"closed": True}),
 ]
+
+MONDAY = (2026, 11, 30)  # the sample day is a Wednesday; a closed sign opens on Monday
+
+
+def closed_view(language: str, booked: bool = False) -> RoomView:
+    """The sample room closed on the evening of its day; ``booked``: a booking on Friday."""
+    view = sample_view(language=language, at="21:00")
+    if booked:
+        later = booking("10:00", "11:30", 9)
+        later = dataclasses.replace(later, start=later.start + timedelta(days=2),
+                                    end=later.end + timedelta(days=2))
+        view = dataclasses.replace(view, occupancy=dataclasses.replace(
+            view.occupancy, next=(later,)))
+    return dataclasses.replace(view, closed_until=local("08:00", MONDAY))
 
 
 def case_view(state: State, language: str, extra: dict[str, object]) -> RoomView:
     if extra.get("crowded"):
         return sample_view(language=language, spans=busy_day_spans(14), at="10:05")
+    if extra.get("closed"):
+        return closed_view(language, bool(extra.get("booked")))
     return sample_view(state, language=language, stale=bool(extra.get("stale")))
 
 
@@ -81,7 +109,8 @@ def case_view(state: State, language: str, extra: dict[str, object]) -> RoomView
 def test_golden(name: str, state: State, size: tuple[int, int], palette: str, language: str,
                 extra: dict[str, object], tmp_path: Path) -> None:
     device = eink(size, palette, int(str(extra.get("rotation", 0))))
-    sign = render_sign(case_view(state, language, extra), device)
+    view = case_view(state, language, extra)
+    sign = render_sign(view, device)
     assert sign.size == size
     actual = sign.to_rgb()
     path = GOLDEN / f"{name}.png"
@@ -198,6 +227,81 @@ def test_back_to_back_bookings_are_one_block() -> None:
     assert texts["next_item"] == "14:00–15:00"
 
 
+def test_soon_reads_free_until_the_meeting_which_is_listed_next() -> None:
+    for size in [(296, 128), (800, 480)]:
+        texts = [(t.role, t.text) for t in compose(sample_view(State.SOON), eink(size)).texts]
+        assert ("detail", "free until 11:30") in texts
+        listed = " ".join(text for role, text in texts if role in ("next", "next_item"))
+        assert "11:30–12:00" in listed
+    zh = {t.role: t.text for t in compose(sample_view(State.SOON), eink(language="zh")).texts}
+    assert zh["detail"] == "空闲至 11:30"
+
+
+def glyph_height(comp: Composition, role: str) -> int:
+    placed = next(t for t in comp.texts if t.role == role)
+    return placed.bbox[3] - placed.bbox[1]
+
+
+@pytest.mark.parametrize("language", ["zh", "en", "zh+en"])
+def test_as_of_is_legible_on_the_small_sign(language: str) -> None:
+    """Issue 18: "as of" was ~7 px tall on 296x128; its type is now at least 17 px (DejaVu's
+    digits 12 px) in every language, the words kept where they fit."""
+    comp = compose(sample_view(State.BUSY, language=language), eink((296, 128)))
+    placed = next(t for t in comp.texts if t.role == "as_of")
+    assert placed.size >= 17 and glyph_height(comp, "as_of") >= 12
+    assert "as of" in placed.text or "更新于" in placed.text
+
+
+@pytest.mark.parametrize("size", [(296, 128), (400, 300), (800, 480)], ids=str)
+@pytest.mark.parametrize("state", list(State))
+def test_english_beside_chinese_is_not_dropped(size: tuple[int, int], state: State) -> None:
+    comp = compose(sample_view(state, language="zh+en"), eink(size))
+    english = {State.FREE: "Free", State.SOON: "Starting soon", State.BUSY: "In use",
+               State.ENDING: "Ending soon"}[state]
+    assert any(english in t.text for t in comp.texts if t.role in ("state", "state_en"))
+
+
+@pytest.mark.parametrize("size", [(400, 300), (800, 480)], ids=str)
+def test_large_signs_give_half_to_the_state_and_list_the_day(size: tuple[int, int]) -> None:
+    comp = compose(sample_view(State.BUSY), eink(size))
+    assert comp.regions["banner"].h >= size[1] * 0.45
+    listed = [t.text for t in comp.texts if t.role == "next_item"]
+    assert listed == ["11:30–12:00", "14:00–15:30", "16:00–17:00"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("language", ["zh", "en", "zh+en"])
+def test_closed_sign_says_until_when_and_shows_no_clock(size: tuple[int, int],
+                                                        language: str) -> None:
+    comp = compose(closed_view(language), eink(size))
+    assert_contained(comp)
+    texts = {t.role: t.text for t in comp.texts}
+    assert {"as_of", "hour", "next", "next_item"}.isdisjoint(texts)
+    assert texts["detail"] == {"en": "until Mon 08:00", "zh": "至 周一 08:00",
+                               "zh+en": "至 周一 08:00 / until Mon 08:00"}[language]
+    # Nothing on it moves: drawn later in the night, it is the same sign (no redraw needed).
+    later = dataclasses.replace(closed_view(language), occupancy=dataclasses.replace(
+        closed_view(language).occupancy, at=local("23:59")))
+    assert same(comp.sign.black, render_sign(later, eink(size)).black)
+
+
+def test_closed_sign_lists_a_booking_before_the_opening_and_closes_until_it() -> None:
+    comp = compose(closed_view("en", booked=True), eink((400, 300)))
+    texts = {t.role: t.text for t in comp.texts}
+    assert texts["detail"] == "until Fri 10:00"
+    assert texts["next_item"] == "Fri 10:00–11:30"
+    assert texts["state"] == "Closed"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_stale_closed_sign_still_says_as_of(size: tuple[int, int]) -> None:
+    view = dataclasses.replace(closed_view("en"), stale=True)
+    comp = compose(view, eink(size))
+    assert_contained(comp)
+    texts = {t.role: t.text for t in comp.texts}
+    assert texts["as_of"].startswith("as of") and texts["state"] == "Closed"
+
+
 def test_free_with_nothing_left_says_so() -> None:
     view = sample_view(at="18:00")
     for size in [(296, 128), (800, 480)]:
@@ -254,10 +358,13 @@ def test_rotation_turns_the_logical_sign_clockwise(rotation: int) -> None:
     state=st.sampled_from(list(State)),
     language=st.sampled_from(["zh", "en", "zh+en"]),
     stale=st.booleans(),
+    closed=st.booleans(),
 )
 def test_any_size_and_name_fits(name: str, w: int, h: int, rotation: int, state: State,
-                                language: str, stale: bool) -> None:
+                                language: str, stale: bool, closed: bool) -> None:
     view = sample_view(state, name=name, language=language, stale=stale)
+    if closed:
+        view = dataclasses.replace(view, closed_until=local("08:00", MONDAY))
     comp = compose(view, eink((w, h), rotation=rotation))
     assert comp.sign.size == (w, h)
     assert_contained(comp)
