@@ -267,8 +267,11 @@ def _add_map_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     verbs = mapping.add_subparsers(dest="verb", metavar="VERB")
     verbs.add_parser("list", parents=[common], help="rooms and their devices (the default)")
     add_room = verbs.add_parser("add-room", parents=[common], help="add a room")
-    add_room.add_argument("open_id", help="the room's Feishu id (omm_...)")
-    add_room.add_argument("name", help="name shown on the sign")
+    add_room.add_argument("open_id", metavar="ID_OR_NAME",
+                          help="the room's Feishu id (omm_...), or its Feishu name or a unique "
+                               "part of it (asks Feishu: needs [feishu] app_id/app_secret)")
+    add_room.add_argument("name", nargs="?",
+                          help="name shown on the sign (default: Feishu's name, or the id)")
     rename = verbs.add_parser("rename-room", parents=[common], help="change a room's name")
     rename.add_argument("room", help="open_id or current name")
     rename.add_argument("name", help="new name")
@@ -297,6 +300,12 @@ def cmd_map(args: argparse.Namespace) -> int:
     if verb == "list":
         print(mapedit.describe(load_config(path, resolve_secrets=False)))
         return EXIT_OK
+    if verb == "add-room":  # a name is looked up in Feishu's directory before any edit
+        from display.cli.rooms import new_room
+
+        args.open_id, args.name, found = new_room(path, args.open_id, args.name)
+        if found is not None:
+            print(f"Feishu room {found.name!r}: {found.room_id}")
     changes: dict[str, Any] = {
         "add-room": lambda e: e.add_room(args.open_id, args.name),
         "rename-room": lambda e: e.rename_room(args.room, args.name),
