@@ -198,6 +198,9 @@ def _commit(config: Config, env: dict[str, Any], pid: int) -> tuple[str, str]:
     from display.intake.sink import EventSink
     from display.store import ScheduleStore, store_path
 
+    if catches(pid, signal.SIGUSR2) is False:  # its default action would end the node
+        raise SendError(f"the running node (pid {pid}) does not take test events yet (it "
+                        "started before this version was installed): restart it first")
     path = store_path(config)
     try:
         with ScheduleStore(path) as store:
@@ -216,3 +219,15 @@ def _commit(config: Config, env: dict[str, Any], pid: int) -> tuple[str, str]:
         raise SendError(f"the test event is stored but the node (pid {pid}) belongs to "
                              "another user: run as root (sudo) so it shows at once") from None
     return f"the store of the running node (pid {pid})", accepted.verdict.value
+
+
+def catches(pid: int, signum: int) -> bool | None:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux's ``/proc/PID/status``
+    ``SigCgt`` mask); ``None`` when that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        mask = int(fields["SigCgt"].strip(), 16)
+    except (OSError, KeyError, ValueError):
+        return None
+    return bool(mask >> (signum - 1) & 1)

@@ -3,7 +3,11 @@ found by id or name, and every refusal is one line with nothing sent or stored."
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +19,7 @@ from display.cli.send_test_event import (
     SendError,
     booking_uid,
     build_envelope,
+    catches,
     find_room,
     post_event,
 )
@@ -167,3 +172,20 @@ def test_output_says_what_was_done_and_how_to_see_it(tmp_path: Path) -> None:
         "booked Lobby (omm_a) from 09:30 to 10:00 through the webhook X: applied",
         "see it: room-display status -c site.toml",
         "undo: room-display send-test-event omm_a -c site.toml --cancel"]
+
+
+def test_a_node_that_would_die_of_sigusr2_is_not_sent_it() -> None:
+    """SIGUSR2's default action ends a process: only a node that catches it is signalled."""
+    plain = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); input()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert plain.stdout is not None and plain.stdout.readline() == "up\n"
+        assert catches(plain.pid, signal.SIGUSR2) is False
+    finally:
+        plain.communicate("\n")
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: None)
+    try:
+        assert catches(os.getpid(), signal.SIGUSR2) is True
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert catches(2**22 + 12345, signal.SIGUSR2) is None  # no such process
