@@ -33,10 +33,11 @@ from display.outputs import Effect, Palette, parse_hex
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
 LOCAL_CONFIG = Path("room-display.toml")
-#: ``[feishu] replay_window_seconds``: default (past Feishu's last retry) and largest value (the
-#: store must remember a uuid at least this long; a test holds it to ``store.DEDUPE_KEEP``).
+#: ``[feishu] replay_window_seconds``: default (past Feishu's last retry) and largest value. The
+#: store remembers a uuid 24 h (``store.DEDUPE_KEEP``, by the wall clock): half of that leaves
+#: 12 h for a clock stepping forward before a replay inside the window could be applied again.
 REPLAY_WINDOW = 8 * 3600
-MAX_REPLAY_WINDOW = 24 * 3600
+MAX_REPLAY_WINDOW = 12 * 3600
 
 
 class Language(StrEnum):
@@ -258,8 +259,8 @@ class FeishuConfig:
     listen: str = _listen("127.0.0.1:7777")
     path: str = setting("/webhook/event", check=_url_path)
     domain: str = setting("https://open.feishu.cn", check=_http_url)
-    # 8 h: Feishu's last retry comes ~7.1 h after the first delivery; at most the 24 h the store
-    # remembers uuids for, so a replay inside the window is a duplicate.
+    # 8 h: Feishu's last retry comes ~7.1 h after the first delivery; at most 12 h, well inside
+    # the 24 h the store remembers uuids for, so a replay inside the window is a duplicate.
     replay_window_seconds: int = setting(REPLAY_WINDOW, check=_replay_window)
     max_body_bytes: int = setting(65536, check=rule(lambda v: v >= 1024, "is too small"))
     verification_token: Secret = Secret("")

@@ -16,6 +16,7 @@ from display.config import FeishuConfig, Secret
 from display.errors import FeishuApiError
 from display.intake.feishu.directory import MAX_WAIT, Directory, DirectoryRoom
 from display.testing.feishu_standin import (
+    ROOM_LEVELS_MGET_PATH,
     ROOMS_PATH,
     TENANT_TOKEN,
     FeishuStandIn,
@@ -165,3 +166,27 @@ def test_standin_pages_and_rate_limits_as_documented(standin: FeishuStandIn,
     assert _get(standin, "page_size=2", token="t-other")[1]["code"] == 99991663
     room = first["rooms"][0]
     assert set(room) >= {"room_id", "name", "capacity", "room_level_id", "path", "room_status"}
+
+
+def _mget(standin: FeishuStandIn, body: Any) -> tuple[int, Any]:
+    req = urllib.request.Request(f"{standin.domain}{ROOM_LEVELS_MGET_PATH}",
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {TENANT_TOKEN}",
+                                          "Content-Type": "application/json; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_standin_names_levels_and_refuses_as_documented(standin: FeishuStandIn,
+                                                        api: RoomsApi) -> None:
+    status, body = _mget(standin, {"level_ids": ["f3", "nope"]})
+    assert status == 200 and body["code"] == 0
+    assert body["data"]["items"] == [room_level("f3", "3F", "b1", ("0", "b1"))]
+    assert _mget(standin, {"level_ids": []}) == (400, {
+        "code": 99992402, "msg": "field validation failed: level_ids"})
+    api.set(scope_granted=False)
+    status, body = _mget(standin, {"level_ids": ["f3"]})
+    assert (status, body["code"]) == (400, 99991672) and "vc:room:readonly" in body["msg"]

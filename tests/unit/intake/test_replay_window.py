@@ -40,7 +40,8 @@ START = datetime(2030, 1, 1, 9, tzinfo=UTC)
 def test_the_default_window_covers_every_retry_and_the_store_outlasts_any_window() -> None:
     assert FEISHU_LAST_RETRY_SECONDS == 25_515  # 15 s + 5 min + 1 h + 6 h
     assert FEISHU_LAST_RETRY_SECONDS < REPLAY_WINDOW <= MAX_REPLAY_WINDOW
-    assert timedelta(seconds=MAX_REPLAY_WINDOW) <= DEDUPE_KEEP
+    # Pruning goes by the wall clock: half the memory is left for a clock stepping forward.
+    assert 2 * timedelta(seconds=MAX_REPLAY_WINDOW) <= DEDUPE_KEEP
     assert FeishuConfig().replay_window_seconds == REPLAY_WINDOW
 
 
@@ -107,13 +108,15 @@ def test_without_an_encrypt_key_seal_sends_plain_json() -> None:
 
 
 def test_the_store_remembers_a_uuid_for_the_whole_window(tmp_path: Path) -> None:
-    """A delivery pruned by wall clock only after the largest window: a replay at its edge is
-    still a duplicate."""
+    """A delivery is pruned (by the wall clock) only long after the largest window: a replay at
+    its edge, on a clock that stepped 12 h forward meanwhile, is still a duplicate."""
     received = datetime.now(UTC)
     with ScheduleStore(tmp_path / "s.db") as store:
         event = parse_envelope(envelope(start=START, end=START + timedelta(hours=1)))
         store.apply(event, received)
-        store.prune(received + timedelta(seconds=MAX_REPLAY_WINDOW))
+        stepped = timedelta(hours=12)
+        store.prune(received + timedelta(seconds=MAX_REPLAY_WINDOW) + stepped
+                    - timedelta(minutes=1))
         assert store.seen(event.uuid)
         assert store.apply(event, received).outcome.value == "duplicate"
         store.prune(received + DEDUPE_KEEP + timedelta(minutes=1))
