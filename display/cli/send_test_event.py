@@ -127,7 +127,7 @@ def send_test_event(config: Config, ref: str, *, minutes: int = 30, cancel: bool
     if feishu.mode is FeishuMode.WEBHOOK:
         via, verdict = post_event(feishu, env)
     else:
-        via, verdict = _commit(config, env, pid)
+        via, verdict = commit_event(config, env, pid)
     return Sent(room, cancel, start, end, via, verdict)
 
 
@@ -154,7 +154,7 @@ def _running_node(config: Config) -> int:
     if not node.get("running"):
         reason = node.get("note") or "no running node answers for this config"
         raise SendError(f"no node is running for {config.path} ({reason}); start it "
-                             "(systemctl start room-display, or room-display run) and try again")
+                        "(systemctl start room-display, or room-display run) and try again")
     return int(node["pid"])
 
 
@@ -175,10 +175,10 @@ def post_event(feishu: FeishuConfig, env: dict[str, Any]) -> tuple[str, str]:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise SendError(f"cannot reach the node's webhook {url} ({reason}); is the node "
-                             "running and its Feishu intake up? (room-display status)") from None
+                        "running and its Feishu intake up? (room-display status)") from None
     except http.client.HTTPException as exc:
         raise SendError(f"the node's webhook {url} answered no HTTP: "
-                             f"{type(exc).__name__}") from None
+                        f"{type(exc).__name__}") from None
     finally:
         conn.close()
     try:
@@ -188,11 +188,12 @@ def post_event(feishu: FeishuConfig, env: dict[str, Any]) -> tuple[str, str]:
     if status != 200 or not isinstance(answer, dict):
         msg = answer.get("msg") if isinstance(answer, dict) else None
         raise SendError(f"the node's webhook {url} refused the test event: HTTP {status}"
-                             f"{f': {msg}' if msg else ''}")
+                        f"{f': {msg}' if msg else ''}")
     return f"the webhook {url}", str(answer.get("verdict", "accepted"))
 
 
-def _commit(config: Config, env: dict[str, Any], pid: int) -> tuple[str, str]:
+def commit_event(config: Config, env: dict[str, Any], pid: int) -> tuple[str, str]:
+    """Commit ``env`` through the intake's sink to the node's store, then tell node ``pid``."""
     from display.clock import SystemClock
     from display.errors import EventError, StoreError
     from display.intake.sink import EventSink
@@ -205,19 +206,19 @@ def _commit(config: Config, env: dict[str, Any], pid: int) -> tuple[str, str]:
     try:
         with ScheduleStore(path) as store:
             accepted = EventSink(store, SystemClock()).accept(env)
-    except StoreError as exc:
-        raise SendError(f"{exc} (run as the node's user or root: sudo room-display "
-                             "send-test-event)") from None
+    except (StoreError, OSError) as exc:
+        raise SendError(f"cannot write the schedule store {path}: {exc} (run as the node's "
+                        "user or root: sudo room-display send-test-event)") from None
     except EventError as exc:  # our own envelope: only a bug gets here
         raise SendError(f"the intake refused the test event: {exc}") from None
     try:
         os.kill(pid, signal.SIGUSR2)  # the node re-reads its rooms from the store
     except ProcessLookupError:
         raise SendError(f"the node (pid {pid}) stopped; the test event is stored and "
-                             "shows when it starts again") from None
+                        "shows when it starts again") from None
     except PermissionError:
         raise SendError(f"the test event is stored but the node (pid {pid}) belongs to "
-                             "another user: run as root (sudo) so it shows at once") from None
+                        "another user: run as root (sudo) so it shows at once") from None
     return f"the store of the running node (pid {pid})", accepted.verdict.value
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from display.cli.send_test_event import (
     booking_uid,
     build_envelope,
     catches,
+    commit_event,
     find_room,
     post_event,
 )
@@ -28,6 +30,7 @@ from display.errors import ConfigError
 from display.intake.envelope import parse_envelope
 from display.intake.supervisor import IntakeSupervisor
 from display.model import EventKind
+from display.store import ScheduleStore
 from display.testing.intake_support import Recorder, write_config
 from display.testing.waiting import wait_for
 
@@ -189,3 +192,46 @@ def test_a_node_that_would_die_of_sigusr2_is_not_sent_it() -> None:
     finally:
         signal.signal(signal.SIGUSR2, previous)
     assert catches(2**22 + 12345, signal.SIGUSR2) is None  # no such process
+
+
+def _book(tmp_path: Path, state: str = "state") -> tuple[Any, dict[str, Any]]:
+    config = parse_config(CONFIG.replace("[node]\n", f'[node]\nstate_dir = "{state}"\n'),
+                          tmp_path / "c.toml")
+    assert config.feishu is not None
+    env = build_envelope(config.feishu, "omm_a", cancel=False, start=NOW,
+                         end=NOW + timedelta(hours=1), event_time=NOW)
+    return config, env
+
+
+def test_a_node_gone_meanwhile_leaves_the_event_stored(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    config, env = _book(tmp_path)
+    with pytest.raises(SendError, match=rf"the node \(pid {gone.pid}\) stopped; the test event "
+                                        "is stored"):
+        commit_event(config, env, gone.pid)
+    with ScheduleStore(tmp_path / "state" / "schedule.db") as store:
+        assert store.seen(env["uuid"]) and store.bookings("omm_a")
+
+
+def test_a_store_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where the state directory should be")
+    config, env = _book(tmp_path, "blocker/state")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with pytest.raises(SendError, match=r"cannot write the schedule store .*sudo room-display"):
+        commit_event(config, env, gone.pid)
+
+
+def test_a_node_that_does_not_catch_sigusr2_gets_nothing(tmp_path: Path) -> None:
+    plain = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); input()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert plain.stdout is not None and plain.stdout.readline() == "up\n"
+        config, env = _book(tmp_path)
+        with pytest.raises(SendError, match="restart it first"):
+            commit_event(config, env, plain.pid)
+        assert plain.poll() is None  # not signalled
+    finally:
+        plain.communicate("\n")
+    assert not (tmp_path / "state" / "schedule.db").exists()
