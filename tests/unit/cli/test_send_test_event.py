@@ -235,3 +235,11 @@ def test_a_node_that_does_not_catch_sigusr2_gets_nothing(tmp_path: Path) -> None
     finally:
         plain.communicate("\n")
     assert not (tmp_path / "state" / "schedule.db").exists()
+
+
+def test_a_webhook_listening_on_every_address_is_reached_on_loopback(webhook: str) -> None:
+    port = webhook.rsplit(":", 1)[1]
+    feishu = _feishu(f"0.0.0.0:{port}")
+    env = build_envelope(feishu, "omm_a", cancel=True, start=NOW, end=NOW, event_time=NOW)
+    assert post_event(feishu, env) == (f"the webhook http://127.0.0.1:{port}/webhook/event",
+                                       "applied")
