@@ -250,6 +250,11 @@ class App:
         log.info("identify: %s shows its test pattern for %.0f s", device_id, seconds)
         return True
 
+    def store_changed(self) -> None:
+        """Another process committed to the store (``send-test-event``): re-read every room."""
+        log.info("the schedule store changed outside the node: re-reading every room")
+        self.node.notify(room.open_id for room in self.config.rooms)
+
     def identify_requested(self) -> None:
         """Serve ``room-display identify`` (it writes the device id, then sends SIGUSR1)."""
         try:

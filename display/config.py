@@ -34,6 +34,11 @@ from display.outputs import RGB, Effect, Palette, parse_hex
 CONFIG_ENV = "ROOM_DISPLAY_CONFIG"
 SYSTEM_CONFIG = Path("/etc/room-display/config.toml")
 LOCAL_CONFIG = Path("room-display.toml")
+#: ``[feishu] replay_window_seconds``: default (past Feishu's last retry) and largest value. The
+#: store remembers a uuid 24 h (``store.DEDUPE_KEEP``, by the wall clock): half of that leaves
+#: 12 h for a clock stepping forward before a replay inside the window could be applied again.
+REPLAY_WINDOW = 8 * 3600
+MAX_REPLAY_WINDOW = 12 * 3600
 
 
 class Language(StrEnum):
@@ -228,6 +233,15 @@ def _device_url(value: str) -> str:
     return value
 
 
+def _replay_window(value: int) -> int:
+    if value <= 0:
+        raise Invalid("is too small")
+    if value > MAX_REPLAY_WINDOW:  # a replay older than the store's memory of uuids
+        raise Invalid(f"{value} is too large (at most {MAX_REPLAY_WINDOW}: delivery ids are "
+                      "remembered 24 h)", f"leave it out (default {REPLAY_WINDOW}, 8 h)")
+    return value
+
+
 def _size(value: str) -> tuple[int, int]:
     m = _SIZE.match(value)
     if not m or not (32 <= int(m[1]) <= 2000 and 32 <= int(m[2]) <= 2000):
@@ -282,7 +296,9 @@ class FeishuConfig:
     listen: str = _listen("127.0.0.1:7777")
     path: str = setting("/webhook/event", check=_url_path)
     domain: str = setting("https://open.feishu.cn", check=_http_url)
-    replay_window_seconds: int = setting(300, check=rule(lambda v: v > 0, "is too small"))
+    # 8 h: Feishu's last retry comes ~7.1 h after the first delivery; at most 12 h, well inside
+    # the 24 h the store remembers uuids for, so a replay inside the window is a duplicate.
+    replay_window_seconds: int = setting(REPLAY_WINDOW, check=_replay_window)
     max_body_bytes: int = setting(65536, check=rule(lambda v: v >= 1024, "is too small"))
     verification_token: Secret = Secret("")
     encrypt_key: Secret = Secret("")

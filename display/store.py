@@ -66,6 +66,8 @@ def store_path(config: Config) -> Path:
     return config.node.state_dir / "schedule.db"
 
 
+#: At least twice ``config.MAX_REPLAY_WINDOW``: a signed replay the webhook accepts must find its
+#: uuid, even after the wall clock stepped forward (tests/unit/intake/test_replay_window.py).
 DEDUPE_KEEP = timedelta(hours=24)
 BOOKING_KEEP = timedelta(days=1)  # after a booking ended
 TOMBSTONE_KEEP = timedelta(days=2)  # after the booking's end, and after the last version came

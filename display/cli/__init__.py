@@ -97,7 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("device", help="device id")
     identify.add_argument("--seconds", type=_positive_seconds, default=10.0,
                           help="how long to show the pattern, up to 300 (default 10)")
+
+    rooms = sub.add_parser("rooms", parents=[common],
+                           help="list the Feishu tenant's meeting rooms and their omm_ ids")
+    rooms.add_argument("name", nargs="?", default="",
+                       help="show only rooms whose name contains this (any case)")
+    rooms.add_argument("--json", action="store_true", help="machine-readable output")
+
+    test_event = sub.add_parser(
+        "send-test-event", parents=[common],
+        help="book (or cancel) a test meeting through the running node's own intake")
+    test_event.add_argument("room", help="room open_id or name")
+    test_event.add_argument("--minutes", type=_minutes, default=30,
+                            help="length of the booking from now, 1 to 1440 (default 30)")
+    test_event.add_argument("--cancel", action="store_true",
+                            help="cancel the room's test bookings instead")
     return parser
+
+
+def _minutes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes") from None
+    if not 0 < value <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"{text} is not between 1 and 1440 minutes")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,14 +245,36 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- Feishu tools ---------------------------------------------------------------------------------
+
+
+def cmd_rooms(args: argparse.Namespace) -> int:
+    from display.cli.rooms import list_rooms
+
+    print(list_rooms(_config(args), args.name, as_json=args.json))
+    return EXIT_OK
+
+
+def cmd_send_test_event(args: argparse.Namespace) -> int:
+    from display.cli.send_test_event import describe, send_test_event
+
+    config = _config(args)
+    sent = send_test_event(config, args.room, minutes=args.minutes, cancel=args.cancel)
+    print(describe(sent, config, args.config))
+    return EXIT_OK
+
+
 def _add_map_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     mapping = sub.add_parser("map", parents=[common],
                              help="list and edit rooms and devices in the config file")
     verbs = mapping.add_subparsers(dest="verb", metavar="VERB")
     verbs.add_parser("list", parents=[common], help="rooms and their devices (the default)")
     add_room = verbs.add_parser("add-room", parents=[common], help="add a room")
-    add_room.add_argument("open_id", help="the room's Feishu id (omm_...)")
-    add_room.add_argument("name", help="name shown on the sign")
+    add_room.add_argument("open_id", metavar="ID_OR_NAME",
+                          help="the room's Feishu id (omm_...), or its Feishu name or a unique "
+                               "part of it (asks Feishu: needs [feishu] app_id/app_secret)")
+    add_room.add_argument("name", nargs="?",
+                          help="name shown on the sign (default: Feishu's name, or the id)")
     rename = verbs.add_parser("rename-room", parents=[common], help="change a room's name")
     rename.add_argument("room", help="open_id or current name")
     rename.add_argument("name", help="new name")
@@ -256,6 +303,12 @@ def cmd_map(args: argparse.Namespace) -> int:
     if verb == "list":
         print(mapedit.describe(load_config(path, resolve_secrets=False)))
         return EXIT_OK
+    if verb == "add-room":  # a name is looked up in Feishu's directory before any edit
+        from display.cli.rooms import new_room
+
+        args.open_id, args.name, found = new_room(path, args.open_id, args.name)
+        if found is not None:
+            print(f"Feishu room {found.name!r}: {found.room_id}")
     changes: dict[str, Any] = {
         "add-room": lambda e: e.add_room(args.open_id, args.name),
         "rename-room": lambda e: e.rename_room(args.room, args.name),
@@ -279,5 +332,7 @@ COMMANDS = {
     "check": cmd_check,
     "preview": cmd_preview,
     "identify": cmd_identify,
+    "rooms": cmd_rooms,
+    "send-test-event": cmd_send_test_event,
 }
 

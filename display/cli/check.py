@@ -51,6 +51,12 @@ def check_feishu_settings(feishu: FeishuConfig) -> Iterator[tuple[str, bool]]:
     if feishu.mode == "webhook" and not feishu.verification_token:
         yield ("Feishu webhook: no verification_token; every event would be refused (set "
                "[feishu] verification_token from the app's Events page)", False)
+    if feishu.mode == "webhook" and feishu.encrypt_key:
+        from display.intake.feishu.checks import short_window
+
+        note = short_window(feishu.replay_window_seconds)
+        if note is not None:
+            yield f"Feishu webhook: {note}", False
 
 
 def _same_socket(a: str, b: str) -> bool:

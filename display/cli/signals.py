@@ -1,4 +1,5 @@
-"""Signals a running node answers: TERM/INT stop, HUP reloads, USR1 identifies."""
+"""Signals a running node answers: TERM/INT stop, HUP reloads, USR1 identifies, USR2 re-reads
+the store (``send-test-event`` wrote to it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def install_signal_handlers(app: App) -> None:
-    """TERM/INT stop, HUP reloads the config, USR1 serves ``identify``.
+    """TERM/INT stop, HUP reloads the config, USR1 serves ``identify``, USR2 re-reads the
+    rooms' bookings from the store (``send-test-event`` on a long-connection node).
 
     Handlers only hand work to a thread: a signal can arrive while the loop holds a lock.
     """
@@ -32,3 +34,4 @@ def install_signal_handlers(app: App) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, in_thread(app.reload, "reload"))
     signal.signal(signal.SIGUSR1, in_thread(app.identify_requested, "identify"))
+    signal.signal(signal.SIGUSR2, in_thread(app.store_changed, "store-changed"))

@@ -14,6 +14,9 @@
   or weekly in an IANA time zone, exceptions moved or cancelled), expanded as Feishu documents
   it: instances of a series share ``uid`` and ``original_time = 0``, an exception carries its
   original start, times are RFC 3339 at +08:00, failing rooms go to ``error_room_ids``.
+- :class:`RoomsApi`: the room directory, ``vc/v1/rooms`` (paged by ``page_token`` /
+  ``has_more``) and ``vc/v1/room_levels/mget``, with Feishu's rate limit (429, code 99991400,
+  ``x-ogw-ratelimit-reset``), missing-scope (99991672) and validation (99992402) answers.
 """
 
 from __future__ import annotations
@@ -525,3 +528,129 @@ class Calendar:
                 elif start < time_max and end > time_min:
                     found.append(slot(series.uid, start, end, organizer=series.organizer))
         return sorted(found, key=lambda s: str(s["start_time"]))
+
+
+# -- the room directory: vc/v1/rooms and vc/v1/room_levels/mget --------------------------------
+
+ROOMS_PATH = "/open-apis/vc/v1/rooms"
+ROOM_LEVELS_MGET_PATH = "/open-apis/vc/v1/room_levels/mget"
+#: Feishu's codes: rate limited, a scope the app lacks, a parameter that fails validation.
+RATE_LIMITED_CODE = 99991400
+SCOPE_MISSING_CODE = 99991672
+INVALID_PARAM_CODE = 99992402
+MAX_PAGE_SIZE = 100
+
+
+def directory_room(room_id: str, name: str, *, capacity: int = 8, level: str = "",
+                   path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A room as ``GET /open-apis/vc/v1/rooms`` lists it (``path``: its levels' ids, outermost
+    first; ``disable_end_time`` comes as a string, as Feishu sometimes sends it)."""
+    return {"room_id": room_id, "name": name, "capacity": capacity, "description": "",
+            "display_id": f"FM{room_id[-6:]}", "custom_room_id": "",
+            "room_level_id": level, "path": list(path),
+            "room_status": {"status": True, "schedule_status": True,
+                            "disable_start_time": 0, "disable_end_time": "0"}}
+
+
+def room_level(level_id: str, name: str, parent: str = "0",
+               path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A room level as ``room_levels/mget`` answers it."""
+    return {"room_level_id": level_id, "name": name, "parent_id": parent, "path": list(path),
+            "has_child": True, "custom_group_id": ""}
+
+
+class RoomsApi:
+    """The tenant token, ``GET vc/v1/rooms`` (paged) and ``POST vc/v1/room_levels/mget``.
+
+    ``rooms`` and ``levels`` (by id) are what the tenant has. Pages hold ``page_size`` rooms
+    (1..100, else code 99992402) and carry an opaque ``page_token`` while ``has_more``; a
+    token the stand-in did not hand out is refused the same way. ``scope_granted = False``
+    answers both endpoints with HTTP 400 and code 99991672 (the app lacks ``vc:room:readonly``);
+    each of the next ``rate_limited`` requests gets HTTP 429, code 99991400 and the header
+    ``x-ogw-ratelimit-reset: reset``. Every request is kept in :attr:`calls`.
+    """
+
+    def __init__(self, standin: FeishuStandIn) -> None:
+        self.standin = standin
+        self.rooms: list[dict[str, Any]] = []
+        self.levels: dict[str, dict[str, Any]] = {}
+        self.scope_granted = True
+        self.rate_limited = 0
+        self.reset = 1
+        self.calls: list[Request] = []
+        self.lock = threading.Lock()
+        standin.add_route("GET", ROOMS_PATH, self._rooms)
+        standin.add_route("POST", ROOM_LEVELS_MGET_PATH, self._mget)
+        if ("POST", TOKEN_PATH) not in standin.routes:
+            standin.add_route("POST", TOKEN_PATH, self._token)
+
+    def set(self, **changes: Any) -> None:
+        """Change attributes under the lock (so no answer sees half a change)."""
+        with self.lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
+    def _token(self, req: Request) -> tuple[Any, ...]:
+        body = req.json() or {}
+        if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
+                                                             self.standin.app_secret):
+            return 200, {"code": 10014, "msg": "app secret invalid"}
+        return 200, {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN,
+                     "expire": 7200}
+
+    def _refusal(self, req: Request) -> tuple[Any, ...] | None:
+        """Authorization, rate limit and scope, in the order Feishu's gateway checks them."""
+        self.calls.append(req)
+        if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+            return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+        if self.rate_limited > 0:
+            self.rate_limited -= 1
+            return (429, {"code": RATE_LIMITED_CODE, "msg": "request trigger frequency limit"},
+                    {"x-ogw-ratelimit-limit": "50", "x-ogw-ratelimit-reset": str(self.reset)})
+        if not self.scope_granted:
+            return 400, {"code": SCOPE_MISSING_CODE, "msg": "Access denied. One of the "
+                         "following scopes is required: [vc:room:readonly]"}
+        return None
+
+    def _rooms(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            refused = self._refusal(req)
+            if refused is not None:
+                return refused
+            size_text = req.query.get("page_size", [str(MAX_PAGE_SIZE)])[0]
+            token = req.query.get("page_token", [""])[0]
+            if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+                return 400, {"code": INVALID_PARAM_CODE, "msg": "field validation failed: "
+                             f"page_size {size_text!r}"}
+            try:
+                offset = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+            except ValueError:
+                return 400, {"code": INVALID_PARAM_CODE,
+                             "msg": f"field validation failed: page_token {token!r}"}
+            size = int(size_text)
+            page = self.rooms[offset:offset + size]
+            more = offset + size < len(self.rooms)
+            data: dict[str, Any] = {"rooms": page, "has_more": more}
+            if more:
+                data["page_token"] = base64.urlsafe_b64encode(
+                    str(offset + size).encode()).decode()
+            return 200, {"code": 0, "msg": "success", "data": data}
+
+    def _mget(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            refused = self._refusal(req)
+            if refused is not None:
+                return refused
+            body = req.json() or {}
+            ids = body.get("level_ids")
+            if not isinstance(ids, list) or not ids:
+                return 400, {"code": INVALID_PARAM_CODE,
+                             "msg": "field validation failed: level_ids"}
+            items = [self.levels[i] for i in ids if i in self.levels]
+            return 200, {"code": 0, "msg": "success", "data": {"items": items}}
+
+    def pages_asked(self) -> list[str]:
+        """The ``page_token`` of each rooms request, in order (``""`` for the first page)."""
+        with self.lock:
+            return [c.query.get("page_token", [""])[0] for c in self.calls
+                    if c.path == ROOMS_PATH]

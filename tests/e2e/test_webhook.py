@@ -319,12 +319,51 @@ def test_unsigned_event_is_401(intake: Intake) -> None:
     assert_not_stored(intake, env)
 
 
-@pytest.mark.parametrize("offset", [-301, 400])
+# Feishu retries an unacknowledged event 15 s, 5 min, 1 h and 6 h later, maybe with the first
+# delivery's timestamp: the default window (8 h) takes every retry and refuses anything older.
+HOUR = 3600
+
+
+@pytest.mark.parametrize("age", [1 * HOUR, 6 * HOUR, 7 * HOUR + 6 * 60])
+def test_a_signed_retry_hours_old_is_accepted(intake: Intake, age: int) -> None:
+    env = event(uid=f"retry{age}")
+    status, reply = intake.post_event(env, timestamp=int(time.time()) - age)
+    assert (status, reply) == (200, {"msg": "success", "verdict": "applied"})
+    with intake.store() as store:
+        assert store.seen(env["uuid"])
+        assert [b.uid for b in store.bookings("omm_a") if b.uid == env["event"]["uid"]]
+
+
+@pytest.mark.parametrize("offset", [-9 * HOUR, -8 * HOUR - 2, 8 * HOUR + 60])
 def test_timestamp_outside_replay_window_is_401(intake: Intake, offset: int) -> None:
     env = event(uid=f"stale{offset}")
     status, reply = intake.post_event(env, timestamp=int(time.time()) + offset)
     assert status == 401 and "replay window" in reply["msg"]
     assert_not_stored(intake, env)
+
+
+def test_a_replayed_delivery_is_not_applied_twice(intake: Intake) -> None:
+    """The same signed bytes again, 6 h later by their timestamp: acknowledged as a duplicate
+    and nothing changes, even after the booking was cancelled meanwhile."""
+    env = event(uid="replayed", event_time=10)
+    body = encrypted_body(env, KEY)
+    headers = signed_headers(body, KEY, timestamp=int(time.time()) - 6 * HOUR)
+    assert intake.post(body, headers) == (200, {"msg": "success", "verdict": "applied"})
+    assert intake.post_event(event("deleted", uid="replayed", event_time=20))[0] == 200
+    assert intake.post(body, headers) == (200, {"msg": "success", "verdict": "duplicate"})
+    with intake.store() as store:
+        assert not [b for b in store.bookings("omm_a") if b.uid == "replayed"]
+
+
+def test_a_late_retry_of_an_older_version_changes_nothing(intake: Intake) -> None:
+    """A ``created`` whose first delivery failed is retried 1 h later, after its ``deleted``
+    came: accepted (inside the window) but superseded, so the room stays free."""
+    created = event(uid="late-retry", event_time=30)
+    assert intake.post_event(event("deleted", uid="late-retry", event_time=31))[0] == 200
+    status, reply = intake.post_event(created, timestamp=int(time.time()) - HOUR)
+    assert (status, reply) == (200, {"msg": "success", "verdict": "superseded"})
+    with intake.store() as store:
+        assert not [b for b in store.bookings("omm_a") if b.uid == "late-retry"]
 
 
 def test_undecryptable_body_is_400(intake: Intake) -> None:

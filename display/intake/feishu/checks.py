@@ -6,6 +6,15 @@ AES-256-CBC(key = sha256(encrypt_key), PKCS#7))}`` and puts the Verification Tok
 (``token``; ``header.token`` in a v2 event). :func:`open_delivery` applies them in the order that
 is cheapest for an attacker to fail: timestamp and signature over the raw bytes first, then JSON
 (with its nesting bounded), then decryption, then the token. Nothing here imports ``lark_oapi``.
+
+The timestamp check bounds how far a signed delivery's ``X-Lark-Request-Timestamp`` may be from
+now (``[feishu] replay_window_seconds``). Feishu retries an unacknowledged event after 15 s,
+5 min, 1 h and 6 h, and nothing documented says a retry is signed afresh, so a window shorter than
+:data:`FEISHU_LAST_RETRY_SECONDS` may refuse a genuine retry: the default is 8 h. A replay inside
+the window is harmless: the store remembers every applied ``uuid`` longer than the largest window
+accepted (:data:`display.store.DEDUPE_KEEP`) and orders versions of a booking by ``event_time``.
+
+:func:`seal` does what Feishu does to a delivery (encrypt and sign); ``send-test-event`` uses it.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +38,18 @@ NONCE_HEADER = "X-Lark-Request-Nonce"
 SIGNATURE_HEADER = "X-Lark-Signature"
 #: Deepest JSON nesting accepted; a Feishu envelope has 5 levels.
 MAX_DEPTH = 32
+#: Feishu's retries of an unacknowledged event come 15 s, 5 min, 1 h and 6 h after the one before:
+#: the last about 7.1 h after the first delivery (its timestamp's age, if not signed afresh).
+FEISHU_LAST_RETRY_SECONDS = 15 + 5 * 60 + 60 * 60 + 6 * 60 * 60
+
+
+def short_window(window: int) -> str | None:
+    """Why a replay window refuses some of Feishu's retries, or ``None`` when it does not."""
+    if window >= FEISHU_LAST_RETRY_SECONDS:
+        return None
+    return (f"feishu.replay_window_seconds = {window} is shorter than Feishu's retries "
+            f"(the last comes ~{FEISHU_LAST_RETRY_SECONDS} s after the first delivery): a "
+            "retry after downtime would be refused; remove the key (default 28800, 8 h)")
 
 
 class Kind(Enum):
@@ -116,10 +138,41 @@ def check_signature(headers: Mapping[str, str], body: bytes, encrypt_key: str,
         raise Rejected(HTTPStatus.UNAUTHORIZED, f"{TIMESTAMP_HEADER} is {age:.0f} s off "
                                                 f"(outside the ±{window} s replay window)")
     nonce = headers.get(NONCE_HEADER, "")
-    expected = hashlib.sha256((stamp + nonce + encrypt_key).encode() + body).hexdigest()
+    expected = sign(stamp, nonce, encrypt_key, body)
     if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise Rejected(HTTPStatus.UNAUTHORIZED, "signature verification failed")
     return True
+
+
+def encrypt(plaintext: bytes, encrypt_key: str) -> str:
+    """The ``encrypt`` field Feishu sends: base64(iv + AES-256-CBC(sha256(key), PKCS#7))."""
+    key = hashlib.sha256(encrypt_key.encode()).digest()
+    iv = os.urandom(16)
+    pad = 16 - len(plaintext) % 16
+    cipher = AES.new(key, AES.MODE_CBC, iv)
+    return base64.b64encode(iv + cipher.encrypt(plaintext + bytes([pad]) * pad)).decode()
+
+
+def sign(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
+    """``X-Lark-Signature``: hex sha256 of timestamp + nonce + encrypt key + the raw body."""
+    return hashlib.sha256((timestamp + nonce + encrypt_key).encode() + body).hexdigest()
+
+
+def seal(data: Mapping[str, Any], encrypt_key: str, now: float) -> tuple[bytes, dict[str, str]]:
+    """A delivery of ``data`` as Feishu makes it: the body and its headers.
+
+    With an Encrypt Key the body is ``{"encrypt": ...}`` and the three signature headers are set
+    (timestamp ``now``, a random nonce); without one the body is the plain JSON, unsigned.
+    """
+    plain = json.dumps(data, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    if not encrypt_key:
+        return plain, headers
+    body = json.dumps({"encrypt": encrypt(plain, encrypt_key)}).encode()
+    stamp, nonce = str(int(now)), os.urandom(16).hex()
+    headers.update({TIMESTAMP_HEADER: stamp, NONCE_HEADER: nonce,
+                    SIGNATURE_HEADER: sign(stamp, nonce, encrypt_key, body)})
+    return body, headers
 
 
 def decrypt(encrypted: object, encrypt_key: str) -> bytes:

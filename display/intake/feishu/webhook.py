@@ -36,6 +36,7 @@ from display.intake.feishu.checks import (
     Kind,
     Rejected,
     open_delivery,
+    short_window,
 )
 from display.intake.sink import Accepted, EventSink, Verdict
 from display.model import RoomEvent
@@ -463,6 +464,8 @@ async def _serve(feishu: FeishuConfig, sink: EventSink, channel: ParentChannel,
     host, port = server.sockets[0].getsockname()[:2]
     listen = f"{host}:{port}"
     log.info("webhook intake listening on http://%s%s", listen, feishu.path)
+    if feishu.encrypt_key and (note := short_window(feishu.replay_window_seconds)):
+        log.warning("%s", note)  # the window applies to signed deliveries only
     channel.send(ready=True, mode="webhook", listen=listen)
     channel.send(link="up")
     if resync is not None:
