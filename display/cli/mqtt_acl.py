@@ -47,6 +47,8 @@ SALT_BYTES = 12
 #: (XML state) and ``/status`` (online, and offline as its last will).
 DEVICE_READS = ("", "/col", "/api")
 DEVICE_WRITES = ("/status", "/g", "/c", "/v")
+#: The ACL's last generated line: what an administrator writes below it survives a re-run.
+KEEP_MARKER = "# Your own lines below this one are kept when scripts/mqtt-credentials runs again."
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,9 @@ def acl_text(site: Site) -> str:
                 for tail in ("", "/api")]
 
     for bridge in site.bridges:
-        lines += ["", f"# Bridge {bridge}: the only writer of room topics and discovery; reads every",
-                  "# node's status and availability (its fleet view) and Home Assistant's birth.",
+        lines += ["", f"# Bridge {bridge}: the only writer of room topics and discovery; reads",
+                  "# every node's status and availability (its fleet view) and Home Assistant's",
+                  "# birth message.",
                   f"user {bridge}", *own(bridge),
                   f"topic write {p}/v1/rooms/+/schedule", f"topic write {p}/v1/rooms/+/state",
                   f"topic read {p}/v1/nodes/+/status", f"topic read {p}/v1/nodes/+/availability",
@@ -142,7 +145,7 @@ def acl_text(site: Site) -> str:
                   "its own topics (WLED's set).", f"user {device.user}"]
         lines += [f"topic read {device.topic}{tail}" for tail in DEVICE_READS]
         lines += [f"topic write {device.topic}{tail}" for tail in DEVICE_WRITES]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", KEEP_MARKER]) + "\n"
 
 
 def conf_text(out: Path, listener: Listener = Listener()) -> str:
@@ -278,7 +281,11 @@ def write_site(site: Site, out: Path, *, rotate: bool = False, listener: Listene
         if made is not None:
             written.append(made)
     acl = out / "room-display.acl"
-    _write(acl, acl_text(site), 0o640, gid)
+    own = ""
+    if acl.exists():
+        _, marker, own = acl.read_text(encoding="utf-8").partition(KEEP_MARKER + "\n")
+        own = own if marker else ""
+    _write(acl, acl_text(site) + own, 0o640, gid)
     passwd = out / "passwd"
     existing = passwd.read_text(encoding="utf-8") if passwd.exists() else ""
     _write(passwd, merge_passwd(existing, passwords), 0o640, gid)

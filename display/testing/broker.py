@@ -257,7 +257,7 @@ class DeployedBroker:
 
     @property
     def etc(self) -> Path:
-        """Where ``scripts/mqtt-credentials --out`` should write (``etc/mosquitto/room-display``)."""
+        """Where ``scripts/mqtt-credentials --out`` writes: ``etc/mosquitto/room-display``."""
         return self.root / "etc" / "mosquitto" / "room-display"
 
     @property
