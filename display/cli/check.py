@@ -11,6 +11,7 @@ import os
 import ssl
 import stat
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from typing import Any
 from display.config import Config, DeviceConfig, FeishuConfig, MqttConfig
 
 TIMEOUT = 5.0
+#: How long after a node connects its status is on the broker (fleet.CHECK_SECONDS, and some).
+FLEET_SETTLE = 3.0
 #: Linux's major number of /dev/null, /dev/zero, /dev/random...: never a serial port.
 _MEMORY_DEVICES = 1
 
@@ -153,9 +156,14 @@ def check_bridge_reads_status(config: Config, running: dict[str, Any] | None
     assert config.mqtt is not None
     prefix = config.mqtt.topic_prefix
     if running is not None:
-        fleet = running["node"].get("fleet") or {}
-        heard = set(fleet)
-        with_status = {name for name, node in fleet.items() if node.get("role") is not None}
+        heard, with_status = _fleet_names(running)
+        if heard - with_status:
+            # A bridge publishes its own status within 2 s of connecting: ask again once
+            # that long later before calling anything missing.
+            time.sleep(FLEET_SETTLE)
+            again = _running(config)
+            if again is not None:
+                heard, with_status = _fleet_names(again)
     else:
         try:
             heard, with_status = _retained_nodes(config.mqtt, config.node.name)
@@ -172,6 +180,12 @@ def check_bridge_reads_status(config: Config, running: dict[str, Any] | None
         return "node status on the broker: no node has published yet", True
     return (f"node status on the broker: this bridge reads {len(with_status)} node(s) "
             f"({', '.join(sorted(with_status))})"), True
+
+
+def _fleet_names(doc: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Node names the running bridge heard of, and those whose status it has."""
+    fleet = doc["node"].get("fleet") or {}
+    return set(fleet), {name for name, node in fleet.items() if node.get("role") is not None}
 
 
 def _retained_nodes(mqtt: MqttConfig, own: str) -> tuple[set[str], set[str]]:

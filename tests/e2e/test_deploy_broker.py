@@ -317,8 +317,12 @@ def test_the_bridge_sees_the_agent_its_version_and_devices(site: Site) -> None:
 
 
 def test_check_on_the_running_bridge_reads_node_status(site: Site) -> None:
-    wait_for(lambda: site.fleet().get("agent-1", {}).get("version") is not None, timeout=60,
-             what="agent-1 in the fleet")
+    def in_snapshot() -> bool:  # what check reads: the running node's status document
+        node = site.bridge.status()["node"]
+        return bool(node.get("mqtt", {}).get("connected")
+                    and node.get("fleet", {}).get("agent-1", {}).get("version"))
+
+    wait_for(in_snapshot, timeout=60, what="agent-1 in the bridge's status document")
     connects = site.bridge_mqtt()["connects"]
     done = subprocess.run([sys.executable, "-m", "display", "check", "-c",
                            str(site.bridge.config)], capture_output=True, text=True,
@@ -443,3 +447,69 @@ def test_running_the_script_again_keeps_every_password_and_account(site: Site) -
     wait_for(lambda: logs_in("agent-3", password(out, "agent-3")), timeout=30,
              what="the new agent logs in after a reload")
     assert logs_in("by-hand", "hand-secret") and logs_in("observer", "observer-secret")
+
+
+# -- check against a broker whose ACL hides node status from the bridge ----------------------------
+
+#: What scripts/mqtt-credentials wrote before: every node reads availability, the bridge no status.
+OLD_ACL = f"""\
+pattern read {P}/nodes/+/availability
+pattern readwrite {P}/nodes/%u/#
+user bridge-1
+topic readwrite {P}/rooms/#
+"""
+
+
+@pytest.mark.parametrize("acl", ["old", "generated"])
+def test_check_says_when_the_bridge_cannot_read_node_status(tmp_path: Path, acl: str) -> None:
+    from display.cli.check import check_bridge_reads_status
+    from display.cli.mqtt_acl import Site as Accounts
+    from display.cli.mqtt_acl import write_site
+    from display.config import parse_config
+    from display.testing.broker import Broker
+
+    out = tmp_path / "site"
+    write_site(Accounts(bridges=("bridge-1",), agents=("agent-1",)), out)
+    if acl == "old":
+        (out / "room-display.acl").write_text(OLD_ACL)
+    broker = Broker(tmp_path / "broker", acl_file=out / "room-display.acl",
+                    password_file=out / "passwd")
+    broker.start()
+    try:
+        # An agent has been here: its availability and status are retained.
+        agent = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="agent-1")
+        agent.username_pw_set("agent-1", password(out, "agent-1"))
+        agent.connect("127.0.0.1", broker.port)
+        agent.loop_start()
+        for tail, payload in (("availability", "online"),
+                              ("status", json.dumps({"name": "agent-1", "role": "agent"}))):
+            agent.publish(f"{P}/nodes/agent-1/{tail}", payload, qos=1,
+                          retain=True).wait_for_publish(10)
+        agent.disconnect()
+        agent.loop_stop()
+        (tmp_path / "pw").write_text(password(out, "bridge-1"))
+        config = parse_config(BRIDGE.format(hook=free_port(), url=broker.url, web=free_port())
+                              .replace("credential:mqtt-password", f"file:{tmp_path}/pw"),
+                              tmp_path / "bridge.toml")
+        line, ok = check_bridge_reads_status(config, None)
+    finally:
+        broker.stop()
+    if acl == "old":
+        assert not ok
+        assert line.startswith("node status on the broker: agent-1 said online/offline but "
+                               "this bridge cannot read their status")
+        assert f"let bridge-1 read {P}/nodes/+/status" in line
+    else:
+        assert ok and line == "node status on the broker: this bridge reads 1 node(s) (agent-1)"
+
+
+def test_check_says_when_the_broker_cannot_be_asked(tmp_path: Path) -> None:
+    from display.cli.check import check_bridge_reads_status
+    from display.config import parse_config
+
+    config = parse_config(BRIDGE.format(hook=free_port(), url=f"mqtt://127.0.0.1:{free_port()}",
+                                        web=free_port())
+                          .replace('"credential:mqtt-password"', '"env:NONE_SET_HERE"'),
+                          tmp_path / "bridge.toml", resolve_secrets=False)
+    line, ok = check_bridge_reads_status(config, None)
+    assert not ok and line.startswith("node status on the broker: not checked (broker 127.0.0.1:")
