@@ -5,6 +5,7 @@ The broker running these files is rehearsed in tests/e2e/test_deploy_broker.py.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -82,6 +83,7 @@ def test_hashes_are_mosquittos_own() -> None:
     stored = hash_password("s3cret")
     kind, rounds, salt, digest = stored.split("$")[1:]
     assert (kind, rounds) == ("7", "101")
+    assert len(base64.b64decode(salt)) == 12 and len(base64.b64decode(digest)) == 64
     assert password_matches(stored, "s3cret") and not password_matches(stored, "other")
     assert not password_matches("$6$abc$def", "s3cret")
     assert not password_matches("$7$101$!!$!!", "s3cret")
