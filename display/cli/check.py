@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from display.config import Config, DeviceConfig, FeishuConfig, MqttConfig
+from display.errors import RoomDisplayError
 
 TIMEOUT = 5.0
 #: How long after a node connects its status is on the broker (fleet.CHECK_SECONDS, and some).
@@ -130,7 +131,10 @@ def _running(config: Config) -> dict[str, Any] | None:
     """The running node's status document, or None when no node runs for this config."""
     from display.status import read_status
 
-    doc = read_status(config)
+    try:
+        doc = read_status(config)
+    except (OSError, RoomDisplayError):  # no readable store either: certainly not running
+        return None
     node = doc.get("node", {})
     return doc if node.get("running") and isinstance(node.get("mqtt"), dict) else None
 

@@ -44,9 +44,10 @@ class Broker:
 
     def __init__(self, directory: Path, *, persistence: bool = False,
                  users: dict[str, str] | None = None, acl_file: Path | None = None,
-                 password_file: Path | None = None) -> None:
+                 password_file: Path | None = None, log_subscriptions: bool = False) -> None:
         """``users`` become a password file here; or pass a ready ``password_file`` (hashed
-        by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes."""
+        by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes.
+        ``log_subscriptions`` logs every SUBSCRIBE (client id, QoS, filter) to :attr:`log`."""
         binary = mosquitto_binary()
         if binary is None:
             pytest.skip("no mosquitto binary (apt-get install mosquitto; scripts/bootstrap "
@@ -59,6 +60,7 @@ class Broker:
         self.users = users
         self.acl_file = acl_file
         self.password_file = password_file
+        self.log_subscriptions = log_subscriptions
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "mosquitto.log"
 
@@ -68,7 +70,7 @@ class Broker:
 
     def _conf(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "log_type error",
-                 "log_type warning"]
+                 "log_type warning"] + (["log_type subscribe"] if self.log_subscriptions else [])
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.directory}/",
                       "autosave_interval 1"]

@@ -136,6 +136,24 @@ def test_agent_follows_the_bridge_and_two_agents_agree(
     assert first.link("bridge")["error"] == "bridge bridge-1 offline"
 
 
+def test_an_agent_subscribes_only_to_its_rooms_and_its_bridges_availability(
+        tmp_path: Path, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    b = Broker(tmp_path / "broker", log_subscriptions=True)
+    b.start()
+    try:
+        bridge_node(tmp_path, b, clock, nodes)
+        agent = agent_node(tmp_path, b, clock, nodes)
+        wait_for(lambda: agent.link("bridge").get("up"), what="the agent follows the bridge")
+        wait_for(lambda: f"room-display-agent-1 1 {P}/nodes/bridge-1/availability"
+                 in b.log.read_text(), what="the agent's subscription to its bridge")
+        mine = [line.split()[-1] for line in b.log.read_text().splitlines()
+                if " room-display-agent-1 " in line]
+        assert set(mine) == {f"{P}/rooms/omm_a/schedule", f"{P}/nodes/agent-1/availability",
+                             f"{P}/nodes/bridge-1/availability"}, mine
+    finally:
+        b.kill()
+
+
 def test_broker_killed_panels_keep_changing_and_recover(
         tmp_path: Path, clock: FakeClock, nodes: list[RunningNode]) -> None:
     b = Broker(tmp_path / "broker", persistence=True)
