@@ -153,3 +153,10 @@ def test_listen_and_the_broker_group(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "\nlistener 1884 192.0.2.7\n" in (tmp_path / "room-display.conf").read_text()
     assert "no group 'no-such-group-here'" in capsys.readouterr().err
     assert (tmp_path / "passwd").stat().st_gid == os.getegid()
+
+
+def test_docs_show_exactly_the_generated_files() -> None:
+    docs = (ROOT / "docs/MQTT.md").read_text()
+    for name in ("room-display.conf", "room-display.acl"):
+        assert "```\n" + (ROOT / "examples/mosquitto" / name).read_text() + "```" in docs, name
+    assert "--device pi-3f-east=lights/3f-east --homeassistant homeassistant" in docs
