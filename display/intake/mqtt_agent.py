@@ -8,9 +8,9 @@ and end while the broker or the bridge is down, and after a restart without a br
 Links for the stale rule (README): ``broker`` (reported by :class:`MqttLink`) and ``bridge``:
 the availability topic of the node named in the schedules' ``bridge`` field. The agent
 subscribes to the availability of each bridge its schedules name (and no other node's) and
-counts the bridge up while every bridge its rooms' schedules came from says ``online``. Until a schedule arrives, ``bridge`` is
-down ("no schedule received yet"), so a misconfigured topic prefix turns panels stale instead
-of showing "free" forever.
+counts the bridge up while every bridge its rooms' schedules came from says ``online``. Until
+a schedule arrives, ``bridge`` is down ("no schedule received yet"), so a misconfigured topic
+prefix turns panels stale instead of showing "free" forever.
 
 Every payload is checked (:func:`display.encode.mqtt_schedule.decode_schedule`): a bad one is
 one log line naming the room and what was wrong, and changes nothing.

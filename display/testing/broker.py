@@ -225,10 +225,12 @@ class DeployedBroker:
     when not root. :meth:`close` removes the namespace, the link and the tree, whatever happened.
     """
 
-    def __init__(self, tree: Path) -> None:
+    def __init__(self) -> None:
         reason = _deploy_skip_reason()
         if reason is not None:
             pytest.skip(reason)
+        # Under /tmp, not pytest's tmp_path: user mosquitto must traverse every ancestor.
+        tree = Path(tempfile.mkdtemp(prefix="rd-deployed-broker-", dir="/tmp"))
         self.root = tree
         self.netns = f"rd-broker-{os.getpid()}-{free_port()}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -237,7 +239,6 @@ class DeployedBroker:
         self._subnet = self._pick_subnet()
         self.host = f"10.231.{self._subnet}.2"
         self.port = 1883
-        # The tree's ancestors must be traversable by user mosquitto (pytest's are 0700).
         tree.chmod(0o755)
         for sub in ("etc/mosquitto/conf.d", "run/mosquitto", "var/lib/mosquitto",
                     "var/log/mosquitto"):
@@ -319,7 +320,3 @@ class DeployedBroker:
             subprocess.run(["ip", *args], capture_output=True, timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
-
-def deployed_broker_tree() -> Path:
-    """A fresh folder for :class:`DeployedBroker` whose ancestors user mosquitto can traverse."""
-    return Path(tempfile.mkdtemp(prefix="rd-deployed-broker-", dir="/tmp"))

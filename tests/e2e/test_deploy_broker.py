@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from display import __version__
 from display.cli.mqtt_acl import MAX_PACKET_BYTES, hash_password
-from display.testing.broker import DeployedBroker, deployed_broker_tree, free_port
+from display.testing.broker import DeployedBroker, free_port
 from display.testing.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,7 +243,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    broker = DeployedBroker(deployed_broker_tree())
+    broker = DeployedBroker()
     nodes: list[Node] = []
     clients: list[Client] = []
     try:
