@@ -15,6 +15,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
@@ -513,3 +514,65 @@ def test_check_says_when_the_broker_cannot_be_asked(tmp_path: Path) -> None:
                           tmp_path / "bridge.toml", resolve_secrets=False)
     line, ok = check_bridge_reads_status(config, None)
     assert not ok and line.startswith("node status on the broker: not checked (broker 127.0.0.1:")
+
+
+# -- TLS, as docs/MQTT.md says to turn it on -------------------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _certificates(folder: Path, ip: str) -> None:
+    """A CA and a server certificate for ``ip`` (what a site's own CA would issue)."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=site CA",
+             "-days", "2", cwd=folder)
+    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=broker",
+             cwd=folder)
+    (folder / "san.ext").write_text(f"subjectAltName=IP:{ip}\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+             cwd=folder)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+def test_the_documented_tls_lines_work(tmp_path: Path) -> None:
+    from display.config import parse_config
+    from display.transport.mqtt_client import probe
+
+    broker = DeployedBroker()
+    try:
+        mqtt_credentials(*credentials(broker.etc))
+        etc = broker.root / "etc" / "mosquitto"
+        _certificates(tmp_path, broker.host)
+        for name, folder in (("ca.crt", "ca_certificates"), ("server.crt", "certs"),
+                             ("server.key", "certs")):
+            (etc / folder).mkdir(exist_ok=True)
+            shutil.copy(tmp_path / name, etc / folder / name)
+        # mosquitto 2.0 loads the key after dropping to user mosquitto (a root-only key makes
+        # every TLS handshake fail): readable by the broker's group, as docs/MQTT.md says.
+        os.chown(etc / "certs" / "server.key", 0, grp.getgrnam("mosquitto").gr_gid)
+        (etc / "certs" / "server.key").chmod(0o640)
+        # docs/MQTT.md: uncomment the four TLS lines (here with the tree's paths).
+        text = (broker.etc / "room-display.conf").read_text()
+        for line in ("listener 8883", "cafile", "certfile", "keyfile"):
+            text = text.replace(f"#{line}", line)
+        for folder in ("ca_certificates", "certs"):
+            text = text.replace(f" /etc/mosquitto/{folder}/", f" {etc}/{folder}/")
+        conf = tmp_path / "room-display.conf"
+        conf.write_text(text)
+        broker.start(conf)
+        (tmp_path / "pw").write_text(password(broker.etc, "agent-1"))
+        config = parse_config(AGENT.replace("{url}", f"mqtts://{broker.host}:8883").replace(
+            '"credential:mqtt-password"', f'"file:{tmp_path}/pw"\nca_file = '
+            f'"{tmp_path}/ca.crt"'), tmp_path / "agent.toml")
+        assert config.mqtt is not None and config.mqtt.tls
+        assert probe(config.mqtt, "agent-1", 10) == (
+            True, f"broker {broker.host}:8883: connected (MQTT 3.1.1, TLS)")
+        text = broker.log_text()
+        assert "Opening ipv4 listen socket on port 8883" in text
+        for word in ("Warning", "Error", "Note", "Unable"):
+            assert word not in text, text
+    finally:
+        broker.close()
