@@ -154,6 +154,44 @@ def test_an_agent_subscribes_only_to_its_rooms_and_its_bridges_availability(
         b.kill()
 
 
+@pytest.mark.slow  # the node's status document follows a lost link within ~10 s today
+def test_check_connects_only_when_no_node_runs(
+        tmp_path: Path, nodes: list[RunningNode],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With client ids bound to user names (docs/MQTT.md, Trust) a second connection with the
+    node's account would replace the node's own: check reads the running node's link then."""
+    from display.cli import main
+    from display.clock import SystemClock
+
+    b = Broker(tmp_path / "broker")
+    b.start()
+    try:
+        directory = tmp_path / "agent-1"
+        directory.mkdir()
+        config = directory / "room-display.toml"
+        config.write_text(AGENT.format(name="agent-1", url=b.url, mqtt_extra=""))
+        main(["check", "-c", str(config)])
+        assert f"ok      broker 127.0.0.1:{b.port}: connected (MQTT 3.1.1)\n" \
+            in capsys.readouterr().out
+        # The real clock: the node rewrites its status document as time passes.
+        agent = RunningNode(directory, AGENT, name="agent-1", url=b.url,
+                            clock=SystemClock()).start()
+        nodes.append(agent)
+        wait_for(lambda: agent.link("broker").get("up"), what="the agent connected")
+
+        def check() -> str:
+            main(["check", "-c", str(config)])
+            return capsys.readouterr().out
+
+        wait_for(lambda: "connected (the running node's own connection)" in check(),
+                 timeout=30, what="check reading the running node's link")
+        b.kill()
+        wait_for(lambda: f"PROBLEM broker 127.0.0.1:{b.port}: the running node is not "
+                 "connected (" in check(), timeout=30, what="check reporting the lost link")
+    finally:
+        b.kill()
+
+
 def test_broker_killed_panels_keep_changing_and_recover(
         tmp_path: Path, clock: FakeClock, nodes: list[RunningNode]) -> None:
     b = Broker(tmp_path / "broker", persistence=True)
