@@ -358,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.homeassistant else None,
                 prefix=args.prefix.strip("/"), discovery_prefix=args.discovery_prefix,
                 birth_topic=args.birth_topic)
+    strays = sorted({d.node for d in site.devices} - set(site.nodes))
+    if strays:
+        raise SystemExit(f"mqtt-credentials: --device names {', '.join(strays)}, which is "
+                         "neither a --bridge nor an --agent")
     clash = set(site.nodes) & ({site.homeassistant} | {d.user for d in site.devices})
     if clash:
         raise SystemExit(f"mqtt-credentials: {', '.join(sorted(clash))}: a node name cannot "

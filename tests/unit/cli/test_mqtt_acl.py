@@ -137,6 +137,7 @@ def test_running_again_keeps_passwords_rotate_changes_them(tmp_path: Path) -> No
     (["--agent", "a/b"], "--agent 'a/b' is not a node name"),
     (["--listen", "0.0.0.0:99999"], "--listen '0.0.0.0:99999': write PORT or ADDRESS:PORT"),
     (["--homeassistant", "b"], "b: a node name cannot also be"),
+    (["--device", "x=lights/x"], "--device names x, which is neither a --bridge nor an --agent"),
 ])
 def test_bad_arguments_are_one_line_and_write_nothing(tmp_path: Path, args: list[str],
                                                       wanted: str) -> None:
