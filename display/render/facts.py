@@ -11,6 +11,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from display.config import DeviceConfig
+from display.headline import headline_words
 from display.model import Booking, RoomView, State
 from display.render.wording import LANGUAGES, text
 
@@ -34,6 +35,7 @@ class SignFacts:
     as_of: datetime
     stale: bool
     name: str
+    until: str | None = None  # the person's "until" (display.headline), in the sign's language
 
     def hm(self, dt: datetime) -> str:
         """``dt`` as local ``HH:MM``."""
@@ -75,5 +77,6 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     return SignFacts(state=occ.state, language=language if language in LANGUAGES else "en",
                      tz=tz, now=now, day_start=day_start, day_end=day_end, current=cur,
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
-                     stale=view.stale, name=view.name)
+                     stale=view.stale, name=view.name,
+                     until=headline_words(occ, tz, language if language in LANGUAGES else "en"))
 

@@ -94,12 +94,12 @@ def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
     """The banner's second line and the bookings still left for the "Next" list."""
     rest = facts.upcoming
     if facts.state.occupied and facts.current is not None and facts.block_end is not None:
-        return [Seg(facts.t("until", t=facts.hm(facts.block_end))),
+        return [Seg(facts.until or facts.t("until", t=facts.hm(facts.block_end))),
                 Seg("   " + facts.span(facts.current), 0.75, bold=False, optional=True)], rest
     if facts.state is State.SOON and rest:
         return [Seg(facts.span(rest[0]))], rest[1:]
-    if rest:  # free until the next booking
-        return [Seg(facts.t("until", t=facts.hm(rest[0].start)))], rest
+    if facts.until:  # free until the next booking (display.headline says which words)
+        return [Seg(facts.until)], rest
     return [], rest
 
 

@@ -7,6 +7,7 @@ what a door sign shows, so organizer ids are removed (the ``status --json`` shap
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -146,7 +147,24 @@ class _Metrics:
         self.lines.append(f"# TYPE {name} {kind}")
         for labels_, value in samples:
             inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels_.items())
-            self.lines.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
+            text = _number(value)
+            self.lines.append(f"{name}{{{inner}}} {text}" if inner else f"{name} {text}")
+
+
+def _number(value: float) -> str:
+    """A sample value at full precision (``%g`` kept 6 digits: a Unix time read 1.79636e+09).
+
+    Whole numbers as integers (counters, flags); others as Python's shortest exact repr, which
+    Prometheus' text parser reads back to the same float (prometheus_client writes ``repr`` too).
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2 ** 53:
+        return str(int(value))
+    return repr(value)
 
 
 def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]]) -> str:
