@@ -53,6 +53,18 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "last_update": ("最近更新", "last update"),
     "back": ("全部会议室", "All rooms"),
     "no_bookings": ("今日无预订", "No bookings today"),
+    "page": ("页", "page"),
+    "other": ("其他", "Other"),
+    "free_count": ("{n} 间空闲", "{n} free"),
+    "rooms_stale": ("{n} 间会议室数据过期", "{n} rooms stale"),
+    "link_down": ("{link}中断，自 {t}", "{link} down since {t}"),
+    "devices_offline": ("{n} 台设备离线", "{n} devices offline"),
+    "devices_summary": ("{n} 台设备，{bad} 台离线", "{n} devices, {bad} offline"),
+    "devices_all_ok": ("{n} 台设备全部在线", "all {n} devices online"),
+    "rooms_unknown": ("{n} 间会议室状态未知", "{n} rooms with no state yet"),
+    "nodes_offline": ("{n} 个节点离线", "{n} nodes offline"),
+    "past": ("已结束", "past"),
+    "show": ("显示", "show"),
 }
 
 
@@ -60,7 +72,8 @@ def labels(language: str) -> dict[str, str]:
     """Every word the page shows, in the node's language (``zh``, ``en`` or ``zh+en``)."""
     out: dict[str, str] = {}
     for key, (zh, en) in PAGE_TEXTS.items():
-        out[key] = zh if language == "zh" else en if language == "en" else f"{zh} {en}"
+        both = f"{zh} / {en}" if "{" in en else f"{zh} {en}"  # a sentence each, or a word
+        out[key] = zh if language == "zh" else en if language == "en" else both
     for state in ("free", "soon", "busy", "ending"):
         zh, en, _both = TEXTS[state]
         out[state] = zh if language == "zh" else en if language == "en" else f"{zh} · {en}"
@@ -116,9 +129,11 @@ def room_detail(node: Node, open_id: str) -> dict[str, Any] | None:
 
 
 def page_meta(node: Node) -> dict[str, Any]:
-    """What the page needs besides the status: language, its words, version."""
+    """What the page needs besides the status: language, its words, version, the node's zone."""
     language = node.config.node.language
-    return {"language": language, "labels": labels(language), "version": __version__}
+    # The page shows every time in the node's zone, whatever the browser's own zone is.
+    return {"language": language, "labels": labels(language), "version": __version__,
+            "timezone": node.config.node.timezone}
 
 
 # -- /metrics ------------------------------------------------------------------------------------
