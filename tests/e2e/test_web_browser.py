@@ -79,10 +79,19 @@ def test_page_lists_every_configured_room_with_state_in_words(node: WebNode,
         assert {"free": "Free", "busy": "In use", "soon": "Starting soon",
                 "ending": "Ending soon"}[state] in element.text
     assert "live" in conn_text(browser)
-    # Problems first: the room whose LED is unplugged leads, and the problem list names it.
-    first = browser.find_elements("css selector", "#rooms > li")[0]
-    assert first.get_attribute("data-id") == "omm_b"
-    assert "b-led offline" in browser.find_element("id", "problems").text
+    # Problems first, by cause: the unplugged LED, named with its room's name.
+    problems = browser.find_element("id", "problems")
+    assert "1 devices offline" in problems.text
+    problems.find_element("css selector", "summary").click()
+    assert "b-led · 5F Focus" in problems.text
+    # Rooms by floor, in natural order, as on the board (5F after 3F; no floor last).
+    order = [e.get_attribute("data-id") for e in browser.find_elements("css selector",
+                                                                       "#rooms > li.tile")]
+    assert order == ["omm_a", "omm_b", "omm_x"]
+    # Devices: a count, and only the unhealthy one listed.
+    assert "2 devices, 1 offline" in browser.find_element("id", "devices-summary").text
+    assert [e.text.split("\n")[0] for e in browser.find_elements(
+        "css selector", "#devices > li")] == ["b-led"]
 
 
 def test_xss_room_name_shows_as_text(node: WebNode, browser: Any) -> None:
@@ -107,11 +116,12 @@ def test_booking_turns_its_tile_busy_within_a_second_without_reload(node: WebNod
     assert browser.execute_script("return window.__sameDocument") is True, "page was reloaded"
     wait_for(lambda: "In use" in tile_text(browser, "omm_a"), 5, "tile omm_a in words")
     # "until" is when the room is free again, as the door sign says (the meeting's end), not
-    # when the status's "busy" turns "ending soon" ten minutes before it.
+    # when the status's "busy" turns "ending soon" ten minutes before it (changes_at).
     room = node.room("omm_a")
-    meeting_end, busy_until = room["current"]["end"][11:16], room["until"][11:16]
-    assert meeting_end != busy_until
+    meeting_end, state_change = room["current"]["end"][11:16], room["changes_at"][11:16]
+    assert meeting_end != state_change and room["until"][11:16] == meeting_end
     wait_for(lambda: f"until {meeting_end}" in tile_text(browser, "omm_a"), 5, "free-at time")
+    assert state_change not in tile_text(browser, "omm_a")
     node.book("omm_a", kind="deleted", uid="live-1")
     wait_for(lambda: tile_state(browser, "omm_a") == "free", 5, "room A free again")
 
@@ -233,10 +243,13 @@ def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) ->
                      "the tile says stale as of when the link went down")
             wait_for(lambda: "stale" in tile_text(driver, "omm_a"), 5, "tile omm_a in words")
             # The link's state is not a room's: it follows within the page's 1 s comparison.
-            problems = wait_for(lambda: "feishu down" in (text := driver.find_element(
+            problems = wait_for(lambda: "link down" in (text := driver.find_element(
                 "id", "problems").text) and text, 5, "the link problem listed")
-            assert "feishu down: connection lost; reconnecting" in problems
-            assert "Room A: stale — as of 09:05" in problems
+            # One cause, and what it explains: the link down since 09:05 left Room A stale.
+            assert ("Feishu link down since 09:05 (connection lost; reconnecting): 1 rooms stale"
+                    in problems)
+            driver.find_element("css selector", "#problems summary").click()
+            assert "Room A: stale — as of 09:05" in driver.find_element("id", "problems").text
     finally:
         web.close()
         stop.set()

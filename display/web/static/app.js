@@ -324,6 +324,11 @@
     const list = document.getElementById("rooms");
     const main = list.parentElement;
     const rooms = shownRooms();
+    // The header first: its height decides the room left for the rows.
+    const free = rooms.filter(function (r) { return r.state === "free"; }).length;
+    const count = document.getElementById("free-count");
+    count.replaceChildren(icon("free"), el("span", "", w("free") + " " + free + "/" + rooms.length));
+    everySecond();
     const width = main.clientWidth;
     const height = window.innerHeight - main.getBoundingClientRect().top - 12;
     const all = withHeadings(rooms);
@@ -363,9 +368,6 @@
     const pager = document.getElementById("pager");
     pager.hidden = boardPages < 2;
     pager.textContent = w("page") + " " + (boardPage + 1) + "/" + boardPages;
-    const free = rooms.filter(function (r) { return r.state === "free"; }).length;
-    const count = document.getElementById("free-count");
-    count.replaceChildren(icon("free"), el("span", "", w("free") + " " + free + "/" + rooms.length));
     if (!boardTimer) {
       boardTimer = setInterval(function () {
         if (boardPages < 2) return;
@@ -383,7 +385,8 @@
       const tight = Array.prototype.some.call(list.children, function (li) {
         if (li.scrollWidth > li.clientWidth + 1) return true;
         const name = li.querySelector(".name");
-        return name !== null && name.scrollWidth > name.clientWidth + 1;  // a name cut short
+        // A name cut short to a few letters (a long name in a wide row may end in "…").
+        return name !== null && name.scrollWidth > name.clientWidth + 1 && name.clientWidth < px * 8;
       });
       if (!tight) return;
       px = px * 0.9;
@@ -670,6 +673,14 @@
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(queueRender, 100);
   });
+
+  // Leaving the page closes its stream at once: a page kept for "back" must not hold one of
+  // the browser's few connections to the node (a kiosk cycling pages would stall on the 7th).
+  window.addEventListener("pagehide", function () {
+    if (source) source.close();
+    source = null;
+  });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) connect(); });
 
   connect();
 })();
