@@ -46,7 +46,7 @@ name = {xss}
 
 CONFIG = """\
 [node]
-name = "web-test"
+name = "{node_name}"
 language = "{language}"
 timezone = "{timezone}"
 state_dir = "state"
@@ -70,9 +70,9 @@ class WebNode:
     """Writes the config, starts and stops the node process, talks HTTP to it."""
 
     def __init__(self, directory: Path, *, token: str = "", language: str = "en",
-                 rooms: list[tuple[str, str]] | None = None,
-                 timezone: str = "") -> None:
-        """``rooms``: (open_id, name) pairs instead of the three default rooms (no devices);
+                 rooms: list[tuple[str, ...]] | None = None,
+                 timezone: str = "", node_name: str = "web-test") -> None:
+        """``rooms``: (open_id, name[, devices TOML]) instead of the three default rooms;
         ``timezone``: the node's zone (default: the system's)."""
         self.directory = directory
         self.hook_port = free_port()
@@ -81,10 +81,12 @@ class WebNode:
         self.config = directory / "room-display.toml"
         dead = free_port()
         room_text = (DEFAULT_ROOMS.format(dead=dead, xss=json.dumps(XSS_NAME)) if rooms is None
-                     else "".join(f"[[rooms]]\nopen_id = {json.dumps(i)}\nname = {json.dumps(n)}\n"
-                                  for i, n in rooms))
+                     else "".join(f"[[rooms]]\nopen_id = {json.dumps(r[0])}\n"
+                                  f"name = {json.dumps(r[1])}\n{''.join(r[2:])}\n"
+                                  for r in rooms))
         self.config.write_text(CONFIG.format(
             hook=self.hook_port, web=self.web_port, language=language, timezone=timezone,
+            node_name=node_name,
             token=f'token = "{token}"' if token else "", rooms=room_text),
             encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -176,6 +178,18 @@ def site_rooms(count: int) -> list[tuple[str, str]]:
         name = f"{floor + 1}F {_KINDS[k]}" + (f" {chr(65 + floor % 3)}" if k % 3 == 0 else "")
         rooms.append((f"omm_{i:03d}", name))
     return rooms
+
+
+def sign(device_id: str) -> str:
+    """A 296x128 e-ink sign on a virtual panel, as TOML for ``WebNode(rooms=...)``."""
+    return (f'[[rooms.devices]]\nid = "{device_id}"\nkind = "eink"\nurl = "virtual:panels"\n'
+            'size = "296x128"\n')
+
+
+def unplugged_led(device_id: str) -> str:
+    """An LED strip on a port nobody listens on (offline), as TOML for ``WebNode``."""
+    return (f'[[rooms.devices]]\nid = "{device_id}"\nkind = "led"\n'
+            f'url = "socket://127.0.0.1:{free_port()}"\n')
 
 
 def book_states(web: WebNode, rooms: list[str]) -> dict[str, str]:

@@ -567,7 +567,8 @@
     const items = document.createDocumentFragment();
     for (const b of detail.today) {
       const past = Date.parse(b.end) <= now;
-      const li = el("li", past ? "booking past" : "booking", span(b));
+      const li = el("li", past ? "booking past" : "booking");
+      li.appendChild(el("span", "when", span(b)));
       if (past) li.appendChild(el("span", "past-word", w("past")));
       items.appendChild(li);
     }
