@@ -308,7 +308,7 @@ def test_malformed_fleet_entries_never_break_the_overview(tmp_path: Path) -> Non
     node.add_status_source("fleet", lambda: {
         "pi-none": None, "pi-text": "garbage", "pi-list": [1, 2],
         "pi-devices": {"online": True, "devices": "not a list", "version": 3},
-        "pi-odd": {"online": False, "last_seen": 12, "devices": [None, 5, {"id": "d1"}]},
+        "pi-odd": {"online": False, "last_seen": 12, "devices": [None, 5, {"id": "d1", "room": "omm_a"}]},
         "pi-good": {"online": True, "version": "1.0", "clock_synced": True, "devices": []}})
     stop = threading.Event()
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
@@ -323,6 +323,10 @@ def test_malformed_fleet_entries_never_break_the_overview(tmp_path: Path) -> Non
                              "pi-good" in t and t, 5, "the nodes listed")
             for name in ("bridge-1", "pi-none", "pi-text", "pi-list", "pi-odd", "pi-good"):
                 assert name in nodes
+            # The offline Pi's panel, named with its room's name (not its id), among the few
+            # devices listed (only the unhealthy ones).
+            devices = driver.find_element("id", "devices").text
+            assert "d1" in devices and "3F East" in devices and "omm_a" not in devices
             errors = [e for e in driver.get_log("browser")
                       if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
             assert errors == [], errors

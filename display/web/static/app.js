@@ -146,10 +146,14 @@
         if (d && typeof d === "object") out.push(Object.assign({room: room.name, node: doc.node.name}, d));
       }
     }
+    // Other Pis name a device's room by its id: show the room's name where this node knows it.
+    const names = {};
+    for (const room of doc.rooms) names[room.open_id] = room.name;
     for (const n of otherNodes()) {
       for (const d of Array.isArray(n.devices) ? n.devices : []) {
         if (!d || typeof d !== "object") continue;
-        out.push(Object.assign({node: n.name, online: false}, d,
+        const room = typeof d.room === "string" && names[d.room] ? {room: names[d.room]} : {};
+        out.push(Object.assign({node: n.name, online: false}, d, room,
                                n.online ? {} : {online: false, error: w("offline") + " (" + n.name + ")"}));
       }
     }
