@@ -287,6 +287,15 @@ def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
             wait_for(lambda: "使用中 · In use" in tile_text(driver, "omm_a"), 5, "tile A in words")
             wait_for(lambda: "空闲 · Free" in tile_text(driver, "omm_b"), 5, "tile omm_b in words")
             assert "实时 live" in conn_text(driver)
+            # The overview's tiles hold the long zh+en words without spilling over.
+            driver.get(kiosk.url + "/?token=tv-lobby")
+            wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "overview drawn")
+            spill = driver.execute_script("""
+                return Array.from(document.querySelectorAll('#rooms > li.tile')).filter(
+                  li => li.scrollWidth > li.clientWidth + 1).map(li => li.innerText);""")
+            assert spill == []
+            driver.get(kiosk.url + "/board?token=tv-lobby")
+            wait_for(lambda: tile_state(driver, "omm_a") == "busy", 15, "board again")
             # The token travels with the page's own requests (the live stream answered).
             kiosk.book("omm_b", uid="kiosk-b")
             wait_for(lambda: tile_state(driver, "omm_b") == "busy", 5, "room B busy")

@@ -231,7 +231,14 @@
     li.appendChild(name);
     const head = el("span", "state");
     head.appendChild(icon(state));
-    head.appendChild(el("span", "word", room.state ? w(room.state) : w("unknown")));
+    // "即将开始 · Starting soon": a narrow tile may break between the languages, never inside one.
+    const word = el("span", "word");
+    const parts = (room.state ? w(room.state) : w("unknown")).split(" · ");
+    parts.forEach(function (part, i) {
+      word.appendChild(el("span", "part", part + (i < parts.length - 1 ? " ·" : "")));
+      if (i < parts.length - 1) word.appendChild(document.createTextNode(" "));
+    });
+    head.appendChild(word);
     li.appendChild(head);
     const until = untilText(room);
     if (until) li.appendChild(el("span", "until", until));
