@@ -308,7 +308,8 @@ def test_malformed_fleet_entries_never_break_the_overview(tmp_path: Path) -> Non
     node.add_status_source("fleet", lambda: {
         "pi-none": None, "pi-text": "garbage", "pi-list": [1, 2],
         "pi-devices": {"online": True, "devices": "not a list", "version": 3},
-        "pi-odd": {"online": False, "last_seen": 12, "devices": [None, 5, {"id": "d1", "room": "omm_a"}]},
+        "pi-odd": {"online": False, "last_seen": 12,
+                   "devices": [None, 5, {"id": "d1", "room": "omm_a"}]},
         "pi-good": {"online": True, "version": "1.0", "clock_synced": True, "devices": []}})
     stop = threading.Event()
     loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
