@@ -63,6 +63,11 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "devices_all_ok": ("{n} 台设备全部在线", "all {n} devices online"),
     "rooms_unknown": ("{n} 间会议室状态未知", "{n} rooms with no state yet"),
     "nodes_offline": ("{n} 个节点离线", "{n} nodes offline"),
+    # English singulars ("_one": the page picks it when n is 1).
+    "rooms_stale_one": ("1 间会议室数据过期", "1 room stale"),
+    "devices_offline_one": ("1 台设备离线", "1 device offline"),
+    "rooms_unknown_one": ("1 间会议室状态未知", "1 room with no state yet"),
+    "nodes_offline_one": ("1 个节点离线", "1 node offline"),
     "past": ("已结束", "past"),
     "show": ("显示", "show"),
 }

@@ -82,7 +82,7 @@ def test_page_lists_every_configured_room_with_state_in_words(node: WebNode,
     assert "live" in conn_text(browser)
     # Problems first, by cause: the unplugged LED, named with its room's name.
     problems = browser.find_element("id", "problems")
-    assert "1 devices offline" in problems.text
+    assert "1 device offline" in problems.text
     problems.find_element("css selector", "summary").click()
     assert "b-led · 5F Focus" in problems.text
     # Rooms by floor, in natural order, as on the board (5F after 3F; no floor last).
@@ -208,6 +208,11 @@ def _fits(driver: Any, what: str) -> None:
     width = driver.execute_script("return document.documentElement.clientWidth")
     scroll = driver.execute_script("return document.documentElement.scrollWidth")
     assert scroll <= width, f"{what} scrolls sideways: {scroll} > {width}"
+    spill = driver.execute_script("""
+        return Array.from(document.querySelectorAll('#rooms > li.tile, #rooms > li.tile *'))
+          .filter(e => e.getBoundingClientRect().right > e.closest('li.tile')
+                         .getBoundingClientRect().right + 0.5).map(e => e.textContent);""")
+    assert spill == [], f"{what}: text spills out of its tile: {spill}"
 
 
 @pytest.mark.parametrize(("page", "size", "shot"), [
@@ -230,7 +235,7 @@ def test_layouts_fit_and_are_saved_as_screenshots(showcase: tuple[WebNode, dict[
                 ".fontSize)")
             assert size_px >= 24, "the board's state words are large"
         else:
-            wait_for(lambda: "1 devices offline" in driver.find_element("id", "problems").text,
+            wait_for(lambda: "1 device offline" in driver.find_element("id", "problems").text,
                      5, "the unplugged LED as a problem")
         _save(driver, shot, tmp_path)
 
@@ -345,7 +350,7 @@ def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) ->
             problems = wait_for(lambda: "link down" in (text := driver.find_element(
                 "id", "problems").text) and text, 5, "the link problem listed")
             # One cause, and what it explains: the link down since 09:05 left Room A stale.
-            assert ("Feishu link down since 09:05 (connection lost; reconnecting): 1 rooms stale"
+            assert ("Feishu link down since 09:05 (connection lost; reconnecting): 1 room stale"
                     in problems)
             driver.find_element("css selector", "#problems summary").click()
             assert "Room A: stale — as of 09:05" in driver.find_element("id", "problems").text

@@ -44,6 +44,7 @@
   }
 
   function w(key, values) {
+    if (values && values.n === 1 && words[key + "_one"]) key += "_one";
     let text = words[key] || key;
     for (const k of Object.keys(values || {})) text = text.split("{" + k + "}").join(String(values[k]));
     return text;
