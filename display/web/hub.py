@@ -4,6 +4,8 @@ A room's new view reaches every open page at once: the node calls :meth:`Hub.on_
 loop thread, which only encodes that one room and appends it to each client's queue (no I/O on
 the loop). Everything that changes without a new view (device health, links, re-sync, the fleet)
 is found by a once-a-second comparison of the status document, done only while a page is open.
+Each page is compared with what *it* was last sent (its own baseline): a page opening never
+resets what the pages already open are owed.
 """
 
 from __future__ import annotations
