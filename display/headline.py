@@ -27,7 +27,7 @@ PHRASES: dict[str, tuple[str, str, str]] = {
     "until": ("至 {t}", "until {t}", "至 / until {t}"),
     "until_tomorrow": ("至明天 {t}", "until tomorrow {t}", "至明天 / until tomorrow {t}"),
     "until_date": ("至 {d} {t}", "until {d} {t}", "至 / until {d} {t}"),
-    "all_day": ("全天空闲", "all day", "全天空闲 / all day"),
+    "all_day": ("全天", "all day", "全天 / all day"),  # under the state word: "free all day"
 }
 _LANG_INDEX = {"zh": 0, "en": 1, "zh+en": 2}
 

@@ -158,6 +158,6 @@ def test_words_for_a_long_block_and_an_unknown_end() -> None:
     later = now + timedelta(days=3)
     assert until_words(State.BUSY, later, now, LONDON) == "until 11-27 10:00"
     assert until_words("busy", None, now, LONDON) is None
-    assert until_words(State.FREE, None, now, LONDON, "zh") == "全天空闲"
+    assert until_words(State.FREE, None, now, LONDON, "zh") == "全天"
     free = view_of(CASES[5]).occupancy
     assert block_end(free) is None
