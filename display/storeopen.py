@@ -108,9 +108,9 @@ class ResilientStore(ScheduleStore):
         self._recovered()
         return True
 
-    def prune(self, now: datetime) -> int:
+    def prune(self, now: datetime, elapsed: float) -> int:
         try:
-            return super().prune(now)
+            return super().prune(now, elapsed)
         except StoreError as exc:
             self._failed(str(exc))
             return 0

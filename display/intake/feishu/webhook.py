@@ -359,6 +359,8 @@ class WebhookProtocol(asyncio.Protocol):
                           event.uuid, outcome)
                 self._reply(answer, HTTPStatus.SERVICE_UNAVAILABLE,
                             {"msg": "schedule store unavailable; retry later"}, method)
+            elif isinstance(outcome, EventError):  # this event alone could not be stored
+                self._reject(answer, HTTPStatus.BAD_REQUEST, str(outcome), method)
             else:
                 self._reply(answer, HTTPStatus.INTERNAL_SERVER_ERROR,
                             {"msg": "internal error; retry later"}, method)
