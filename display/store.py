@@ -69,6 +69,9 @@ def store_path(config: Config) -> Path:
 DEDUPE_KEEP = timedelta(hours=24)
 BOOKING_KEEP = timedelta(days=1)  # after a booking ended
 TOMBSTONE_KEEP = timedelta(days=2)  # after the booking's end, and after the last version came
+#: A free/busy answer requested within this time after a ``deleted`` event was received does
+#: not bring back what the event deleted (free/busy may lag behind the event); a newer event does.
+DELETE_GRACE = timedelta(minutes=10)
 #: The prune clock advances at most this many times the elapsed time (so it catches up with a
 #: wall clock it fell behind, a restart's downtime, without following a step).
 CATCH_UP = 2.0
@@ -87,7 +90,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE TABLE IF NOT EXISTS versions (
     event_id TEXT PRIMARY KEY,  -- the key {uid}_{original_time}
     event_time_ms INTEGER NOT NULL,
-    deleted INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,  -- 0 a version, 1 deleted by an event, 2 gone from an answer
     end_ms INTEGER NOT NULL,
     received_ms INTEGER NOT NULL,
     seen_pass INTEGER
@@ -356,6 +359,7 @@ class ScheduleStore:
         # What the answer confirms is known as of the request, not of its arrival: recorded so,
         # the next room of the same answer (or chunk) is not mistaken for something newer.
         asked_ms = to_epoch_ms(requested_at)
+        grace_ms = _ms(DELETE_GRACE)
         with self._transaction() as db:
             newer: dict[str, bool] = {}
 
@@ -365,17 +369,28 @@ class ScheduleStore:
                     newer[key] = row is not None and (row[0] > asked_ms or row[3] > asked_ms)
                 return newer[key]
 
+            def deleted_lately(key: str) -> bool:
+                # Deleted by an event received within DELETE_GRACE before the request: free/busy
+                # may not know of the delete yet (the targeted pass asks 2 s after it), and
+                # only a newer event may bring the booking back. A tombstone an earlier answer
+                # wrote (deleted = 2) does not count: the later answer knows better.
+                row = _version(db, key)
+                return (row is not None and row[1] == 1 and asked_ms - row[3] < grace_ms)
+
+            def held(key: str) -> bool:
+                return newer_than_request(key) or deleted_lately(key)
+
             def series_deleted_since(uid: str) -> bool:
                 row = _version(db, booking_key(uid, 0))
-                return row is not None and bool(row[1]) and newer_than_request(row[4])
+                return row is not None and bool(row[1]) and held(row[4])
 
             def overridden(b: Booking) -> bool:
-                if newer_than_request(b.key) or series_deleted_since(b.uid):
+                if held(b.key) or series_deleted_since(b.uid):
                     return True
                 start = to_epoch_ms(b.start)
                 # An instance whose occurrence got an exception (or was cancelled) since.
                 return (not b.original_time and start % 1000 == 0
-                        and newer_than_request(booking_key(b.uid, start // 1000)))
+                        and held(booking_key(b.uid, start // 1000)))
 
             wanted = {(b.key, to_epoch_ms(b.start)): b for b in bookings if not overridden(b)}
             present = {(r[1], r[2]): r for r in db.execute(
@@ -396,7 +411,7 @@ class ScheduleStore:
                     continue
                 if not newer_than_request(key):
                     # Gone everywhere: a tombstone stops a late retry of its "created".
-                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?, NULL)",
+                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 2, ?, ?, NULL)",
                                (key, asked_ms, last_end, asked_ms))
             confirmed: dict[str, int] = {}
             for slot, b in wanted.items():
