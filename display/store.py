@@ -79,6 +79,9 @@ CATCH_UP = 2.0
 #: one; a uuid or tombstone is kept for :data:`RETRY_PASSES` passes after the one that saw it:
 #: at least 8 h of elapsed time, more than Feishu's retry horizon (~7.1 h).
 PASS_SECONDS = 3600.0
+#: A row stamped further than this after the pruning node's ``now`` was written by a clock that
+#: was ahead (the other process's clock differs by milliseconds, not minutes).
+FUTURE_MARGIN = timedelta(minutes=1)
 RETRY_PASSES = 8
 
 _SCHEMA = """
@@ -445,8 +448,9 @@ class ScheduleStore:
         - a delivery's uuid and a tombstone also need :data:`RETRY_PASSES` prunes, each at
           least :data:`PASS_SECONDS` of elapsed time apart, after the prune that first saw them:
           they outlive Feishu's retries (~7.1 h) whatever either clock did;
-        - a row stamped after ``now`` (written while the clock was ahead) is restamped with the
-          prune clock, so it ages from now on instead of being kept for that long.
+        - a row stamped more than :data:`FUTURE_MARGIN` after ``now`` (written while the clock
+          was ahead) is restamped ``now``: it ages from now on instead of being kept for that
+          long, and a free/busy answer asked for from now on may override it.
         """
         now_ms = to_epoch_ms(now)
         with self._transaction() as db:
@@ -463,7 +467,7 @@ class ScheduleStore:
                 db.execute(f"UPDATE {table} SET seen_pass = ? WHERE seen_pass IS NULL",
                            (passes,))
                 db.execute(f"UPDATE {table} SET received_ms = ? WHERE received_ms > ?",
-                           (clock, max(now_ms, clock)))
+                           (now_ms, now_ms + _ms(FUTURE_MARGIN)))
             ripe = passes - RETRY_PASSES
             removed = db.execute(
                 "DELETE FROM deliveries WHERE received_ms < ? AND seen_pass <= ?",
