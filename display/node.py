@@ -38,7 +38,10 @@ MAX_SLEEP = 10.0
 CLOCK_STEP = 5.0  # seconds of disagreement between wall and monotonic time that count as a step
 REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
 STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # mtime heartbeat of the status file when idle
-PRUNE_EVERY = timedelta(hours=1)
+PRUNE_EVERY = 3600.0  # seconds of monotonic time between prunes of the store
+#: After a wall-clock step the store is not pruned for this long (monotonic seconds): which of
+#: the two readings was right is not known yet (the store's own prune clock bounds it anyway).
+PRUNE_HOLD_AFTER_STEP = 3600.0
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 
 
@@ -117,7 +120,9 @@ class Node:
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
         self._status_body: str | None = None  # the document last written, minus generated_at
-        self._last_prune: datetime | None = None
+        self._last_prune: float | None = None  # monotonic
+        self._prune_held: str | None = None  # why the last due prune was not done (logged once)
+        self._last_step: tuple[float, float, datetime] | None = None  # (mono, seconds, wall)
         self._pending_config: Config | None = None
         self._last_clocks: tuple[datetime, float] | None = None
         self.clock_steps = 0
@@ -268,9 +273,7 @@ class Node:
         if (changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
-        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
-            self._last_prune = now
-            self.store.prune(now)
+        self._maybe_prune(now)
         if not wake_at:
             return MAX_SLEEP
         seconds = (min(wake_at) - self.clock.now()).total_seconds()
@@ -279,7 +282,9 @@ class Node:
     def _notice_clock_step(self, now: datetime) -> None:
         """Log when the wall clock jumped (NTP's first sync on a Pi without RTC, a manual set).
 
-        Nothing else is needed: every tick recomputes from ``now``, and sleeps are capped.
+        Every tick recomputes from ``now`` and sleeps are capped; the rooms' bookings are read
+        again (what was read under the old clock's window may miss a meeting now in progress),
+        and pruning waits (:meth:`_maybe_prune`).
         """
         mono = self.clock.monotonic()
         if self._last_clocks is not None:
@@ -287,9 +292,43 @@ class Node:
             step = wall_delta - (mono - self._last_clocks[1])
             if abs(step) > CLOCK_STEP:
                 self.clock_steps += 1
-                log.warning("wall clock stepped %+.0f s; recomputing every room", step)
+                self._last_step = (mono, step, now)
+                log.warning("wall clock stepped %+.0f s; recomputing every room, not pruning "
+                            "the store for %.0f min", step, PRUNE_HOLD_AFTER_STEP / 60)
                 self._shown.clear()
+                self._bookings.clear()
+                self._status_dirty = True
         self._last_clocks = (now, mono)
+
+    def clock_step(self) -> dict[str, Any] | None:
+        """``node.clock_step`` in ``status``: the latest wall-clock step this run, or None."""
+        if self._last_step is None:
+            return None
+        mono, seconds, at = self._last_step
+        held = self.clock.monotonic() - mono < PRUNE_HOLD_AFTER_STEP
+        return {"seconds": round(seconds, 1), "at": at.isoformat(), "steps": self.clock_steps,
+                "pruning_held": held}
+
+    def _maybe_prune(self, now: datetime) -> None:
+        """Prune the store every :data:`PRUNE_EVERY` of monotonic time, unless the wall clock
+        is not synchronised or stepped within :data:`PRUNE_HOLD_AFTER_STEP` (one log line)."""
+        mono = self.clock.monotonic()
+        if self._last_prune is not None and mono - self._last_prune < PRUNE_EVERY:
+            return
+        held = None
+        if not self.freshness.clock_ok():
+            held = "the wall clock is not synchronised"
+        elif self._last_step is not None and mono - self._last_step[0] < PRUNE_HOLD_AFTER_STEP:
+            held = "the wall clock stepped"
+        if held is not None:
+            if held != self._prune_held:
+                log.warning("not pruning the schedule store: %s", held)
+            self._prune_held = held
+            return
+        self._prune_held = None
+        elapsed = 0.0 if self._last_prune is None else mono - self._last_prune
+        self._last_prune = mono
+        self.store.prune(now, elapsed)
 
     def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
@@ -345,7 +384,8 @@ class Node:
         doc: dict[str, Any] = {
             "generated_at": now.astimezone(tz).isoformat(),
             "node": {"name": self.config.node.name, "role": self.config.role, "pid": os.getpid(),
-                     "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok()},
+                     "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok(),
+                     "clock_step": self.clock_step()},
             "rooms": rooms,
         }
         for key, fn in self._status_sources.items():

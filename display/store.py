@@ -71,18 +71,34 @@ def store_path(config: Config) -> Path:
 DEDUPE_KEEP = timedelta(hours=24)
 BOOKING_KEEP = timedelta(days=1)  # after a booking ended
 TOMBSTONE_KEEP = timedelta(days=2)  # after the booking's end, and after the last version came
+#: A free/busy answer requested within this time after a ``deleted`` event was received does
+#: not bring back what the event deleted (free/busy may lag behind the event); a newer event does.
+DELETE_GRACE = timedelta(minutes=10)
+#: The prune clock advances at most this many times the elapsed time (so it catches up with a
+#: wall clock it fell behind, a restart's downtime, without following a step).
+CATCH_UP = 2.0
+#: A prune counts as a pass when at least this much elapsed time separates it from the previous
+#: one; a uuid or tombstone is kept for :data:`RETRY_PASSES` passes after the one that saw it:
+#: at least 8 h of elapsed time, more than Feishu's retry horizon (~7.1 h).
+PASS_SECONDS = 3600.0
+#: A row stamped further than this after the pruning node's ``now`` was written by a clock that
+#: was ahead (the other process's clock differs by milliseconds, not minutes).
+FUTURE_MARGIN = timedelta(minutes=1)
+RETRY_PASSES = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     uuid TEXT PRIMARY KEY,
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    seen_pass INTEGER  -- the prune pass that first saw it (elapsed-time aging)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS versions (
     event_id TEXT PRIMARY KEY,  -- the key {uid}_{original_time}
     event_time_ms INTEGER NOT NULL,
-    deleted INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,  -- 0 a version, 1 deleted by an event, 2 gone from an answer
     end_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    seen_pass INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS slots (
     room_id TEXT NOT NULL,
@@ -114,6 +130,7 @@ class Outcome(StrEnum):
     APPLIED = "applied"  # a new version; rooms in ``changed`` may show something else now
     DUPLICATE = "duplicate"  # this uuid was applied before: nothing to do, still acknowledge
     SUPERSEDED = "superseded"  # an equal or newer version of the booking is already known
+    REJECTED = "rejected"  # this event alone could not be stored (a value SQLite cannot hold)
 
 #: What ``status`` says about recurring series when re-sync is off.
 SERIES_WITHOUT_RESYNC = (
@@ -128,6 +145,7 @@ class ApplyResult:
 
     outcome: Outcome
     changed: frozenset[str] = frozenset()
+    error: str | None = None  # why, for REJECTED
 
 
 @dataclass(slots=True)
@@ -222,8 +240,12 @@ class ScheduleStore:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
-                    with self._transaction() as db:
-                        results = [self._apply_one(db, t.event, t.received_ms) for t in batch]
+                    try:
+                        with self._transaction() as db:
+                            results = self._apply_batch(db, batch, isolate=False)
+                    except _Poisoned:  # rolled back: again, each event on its own savepoint
+                        with self._transaction() as db:
+                            results = self._apply_batch(db, batch, isolate=True)
                 except StoreError as exc:
                     for t in batch:
                         t.error, t.done = exc, True
@@ -237,6 +259,35 @@ class ScheduleStore:
             assert ticket.result is not None  # set with done, under the commit lock
             out.append(ticket.result)
         return out
+
+    def _apply_batch(self, db: sqlite3.Connection, batch: list[_Ticket], *,
+                     isolate: bool) -> list[ApplyResult]:
+        """Apply a batch inside the caller's transaction.
+
+        A value that cannot be stored (validation bounds every field, so this is defence in
+        depth) must fail only its own event, never the others committed with it: without
+        ``isolate`` such an event raises :class:`_Poisoned` (the caller rolls back and tries
+        again with ``isolate``); with it, each event runs on a savepoint and a poisoned one is
+        rolled back alone and answered ``REJECTED``. Errors of the database itself (disk full,
+        locked) still fail the whole batch.
+        """
+        results = []
+        for t in batch:
+            if isolate:
+                db.execute("SAVEPOINT event")
+            try:
+                results.append(self._apply_one(db, t.event, t.received_ms))
+            except _PER_EVENT as exc:
+                if not isolate:
+                    raise _Poisoned from exc
+                db.execute("ROLLBACK TO event")
+                log.error("event uuid=%.64r cannot be stored and is refused alone: %s: %.200s",
+                          t.event.uuid, type(exc).__name__, exc)
+                results.append(ApplyResult(Outcome.REJECTED,
+                                           error=f"cannot be stored: {exc}"[:200]))
+            if isolate:
+                db.execute("RELEASE event")
+        return results
 
     @staticmethod
     def _apply_one(db: sqlite3.Connection, event: RoomEvent, received_ms: int) -> ApplyResult:
@@ -256,7 +307,7 @@ class ScheduleStore:
             gone = _version(db, series)
             if gone is not None and gone[1] and gone[0] >= event.event_time_ms:
                 return ApplyResult(Outcome.SUPERSEDED)
-        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
+        db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?, NULL)",
                    (event.key, event.event_time_ms, int(deleted), to_epoch_ms(event.end),
                     received_ms))
         # Every slot of the key goes (for a series: the instances are invalid until the next
@@ -313,6 +364,7 @@ class ScheduleStore:
         # What the answer confirms is known as of the request, not of its arrival: recorded so,
         # the next room of the same answer (or chunk) is not mistaken for something newer.
         asked_ms = to_epoch_ms(requested_at)
+        grace_ms = _ms(DELETE_GRACE)
         with self._transaction() as db:
             newer: dict[str, bool] = {}
 
@@ -322,17 +374,28 @@ class ScheduleStore:
                     newer[key] = row is not None and (row[0] > asked_ms or row[3] > asked_ms)
                 return newer[key]
 
+            def deleted_lately(key: str) -> bool:
+                # Deleted by an event received within DELETE_GRACE before the request: free/busy
+                # may not know of the delete yet (the targeted pass asks 2 s after it), and
+                # only a newer event may bring the booking back. A tombstone an earlier answer
+                # wrote (deleted = 2) does not count: the later answer knows better.
+                row = _version(db, key)
+                return (row is not None and row[1] == 1 and asked_ms - row[3] < grace_ms)
+
+            def held(key: str) -> bool:
+                return newer_than_request(key) or deleted_lately(key)
+
             def series_deleted_since(uid: str) -> bool:
                 row = _version(db, booking_key(uid, 0))
-                return row is not None and bool(row[1]) and newer_than_request(row[4])
+                return row is not None and bool(row[1]) and held(row[4])
 
             def overridden(b: Booking) -> bool:
-                if newer_than_request(b.key) or series_deleted_since(b.uid):
+                if held(b.key) or series_deleted_since(b.uid):
                     return True
                 start = to_epoch_ms(b.start)
                 # An instance whose occurrence got an exception (or was cancelled) since.
                 return (not b.original_time and start % 1000 == 0
-                        and newer_than_request(booking_key(b.uid, start // 1000)))
+                        and held(booking_key(b.uid, start // 1000)))
 
             wanted = {(b.key, to_epoch_ms(b.start)): b for b in bookings if not overridden(b)}
             present = {(r[1], r[2]): r for r in db.execute(
@@ -353,7 +416,7 @@ class ScheduleStore:
                     continue
                 if not newer_than_request(key):
                     # Gone everywhere: a tombstone stops a late retry of its "created".
-                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 1, ?, ?)",
+                    db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, 2, ?, ?, NULL)",
                                (key, asked_ms, last_end, asked_ms))
             confirmed: dict[str, int] = {}
             for slot, b in wanted.items():
@@ -367,24 +430,58 @@ class ScheduleStore:
                 changed = True
             for key, last_end in confirmed.items():
                 db.execute(
-                    "INSERT INTO versions VALUES (?, ?, 0, ?, ?) ON CONFLICT(event_id) DO UPDATE "
-                    "SET event_time_ms = excluded.event_time_ms, deleted = 0, "
+                    "INSERT INTO versions VALUES (?, ?, 0, ?, ?, NULL) ON CONFLICT(event_id) "
+                    "DO UPDATE SET event_time_ms = excluded.event_time_ms, deleted = 0, "
                     "end_ms = max(versions.end_ms, excluded.end_ms), "
-                    "received_ms = excluded.received_ms",
+                    "received_ms = excluded.received_ms, seen_pass = NULL",
                     (key, asked_ms, last_end, asked_ms))
         return changed
 
-    def prune(self, now: datetime) -> int:
-        """Forget old deliveries, past bookings and their tombstones; returns rows removed."""
+    def prune(self, now: datetime, elapsed: float) -> int:
+        """Forget old deliveries, past bookings and their tombstones; returns rows removed.
+
+        ``now`` is the wall clock, ``elapsed`` the monotonic seconds since this process's
+        previous prune (0 for its first). A wall clock that steps (no RTC, a bad NTP answer, a
+        wrong ``date``) must never delete anything, so neither is trusted alone:
+
+        - the store ages by its own *prune clock*, persisted: it follows the wall clock but
+          advances at most :data:`CATCH_UP` times the elapsed time per prune, never across a
+          restart's downtime and never backwards: a step of a year moves it by seconds;
+        - a delivery's uuid and a tombstone also need :data:`RETRY_PASSES` prunes, each at
+          least :data:`PASS_SECONDS` of elapsed time apart, after the prune that first saw them:
+          they outlive Feishu's retries (~7.1 h) whatever either clock did;
+        - a row stamped more than :data:`FUTURE_MARGIN` after ``now`` (written while the clock
+          was ahead) is restamped ``now``: it ages from now on instead of being kept for that
+          long, and a free/busy answer asked for from now on may override it.
+        """
         now_ms = to_epoch_ms(now)
         with self._transaction() as db:
-            removed = db.execute("DELETE FROM deliveries WHERE received_ms < ?",
-                                 (now_ms - _ms(DEDUPE_KEEP),)).rowcount
+            old = _meta_int(db, "prune_clock_ms")
+            passes = _meta_int(db, "prune_passes") or 0
+            if old is None:  # a new (or older) store: start from the newest row written
+                newest = db.execute("SELECT max(received_ms) FROM deliveries").fetchone()[0]
+                clock = min(now_ms, int(newest)) if newest is not None else now_ms
+            else:
+                clock = max(old, min(now_ms, old + int(CATCH_UP * max(0.0, elapsed) * 1000)))
+            if elapsed >= PASS_SECONDS:
+                passes += 1
+            for table in ("deliveries", "versions"):
+                db.execute(f"UPDATE {table} SET seen_pass = ? WHERE seen_pass IS NULL",
+                           (passes,))
+                db.execute(f"UPDATE {table} SET received_ms = ? WHERE received_ms > ?",
+                           (now_ms, now_ms + _ms(FUTURE_MARGIN)))
+            ripe = passes - RETRY_PASSES
+            removed = db.execute(
+                "DELETE FROM deliveries WHERE received_ms < ? AND seen_pass <= ?",
+                (clock - _ms(DEDUPE_KEEP), ripe)).rowcount
             removed += db.execute("DELETE FROM slots WHERE end_ms < ?",
-                                  (now_ms - _ms(BOOKING_KEEP),)).rowcount
-            cutoff = now_ms - _ms(TOMBSTONE_KEEP)
-            removed += db.execute("DELETE FROM versions WHERE end_ms < ? AND received_ms < ?",
-                                  (cutoff, cutoff)).rowcount
+                                  (clock - _ms(BOOKING_KEEP),)).rowcount
+            cutoff = clock - _ms(TOMBSTONE_KEEP)
+            removed += db.execute(
+                "DELETE FROM versions WHERE end_ms < ? AND received_ms < ? AND seen_pass <= ?",
+                (cutoff, cutoff, ripe)).rowcount
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (("prune_clock_ms", str(clock)), ("prune_passes", str(passes))))
         if removed:
             log.info("pruned %d old rows from the schedule store", removed)
         return removed
@@ -423,6 +520,14 @@ class ScheduleStore:
             return {name: int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                     for name, table in (("deliveries", "deliveries"), ("versions", "versions"),
                                         ("bookings", "slots"))}
+
+
+class _Poisoned(Exception):
+    """One event of a batch holds a value SQLite cannot store; the batch is redone isolated."""
+
+
+#: What one event's values can raise while being bound or stored (not the database's own errors).
+_PER_EVENT = (OverflowError, ValueError, TypeError, sqlite3.InterfaceError, sqlite3.DataError)
 
 
 def _ms(delta: timedelta) -> int:
@@ -468,8 +573,25 @@ def _delete(db: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> set[st
     return {r[0] for r in db.execute(f"DELETE FROM slots WHERE {where} RETURNING room_id", args)}
 
 
+def _meta_int(db: sqlite3.Connection, key: str) -> int | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    try:
+        return None if row is None else int(row[0])
+    except ValueError:
+        return None
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    """Move a store of the schema before series (one row per room and event id) to ``slots``."""
+    """Bring an older store to this schema: ``seen_pass`` columns (elapsed-time aging), and
+    the schema before series (one row per room and event id) to ``slots``."""
+    for table in ("deliveries", "versions"):
+        columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if "seen_pass" not in columns:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN seen_pass INTEGER")
+            except sqlite3.OperationalError as exc:  # the other process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
     old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bookings'")
     if old.fetchone() is None:
         return

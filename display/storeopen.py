@@ -18,15 +18,15 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from display.errors import StoreError
-from display.model import MAX_MS, MIN_MS
-from display.store import ScheduleStore
+from display.model import MAX_MS, MIN_MS, Booking, RoomEvent
+from display.store import ApplyResult, ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,38 @@ class ResilientStore(ScheduleStore):
         store.write_error = error
         return store
 
+    @classmethod
+    def unopened(cls, path: Path, error: str) -> ResilientStore:
+        """An empty stand-in for the store at ``path``, which cannot be opened now (disk full at
+        start): every write raises :class:`~display.errors.StoreError` (the Feishu intake
+        answers 503, Feishu retries) and first tries the real file again, switching to it once
+        it opens (:meth:`retry`)."""
+        store = cls(":memory:")
+        store.real_path = path
+        store.write_error = error
+        return store
+
+    def apply_many(self, events: Sequence[RoomEvent], received: datetime) -> list[ApplyResult]:
+        self._writable()
+        return super().apply_many(events, received)
+
+    def resync_room(self, room_id: str, window: tuple[datetime, datetime],
+                    bookings: Iterable[Booking], requested_at: datetime,
+                    received: datetime) -> bool:
+        self._writable()
+        return super().resync_room(room_id, window, bookings, requested_at, received)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._writable()
+        super().set_meta(key, value)
+
+    def _writable(self) -> None:
+        """Raise :class:`StoreError` unless writes reach the real file (a snapshot's or an
+        unopened store's would be lost); tries to switch to the real file first."""
+        if self.real_path is not None and not self.retry():
+            raise StoreError(f"schedule store {self.real_path} cannot be written: "
+                             f"{self.write_error}")
+
     def probe(self) -> bool:
         """Write one small row; True when the store takes writes (the retry's test)."""
         try:
@@ -97,8 +129,13 @@ class ResilientStore(ScheduleStore):
             return self.probe()
         try:
             fresh = ScheduleStore(self.real_path)
+        except StoreError as exc:
+            self._failed(str(exc))
+            return False
+        try:
             fresh.set_meta("written_at", datetime.now(UTC).isoformat())
         except StoreError as exc:
+            fresh.close()
             self._failed(str(exc))
             return False
         with self._lock:
@@ -108,9 +145,9 @@ class ResilientStore(ScheduleStore):
         self._recovered()
         return True
 
-    def prune(self, now: datetime) -> int:
+    def prune(self, now: datetime, elapsed: float) -> int:
         try:
-            return super().prune(now)
+            return super().prune(now, elapsed)
         except StoreError as exc:
             self._failed(str(exc))
             return 0

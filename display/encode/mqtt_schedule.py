@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from display.errors import EventError
-from display.model import Booking, check_time
+from display.model import MAX_MS, MIN_MS, Booking, check_time
 
 #: Larger schedule payloads are refused unread: a panel agent on a Pi Zero must not be made to
 #: parse megabytes because of a misbehaving publisher.
@@ -21,6 +21,8 @@ MAX_SCHEDULE_BYTES = 256 * 1024
 #: The bridge publishes at most this many bookings per room (the nearest ones), which keeps a
 #: payload far below :data:`MAX_SCHEDULE_BYTES` (about 250 bytes per booking).
 MAX_BOOKINGS = 500
+#: The largest ``version`` taken: what SQLite and every consumer hold as a 64-bit integer.
+MAX_VERSION = 2**63 - 1
 
 
 def valid_topic_level(value: str) -> bool:
@@ -77,8 +79,9 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
     if open_id != expected_open_id:
         raise EventError("open_id", f"{open_id!r} arrived on the topic of {expected_open_id!r}")
     version = doc.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise EventError("version", f"must be a non-negative integer, got {version!r}")
+    if (not isinstance(version, int) or isinstance(version, bool)
+            or not 0 <= version <= MAX_VERSION):
+        raise EventError("version", f"must be an integer 0..{MAX_VERSION}, got {version!r:.40}")
     bookings = doc.get("bookings")
     if not isinstance(bookings, list):
         raise EventError("bookings", f"must be a list, got {type(bookings).__name__}")
@@ -119,7 +122,10 @@ def _booking(raw: Any, where: str) -> Booking:
         raise EventError(where, f"must be an object, got {type(raw).__name__}")
     original = raw.get("original_time")
     if not isinstance(original, int) or isinstance(original, bool):
-        raise EventError(f"{where}.original_time", f"must be an integer, got {original!r}")
+        raise EventError(f"{where}.original_time", f"must be an integer, got {original!r:.40}")
+    if original != 0 and not MIN_MS // 1000 <= original <= MAX_MS // 1000:
+        raise EventError(f"{where}.original_time", f"{original!r:.40} is neither 0 nor a "
+                         "plausible timestamp (2000-2100)")
     organizer = raw.get("organizer_open_id")
     if organizer is not None and not isinstance(organizer, str):
         raise EventError(f"{where}.organizer_open_id", f"must be a string or null, "

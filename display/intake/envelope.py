@@ -101,9 +101,18 @@ def _event_id(value: Any, key: str) -> str:
 
 def _original_time(value: Any) -> int:
     number = 0 if value is None else _integer(value, "event.original_time")
-    if number < 0:
-        raise EventError("event.original_time", f"must not be negative, got {number}")
-    return number // 1000 if number > MS_THRESHOLD else number
+    return checked_original_time(number // 1000 if number > MS_THRESHOLD else number,
+                                 "event.original_time")
+
+
+def checked_original_time(seconds: int, name: str) -> int:
+    """``seconds`` if it is 0 (a one-off booking or a whole series) or an instant within the
+    store's bound (:data:`~display.model.MIN_MS` .. :data:`~display.model.MAX_MS`): a larger
+    value would overflow the store's integer column at commit, failing the whole batch."""
+    if seconds != 0 and not MIN_MS // 1000 <= seconds <= MAX_MS // 1000:
+        raise EventError(name, f"{seconds} is neither 0 nor a plausible timestamp "
+                         "(2000-2100)")
+    return seconds
 
 
 def _organizer(value: Any) -> str | None:

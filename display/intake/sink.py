@@ -153,9 +153,11 @@ class EventSink:
             self._count("refused")
             raise
 
-    def commit_many(self, events: Sequence[RoomEvent]) -> list[Accepted]:
+    def commit_many(self, events: Sequence[RoomEvent]) -> list[Accepted | EventError]:
         """Commit validated events in one transaction (one fsync) and tell the node which
-        rooms changed; :class:`~display.errors.StoreError` when the commit failed."""
+        rooms changed; :class:`~display.errors.StoreError` when the commit failed. An event
+        the store could not hold is an :class:`~display.errors.EventError` of its own (answer
+        400): the others of its batch are committed."""
         if not events:
             return []
         try:
@@ -166,13 +168,18 @@ class EventSink:
             raise
         if self._store_ok is not True:  # unknown or failing: once per change, not per event
             self.note_store(True)
-        out: list[Accepted] = []
+        out: list[Accepted | EventError] = []
         changed: set[str] = set()
         applied: list[tuple[RoomEvent, frozenset[str]]] = []
         known = self._rooms_configured() if self._rooms_configured is not None else None
         for event, result in zip(events, results, strict=True):
-            out.append(self._verdict(event, result, known))
-            self._count(out[-1].verdict.value)
+            if result.outcome is Outcome.REJECTED:
+                out.append(EventError("event", result.error or "cannot be stored"))
+                self._count("refused")
+                continue
+            verdict = self._verdict(event, result, known)
+            out.append(verdict)
+            self._count(verdict.verdict.value)
             if result.outcome is Outcome.APPLIED:
                 changed |= result.changed
                 applied.append((event, result.changed))

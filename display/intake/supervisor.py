@@ -18,10 +18,12 @@ and ``on_resync(report)`` after each re-sync pass from the free/busy API (:class
 Calls run on one dispatcher thread, in order, never on the pipe reader, so a slow callback
 cannot stall the child. The child is restarted with backoff (1 s doubling to 60 s, reset after it
 ran a healthy minute) whenever it exits (except when it refused its config, exit code 78: then
-``set_link("feishu", False, reason)`` and no restart; a changed config starts a new supervisor), and
-killed (SIGTERM, SIGKILL after a grace period) when it stays silent too long. Its stderr (the
-logs) is inherited. It stays in our process group so ``kill -9 -PGID`` and systemd's stop reach
-both.
+``set_link("feishu", False, reason)`` and no restart; a changed config starts a new supervisor).
+The child proves it is alive from its event loop (the webhook's, or the SDK's in long-connection
+mode), so a hung loop falls silent like a stopped process: after :data:`SILENCE` seconds without
+a line the link is shown down ("intake not responding") and the child is killed (SIGKILL: a hung
+or stopped process cannot act on SIGTERM) and restarted. Its stderr (the logs) is inherited.
+It stays in our process group so ``kill -9 -PGID`` and systemd's stop reach both.
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ EventsCallback = Callable[[dict[str, int]], None]
 StoreCallback = Callable[[bool, str | None], None]
 
 
+#: Seconds without a line from the child before it counts as hung (it writes an ``alive`` line
+#: from its event loop every quarter of this): a hang is shown and acted on within 10 s.
+SILENCE = 8.0
+
+
 def _ignore_resync(report: ResyncReport) -> None:
     """Default ``on_resync``: parents that do not show re-sync results."""
 
@@ -113,7 +120,7 @@ class IntakeSupervisor:
                  link: str = "feishu", on_resync: ResyncCallback = _ignore_resync,
                  on_events: EventsCallback | None = None, on_store: StoreCallback | None = None,
                  child_args: Sequence[str] = (), python: str = sys.executable,
-                 silence: float = 60.0, startup_timeout: float = 180.0,
+                 silence: float = SILENCE, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
                  healthy_after: float = 60.0, kill_grace: float = 5.0) -> None:
         if silence <= 0 or startup_timeout <= 0 or backoff_initial <= 0:
@@ -285,8 +292,13 @@ class IntakeSupervisor:
             limit = self._silence if last_line[1] else self._startup_timeout
             quiet = time.monotonic() - float(last_line[0])
             if quiet > limit:
-                log.error("Feishu intake pid %d silent for %.0f s: killing it", proc.pid, quiet)
-                self._terminate(proc, gentle=False)
+                reason = f"intake not responding (silent for {quiet:.0f} s)"
+                log.error("Feishu intake pid %d %s: killing it", proc.pid, reason[7:])
+                with self._lock:
+                    self._link_up = False
+                # Shown at once, not after the kill: the link is not up while nobody answers.
+                self._call(functools.partial(self._node.set_link, self._link, False, reason))
+                self._terminate(proc, gentle=False, hung=True)
                 break
             # Asleep until EOF, close() or the silence limit: no periodic wake-ups.
             wake.wait(limit - quiet + 0.05)
@@ -304,9 +316,11 @@ class IntakeSupervisor:
             self._call(lambda: self._node.set_link(self._link, False, reason))
         return code
 
-    def _terminate(self, proc: subprocess.Popen[bytes], *, gentle: bool) -> None:
-        """Stop ``proc``: close its stdin (gentle), then SIGTERM, then SIGKILL."""
-        steps: list[Callable[[], None]] = [proc.terminate, proc.kill]
+    def _terminate(self, proc: subprocess.Popen[bytes], *, gentle: bool,
+                   hung: bool = False) -> None:
+        """Stop ``proc``: close its stdin (gentle), then SIGTERM, then SIGKILL; a ``hung`` one
+        at once with SIGKILL."""
+        steps: list[Callable[[], None]] = [proc.kill] if hung else [proc.terminate, proc.kill]
         if gentle and proc.stdin is not None:
             steps.insert(0, proc.stdin.close)
         for step in steps:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 import time
 from datetime import datetime
@@ -24,10 +25,11 @@ from display.intake.feishu.channel import (
     exit_when_stdin_closes,
     take_stdout,
 )
-from display.intake.feishu.reports import CountReporter, StoreWatch
+from display.intake.feishu.reports import STORE_RETRY_SECONDS, CountReporter, StoreWatch
 from display.intake.sink import EventSink
 from display.model import RoomEvent
 from display.store import ScheduleStore, store_path
+from display.storeopen import ResilientStore
 
 if TYPE_CHECKING:
     from display.intake.feishu.resync import PassResult, Resync
@@ -41,6 +43,9 @@ BACKOFF_INITIAL = 30.0
 log = logging.getLogger(__name__)
 
 ALIVE_INTERVAL = 5.0
+#: Seconds between tries to open a store that could not be opened at start (disk full): the
+#: intake answers 503 meanwhile and takes deliveries again within this time of space returning.
+UNOPENED_RETRY_SECONDS = 1.0
 
 
 def quiet_sdk_logger() -> None:
@@ -135,6 +140,26 @@ class ConfiguredRooms:
         return self._rooms
 
 
+def open_store(path: Path) -> tuple[ScheduleStore | None, str | None]:
+    """The store, and why it is only a stand-in for now (or ``None``); ``(None, why)`` when no
+    store at all can be had.
+
+    A store that cannot be opened for want of space (or on a read-only remount) is replaced by
+    :meth:`~display.storeopen.ResilientStore.unopened`: the intake still listens, answers 503
+    (Feishu retries) and switches to the real file as soon as it opens. Anything else is one
+    log line and ``(None, why)``: the supervisor restarts the child with backoff.
+    """
+    try:
+        return ScheduleStore(path), None
+    except StoreError as exc:
+        if not isinstance(exc.__cause__, sqlite3.OperationalError):
+            log.error("%s (node.state_dir)", exc)
+            return None, str(exc)  # no store at all: the reason goes to the parent
+        log.error("%s: serving anyway (deliveries are answered 503 and retried by Feishu) and "
+                  "retrying every %.0f s", exc, UNOPENED_RETRY_SECONDS)
+        return ResilientStore.unopened(path, str(exc)), str(exc)
+
+
 def refusal(config: Config) -> ConfigError | None:
     """What the intake refuses to run with (``run`` refuses it at start too), or ``None``.
 
@@ -187,11 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", problem)
         channel.send(refused=str(problem))
         return EXIT_REFUSED
-    try:
-        store = ScheduleStore(store_path(config))
-    except StoreError as exc:
-        log.error("%s (node.state_dir)", exc)
-        channel.fatal(f"{exc} (node.state_dir)")
+    store, unopened = open_store(store_path(config))
+    if store is None:
+        channel.fatal(f"{unopened or 'cannot open the schedule store'} (node.state_dir)")
         return EXIT_FAILURE
     with store:
         resync: Resync | None = None  # set below
@@ -211,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                          on_applied=applied, on_count=counts.count,
                          on_store=lambda ok, error: watch.changed(ok, error) if watch else None,
                          rooms=ConfiguredRooms(config))
-        watch = StoreWatch(channel, store, sink.note_store, writable_again)
+        watch = StoreWatch(channel, store, sink.note_store, writable_again,
+                           retry_seconds=UNOPENED_RETRY_SECONDS if unopened
+                           else STORE_RETRY_SECONDS)
+        if unopened is not None:  # serve anyway: deliveries get 503 until the store opens
+            sink.note_store(False, unopened)
         if not long_connection:
             from display.intake.feishu.webhook import run_webhook
 

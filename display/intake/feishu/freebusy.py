@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from display.errors import EventError
-from display.intake.envelope import MS_THRESHOLD, ascii_integer
+from display.intake.envelope import MS_THRESHOLD, ascii_integer, checked_original_time
 from display.model import Booking, check_time
 
 MAX_ROOMS_PER_CALL = 20  # documented limit of batch_get
@@ -84,6 +84,7 @@ def _slot(slot: Any, name: str) -> Booking:
         raise EventError(f"{name}.original_time", "must be a non-negative integer")
     if original > MS_THRESHOLD:  # milliseconds: the same occurrence as its event in seconds
         original //= 1000
+    checked_original_time(original, f"{name}.original_time")
     start = _time(slot.get("start_time"), f"{name}.start_time")
     end = _time(slot.get("end_time"), f"{name}.end_time")
     if start >= end:

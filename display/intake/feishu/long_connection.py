@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 _ws = load_ws()
 ClientException: Any = _ws["lark_oapi.ws.exception"].ClientException
 LogLevel: Any = _ws["lark_oapi.core.enum"].LogLevel
+#: The SDK's module-global event loop, which ``Client.start()`` runs (FEISHU.md).
+sdk_loop: Any = sys.modules["lark_oapi.ws.client"].loop
 
 #: The watchdog never fires sooner than this, whatever ping interval the server asks for.
 WATCHDOG_FLOOR = 3.0
@@ -151,8 +154,16 @@ def run_long_connection(feishu: FeishuConfig, sink: EventSink,
         else:
             done.put(EXIT_FAILURE)
 
+    def heartbeat() -> None:
+        # On the SDK's loop: when it hangs (e.g. in its endpoint POST, which has no timeout)
+        # the alive lines stop and the supervisor restarts the child.
+        channel.send(alive=round(time.time(), 3),
+                     last_frame_age=round(time.monotonic() - client.last_frame, 3))
+        sink.log_summary()
+        sdk_loop.call_later(alive_interval, heartbeat)
+
+    sdk_loop.call_soon(heartbeat)  # runs once start() runs the loop
     threading.Thread(target=run, name="lark-ws", daemon=True).start()
-    next_alive = time.monotonic()
     while True:
         now = time.monotonic()
         age = now - client.last_frame
@@ -162,11 +173,9 @@ def run_long_connection(feishu: FeishuConfig, sink: EventSink,
             log.error("watchdog: %s; exiting so the supervisor restarts the intake", reason)
             channel.send(link="down", error=reason)
             return EXIT_FAILURE
-        if now >= next_alive:
-            next_alive = now + alive_interval
-            channel.send(alive=round(time.time(), 3), last_frame_age=round(age, 3))
-        # Asleep until the next alive line or the watchdog's deadline, whichever is first.
+        # Asleep until the watchdog's deadline, or the next alive interval: the ping interval
+        # (and so the limit) changes when the server's ClientConfig arrives.
         try:
-            return done.get(timeout=max(0.01, min(next_alive, now + limit - age) - now))
+            return done.get(timeout=max(0.01, min(alive_interval, limit - age)))
         except queue.Empty:
             pass

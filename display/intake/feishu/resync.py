@@ -29,8 +29,10 @@ again long before it matters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ LOOK_BACK = timedelta(hours=1)
 LOOK_AHEAD = timedelta(days=2)
 BACKOFF_INITIAL = 30.0
 BACKOFF_MAX = 30 * 60.0
+#: The longest wait a rate limit's ``x-ogw-ratelimit-reset`` may ask for (a longer one is capped).
+MAX_RATE_LIMIT_WAIT = 3600.0
 #: Feishu's "request trigger frequency limit" code (it may come with HTTP 400 or 429).
 RATE_LIMITED = 99991400
 #: Seconds between an event for a series and the targeted re-sync of its rooms (batches bursts).
@@ -130,10 +134,19 @@ def _text(value: Any) -> str:
 
 
 def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    """The wait a rate limit asks for, within ``0 .. MAX_RATE_LIMIT_WAIT``; ``None`` (the normal
+    backoff) for what is not a finite number: ``inf``, ``nan``, garbage."""
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        log.error("re-sync: ignoring x-ogw-ratelimit-reset %.40r (not a number of seconds); "
+                  "backing off as usual", value)
+        return None
+    return min(max(0.0, seconds), MAX_RATE_LIMIT_WAIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +279,24 @@ class Resync:
         return due, job
 
     def _work(self) -> None:
+        """The worker thread: :meth:`_loop`, restarted with backoff whatever it raises."""
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception as exc:  # the thread's boundary: it must never end silently
+                with self._cond:
+                    delay = self._backoff.next()
+                    self._pending = True
+                    self._retry_at = self._clock.monotonic() + delay
+                log.exception("re-sync worker failed; running again in %.0f s", delay)
+                error = f"re-sync worker failed: {type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+                with contextlib.suppress(Exception):  # reporting must not end the thread
+                    self._on_report(PassResult(ok=False, at=self._clock.now(), rooms=0,
+                                               changed=frozenset(), error=error),
+                                    self._clock.now() + timedelta(seconds=delay))
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while True:

@@ -361,6 +361,8 @@ class WebhookProtocol(asyncio.Protocol):
                           event.uuid, outcome)
                 self._reply(answer, HTTPStatus.SERVICE_UNAVAILABLE,
                             {"msg": "schedule store unavailable; retry later"}, method)
+            elif isinstance(outcome, EventError):  # this event alone could not be stored
+                self._reject(answer, HTTPStatus.BAD_REQUEST, str(outcome), method)
             else:
                 self._reply(answer, HTTPStatus.INTERNAL_SERVER_ERROR,
                             {"msg": "internal error; retry later"}, method)
@@ -472,12 +474,13 @@ async def _serve(feishu: FeishuConfig, sink: EventSink, channel: ParentChannel,
         resync.start()
 
     def heartbeat() -> None:
-        while True:
-            channel.send(alive=round(time.time(), 3), last_frame_age=None)
-            sink.log_summary()
-            time.sleep(alive_interval)
+        # On the event loop itself: a loop that hangs stops proving it is alive, and the
+        # supervisor restarts the child (a side thread would go on beating).
+        channel.send(alive=round(time.time(), 3), last_frame_age=None)
+        sink.log_summary()
+        loop.call_later(alive_interval, heartbeat)
 
-    threading.Thread(target=heartbeat, name="alive", daemon=True).start()
+    heartbeat()
     # The loop sleeps in epoll until a connection or a committed batch arrives; the process
     # ends from the stdin watcher.
     await server.serve_forever()

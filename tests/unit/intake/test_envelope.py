@@ -132,3 +132,12 @@ def test_a_store_of_the_old_schema_is_moved_over(tmp_path: Path) -> None:
         assert store.apply(parse_envelope(late), T10).outcome is Outcome.SUPERSEDED
     with ScheduleStore(path) as store:  # and opening it again changes nothing
         assert len(store.bookings("omm_a")) == 1
+
+
+@pytest.mark.parametrize("value", [10**30, "99999999999999999999", 5, 4_102_444_801])
+def test_an_original_time_no_store_can_hold_is_refused(value: object) -> None:
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    env = envelope(start=start, end=start + timedelta(hours=1))
+    env["event"]["original_time"] = value
+    with pytest.raises(EventError, match=r"event\.original_time"):
+        parse_envelope(env)

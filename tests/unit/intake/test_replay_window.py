@@ -108,16 +108,18 @@ def test_without_an_encrypt_key_seal_sends_plain_json() -> None:
 
 
 def test_the_store_remembers_a_uuid_for_the_whole_window(tmp_path: Path) -> None:
-    """A delivery is pruned (by the wall clock) only long after the largest window: a replay at
-    its edge, on a clock that stepped 12 h forward meanwhile, is still a duplicate."""
+    """A replay at the window's edge, on a clock that stepped 12 h forward meanwhile, is still
+    a duplicate; the uuid is forgotten only after DEDUPE_KEEP of hourly prunes."""
     received = datetime.now(UTC)
     with ScheduleStore(tmp_path / "s.db") as store:
         event = parse_envelope(envelope(start=START, end=START + timedelta(hours=1)))
         store.apply(event, received)
         stepped = timedelta(hours=12)
         store.prune(received + timedelta(seconds=MAX_REPLAY_WINDOW) + stepped
-                    - timedelta(minutes=1))
+                    - timedelta(minutes=1), 0.0)
         assert store.seen(event.uuid)
         assert store.apply(event, received).outcome.value == "duplicate"
-        store.prune(received + DEDUPE_KEEP + timedelta(minutes=1))
+        hours = int(DEDUPE_KEEP / timedelta(hours=1)) + 2
+        for hour in range(1, hours + 1):  # the node prunes hourly (elapsed time)
+            store.prune(received + timedelta(hours=hour), 3600.0)
         assert not store.seen(event.uuid)

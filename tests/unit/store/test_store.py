@@ -93,16 +93,103 @@ def test_occurrences_of_a_series_are_separate_bookings(store: ScheduleStore) -> 
     assert [b.event_id for b in store.bookings("omm_a")] == ["series_0", "series_1764036000"]
 
 
+def prune_hourly(store: ScheduleStore, start: datetime, hours: int) -> None:
+    """Prune once an hour for ``hours`` hours of wall and elapsed time (as the node does)."""
+    for h in range(hours + 1):
+        store.prune(start + timedelta(hours=h), 0.0 if h == 0 else 3600.0)
+
+
 def test_prune_forgets_old_rows_but_keeps_recent_tombstones(store: ScheduleStore) -> None:
     apply(store, envelope(uid="old", start=T10 - timedelta(days=5),
                           end=T11 - timedelta(days=5), event_time=1))
     apply(store, envelope("deleted", uid="gone", start=T10, end=T11, event_time=1))
-    store.prune(NOW + timedelta(hours=12))
+    prune_hourly(store, NOW, 12)
     assert store.bookings("omm_a") == []
     assert apply(store, envelope("created", uid="gone", start=T10, end=T11, event_time=0)) \
         is Outcome.SUPERSEDED
-    store.prune(NOW + timedelta(days=3))
+    prune_hourly(store, NOW + timedelta(hours=13), 3 * 24)
     assert store.counts() == {"deliveries": 0, "versions": 0, "bookings": 0}
+
+
+@pytest.mark.parametrize("step", [timedelta(days=1), timedelta(days=3), timedelta(days=366)])
+def test_a_forward_step_of_the_wall_clock_prunes_nothing(store: ScheduleStore,
+                                                          step: timedelta) -> None:
+    apply(store, envelope(uid="now", start=NOW - timedelta(minutes=30),
+                          end=NOW + timedelta(hours=1), event_time=1))
+    apply(store, envelope(uid="ended", start=NOW - timedelta(hours=3),
+                          end=NOW - timedelta(hours=2), event_time=1))
+    apply(store, envelope("deleted", uid="gone", start=T11, end=T11 + timedelta(hours=1),
+                          event_time=2))
+    before = store.counts()
+    store.prune(NOW, 0.0)
+    for _ in range(3):  # the stepped clock seen by three hourly prunes
+        store.prune(NOW + step, 3600.0)
+    assert store.counts() == before
+    assert apply(store, envelope(uid="gone", start=T11, end=T11 + timedelta(hours=1),
+                                 event_time=1)) is Outcome.SUPERSEDED
+
+
+def test_uuids_and_tombstones_outlive_the_retry_horizon_in_elapsed_time(
+        store: ScheduleStore) -> None:
+    """A clock running 10x fast still keeps a uuid for 8 prunes an hour apart."""
+    env = envelope("deleted", uid="gone", start=T10, end=T11, event_time=1)
+    apply(store, env)
+    store.prune(NOW, 0.0)
+    for h in range(1, 9):
+        store.prune(NOW + timedelta(hours=10 * h), 3600.0)
+        assert store.seen(env["uuid"]), f"forgotten after {h} h"
+    for h in range(9, 40):
+        store.prune(NOW + timedelta(hours=10 * h), 3600.0)
+    assert not store.seen(env["uuid"]) and store.counts()["versions"] == 0
+
+
+def test_prunes_closer_than_an_hour_do_not_count_as_passes(store: ScheduleStore) -> None:
+    env = envelope(start=T10 - timedelta(days=5), end=T11 - timedelta(days=5), event_time=1)
+    apply(store, env)
+    for minute in range(0, 24 * 60, 10):  # a restart every 10 minutes for a day
+        store.prune(NOW + timedelta(days=5, minutes=minute), 0.0 if minute == 0 else 600.0)
+    assert store.seen(env["uuid"])
+
+
+def test_a_backward_step_keeps_what_arrived_meanwhile(store: ScheduleStore) -> None:
+    store.prune(NOW, 0.0)
+    early = envelope(start=T10, end=T11, event_time=1)
+    store.apply(parse_envelope(early), NOW - timedelta(days=366))  # stamped by a clock behind
+    late = envelope(uid="late", start=T10, end=T11, event_time=1)
+    store.apply(parse_envelope(late), NOW + timedelta(days=366))  # and by one ahead
+    for h in range(1, 4):
+        store.prune(NOW + timedelta(hours=h), 3600.0)
+    assert store.seen(early["uuid"]) and store.seen(late["uuid"])
+    prune_hourly(store, NOW + timedelta(hours=4), 3 * 24)  # both age from now on
+    assert not store.seen(early["uuid"]) and not store.seen(late["uuid"])
+
+
+def test_a_store_without_pass_columns_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    db.executescript("CREATE TABLE deliveries (uuid TEXT PRIMARY KEY, received_ms INTEGER "
+                     "NOT NULL) WITHOUT ROWID; INSERT INTO deliveries VALUES ('u1', "
+                     f"{int((NOW - timedelta(days=3)).timestamp() * 1000)});")
+    db.close()
+    with ScheduleStore(tmp_path / "old.db") as old:
+        assert old.seen("u1")
+        prune_hourly(old, NOW, 30)  # its clock starts from the newest row and catches up
+        assert not old.seen("u1")
+
+
+def test_one_unstorable_event_is_rejected_alone(store: ScheduleStore) -> None:
+    from dataclasses import replace
+
+    good = [parse_envelope(envelope(uid=f"g{i}", start=T10, end=T11)) for i in range(3)]
+    poisoned = replace(parse_envelope(envelope(uid="p", start=T10, end=T11)),
+                       original_time=10**30)
+    results = store.apply_many([good[0], poisoned, *good[1:]], NOW)
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.REJECTED,
+                                            Outcome.APPLIED, Outcome.APPLIED]
+    assert "cannot be stored" in (results[1].error or "")
+    assert sorted(b.uid for b in store.bookings("omm_a")) == ["g0", "g1", "g2"]
+    assert not store.seen(poisoned.uuid)
 
 
 def test_replace_room_reports_whether_anything_changed(store: ScheduleStore) -> None:
@@ -351,7 +438,7 @@ def test_a_series_version_outlives_its_first_instance(store: ScheduleStore) -> N
             for d in range(3)]
     window = (T10 - timedelta(hours=1), T10 + timedelta(days=3))
     assert store.resync_room("omm_a", window, days, NOW, NOW)
-    store.prune(T11 + timedelta(days=3, hours=1))  # 3 days on: the first instance is pruned
+    prune_hourly(store, NOW, 3 * 24 + 4)  # 3 days on: the first instance is pruned
     late = envelope(uid="s", start=T10, end=T11, event_time=1)
     assert apply(store, late) is Outcome.SUPERSEDED
 
