@@ -68,12 +68,17 @@
     for (const room of doc.rooms) {
       for (const d of room.devices || []) out.push(Object.assign({room: room.name, node: doc.node.name}, d));
     }
+    // Another node's device names its room by id; show the name this node knows for it.
+    const names = {};
+    for (const room of doc.rooms) names[room.open_id] = room.name;
     const others = doc.node.fleet || {};
     for (const name of Object.keys(others).sort()) {
       if (name === doc.node.name) continue;
       for (const d of others[name].devices || []) {
-        out.push(Object.assign({node: name, online: false}, d,
-                               others[name].online ? {} : {online: false, error: w("offline") + " (" + name + ")"}));
+        const item = Object.assign({node: name, online: false}, d,
+                                   others[name].online ? {} : {online: false, error: w("offline") + " (" + name + ")"});
+        if (Object.prototype.hasOwnProperty.call(names, item.room)) item.room = names[item.room];
+        out.push(item);
       }
     }
     return out;
