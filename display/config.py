@@ -101,6 +101,10 @@ COLOUR_KEYS = (*STATES_WITH_STALE, "closed")
 
 #: What an unread secret holds when secrets are not resolved (never sent anywhere).
 UNRESOLVED = "<unresolved>"
+SECRET_SCHEMES = ("env:", "file:", "credential:")
+# An empty secret file: a service holds the copy systemd made when it started (LoadCredential=).
+EMPTY_SECRET_FIX = ("write the secret there (one line); a running service reads credentials "
+                    "only when it starts: systemctl restart room-display")
 
 
 class Secret:
@@ -557,7 +561,7 @@ class _Parser(schema.Reader):
         return super().convert(raw, kind, f)
 
     def secret(self, raw: str) -> Secret:
-        if not self.resolve_secrets and raw.startswith(("env:", "file:", "credential:")):
+        if not self.resolve_secrets and raw.startswith(SECRET_SCHEMES):
             return Secret(UNRESOLVED)
         if raw.startswith("env:"):
             var = raw[4:]
@@ -622,7 +626,9 @@ class _Parser(schema.Reader):
         values = self.values(t, "feishu", FeishuConfig, first)
         app_id, app_secret = values["app_id"], values["app_secret"]
         if values["mode"] == FeishuMode.LONG_CONNECTION and (not app_id or not app_secret):
-            raise self.fail("feishu.app_id" if not app_id else "feishu.app_secret", "is required",
+            key = "app_id" if not app_id else "app_secret"
+            empty = self.empty_reference(t, key)
+            raise self.fail(f"feishu.{key}", "is required" + empty, EMPTY_SECRET_FIX if empty else
                             "long_connection needs the app credentials from the developer console")
         rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
         return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
@@ -655,9 +661,22 @@ class _Parser(schema.Reader):
             return None
         web = WebConfig(**self.values(t, "web", WebConfig))
         if not web.token and not is_loopback(web.host):
-            raise self.fail("web.token", f"is required when listen ({web.listen}) is not loopback",
+            empty = self.empty_reference(t, "token")
+            raise self.fail("web.token", f"is required when listen ({web.listen}) is not loopback"
+                            + empty, EMPTY_SECRET_FIX if empty else
                             'set token = "env:NAME" (or listen on 127.0.0.1)')
         return web
+
+    def empty_reference(self, t: Mapping[str, Any], key: str) -> str:
+        """``", but credential:NAME is empty"`` when ``key`` names a secret that resolved empty.
+
+        "Not set" would mislead there: the key is in the file, its secret is what is missing
+        (often a credential written after the service started, which reads them at start).
+        """
+        raw = t.get(key)
+        if self.resolve_secrets and isinstance(raw, str) and raw.startswith(SECRET_SCHEMES):
+            return f", but {raw} is empty"
+        return ""
 
     def rooms(self, data: Mapping[str, Any], node: NodeConfig) -> tuple[RoomConfig, ...]:
         raw = data.get("rooms", [])

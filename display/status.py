@@ -109,8 +109,13 @@ def _hm(iso: str | None, tz: tzinfo | None = None) -> str:
     return when.strftime("%H:%M")
 
 
-def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None) -> list[str]:
-    """The bridge's agents (and itself), each with its links and devices."""
+def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None,
+                 names: dict[str, str]) -> list[str]:
+    """The bridge's agents (and itself), each with its links and devices.
+
+    A device's room is shown by the name this node knows for it (``names``: open_id → name),
+    else by its id: an installer reads "3F 大会议室", not a 32-digit ``omm_`` id.
+    """
     lines = []
     for name, info in sorted(fleet.items()):
         if not isinstance(info, dict):
@@ -134,7 +139,8 @@ def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None) -> list[str]:
             last = f" last update {_hm(d['last_update'], tz)}" if d.get("last_update") else ""
             err = f"  error: {d['error']}" if d.get("error") else ""
             lines.append(f"      device {d.get('id')} [{d.get('kind')}] "
-                         f"{'online ' if d.get('online') else 'OFFLINE'} room {d.get('room')}"
+                         f"{'online ' if d.get('online') else 'OFFLINE'} room "
+                         f"{names.get(str(d.get('room')), d.get('room'))}"
                          f"{last}{err}")
     return lines
 
@@ -204,7 +210,9 @@ def render_text(doc: dict[str, Any]) -> str:
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         lines.append("  nodes on the broker:")
-        lines += _fleet_lines(fleet, tz)
+        names = {str(r.get("open_id")): str(r.get("name")) for r in doc.get("rooms") or []
+                 if isinstance(r, dict) and r.get("name")}
+        lines += _fleet_lines(fleet, tz, names)
     for room in doc.get("rooms", []):
         state = (room.get("state") or "unknown").upper()
         stale = "  [STALE]" if room.get("stale") else ""

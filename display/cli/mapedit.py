@@ -78,7 +78,7 @@ class ConfigEditor:
             return named[0]  # type: ignore[no-any-return]
         known = ", ".join(str(r.get("open_id")) for r in rooms) or "none"
         raise MapError(str(self.path), "rooms", f"no room {ref!r}",
-                       f"use an open_id or name from 'room-display map' (known: {known})")
+                       f"use an open_id or name from 'room-display map list' (known: {known})")
 
     def _find_device(self, device_id: str) -> tuple[Table, int]:
         for room in self._rooms():

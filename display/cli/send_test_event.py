@@ -74,7 +74,7 @@ def find_room(config: Config, ref: str) -> RoomConfig:
     known = ", ".join(f"{r.open_id} ({r.name})" for r in config.rooms) or "none"
     problem = f"{len(named)} rooms are named {ref!r}" if named else f"no room {ref!r}"
     raise ConfigError(str(config.path), "rooms", problem,
-                      f"use an open_id or name from 'room-display map' (known: {known})")
+                      f"use an open_id or name from 'room-display map list' (known: {known})")
 
 
 def build_envelope(feishu: FeishuConfig, room_id: str, *, cancel: bool, start: datetime,

@@ -297,6 +297,11 @@ def test_debians_broker_starts_with_the_generated_files_as_user_mosquitto(site: 
     assert "Opening ipv4 listen socket on port 1883" in text
     for word in ("Warning", "Error", "Note", "Unable"):
         assert word not in text, text
+    # docs/MQTT.md sends the installer to the log file, not the journal: Debian's log_dest
+    # file leaves on stdout/stderr (what journalctl would show) only the lines before it opens.
+    assert "Opening ipv4 listen socket" in broker.log.read_text()
+    early = broker.output.read_text(errors="replace")
+    assert "Loading config file" in early and "Opening ipv4 listen socket" not in early
     assert not broker.host.startswith("127.")
 
 

@@ -728,6 +728,21 @@ def test_status_text_lists_the_fleet_with_each_nodes_devices() -> None:
         "    bridge-1 (bridge): online, version 1.4.0, clock unknown"]
 
 
+def test_status_text_names_an_agents_device_room_by_the_bridges_name_for_it() -> None:
+    from display.status import render_text
+    device = {"id": "3f-led", "kind": "led", "online": True}
+    doc = {"generated_at": "2030-01-01T18:00:00+08:00",
+           "node": {"name": "bridge-1", "role": "bridge", "running": True, "fleet": {
+               "agent-3f": {"online": True, "role": "agent", "version": "1.4.0",
+                            "clock_synced": True, "links": {}, "devices": [
+                                dict(device, room="omm_a"), dict(device, id="x", room="omm_z")]}}},
+           "rooms": [{"open_id": "omm_a", "name": "3F 大会议室", "state": "free", "stale": False,
+                      "devices": []}]}
+    text = render_text(doc)
+    assert "      device 3f-led [led] online  room 3F 大会议室\n" in text
+    assert "      device x [led] online  room omm_z\n" in text  # a room the bridge does not list
+
+
 def test_demo_on_a_busy_web_port_says_so_at_once(tmp_path: Path) -> None:
     import socket
     with socket.socket() as taken:

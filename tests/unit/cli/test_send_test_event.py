@@ -82,7 +82,8 @@ def test_rooms_by_id_or_unique_name(tmp_path: Path) -> None:
     assert find_room(config, "omm_c").open_id == "omm_c"
     with pytest.raises(ConfigError, match="2 rooms are named 'Twin'"):
         find_room(config, "Twin")
-    with pytest.raises(ConfigError, match=r"no room 'omm_zz'.*omm_a \(Lobby\)"):
+    listed = r"no room 'omm_zz'.*'room-display map list'.*omm_a \(Lobby\)"
+    with pytest.raises(ConfigError, match=listed):
         find_room(config, "omm_zz")
 
 

@@ -205,3 +205,24 @@ def test_mqtt_url_takes_one_broker_or_a_list_in_the_order_they_are_tried(tmp_pat
     assert (one.brokers, one.tls) == ((("broker.local", 1883),), False)
     assert (two.brokers, two.tls) == ((("a.local", 8883), ("b.local", 9883)), True)
     assert (two.host, two.port) == ("a.local", 8883)
+
+
+@pytest.mark.parametrize(("text", "key", "secret"), [
+    ("[web]\nlisten = '0.0.0.0:8470'\ntoken = 'credential:web-token'\n", "web.token",
+     "credential:web-token"),
+    ("[feishu]\napp_id = 'cli_x'\napp_secret = 'credential:feishu-app-secret'\n",
+     "feishu.app_secret", "credential:feishu-app-secret")])
+def test_an_empty_credential_is_named_not_called_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, key: str,
+        secret: str) -> None:
+    # As under systemd after the file was written but before a restart: the service's copy
+    # of the credential (LoadCredential=, taken at start) is still the empty file.
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / secret.removeprefix("credential:")).write_text("\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, tmp_path / "c.toml")
+    message = str(err.value)
+    assert err.value.key == key and f"but {secret} is empty" in message
+    assert "systemctl restart room-display" in message and "\n" not in message

@@ -69,6 +69,9 @@ def test_dry_run_lays_out_the_role_and_prints_every_step(role: str, tmp_path: Pa
     needs = next(line for line in out.splitlines() if f"credentials for role {role}" in line)
     for secret in ROLE_SECRETS[role]:
         assert secret in needs
+    # The next step names the secret's file where this install put it (under --root).
+    first = "mqtt-password" if role == "agent" else "feishu-app-secret"
+    assert f"sudoedit {etc}/credentials/{first}" in out
     if role == "agent":
         assert "feishu" not in needs
     # The unit, the udev rule, the program and room-display on PATH.
