@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from display import __version__, jsonbound
 from display.clock import Clock
 from display.errors import EventError
 from display.node import Node
+from display.ratelimit import RateLimitedLog
 from display.transport.mqtt_client import MqttLink, MqttMessage
 from display.transport.mqtt_schema import ONLINE, valid_topic_level
 
@@ -121,7 +121,8 @@ class FleetGatherer:
         self._lock = threading.Lock()
         self._status: dict[str, dict[str, Any]] = {}
         self._availability: dict[str, str] = {}
-        self._warnings = RateLimitedWarnings(clock.monotonic if clock else time.monotonic)
+        self._warnings = RateLimitedLog(log, WARN_EVERY_SECONDS,
+                                       clock.monotonic if clock else time.monotonic)
 
     def attach(self) -> None:
         prefix = self.link.topics.prefix
@@ -155,8 +156,8 @@ class FleetGatherer:
         """Whether one more node fits (:data:`MAX_NODES`); one warning when it does not."""
         if name in kept or len(set(self._status) | set(self._availability)) < MAX_NODES:
             return True
-        self._warnings.warn(name, "too many nodes", "node %s ignored: the bridge already "
-                            "follows %d nodes", name, MAX_NODES)
+        self._warnings.warning("too many nodes", "node %s ignored: the bridge already follows "
+                               "%d nodes", name, MAX_NODES)
         return False
 
     def _on_status(self, message: MqttMessage) -> None:
@@ -171,17 +172,18 @@ class FleetGatherer:
             doc = jsonbound.loads(message.payload, what="status", max_bytes=MAX_STATUS_BYTES,
                                   max_depth=STATUS_DEPTH)
         except EventError as exc:
-            self._warnings.warn(name, "unreadable", "node %s: status payload ignored: %s",
-                                name, exc)
+            self._warnings.warning((name, "unreadable"),
+                                   "node %s: status payload ignored: %s", name, exc)
             return
         if not isinstance(doc, dict):
-            self._warnings.warn(name, "not an object", "node %s: status payload ignored (not "
-                                "the documented JSON object)", name)
+            self._warnings.warning((name, "not an object"), "node %s: status payload ignored "
+                                   "(not the documented JSON object)", name)
             return
         shaped, dropped = shape_status(doc)
         if dropped:
-            self._warnings.warn(name, "fields dropped", "node %s: status fields not of the "
-                                "documented shape ignored: %s", name, ", ".join(dropped[:5]))
+            self._warnings.warning((name, "fields dropped"), "node %s: status fields not of "
+                                   "the documented shape ignored: %s", name,
+                                   ", ".join(dropped[:5]))
         with self._lock:
             if self._room_for(name, self._status):
                 self._status[name] = shaped
@@ -197,29 +199,6 @@ class FleetGatherer:
 def availability_text(payload: bytes) -> str:
     """An availability payload as kept: ``online``/``offline`` or a bounded excerpt."""
     return payload[:16].decode("utf-8", "replace")
-
-
-class RateLimitedWarnings:
-    """One WARNING per (node, cause) per :data:`WARN_EVERY_SECONDS`; bounded memory."""
-
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self._monotonic = monotonic
-        self._last: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self.suppressed = 0
-
-    def warn(self, name: str, cause: str, fmt: str, *args: Any) -> None:
-        now = self._monotonic()
-        with self._lock:
-            last = self._last.get((name, cause))
-            if last is not None and now - last < WARN_EVERY_SECONDS:
-                self.suppressed += 1
-                return
-            if len(self._last) >= 4 * MAX_NODES:  # forget the oldest half
-                for key in sorted(self._last, key=self._last.__getitem__)[:2 * MAX_NODES]:
-                    del self._last[key]
-            self._last[(name, cause)] = now
-        log.warning(fmt, *args)
 
 
 def shape_status(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
