@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from display.backoff import Backoff
+from display.fdreserve import FdReserve
 from display.intake.feishu.channel import EXIT_REFUSED
 from display.intake.node_input import NodeInput
 
@@ -145,6 +146,7 @@ class IntakeSupervisor:
         self._refused: str | None = None
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._fd_reserve = FdReserve()
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class IntakeSupervisor:
         for t in self._threads[1:]:
             t.join(timeout=self._kill_grace * 3 + 5)
         self._threads.clear()
+        self._fd_reserve.release()
 
     @property
     def ready_listen(self) -> str | None:
@@ -251,8 +254,9 @@ class IntakeSupervisor:
         cmd = [self._python, "-m", "display.intake.feishu", "-c", str(self.config_path),
                "--alive-interval", f"{max(0.2, min(5.0, self._silence / 4)):g}",
                *self._child_args]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=None, close_fds=True)
+        with self._fd_reserve.spent():  # a node at its file limit still starts its child
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=None, close_fds=True)
         with self._lock:
             self._proc = proc
             self._starts += 1

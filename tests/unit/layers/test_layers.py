@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("display", "errors"),                       # the version, the one exception tree
     ("model", "clock", "outputs", "systemd", "watch",  # values, OS glue,
      "backoff", "files", "unchanged", "jsonbound",   # helpers said once
-     "ratelimit"),
+     "ratelimit", "fdreserve"),
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
