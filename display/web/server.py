@@ -68,7 +68,7 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 PAGES = {"/": "index.html", "/board": "board.html"}
 STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
-MAX_CONNECTIONS = 256  # open at once (each an fd): far under the unit's file limit
+MAX_CONNECTIONS = 128  # open at once (each an fd): far under the default file limit
 MAX_STREAMS = 32  # open event streams (a thread each while open)
 WORKERS = 4  # threads answering requests
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers
@@ -282,6 +282,8 @@ class WebServer:
             await self._requests(key, reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # gone, or too slow: nothing to say
+        except asyncio.CancelledError:
+            pass  # the server stops: asyncio would log a cancelled connection as an error
         finally:
             self._waiting.pop(key, None)
             self.connections -= 1

@@ -74,8 +74,10 @@ MAX_HEADERS = 64
 #: connection's first request this soon after it opens): slow-header clients are closed.
 HEAD_TIMEOUT = 10.0
 #: Connections open at once. A new one beyond closes the one idle longest (no request of its
-#: own being answered), so a flood of idle or slow connections cannot lock Feishu out.
-MAX_CONNECTIONS = 256
+#: own being answered), so a flood of idle or slow connections cannot lock Feishu out. With a
+#: whole accept queue (BACKLOG) taken at once, the process holds at most about this plus twice
+#: BACKLOG descriptors for a moment: under the default limit of 1,024.
+MAX_CONNECTIONS = 128
 
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
