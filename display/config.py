@@ -544,7 +544,14 @@ class _Parser(schema.Reader):
             raise self.fail("feishu.app_id" if not app_id else "feishu.app_secret", "is required",
                             "long_connection needs the app credentials from the developer console")
         rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
-        return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
+        feishu = FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
+        token = feishu.verification_token.reveal()
+        if token != token.strip():  # never equal to what Feishu sends: every event refused
+            raise self.fail("feishu.verification_token",
+                            "is only whitespace" if not token.strip()
+                            else "has whitespace at its start or end",
+                            "copy the token from the app's Events page")
+        return feishu
 
     def web(self, data: Mapping[str, Any]) -> WebConfig | None:
         t = self.table(data, "web", schema.keys(WebConfig) | {WEB_SWITCH})
