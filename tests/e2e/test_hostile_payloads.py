@@ -144,3 +144,28 @@ def test_an_agent_refuses_a_200000_deep_schedule_in_one_line(
     finally:
         agent.close()
         hostile.close()
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_an_oversized_message_is_never_queued_and_with_mqtt5_never_sent(
+        broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str) -> None:
+    caplog.set_level(logging.WARNING)
+    hostile = Recorder(broker.port, "nothing/#")
+    hostile.publish(f"{NODES}/evil/status", b"x" * (2 * 1024 * 1024), retain=True)
+    hostile.publish(f"{NODES}/evil/availability", b"y" * (2 * 1024 * 1024), retain=True)
+    bridge = RunningNode(tmp_path / "bridge", BRIDGE, name="bridge-1", url=broker.url,
+                         clock=fake_clock(), mqtt_extra=f'protocol = "{protocol}"').start()
+    try:
+        hostile.publish(f"{NODES}/marker/status", "[]", retain=True)
+        wait_for(lambda: "node marker" in caplog.text, 15, "a later message handled")
+        fleet = bridge.mqtt.fleet
+        assert fleet is not None and "evil" not in fleet.fleet()
+        assert "node evil" not in caplog.text  # never reached the handler, never parsed
+        dropped = [r.getMessage() for r in caplog.records if "dropped unread" in r.getMessage()]
+        if protocol == "5":
+            assert dropped == []  # the broker was told the largest packet we take
+        else:
+            assert len(dropped) == 2 and "2097152 bytes" in dropped[0]
+    finally:
+        bridge.close()
+        hostile.close()
