@@ -19,12 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from display.config import Secret, WebConfig, parse_config
+from display.devices.factory import make_device
 from display.intake.supervisor import IntakeSupervisor
+from display.node import Node
+from display.store import ScheduleStore
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.feishu_standin import encrypted_body, signed_headers
 from display.testing.intake_support import HttpClient, Recorder, write_config
 from display.testing.waiting import wait_for
 from display.testing.web_node import WebNode
+from display.web.server import WebServer
 
 FLOOD = 1100
 TOKEN = "flood-token"
@@ -238,3 +244,61 @@ def test_1100_slow_connections_and_an_endless_header_leave_the_webhook_acknowled
     assert err.count("webhook") < 20, err  # a few lines per cause, not one per connection
     assert intake.ready_pid == pid  # never restarted
     print(figures)
+
+
+# -- the web server's limits, in process (short timeouts) -----------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebServer]:
+    import display.web.server as web_server
+
+    monkeypatch.setattr(web_server, "HEAD_SECONDS", 0.3)
+    monkeypatch.setattr(web_server, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(web_server, "MAX_STREAMS", 2)
+    monkeypatch.setattr(web_server, "HEARTBEAT_SECONDS", 0.1)  # a closed page noticed soon
+    text = ('[node]\nname = "limits"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
+            '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n')
+    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
+    node = Node(parse_config(text, tmp_path / "c.toml"), store,
+                FakeClock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC)), make_device)
+    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
+    assert web.start()
+    try:
+        yield web
+    finally:
+        web.close()
+        store.close()
+
+
+def connect(web: WebServer) -> socket.socket:
+    host, port = web.address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_a_slow_head_and_an_idle_kept_alive_connection_are_closed(server: WebServer) -> None:
+    with connect(server) as slow:
+        slow.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert slow.recv(4096) == b""  # closed by the server, unanswered
+    with connect(server) as idle:
+        idle.sendall(b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")
+        deadline = time.monotonic() + 5
+        while (data := idle.recv(65536)) and time.monotonic() < deadline:
+            pass  # the rest of the answer, then the close
+        assert data == b""
+    wait_for(lambda: server.connections == 0, 5, "both connections gone")
+
+
+def test_event_streams_are_capped(server: WebServer) -> None:
+    streams = [connect(server) for _ in range(2)]
+    try:
+        for sock in streams:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"text/event-stream" in sock.recv(65536)
+        with connect(server) as third:
+            third.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert third.recv(4096).startswith(b"HTTP/1.1 503 ")
+    finally:
+        close_all(streams)
+    wait_for(lambda: server.streams == 0, 10, "the streams ended when their pages went")
