@@ -169,3 +169,41 @@ def test_an_oversized_message_is_never_queued_and_with_mqtt5_never_sent(
     finally:
         bridge.close()
         hostile.close()
+
+
+def test_the_page_lists_a_node_whatever_its_status_holds(
+        broker: Broker, tmp_path: Path) -> None:
+    from display.config import Secret, WebConfig
+    from display.testing.browser import chromium
+    from display.web.server import WebServer
+
+    hostile = Recorder(broker.port, "nothing/#")
+    hostile.publish(f"{NODES}/odd/status", json.dumps({
+        "role": {"x": 1}, "version": [1], "at": 7, "clock_synced": "no", "rooms": {"r": 1},
+        "links": {"a": None, "b": {"up": "yes"}}, "devices": [None, 5, {"id": {}}, "d"]}),
+        retain=True)
+    hostile.publish(f"{NODES}/odd/availability", "online", retain=True)
+    bridge = RunningNode(tmp_path / "bridge", BRIDGE, name="bridge-1", url=broker.url,
+                         clock=fake_clock()).start()
+    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), bridge.node)
+    assert web.start()
+    try:
+        fleet = bridge.mqtt.fleet
+        assert fleet is not None
+        wait_for(lambda: "odd" in fleet.fleet(), 15, "the odd node seen")
+        with chromium(1280, 900) as driver:
+            driver.get(f"http://{web.address}/")
+
+            def nodes_text() -> str:
+                text: str = driver.find_element("id", "nodes").text
+                return text
+
+            wait_for(lambda: "odd" in nodes_text() and "bridge-1" in nodes_text(), 15,
+                     "both nodes in the Nodes section")
+            errors = [e for e in driver.get_log("browser")
+                      if e.get("level") == "SEVERE" and e.get("source") != "network"]
+            assert errors == []  # no TypeError from the page's script
+    finally:
+        web.close()
+        bridge.close()
+        hostile.close()
