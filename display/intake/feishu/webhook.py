@@ -263,6 +263,7 @@ class WebhookProtocol(asyncio.Protocol):
         self._head_bytes = 0  # received since this head began (at least)
         self._head_started: float | None = None  # when its first byte came (None: idle)
         self._header_count = 0
+        self._header_bytes = 0  # the names and values of this head's headers
 
     @property
     def closed(self) -> bool:
@@ -339,7 +340,7 @@ class WebhookProtocol(asyncio.Protocol):
         self._body.clear()
         self._keep_body = False
         self._active = self.app.loop.time()
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._in_head, self._head_bytes, self._header_count, self._header_bytes = True, 0, 0, 0
         if self._head_started is None:
             self._head_started = self._active
 
@@ -350,9 +351,15 @@ class WebhookProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
-        if self._header_count > MAX_HEADERS and not self._done_reading:
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._done_reading:
+            pass
+        elif self._header_count > MAX_HEADERS:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                          f"more than {MAX_HEADERS} header lines")
+        elif self._header_bytes + len(self._url) > MAX_HEAD_BYTES:  # all in one read
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"request line and headers over {MAX_HEAD_BYTES} bytes")
         # The first of repeated headers counts, as with http.server's Message.get.
         self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
 
