@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import os
 import resource
 import selectors
@@ -23,6 +24,7 @@ from display.config import Secret, WebConfig, parse_config
 from display.devices.factory import make_device
 from display.intake.supervisor import IntakeSupervisor
 from display.node import Node
+from display.ratelimit import RateLimitedLog
 from display.store import ScheduleStore
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
@@ -256,6 +258,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebServe
     monkeypatch.setattr(web_server, "HEAD_SECONDS", 0.3)
     monkeypatch.setattr(web_server, "IDLE_SECONDS", 0.3)
     monkeypatch.setattr(web_server, "MAX_STREAMS", 2)
+    monkeypatch.setattr(web_server, "noisy", RateLimitedLog(web_server.log, 60.0))
     monkeypatch.setattr(web_server, "HEARTBEAT_SECONDS", 0.1)  # a closed page noticed soon
     text = ('[node]\nname = "limits"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
             '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n')
@@ -302,3 +305,25 @@ def test_event_streams_are_capped(server: WebServer) -> None:
     finally:
         close_all(streams)
     wait_for(lambda: server.streams == 0, 10, "the streams ended when their pages went")
+
+
+def test_an_answer_that_fails_is_a_500_and_one_line(server: WebServer,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import display.web.server as web_server
+
+    def broken(node: Node) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(web_server, "status_document", broken)
+    for _ in range(3):
+        with connect(server) as sock:
+            sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 500 ")
+    with connect(server) as sock:
+        sock.sendall(b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in failures] == [
+        "web: GET /api/status failed: RuntimeError: boom"]
+    assert failures[0].exc_info is None

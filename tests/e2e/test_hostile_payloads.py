@@ -148,7 +148,12 @@ def test_an_agent_refuses_a_200000_deep_schedule_in_one_line(
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_an_oversized_message_is_never_queued_and_with_mqtt5_never_sent(
-        broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str) -> None:
+        broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from display.ratelimit import RateLimitedLog
+    from display.transport import mqtt_client
+
+    monkeypatch.setattr(mqtt_client, "noisy", RateLimitedLog(mqtt_client.log, 600.0))
     caplog.set_level(logging.WARNING)
     hostile = Recorder(broker.port, "nothing/#")
     hostile.publish(f"{NODES}/evil/status", b"x" * (2 * 1024 * 1024), retain=True)
@@ -157,9 +162,18 @@ def test_an_oversized_message_is_never_queued_and_with_mqtt5_never_sent(
                          clock=fake_clock(), mqtt_extra=f'protocol = "{protocol}"').start()
     try:
         hostile.publish(f"{NODES}/marker/status", "[]", retain=True)
-        wait_for(lambda: "node marker" in caplog.text, 15, "a later message handled")
+        hostile.publish(f"{NODES}/marker/availability", "online", retain=True)
         fleet = bridge.mqtt.fleet
-        assert fleet is not None and "evil" not in fleet.fleet()
+        assert fleet is not None
+        wait_for(lambda: "node marker" in caplog.text
+                 and fleet.fleet().get("marker", {}).get("online"), 15,
+                 "later messages on both topics handled")
+        # Subscribed now: live messages come after every retained one of their subscription.
+        hostile.publish(f"{NODES}/late/status", "[]")
+        hostile.publish(f"{NODES}/late/availability", "online")
+        wait_for(lambda: "node late" in caplog.text
+                 and fleet.fleet().get("late", {}).get("online"), 15, "live messages handled")
+        assert "evil" not in fleet.fleet()
         assert "node evil" not in caplog.text  # never reached the handler, never parsed
         dropped = [r.getMessage() for r in caplog.records if "dropped unread" in r.getMessage()]
         if protocol == "5":

@@ -18,6 +18,7 @@ from display.clock import SystemClock
 from display.config import FeishuConfig, FeishuMode, Secret
 from display.intake.feishu import webhook
 from display.intake.sink import EventSink
+from display.ratelimit import RateLimitedLog
 from display.store import ScheduleStore
 from display.testing.envelopes import envelope
 from display.testing.feishu_standin import encrypted_body, signed_headers
@@ -64,6 +65,7 @@ class Server:
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     monkeypatch.setattr(webhook, "HEAD_TIMEOUT", 0.3)
     monkeypatch.setattr(webhook, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(webhook, "noisy", RateLimitedLog(webhook.log, 60.0))  # fresh counts
     with ScheduleStore(tmp_path / "schedule.db") as store:
         srv = Server(store)
         yield srv
@@ -109,3 +111,21 @@ def test_oversized_request_lines_and_headers_are_refused_before_anything_else(
         assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
         assert b"Connection: close" in answer
     assert server.deliver(f"after-{status.decode()}") == 200
+
+
+def test_asyncio_reports_are_one_line_per_kind_without_traceback(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhook, "noisy", RateLimitedLog(webhook.log, 60.0))
+    caplog.set_level(logging.DEBUG)
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(100):
+            webhook._loop_exception(loop, {"message": "socket.accept() out of system resource",
+                                           "exception": OSError(24, "Too many open files")})
+    finally:
+        loop.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "webhook: socket.accept() out of system resource: OSError: [Errno 24] Too many open "
+        "files"]
+    assert errors[0].exc_info is None
