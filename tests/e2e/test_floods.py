@@ -80,6 +80,24 @@ def rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+@contextlib.contextmanager
+def default_file_limit() -> Iterator[None]:
+    """Processes started in the block get the usual 1,024 files (what the finding hit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def file_limit(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no limit")
+
+
 @pytest.fixture
 def many_files() -> Iterator[None]:
     """Room in this (test) process for the flood's sockets; the nodes keep their own limit."""
@@ -128,7 +146,8 @@ def close_all(socks: list[socket.socket]) -> None:
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebNode]:
     web = WebNode(tmp_path_factory.mktemp("flood"), token=TOKEN)
-    web.start()  # before any limit is raised here: the node has the default 1,024 files
+    with default_file_limit():
+        web.start()
     yield web
     web.stop()
     assert "Traceback" not in web.log.read_text()  # nor when it stops with connections open
@@ -138,6 +157,7 @@ def test_1100_slow_connections_leave_the_page_answering(node: WebNode,
                                                         many_files: None) -> None:
     assert node.proc is not None
     pid = node.proc.pid
+    assert file_limit(pid) == 1024
     rss_before = rss_kb(pid)
     with Peak(pid) as peak:
         socks = flood(node.web_port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -194,9 +214,10 @@ def intake(tmp_path: Path) -> Iterator[IntakeSupervisor]:
         "mode": "webhook", "listen": "127.0.0.1:0", "path": PATH,
         "verification_token": "vtoken", "encrypt_key": KEY})
     sup = IntakeSupervisor(config, Recorder(), silence=20, backoff_initial=0.2)
-    sup.start()
-    try:
+    with default_file_limit():
+        sup.start()
         wait_for(lambda: sup.ready_listen, 60, "webhook intake ready")
+    try:
         yield sup
     finally:
         sup.close()
@@ -219,6 +240,7 @@ def test_1100_slow_connections_and_an_endless_header_leave_the_webhook_acknowled
     pid = intake.ready_pid
     assert listen and pid
     port = int(listen.rsplit(":", 1)[1])
+    assert file_limit(pid) == 1024
     rss_before = rss_kb(pid)
     with Peak(pid) as peak:
         socks = flood(port, b"POST /webhook/event HTTP/1.1\r\nHost: x\r\nX-Slow: ")
