@@ -69,6 +69,9 @@ PAGES = {"/": "index.html", "/board": "board.html"}
 STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 MAX_CONNECTIONS = 128  # open at once (each an fd): far under the default file limit
+#: listen() queue, and what asyncio accepts at once: below MAX_CONNECTIONS, so a connection
+#: accepted amid a burst is read before the burst can make it the longest waiting.
+BACKLOG = 64
 MAX_STREAMS = 32  # open event streams (a thread each while open)
 WORKERS = 4  # threads answering requests
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers
@@ -183,8 +186,8 @@ class WebServer:
         self._stream_threads = ThreadPoolExecutor(MAX_STREAMS, "web-events")
         # Connections still waiting for a request head, oldest first: the ones a full server
         # closes to make room.
-        self._waiting: collections.OrderedDict[object, asyncio.StreamWriter] = (
-            collections.OrderedDict())
+        self._waiting: collections.OrderedDict[object, tuple[asyncio.StreamWriter, float]] = (
+            collections.OrderedDict())  # -> (its writer, loop time it began waiting)
 
     @property
     def stopping(self) -> bool:
@@ -205,7 +208,7 @@ class WebServer:
             family = socket.getaddrinfo(self.config.host, self.config.port,
                                         type=socket.SOCK_STREAM)[0][0]
             sock = socket.create_server((self.config.host, self.config.port), family=family,
-                                        backlog=128)
+                                        backlog=BACKLOG)
         except OSError as exc:
             log.error("web page not served: cannot listen on %s: %s", self.config.listen,
                       exc.strerror or exc)
@@ -236,7 +239,8 @@ class WebServer:
 
     async def _serve(self, sock: socket.socket, started: threading.Event) -> None:
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._connection, sock=sock, limit=MAX_HEAD_BYTES)
+        server = await asyncio.start_server(self._connection, sock=sock, limit=MAX_HEAD_BYTES,
+                                            backlog=BACKLOG)
         started.set()
         async with server:
             await self._stop.wait()
@@ -272,8 +276,8 @@ class WebServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         if self.connections >= MAX_CONNECTIONS and not self._make_room():
-            noisy.warning("full", "web: %d connections open, all busy: refusing new ones",
-                          self.connections)
+            noisy.warning("full", "web: %d connections open, all busy or just opened: "
+                          "refusing new ones", self.connections)
             writer.transport.abort()
             return
         self.connections += 1
@@ -293,7 +297,7 @@ class WebServer:
         """Close the connection that has waited longest for a request head; False if none."""
         if not self._waiting:
             return False
-        _key, oldest = self._waiting.popitem(last=False)
+        _key, (oldest, _since) = self._waiting.popitem(last=False)
         noisy.warning("evict", "web: %d connections open: closing the ones that wait longest "
                       "without a request", self.connections)
         oldest.transport.abort()
@@ -304,7 +308,7 @@ class WebServer:
         loop = asyncio.get_running_loop()
         wait = HEAD_SECONDS
         while not self.stopping:
-            self._waiting[key] = writer
+            self._waiting[key] = (writer, loop.time())
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
                 request = parse_head(head)

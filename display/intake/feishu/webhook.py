@@ -73,11 +73,14 @@ MAX_HEADERS = 64
 #: A request's line and headers must be complete this soon after their first byte (and a new
 #: connection's first request this soon after it opens): slow-header clients are closed.
 HEAD_TIMEOUT = 10.0
-#: Connections open at once. A new one beyond closes the one idle longest (no request of its
-#: own being answered), so a flood of idle or slow connections cannot lock Feishu out. With a
-#: whole accept queue (BACKLOG) taken at once, the process holds at most about this plus twice
-#: BACKLOG descriptors for a moment: under the default limit of 1,024.
-MAX_CONNECTIONS = 128
+#: Connections kept open. Beyond, the ones idle longest (no request of theirs being answered)
+#: are closed TRIM_DELAY later, once what the new ones sent has been read: a delivery accepted
+#: amid a burst has its request in hand by then and is not idle. So a flood of idle or slow
+#: connections cannot lock Feishu out. Beyond MAX_CONNECTIONS + BACKLOG the one idle longest is
+#: closed at once for each new one: with the accept queue taken at once (BACKLOG) and the
+#: closed ones' descriptors freed a moment later, the process stays well under 1,024.
+MAX_CONNECTIONS = 64
+TRIM_DELAY = 0.01
 
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
@@ -190,22 +193,36 @@ class WebhookApp:
         self._ignored_v2: set[str] = set()
         self._date = (0, "")
         self.connections: set[WebhookProtocol] = set()
+        self._trim_due = False
 
     def admit(self, connection: WebhookProtocol) -> bool:
-        """Count a new connection in; at :data:`MAX_CONNECTIONS`, close the one idle longest
-        first. False (the new one is to be closed) when every one is busy answering."""
-        if len(self.connections) >= MAX_CONNECTIONS:
+        """Count a new connection in (beyond :data:`MAX_CONNECTIONS`, the ones idle longest
+        are closed soon, beyond the hard bound at once); False (the new one is to be closed)
+        when every one is answering."""
+        if len(self.connections) >= MAX_CONNECTIONS + BACKLOG:
             idle = [c for c in self.connections if c.idle]
             if not idle:
                 noisy.warning("full", "webhook: %d connections open, all answering: refusing "
                               "new ones", len(self.connections))
                 return False
-            victim = min(idle, key=lambda c: c.idle_since)
-            noisy.warning("evict", "webhook: %d connections open: closing those idle longest "
-                          "for new ones", len(self.connections))
-            victim.abort()
+            min(idle, key=lambda c: c.idle_since).abort()
         self.connections.add(connection)
+        if len(self.connections) > MAX_CONNECTIONS and not self._trim_due:
+            self._trim_due = True
+            self.loop.call_later(TRIM_DELAY, self._trim)
         return True
+
+    def _trim(self) -> None:
+        """Close the connections idle longest until :data:`MAX_CONNECTIONS` are left."""
+        self._trim_due = False
+        excess = len(self.connections) - MAX_CONNECTIONS
+        if excess <= 0:
+            return
+        idle = sorted((c for c in self.connections if c.idle), key=lambda c: c.idle_since)
+        noisy.warning("evict", "webhook: %d connections open: closing those idle longest",
+                      len(self.connections))
+        for connection in idle[:excess]:
+            connection.abort()
 
     def first_v2(self, kind: str) -> bool:
         """Whether this v2 event type is seen for the first time (logged once)."""
@@ -340,7 +357,8 @@ class WebhookProtocol(asyncio.Protocol):
         self._body.clear()
         self._keep_body = False
         self._active = self.app.loop.time()
-        self._in_head, self._head_bytes, self._header_count, self._header_bytes = True, 0, 0, 0
+        # _head_bytes is not reset here: it already counts the read this begins in.
+        self._in_head, self._header_count, self._header_bytes = True, 0, 0
         if self._head_started is None:
             self._head_started = self._active
 

@@ -81,15 +81,25 @@ def test_a_head_that_does_not_come_whole_in_time_is_closed(server: Server) -> No
     assert server.deliver("after-slow") == 200
 
 
-def test_the_connection_idle_longest_is_closed_for_a_new_one(
-        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_connections_idle_longest_are_closed_for_new_ones(
+        server: Server, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(webhook, "HEAD_TIMEOUT", 30.0)  # only the cap closes anything here
     caplog.set_level(logging.WARNING)
     idle = [server.connect() for _ in range(4)]
     try:
         wait_for(lambda: len(server.app.connections) == 4, 5, "four connections in")
-        assert server.deliver("through-the-cap") == 200  # the fifth
-        assert idle[0].recv(4096) == b""  # the oldest made room
-        wait_for(lambda: len(server.app.connections) <= 4, 5, "the cap kept")
+        client = HttpClient(f"127.0.0.1:{server.port}")  # the fifth, kept open
+        body = encrypted_body(envelope(uid="through", start=START,
+                                       end=START + timedelta(hours=1)), KEY)
+        try:
+            assert client.request("POST", "/webhook/event", body,
+                                  signed_headers(body, KEY))[0] == 200
+            assert idle[0].recv(4096) == b""  # the one idle longest made room
+            wait_for(lambda: len(server.app.connections) == 4, 5, "the cap kept")
+            assert idle[1].getpeername()  # the others stay
+        finally:
+            client.close()
         assert [server.deliver(f"more-{i}") for i in range(8)] == [200] * 8
     finally:
         for sock in idle:
@@ -102,6 +112,7 @@ def test_the_connection_idle_longest_is_closed_for_a_new_one(
     (b"POST /webhook/event?" + b"q" * 9000 + b" HTTP/1.1\r\n\r\n", b"414"),
     (b"POST /webhook/event HTTP/1.1\r\n" + b"X-A: b\r\n" * 65 + b"\r\n", b"431"),
     (b"POST /webhook/event HTTP/1.1\r\nX-Big: " + b"x" * 17_000 + b"\r\n\r\n", b"431"),
+    (b"POST /webhook/event HTTP/1.1\r\nX-Endless: " + b"x" * 17_000, b"431"),  # one read
 ])
 def test_oversized_request_lines_and_headers_are_refused_before_anything_else(
         server: Server, head: bytes, status: bytes) -> None:
