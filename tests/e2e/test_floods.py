@@ -42,7 +42,7 @@ PATH = "/webhook/event"
 #: the flood is sorted out. FD_PEAK also counts one accept queue of connections taken at once
 #: and those closed for them, whose descriptors are freed a moment later: under 1,024.
 FD_BOUND = 128 + 96
-FD_PEAK = 768
+FD_PEAK = 900
 RSS_GROWTH_KB = 64 * 1024
 
 
@@ -244,12 +244,26 @@ def test_1100_slow_connections_and_an_endless_header_leave_the_webhook_acknowled
     rss_before = rss_kb(pid)
     with Peak(pid) as peak:
         socks = flood(port, b"POST /webhook/event HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        # Every flood connection accepted (those beyond the limit closed) while the flood's
+        # side keeps all 1,100 open. A connection arriving in the very burst may be closed
+        # unread (see webhook.MAX_CONNECTIONS): Feishu retries what it did not get an answer to.
+        wait_for(lambda: fds(pid) <= FD_BOUND, 10, "the burst accepted")
         endless = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
-            # A header that does not end: refused once past 16 KiB, before its end (were more
-            # sent, what the server left unread would turn its close into a reset).
-            endless.sendall(b"POST /webhook/event HTTP/1.1\r\nX-Endless: " + b"x" * 17_000)
-            assert endless.recv(4096).startswith(b"HTTP/1.1 431 ")
+            # A header that never ends (1 MB of it and more): the intake stops reading it past
+            # 16 KiB and closes, long before the head timeout. The client sees the 431 or, as
+            # the kernel resets a connection closed with bytes unread, a reset.
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                endless.sendall(b"POST /webhook/event HTTP/1.1\r\nX-Endless: ")
+                for _ in range(64):
+                    endless.sendall(b"x" * 16_384)
+            try:
+                answer = endless.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer
+            assert time.monotonic() - started < 5
             codes = [deliver(listen, f"flood-{i}") for i in range(20)]
             assert codes.count(200) == 20, codes
             wait_for(lambda: fds(pid) <= FD_BOUND, 5, "the flood sorted out")

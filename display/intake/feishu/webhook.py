@@ -76,10 +76,13 @@ HEAD_TIMEOUT = 10.0
 #: Connections kept open. Beyond, the ones idle longest (no request of theirs being answered)
 #: are closed TRIM_DELAY later, once what the new ones sent has been read: a delivery accepted
 #: amid a burst has its request in hand by then and is not idle. So a flood of idle or slow
-#: connections cannot lock Feishu out. Beyond MAX_CONNECTIONS + BACKLOG the one idle longest is
-#: closed at once for each new one: with the accept queue taken at once (BACKLOG) and the
-#: closed ones' descriptors freed a moment later, the process stays well under 1,024.
+#: connections cannot lock Feishu out. Beyond HARD_CONNECTIONS the one idle longest is closed
+#: at once for each new one: with a whole accept queue taken at once (BACKLOG) and the closed
+#: ones' descriptors freed a moment later, the process stays under 1,024 (about 850 at worst
+#: measured). A delivery that arrives amid a burst of more than 64 new connections and is not
+#: read within TRIM_DELAY may still be closed unanswered: Feishu retries it.
 MAX_CONNECTIONS = 64
+HARD_CONNECTIONS = 192
 TRIM_DELAY = 0.01
 
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
@@ -199,7 +202,7 @@ class WebhookApp:
         """Count a new connection in (beyond :data:`MAX_CONNECTIONS`, the ones idle longest
         are closed soon, beyond the hard bound at once); False (the new one is to be closed)
         when every one is answering."""
-        if len(self.connections) >= MAX_CONNECTIONS + BACKLOG:
+        if len(self.connections) >= HARD_CONNECTIONS:
             idle = [c for c in self.connections if c.idle]
             if not idle:
                 noisy.warning("full", "webhook: %d connections open, all answering: refusing "
