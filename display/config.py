@@ -631,7 +631,14 @@ class _Parser(schema.Reader):
             raise self.fail(f"feishu.{key}", "is required" + empty, EMPTY_SECRET_FIX if empty else
                             "long_connection needs the app credentials from the developer console")
         rest = [f.name for f in fields(FeishuConfig) if f.name not in first]
-        return FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
+        feishu = FeishuConfig(**values, **self.values(t, "feishu", FeishuConfig, rest))
+        token = feishu.verification_token.reveal()
+        if token != token.strip():  # never equal to what Feishu sends: every event refused
+            raise self.fail("feishu.verification_token",
+                            "is only whitespace" if not token.strip()
+                            else "has whitespace at its start or end",
+                            "copy the token from the app's Events page")
+        return feishu
 
     def mqtt(self, data: Mapping[str, Any]) -> MqttConfig:
         t = self.table(data, "mqtt", schema.keys(MqttConfig))

@@ -134,7 +134,8 @@ class AgentIntake:
         if name is None:
             return
         with self._lock:
-            self._availability[name] = message.payload.decode("utf-8", "replace")
+            # Only "online"/"offline" matter: a node's huge payload here is not kept.
+            self._availability[name] = message.payload[:16].decode("utf-8", "replace")
             follows = name in self._bridge_of.values()
         if follows:
             self._update_bridge_link()

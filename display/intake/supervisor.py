@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any, TypeGuard
 
 from display.backoff import Backoff
+from display.fdreserve import FdReserve
 from display.intake.feishu.channel import EXIT_REFUSED
 from display.intake.node_input import NodeInput
 
@@ -154,6 +155,7 @@ class IntakeSupervisor:
         self._fatal: str | None = None  # the current child's last words ("fatal" line)
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._fd_reserve = FdReserve()
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class IntakeSupervisor:
         for t in self._threads[1:]:
             t.join(timeout=self._kill_grace * 3 + 5)
         self._threads.clear()
+        self._fd_reserve.release()
 
     @property
     def ready_listen(self) -> str | None:
@@ -268,8 +271,9 @@ class IntakeSupervisor:
         cmd = [self._python, "-m", "display.intake.feishu", "-c", str(self.config_path),
                "--alive-interval", f"{max(0.2, min(5.0, self._silence / 4)):g}",
                *self._child_args]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=None, close_fds=True)
+        with self._fd_reserve.spent():  # a node at its file limit still starts its child
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=None, close_fds=True)
         with self._lock:
             self._proc = proc
             self._starts += 1

@@ -34,18 +34,26 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from display.config import MqttConfig
 from display.errors import RoomDisplayError
+from display.ratelimit import RateLimitedLog
 from display.transport.mqtt_schema import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
+noisy = RateLimitedLog(log, 600.0)  # what another client's oversized messages make us say
 
 BACKOFF = (1, 60)  # paho's reconnect delay: first retry after 1 s, doubling up to 60 s
 SETUP_RETRY = 30.0  # seconds between looks for missing TLS files
 MAX_INFLIGHT = 100  # QoS 1 messages in flight: a 1,000-room republish is not throttled to 20
 CLOSE_TIMEOUT = 2.0
+#: Largest message a node takes in (a schedule is at most 256 KiB, a node status 64 KiB). With
+#: MQTT 5 the broker is told so (CONNECT's Maximum Packet Size) and never sends a larger one;
+#: with 3.1.1 paho has read it by then, and it is dropped before it is queued.
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 Handler = Callable[["MqttMessage"], None]
 LinkReport = Callable[[bool, str | None], None]
@@ -122,6 +130,15 @@ def build_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     client.reconnect_delay_set(*BACKOFF)
     client.max_inflight_messages_set(MAX_INFLIGHT)
     return client
+
+
+def connect_properties(config: MqttConfig) -> Properties | None:
+    """MQTT 5: the CONNECT properties telling the broker the largest packet we take."""
+    if config.protocol != "5":
+        return None
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_MESSAGE_BYTES
+    return properties
 
 
 class MqttLink:
@@ -319,7 +336,8 @@ class MqttLink:
             client.on_message = self._paho_message
             self._client = client
             host, port = self.config.brokers[self._broker]
-            client.connect_async(host, port, keepalive=self.config.keepalive)
+            client.connect_async(host, port, keepalive=self.config.keepalive,
+                                 properties=connect_properties(self.config))
             client.loop_start()
             return True
         return False
@@ -426,10 +444,15 @@ class MqttLink:
         self.failovers += 1
         host, port = brokers[self._broker]
         log.info("MQTT: %s; trying broker %s:%s next", why, host, port)
-        client.connect_async(host, port, keepalive=self.config.keepalive)
+        client.connect_async(host, port, keepalive=self.config.keepalive,
+                             properties=connect_properties(self.config))
 
     def _paho_message(self, client: mqtt.Client, userdata: Any,
                       msg: mqtt.MQTTMessage) -> None:
+        if len(msg.payload) > MAX_MESSAGE_BYTES:
+            noisy.warning(msg.topic, "message on %.200s dropped unread: %d bytes, more than the "
+                          "%d a node takes", msg.topic, len(msg.payload), MAX_MESSAGE_BYTES)
+            return
         message = MqttMessage(msg.topic, bytes(msg.payload), bool(msg.retain))
         self._tasks.put(lambda: self._dispatch(message))
 

@@ -1,10 +1,20 @@
-"""The read-only web page's HTTP server: the standard library's ``ThreadingHTTPServer``.
+"""The read-only web page's HTTP server: one asyncio loop on its own thread, a few workers.
 
-Why the stdlib: the node is already threads (loop, device workers, MQTT), the page has a handful
-of clients (a few browsers, a lobby TV, Prometheus), and a thread per open page costs less memory
-than importing an asyncio web framework (see ``bench/bench_web.py`` for RSS on versus off).
+Why this shape: the page has a handful of clients (a few browsers, a lobby TV, Prometheus), but
+the port may face anyone on the network before the token is checked. A connection therefore
+costs no thread while it is idle or sending its request: the loop reads each request head
+(bounded in size and time), a small pool of worker threads answers it (status documents, the
+sign's PNG), and the whole answer goes out in one write (no delayed-ACK wait on a kept-alive
+connection). Only an open event stream holds a thread of its own, and their number is capped.
 
-Routes (all ``GET``; anything else is 405):
+Limits (module constants): at most :data:`MAX_CONNECTIONS` open; when full, the connection that
+has waited longest without sending a complete request is closed for the new one (a flood of slow
+connections cannot lock real clients out); a request head of at most :data:`MAX_HEAD_BYTES` and
+:data:`MAX_HEADERS` lines, complete within :data:`HEAD_SECONDS` (431/400/close otherwise); an
+idle kept-alive connection closes after :data:`IDLE_SECONDS`; an answer not taken within
+:data:`WRITE_SECONDS` closes it. What a flood provokes is one log line per cause and minute.
+
+Routes (all ``GET``/``HEAD``; anything else is 405):
 
 - ``/``, ``/board``, ``/rooms/ROOM``: the pages (static shells; ``static/app.js`` fills them from
   ``/events``);
@@ -22,45 +32,137 @@ headers).
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import email.utils
 import hmac
 import io
 import json
 import logging
-import os
-import selectors
+import re
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from display.config import WebConfig
 from display.node import Node
+from display.ratelimit import RateLimitedLog
 from display.web.document import metrics_text, page_meta, room_detail, status_document
 from display.web.hub import HEARTBEAT_SECONDS, Hub
 
 log = logging.getLogger(__name__)
+#: What a flood makes the server say: one line per cause and minute.
+noisy = RateLimitedLog(log, 60.0)
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 PAGES = {"/": "index.html", "/board": "board.html"}
+STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+MAX_CONNECTIONS = 128  # open at once (each an fd): far under the default file limit
+#: listen() queue, and what asyncio accepts at once: below MAX_CONNECTIONS, so a connection
+#: accepted amid a burst is read before the burst can make it the longest waiting.
+BACKLOG = 64
+MAX_STREAMS = 32  # open event streams (a thread each while open)
+WORKERS = 4  # threads answering requests
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers
+MAX_HEADERS = 64  # header lines
+HEAD_SECONDS = 10.0  # a request head must be complete this soon after the connection opens
+IDLE_SECONDS = 30.0  # a kept-alive connection waits this long for its next request
+WRITE_SECONDS = 30.0  # an answer (or an event) not taken by then closes the connection
 
 Counters = Callable[[], dict[str, dict[str, int]]]
 
 
+class BadRequest(Exception):  # a verdict on what a client sent, not a failure of ours
+    """A request head we refuse: the status to answer and a one-line reason."""
+
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed request head."""
+
+    method: str
+    path: str  # percent-decoded
+    query: dict[str, list[str]]
+    headers: Mapping[str, str]  # lower-case names
+    keep_alive: bool
+
+
+def parse_head(head: bytes) -> Request:
+    """A request head (through its blank line) as a :class:`Request`; :class:`BadRequest`."""
+    lines = head.decode("latin-1").split("\r\n")[:-2]
+    if len(lines) - 1 > MAX_HEADERS:
+        raise BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header lines")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not parts[1].startswith("/"):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "not an HTTP/1.x request line")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
+        headers[name.lower()] = value.strip()
+    if headers.get("transfer-encoding") or headers.get("content-length", "0") != "0":
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "a request body is not accepted here")
+    method, target, version = parts
+    url = urlsplit(target)
+    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    return Request(method, unquote(url.path, errors="replace"), parse_qs(url.query), headers,
+                   keep)
+
+
 def _static(name: str) -> bytes | None:
     """A file of ``display/web/static`` (package data), or None."""
-    if "/" in name or name.startswith("."):
+    if not STATIC_NAME.fullmatch(name):  # no "..", "/", NUL or other surprises
         return None
     path = resources.files("display.web").joinpath("static", name)
     try:
         return path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP answer, head and body, ready for one write."""
+
+    data: bytes
+    close: bool
+
+
+def answer(status: HTTPStatus, body: bytes, content_type: str, *, cache: str = "no-store",
+           head_only: bool = False, close: bool = False,
+           extra: Mapping[str, str] | None = None) -> Answer:
+    """An answer with the headers every one carries (CSP and friends)."""
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}", "Server: room-display",
+             f"Date: {email.utils.formatdate(usegmt=True)}",
+             f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+             f"Content-Security-Policy: {CSP}", "X-Content-Type-Options: nosniff",
+             "Referrer-Policy: no-referrer",  # a ?token= must not leak onwards
+             "X-Frame-Options: DENY", f"Cache-Control: {cache}"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    if close:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return Answer(head if head_only else head + body, close)
+
+
+def error(status: HTTPStatus, message: str, *, close: bool = False) -> Answer:
+    return answer(status, (message + "\n").encode(), "text/plain; charset=utf-8", close=close)
 
 
 class WebServer:
@@ -73,9 +175,19 @@ class WebServer:
         self.counters = counters
         self.hub = Hub(node, lambda: page_meta(node))
         self.bytes_sent = 0  # for the benchmark: what the pages cost on the wire
-        self._httpd: ThreadingHTTPServer | None = None
+        self.connections = 0  # open now (read on the loop's thread)
+        self.streams = 0  # open event streams
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._workers = ThreadPoolExecutor(WORKERS, "web")
+        self._stream_threads = ThreadPoolExecutor(MAX_STREAMS, "web-events")
+        # Connections still waiting for a request head, oldest first: the ones a full server
+        # closes to make room.
+        self._waiting: collections.OrderedDict[object, tuple[asyncio.StreamWriter, float]] = (
+            collections.OrderedDict())  # -> (its writer, loop time it began waiting)
 
     @property
     def stopping(self) -> bool:
@@ -85,220 +197,264 @@ class WebServer:
     @property
     def address(self) -> str:
         """``HOST:PORT`` actually listened on (the real port when the config says ``:0``)."""
-        if self._httpd is None:
+        if self._sock is None:
             return self.config.listen
-        host, port = self._httpd.server_address[:2]
-        return f"{host!s}:{port}"
+        host, port = self._sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def start(self) -> bool:
         """Listen and serve in a thread; False (one log line) when the address is taken."""
-        handler = _handler_class(self)
         try:
-            httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+            family = socket.getaddrinfo(self.config.host, self.config.port,
+                                        type=socket.SOCK_STREAM)[0][0]
+            sock = socket.create_server((self.config.host, self.config.port), family=family,
+                                        backlog=BACKLOG)
         except OSError as exc:
             log.error("web page not served: cannot listen on %s: %s", self.config.listen,
                       exc.strerror or exc)
             return False
-        httpd.daemon_threads = True
-        self._httpd = httpd
+        self._sock = sock
         self.hub.attach()
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, args=(httpd, self._wake_r),
-                                        name="web", daemon=True)
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sock, started), name="web",
+                                        daemon=True)
         self._thread.start()
+        started.wait(10)
         log.info("web page on http://%s/", self.address)
         return True
 
-    @staticmethod
-    def _serve(httpd: ThreadingHTTPServer, wake: int) -> None:
-        """Serve until ``wake`` is readable. ``serve_forever`` would poll twice a second to
-        notice a shutdown; this sleeps in one select on the socket and the wake pipe."""
-        with selectors.DefaultSelector() as selector:
-            selector.register(httpd, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
-            while True:
-                for key, _events in selector.select():
-                    if key.fileobj == wake:
-                        return
-                    httpd.handle_request()  # ready: accepts and hands it to a thread
+    def _run(self, sock: socket.socket, started: threading.Event) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(sock, started))
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    async def _serve(self, sock: socket.socket, started: threading.Event) -> None:
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._connection, sock=sock, limit=MAX_HEAD_BYTES,
+                                            backlog=BACKLOG)
+        started.set()
+        async with server:
+            await self._stop.wait()
 
     def close(self) -> None:
         self._stopping.set()
         self.hub.close()
-        if self._httpd is not None:
-            os.write(self._wake_w, b"x")
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._httpd.server_close()
-            self._httpd = None
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+            self._thread.join(timeout=5)
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._stream_threads.shutdown(wait=False, cancel_futures=True)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
-    def authorized(self, headers: Any, query: dict[str, list[str]]) -> bool:
+    def authorized(self, headers: Mapping[str, str], query: dict[str, list[str]]) -> bool:
         token = self.config.token.reveal()
         if not token:
             return True
         given = ""
-        auth = headers.get("Authorization", "")
+        auth = headers.get("authorization", "")
         if auth.startswith("Bearer "):
             given = auth[7:].strip()
         elif query.get("token"):
             given = query["token"][0]
         return hmac.compare_digest(given.encode(), token.encode())
 
+    # -- connections (the loop's thread) -----------------------------------------------------------
 
-def _handler_class(server: WebServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(_Handler):
-        web = server
-    return Handler
-
-
-class _Handler(BaseHTTPRequestHandler):
-    web: WebServer
-    protocol_version = "HTTP/1.1"
-    server_version = "room-display"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("web %s: " + format, self.client_address[0], *args)
-
-    # -- answers ----------------------------------------------------------------------------------
-
-    def _headers(self, status: HTTPStatus, content_type: str, length: int | None,
-                 cache: str = "no-store") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")  # a ?token= must not leak onwards
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Cache-Control", cache)
-        self.end_headers()
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
-              cache: str = "no-store") -> None:
-        self._headers(status, content_type, len(body), cache)
-        if self.command != "HEAD":
-            self.wfile.write(body)
-            self.web.bytes_sent += len(body)
-
-    def _json(self, doc: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
-        self._send(status, body, "application/json; charset=utf-8")
-
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
-
-    # -- routing ----------------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        self._refuse()
-
-    do_PUT = do_DELETE = do_PATCH = do_POST
-
-    def _refuse(self) -> None:
-        self.close_connection = True
-        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-        self.send_header("Allow", "GET, HEAD")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        path = unquote(parts.path)
-        if path.startswith("/static/"):
-            self._serve_static(path[len("/static/"):])
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        if self.connections >= MAX_CONNECTIONS and not self._make_room():
+            noisy.warning("full", "web: %d connections open, all busy or just opened: "
+                          "refusing new ones", self.connections)
+            writer.transport.abort()
             return
-        query = parse_qs(parts.query)
-        if not self.web.authorized(self.headers, query):
-            self._error(HTTPStatus.UNAUTHORIZED, "unauthorized")
-            return
+        self.connections += 1
+        key = object()
         try:
-            self._route(path)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            await self._requests(key, reader, writer)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # gone, or too slow: nothing to say
+        except asyncio.CancelledError:
+            pass  # the server stops: asyncio would log a cancelled connection as an error
+        finally:
+            self._waiting.pop(key, None)
+            self.connections -= 1
+            writer.transport.abort()  # no lingering close: the fd is freed now
 
-    def _route(self, path: str) -> None:
-        node = self.web.node
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request head; False if none."""
+        if not self._waiting:
+            return False
+        _key, (oldest, _since) = self._waiting.popitem(last=False)
+        noisy.warning("evict", "web: %d connections open: closing the ones that wait longest "
+                      "without a request", self.connections)
+        oldest.transport.abort()
+        return True
+
+    async def _requests(self, key: object, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        wait = HEAD_SECONDS
+        while not self.stopping:
+            self._waiting[key] = (writer, loop.time())
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
+                request = parse_head(head)
+            except asyncio.LimitOverrunError:
+                noisy.warning("head", "web: a request head over %d bytes refused", MAX_HEAD_BYTES)
+                await self._write(writer, error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                                "request head too large", close=True))
+                return
+            except BadRequest as exc:
+                noisy.warning(("bad", str(exc)), "web: request refused: %s", exc)
+                await self._write(writer, error(exc.status, str(exc), close=True))
+                return
+            finally:
+                self._waiting.pop(key, None)
+            if (request.path == "/events" and request.method == "GET"
+                    and self.authorized(request.headers, request.query)):
+                await self._events(writer)
+                return
+            reply = await loop.run_in_executor(self._workers, self._answer, request)
+            await self._write(writer, reply)
+            if reply.close:
+                return
+            wait = IDLE_SECONDS
+
+    async def _write(self, writer: asyncio.StreamWriter, reply: Answer | bytes) -> None:
+        data = reply.data if isinstance(reply, Answer) else reply
+        writer.write(data)
+        await asyncio.wait_for(writer.drain(), WRITE_SECONDS)
+
+    async def _events(self, writer: asyncio.StreamWriter) -> None:
+        """Stream Server-Sent Events until the page goes away or the server stops."""
+        if self.streams >= MAX_STREAMS:
+            noisy.warning("streams", "web: %d event streams open: refusing more", MAX_STREAMS)
+            await self._write(writer, error(HTTPStatus.SERVICE_UNAVAILABLE,
+                                            "too many open pages", close=True))
+            return
+        loop = asyncio.get_running_loop()
+        self.streams += 1
+        try:
+            client, first = await loop.run_in_executor(self._workers, self.hub.subscribe)
+        except BaseException:
+            self.streams -= 1
+            raise
+        try:
+            head = _stream_head()
+            # retry: how soon the browser reconnects after losing the node (default ~3 s).
+            await self._send_event(writer, head, b"retry: 1000\n\n" + first)
+            while not client.closed and not self.stopping:
+                messages = await loop.run_in_executor(self._stream_threads, client.take,
+                                                      HEARTBEAT_SECONDS)
+                await self._send_event(writer, b"", b"".join(messages) if messages
+                                       else b"event: ping\ndata: {}\n\n")
+        finally:
+            self.streams -= 1
+            self.hub.unsubscribe(client)
+
+    async def _send_event(self, writer: asyncio.StreamWriter, head: bytes, data: bytes) -> None:
+        await self._write(writer, head + data)
+        self.bytes_sent += len(data)
+
+    # -- answers (a worker thread) -----------------------------------------------------------------
+
+    def _answer(self, request: Request) -> Answer:
+        try:
+            reply = self._route(request)
+        except Exception as exc:  # a bug of ours: one line and a 500, the server goes on
+            noisy.log(logging.ERROR, ("answer", type(exc).__name__),
+                      "web: GET %.200s failed: %s: %s", request.path, type(exc).__name__, exc)
+            log.debug("web: GET %.200s failed", request.path, exc_info=True)
+            return error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", close=True)
+        return reply
+
+    def _route(self, request: Request) -> Answer:
+        if request.method not in ("GET", "HEAD"):
+            return answer(HTTPStatus.METHOD_NOT_ALLOWED, b"", "text/plain; charset=utf-8",
+                          close=True, extra={"Allow": "GET, HEAD"})
+        head_only = request.method == "HEAD"
+        path = request.path
+
+        def send(status: HTTPStatus, body: bytes, content_type: str,
+                 cache: str = "no-store") -> Answer:
+            if not head_only:
+                self.bytes_sent += len(body)
+            return answer(status, body, content_type, cache=cache, head_only=head_only,
+                          close=not request.keep_alive)
+
+        def text(status: HTTPStatus, message: str) -> Answer:
+            return send(status, (message + "\n").encode(), "text/plain; charset=utf-8")
+
+        def as_json(doc: Any) -> Answer:
+            body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+            return send(HTTPStatus.OK, body, "application/json; charset=utf-8")
+
+        def page(name: str) -> Answer:
+            body = _static(name)
+            if body is None:
+                return text(HTTPStatus.INTERNAL_SERVER_ERROR, "page missing from the package")
+            return send(HTTPStatus.OK, body, STATIC_TYPES[".html"], cache="no-cache")
+
+        if path.startswith("/static/"):
+            name = path[len("/static/"):]
+            body = _static(name)
+            suffix = name[name.rfind("."):] if "." in name else ""
+            if body is None or suffix not in STATIC_TYPES or suffix == ".html":
+                return text(HTTPStatus.NOT_FOUND, "not found")
+            return send(HTTPStatus.OK, body, STATIC_TYPES[suffix], cache="no-cache")
+        if not self.authorized(request.headers, request.query):
+            return text(HTTPStatus.UNAUTHORIZED, "unauthorized")
+        node = self.node
         if path in PAGES:
-            self._serve_page(PAGES[path])
-        elif path == "/events" and self.command == "GET":
-            self._events()
-        elif path == "/api/status":
-            self._json(status_document(node))
-        elif path == "/metrics":
-            text = metrics_text(status_document(node), self.web.counters())
-            self._send(HTTPStatus.OK, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
-        elif path.startswith("/api/rooms/"):
+            return page(PAGES[path])
+        if path == "/api/status":
+            return as_json(status_document(node))
+        if path == "/metrics":
+            metrics = metrics_text(status_document(node), self.counters())
+            return send(HTTPStatus.OK, metrics.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if path.startswith("/api/rooms/"):
             detail = room_detail(node, path[len("/api/rooms/"):])
-            if detail is None:
-                self._error(HTTPStatus.NOT_FOUND, "no such room")
-            else:
-                self._json(detail)
-        elif path.startswith("/rooms/"):
+            return text(HTTPStatus.NOT_FOUND, "no such room") if detail is None else as_json(detail)
+        if path.startswith("/rooms/"):
             rest = path[len("/rooms/"):]
             if rest.endswith("/sign.png"):
-                self._sign(rest[:-len("/sign.png")])
-            elif node.config.room(rest) is None:
-                self._error(HTTPStatus.NOT_FOUND, "no such room")
-            else:
-                self._serve_page("room.html")
-        else:
-            self._error(HTTPStatus.NOT_FOUND, "not found")
+                return self._sign(rest[:-len("/sign.png")], send, text)
+            if node.config.room(rest) is None:
+                return text(HTTPStatus.NOT_FOUND, "no such room")
+            return page("room.html")
+        return text(HTTPStatus.NOT_FOUND, "not found")
 
-    def _serve_static(self, name: str) -> None:
-        body = _static(name)
-        suffix = name[name.rfind("."):] if "." in name else ""
-        if body is None or suffix not in STATIC_TYPES or suffix == ".html":
-            self._error(HTTPStatus.NOT_FOUND, "not found")
-            return
-        self._send(HTTPStatus.OK, body, STATIC_TYPES[suffix], cache="no-cache")
-
-    def _serve_page(self, name: str) -> None:
-        body = _static(name)
-        if body is None:
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "page missing from the package")
-            return
-        self._send(HTTPStatus.OK, body, STATIC_TYPES[".html"], cache="no-cache")
-
-    def _sign(self, open_id: str) -> None:
+    def _sign(self, open_id: str, send: Callable[[HTTPStatus, bytes, str], Answer],
+              text: Callable[[HTTPStatus, str], Answer]) -> Answer:
         from display.render.eink import render_sign, sign_config
 
-        node = self.web.node
+        node = self.node
         room = node.config.room(open_id)
         view = node.views().get(open_id)
         if room is None:
-            self._error(HTTPStatus.NOT_FOUND, "no such room")
-            return
+            return text(HTTPStatus.NOT_FOUND, "no such room")
         if view is None:
-            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "the node has not computed this room yet")
-            return
+            return text(HTTPStatus.SERVICE_UNAVAILABLE, "the node has not computed this room yet")
         out = io.BytesIO()
         render_sign(view, sign_config(room, None)).to_rgb().save(out, format="PNG")
-        self._send(HTTPStatus.OK, out.getvalue(), "image/png")
+        return send(HTTPStatus.OK, out.getvalue(), "image/png")
 
-    def _events(self) -> None:
-        """Stream Server-Sent Events until the page goes away or the server stops."""
-        self._headers(HTTPStatus.OK, "text/event-stream; charset=utf-8", None)
-        client, first = self.web.hub.subscribe()
-        self.close_connection = True  # the stream has no length: it ends the connection
-        try:
-            # retry: how soon the browser reconnects after losing the node (default ~3 s).
-            self._write(b"retry: 1000\n\n" + first)
-            while not client.closed and not self.web.stopping:
-                messages = client.take(HEARTBEAT_SECONDS)
-                self._write(b"".join(messages) if messages else b"event: ping\ndata: {}\n\n")
-        except OSError:
-            pass  # the page was closed
-        finally:
-            self.web.hub.unsubscribe(client)
 
-    def _write(self, data: bytes) -> None:
-        self.wfile.write(data)
-        self.wfile.flush()
-        self.web.bytes_sent += len(data)
+def _stream_head() -> bytes:
+    """The head of an event stream: no length, so it ends the connection."""
+    reply = answer(HTTPStatus.OK, b"", "text/event-stream; charset=utf-8", head_only=True,
+                   close=True)
+    return reply.data.replace(b"Content-Length: 0\r\n", b"")

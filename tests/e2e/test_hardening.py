@@ -430,6 +430,17 @@ def test_run_refuses_a_webhook_without_verification_token_in_one_line(config: Pa
     assert not (config.parent / "state" / "schedule.db").exists()
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_whitespace_verification_token_is_refused_in_one_line(config: Path,
+                                                                command: str) -> None:
+    config.write_text(WEBHOOK.replace("resync = false", 'resync = false\n'
+                                      'verification_token = "   "'), encoding="utf-8")
+    line = one_line_error(room_display(command, "-c", str(config)))
+    assert line == (f"room-display: {config}: feishu.verification_token: is only whitespace "
+                    "(copy the token from the app's Events page)")
+    assert not (config.parent / "state" / "schedule.db").exists()
+
+
 def test_check_names_resync_without_app_credentials(config: Path) -> None:
     out = _check(config, WEBHOOK.replace("resync = false", 'verification_token = "t"'))
     assert "PROBLEM Feishu webhook: re-sync is on but there are no app credentials" in out

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -40,11 +41,14 @@ from display.intake.feishu.checks import (
 )
 from display.intake.sink import Accepted, EventSink, Verdict
 from display.model import RoomEvent
+from display.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:  # resync imports lark-oapi; a webhook without re-sync never does
     from display.intake.feishu.resync import Resync
 
 log = logging.getLogger(__name__)
+#: What a flood makes the webhook say: one line per cause and minute.
+noisy = RateLimitedLog(log, 60.0)
 
 #: Idle keep-alive connections are closed after this; it also bounds how long a client may take
 #: to send one request.
@@ -62,6 +66,26 @@ LINGER = 0.0005
 RECENT = 0.005
 #: A client pipelining more unanswered requests than this is not read until answers catch up.
 MAX_PENDING = 32
+#: Limits checked before any authentication, so that nobody without the keys can make the intake
+#: hold memory or file descriptors: a URL over MAX_URL_BYTES is 414, a request line and headers
+#: over MAX_HEAD_BYTES or more than MAX_HEADERS header lines are 431 (and the connection closes).
+MAX_URL_BYTES = 8 * 1024
+MAX_HEAD_BYTES = 16 * 1024
+MAX_HEADERS = 64
+#: A request's line and headers must be complete this soon after their first byte (and a new
+#: connection's first request this soon after it opens): slow-header clients are closed.
+HEAD_TIMEOUT = 10.0
+#: Connections kept open. Beyond, the ones idle longest (no request of theirs being answered)
+#: are closed TRIM_DELAY later, once what the new ones sent has been read: a delivery accepted
+#: amid a burst has its request in hand by then and is not idle. So a flood of idle or slow
+#: connections cannot lock Feishu out. Beyond HARD_CONNECTIONS the one idle longest is closed
+#: at once for each new one: with a whole accept queue taken at once (BACKLOG) and the closed
+#: ones' descriptors freed a moment later, the process stays under 1,024 (about 850 at worst
+#: measured). A delivery that arrives amid a burst of more than 64 new connections and is not
+#: read within TRIM_DELAY may still be closed unanswered: Feishu retries it.
+MAX_CONNECTIONS = 64
+HARD_CONNECTIONS = 192
+TRIM_DELAY = 0.01
 
 _CANONICAL = {h.lower(): h for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)}
 
@@ -173,6 +197,37 @@ class WebhookApp:
         self.verification_token = feishu.verification_token.reveal()
         self._ignored_v2: set[str] = set()
         self._date = (0, "")
+        self.connections: set[WebhookProtocol] = set()
+        self._trim_due = False
+
+    def admit(self, connection: WebhookProtocol) -> bool:
+        """Count a new connection in (beyond :data:`MAX_CONNECTIONS`, the ones idle longest
+        are closed soon, beyond the hard bound at once); False (the new one is to be closed)
+        when every one is answering."""
+        if len(self.connections) >= HARD_CONNECTIONS:
+            idle = [c for c in self.connections if c.idle]
+            if not idle:
+                noisy.warning("full", "webhook: %d connections open, all answering: refusing "
+                              "new ones", len(self.connections))
+                return False
+            min(idle, key=lambda c: c.idle_since).abort()
+        self.connections.add(connection)
+        if len(self.connections) > MAX_CONNECTIONS and not self._trim_due:
+            self._trim_due = True
+            self.loop.call_later(TRIM_DELAY, self._trim)
+        return True
+
+    def _trim(self) -> None:
+        """Close the connections idle longest until :data:`MAX_CONNECTIONS` are left."""
+        self._trim_due = False
+        excess = len(self.connections) - MAX_CONNECTIONS
+        if excess <= 0:
+            return
+        idle = sorted((c for c in self.connections if c.idle), key=lambda c: c.idle_since)
+        noisy.warning("evict", "webhook: %d connections open: closing those idle longest",
+                      len(self.connections))
+        for connection in idle[:excess]:
+            connection.abort()
 
     def first_v2(self, kind: str) -> bool:
         """Whether this v2 event type is seen for the first time (logged once)."""
@@ -225,11 +280,34 @@ class WebhookProtocol(asyncio.Protocol):
         self._done_reading = False  # a request was refused: nothing after it is read
         self._keep_body = False  # only a POST to the webhook's path has its body kept
         self._eof = False  # the client sent all it will: close once everything is answered
+        # Bounds on the request head, checked before anything is authenticated.
+        self._in_head = True  # between requests or reading a request line and headers
+        self._head_bytes = 0  # received since this head began (at least)
+        self._head_started: float | None = None  # when its first byte came (None: idle)
+        self._header_count = 0
+        self._header_bytes = 0  # the names and values of this head's headers
 
     @property
     def closed(self) -> bool:
         """Whether the connection is closed or closing (read by the committer's thread)."""
         return self._closing
+
+    @property
+    def idle(self) -> bool:
+        """No request of this connection is being answered (it may be sending one)."""
+        return not self._answers and not self._closing
+
+    @property
+    def idle_since(self) -> float:
+        """Loop time of its latest request begun or answer sent (or of its opening)."""
+        return self._active
+
+    def abort(self) -> None:
+        """Close now, unanswered (a connection closed to make room)."""
+        self._closing = True
+        self.app.connections.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -238,11 +316,15 @@ class WebhookProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "?"
-        self._active = self.app.loop.time()
-        self._timer = self.app.loop.call_later(HTTP_TIMEOUT, self._check_idle)
+        self._active = self._head_started = self.app.loop.time()
+        if not self.app.admit(self):
+            self.abort()
+            return
+        self._timer = self.app.loop.call_later(HEAD_TIMEOUT, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self.app.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
 
@@ -257,12 +339,20 @@ class WebhookProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._done_reading:
             return
+        if self._in_head:
+            if self._head_started is None:
+                self._head_started = self.app.loop.time()
+            self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(HTTPStatus.BAD_REQUEST, "protocol upgrades are not supported")
         except httptools.HttpParserError as exc:
             self._refuse(HTTPStatus.BAD_REQUEST, f"malformed HTTP request: {exc}")
+        # httptools keeps a header's text until it ends: an endless one is cut off here.
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self._done_reading:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"request line and headers over {MAX_HEAD_BYTES} bytes")
 
     # -- httptools callbacks ----------------------------------------------------------------
 
@@ -272,15 +362,32 @@ class WebhookProtocol(asyncio.Protocol):
         self._body.clear()
         self._keep_body = False
         self._active = self.app.loop.time()
+        # _head_bytes is not reset here: it already counts the read this begins in.
+        self._in_head, self._header_count, self._header_bytes = True, 0, 0
+        if self._head_started is None:
+            self._head_started = self._active
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_URL_BYTES and not self._done_reading:
+            self._refuse(HTTPStatus.REQUEST_URI_TOO_LONG, f"URL over {MAX_URL_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._done_reading:
+            pass
+        elif self._header_count > MAX_HEADERS:
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"more than {MAX_HEADERS} header lines")
+        elif self._header_bytes + len(self._url) > MAX_HEAD_BYTES:  # all in one read
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                         f"request line and headers over {MAX_HEAD_BYTES} bytes")
         # The first of repeated headers counts, as with http.server's Message.get.
         self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._closing or self._done_reading:
             return
         if self.parser.get_method() != b"POST" or self._path() != self.app.path:
@@ -303,6 +410,7 @@ class WebhookProtocol(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes, self._head_started = True, 0, None  # the next one
         if self._closing or self._done_reading:
             return
         answer = _Answer()
@@ -388,7 +496,9 @@ class WebhookProtocol(asyncio.Protocol):
 
     def _reject(self, answer: _Answer, status: HTTPStatus, reason: str, method: str,
                 **headers: str) -> None:
-        log.warning("webhook %d %s from %s: %s", status.value, status.phrase, self.peer, reason)
+        # One line per cause and minute: a flood of bad requests must not fill the disk.
+        noisy.warning((status.value, _cause(reason)), "webhook %d %s from %s: %s", status.value,
+                      status.phrase, self.peer, reason)
         self._reply(answer, status, {"msg": reason}, method, **headers)
 
     def _reply(self, answer: _Answer, status: HTTPStatus, payload: dict[str, Any], method: str,
@@ -429,14 +539,36 @@ class WebhookProtocol(asyncio.Protocol):
     def _check_idle(self) -> None:
         if self._closing or self.transport is None:
             return
-        left = self._active + HTTP_TIMEOUT - self.app.loop.time()
+        now = self.app.loop.time()
+        if self._in_head and self._head_started is not None:
+            left = self._head_started + HEAD_TIMEOUT - now
+            why = f"no complete request head within {HEAD_TIMEOUT:.0f} s"
+        else:
+            left = self._active + HTTP_TIMEOUT - now
+            why = f"idle for {HTTP_TIMEOUT:.0f} s"
         if left <= 0 and not self._answers:  # an answer still being committed is not idle
-            log.debug("closing the connection from %s: idle for %.0f s", self.peer,
-                      HTTP_TIMEOUT)
+            log.debug("closing the connection from %s: %s", self.peer, why)
             self._closing = True
-            self.transport.close()
+            self.transport.abort()  # nothing to flush: the fd is freed at once
             return
-        self._timer = self.app.loop.call_later(max(left, 1.0), self._check_idle)
+        self._timer = self.app.loop.call_later(min(max(left, 1.0), HEAD_TIMEOUT),
+                                               self._check_idle)
+
+
+def _cause(reason: str) -> str:
+    """A rejection's reason without what the client chose (numbers, quoted text)."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "", reason)[:60]
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's reports (an accept failing at the file limit, a callback's error): one line
+    per kind and minute instead of a traceback each."""
+    exc = context.get("exception")
+    message = str(context.get("message", "error"))
+    noisy.log(logging.ERROR, ("loop", message, type(exc).__name__), "webhook: %s: %s", message,
+              f"{type(exc).__name__}: {exc}" if exc else "")
+    if exc is not None:
+        log.debug("webhook: %s", message, exc_info=exc)
 
 
 def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
@@ -452,6 +584,7 @@ def run_webhook(feishu: FeishuConfig, config_path: Path, sink: EventSink,
 async def _serve(feishu: FeishuConfig, sink: EventSink, channel: ParentChannel,
                  alive_interval: float, resync: Resync | None) -> int:
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_exception)
     app = WebhookApp(feishu, sink, loop)
     try:
         server = await loop.create_server(lambda: WebhookProtocol(app), feishu.listen_host,

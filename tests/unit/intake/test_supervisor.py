@@ -181,3 +181,44 @@ def test_a_webhook_without_verification_token_is_refused_once_not_restarted(
     assert rec.link_events() == [(False, sup.refused)]
     assert "feishu.verification_token: is required in webhook mode" in str(sup.refused)
     assert "restarting in" not in caplog.text and "not restarting" in caplog.text
+
+
+def test_a_child_killed_while_the_process_is_at_its_file_limit_is_restarted(
+        tmp_path: Path, child: Path) -> None:
+    import os
+    import resource
+
+    rec = Recorder()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with IntakeSupervisor(config(tmp_path, "polite"), rec, python=str(child),
+                          backoff_initial=0.1) as sup:
+        first = wait_for(lambda: sup.ready_pid, what="ready")
+        # Every descriptor taken, as a flood of connections would (with a low limit: quick).
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 64, hard))
+        filler: list[int] = []
+        try:
+            while True:
+                try:
+                    filler.append(os.open(os.devnull, os.O_RDONLY))
+                except OSError:
+                    break
+            os.kill(first, signal.SIGKILL)
+            second = wait_for(lambda: sup.ready_pid not in (None, first) and sup.ready_pid,
+                              15, "the child restarted at the file limit")
+            assert second != first and sup.starts == 2
+        finally:
+            for fd in filler:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_reserve_is_given_back_and_taken_again() -> None:
+    from display.fdreserve import FdReserve
+
+    reserve = FdReserve(4)
+    assert reserve.held == 4
+    with reserve.spent():
+        assert reserve.held == 0
+    assert reserve.held == 4
+    reserve.release()
+    assert reserve.held == 0

@@ -22,7 +22,8 @@ PACKAGE = Path(display.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("display", "errors"),                       # the version, the one exception tree
     ("model", "clock", "outputs", "systemd", "watch", "hours",  # values, OS glue,
-     "backoff", "files", "unchanged"),                # helpers said once
+     "backoff", "files", "unchanged", "jsonbound",   # helpers said once
+     "ratelimit", "fdreserve"),
     ("headline",),                               # what a person reads: the one "until" rule
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
