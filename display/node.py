@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from display.clock import Clock
-from display.config import Config, DeviceConfig, RoomConfig
+from display.config import Config, DetailsConfig, DeviceConfig, RoomConfig
+from display.details import StoredDetails, shown_details
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
-from display.model import Booking, Occupancy, RoomView, State
+from display.model import Booking, BookingDetails, Occupancy, RoomView, State
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
@@ -72,10 +73,11 @@ def runtime_status_path(config: Config) -> Path:
 
 
 def _content(name: str, occ: Occupancy, stale: bool,
-             closed_until: datetime | None = None) -> tuple[Any, ...]:
+             closed_until: datetime | None = None,
+             details: Mapping[str, BookingDetails] | None = None) -> tuple[Any, ...]:
     """What a view shows, minus the instants that move every second."""
     return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today,
-            closed_until)
+            closed_until, tuple(sorted((details or {}).items())))
 
 
 ViewListener = Callable[[RoomView], None]
@@ -109,6 +111,7 @@ class Node:
         self._lock = threading.Lock()
         self._dirty_rooms: set[str] = set()
         self._bookings: dict[str, list[Booking]] = {}
+        self._details: dict[str, dict[str, StoredDetails]] = {}  # room -> booking key -> row
         self._views: dict[str, RoomView] = {}
         # Per room, what its devices were last given: a view is shown again only when its
         # content changed, or every REDRAW_EVERY (a device that missed one catches up).
@@ -251,6 +254,7 @@ class Node:
             if room.open_id in dirty or room.open_id not in self._bookings:
                 self._bookings[room.open_id] = self.store.bookings(
                     room.open_id, ending_after=now - LOOKBACK)
+                self._details[room.open_id] = self._read_details(room)
                 reread.append(room.open_id)
         if reread:
             for schedule_listener in self._schedule_listeners:
@@ -290,6 +294,17 @@ class Node:
                 self._shown.clear()
         self._last_clocks = (now, mono)
 
+    def _policy(self, room: RoomConfig) -> DetailsConfig | None:
+        """The room's ``[details]`` where Feishu comes in; ``None`` on an agent (it shows what
+        its bridge sent, which the bridge's own config already limited)."""
+        return None if self.config.role == "agent" else self.config.room_details(room)
+
+    def _read_details(self, room: RoomConfig) -> dict[str, StoredDetails]:
+        policy = self._policy(room)
+        if policy is not None and not policy.any:
+            return {}  # the default: nothing read, nothing shown
+        return self.store.details(b.key for b in self._bookings[room.open_id])
+
     def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
         occ = occupancy(self._bookings[room.open_id], now, Thresholds.from_minutes(
@@ -298,7 +313,10 @@ class Node:
         stale = self.freshness.stale(now)
         closed_until = self.config.hours(room).closed_until(
             now, self.config.node.tz, in_use=occ.state is not State.FREE)
-        content = _content(room.name, occ, stale, closed_until)
+        shown_bookings = (*((occ.current,) if occ.current else ()), *occ.next)
+        details = shown_details(shown_bookings, self._details.get(room.open_id, {}),
+                                self._policy(room))
+        content = _content(room.name, occ, stale, closed_until, details)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
@@ -306,11 +324,13 @@ class Node:
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
-                timezone=old.timezone, language=old.language, closed_until=closed_until)
+                timezone=old.timezone, language=old.language, closed_until=closed_until,
+                details=old.details)
             return None
         view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
-                        language=self.config.node.language, closed_until=closed_until)
+                        language=self.config.node.language, closed_until=closed_until,
+                        details=details)
         self._views[room.open_id] = view
         if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
@@ -407,6 +427,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
     def booking(b: Booking) -> dict[str, Any]:
         doc = b.to_json()
         doc["start"], doc["end"] = iso(b.start), iso(b.end)
+        shown = view.detail(b) if view is not None else None
+        if shown is not None:  # only what [details] allows: title, organizer, private
+            doc.update(shown.to_json())
         return doc
 
     if view is None:

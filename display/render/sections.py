@@ -181,6 +181,30 @@ def draw_state_block(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> t
     return rest
 
 
+# -- who and what ----------------------------------------------------------------------------
+
+
+def draw_details(canvas: Canvas, facts: SignFacts, box: Box, *, lines: int) -> None:
+    """The meeting's title and its organizer: on two lines (large panels), or on one, the
+    organizer after the title (compact). Ellipsised, never clipped; nothing when neither is
+    known."""
+    if facts.title is None:
+        return
+    if lines == 1 or not facts.organizer:
+        segs = [Seg(facts.title)]
+        if facts.organizer:
+            segs.append(Seg(f" · {facts.organizer}", bold=False))
+        size = box.h * 3 // 4 if lines == 1 else box.h * 2 // 5
+        canvas.text("title", segs, box, size, 10, Ink.BLACK)
+        return
+    half = box.h // 2
+    canvas.text("title", [Seg(facts.title)], Box(box.x, box.y, box.w, half), half * 4 // 5, 10,
+                Ink.BLACK)
+    canvas.text("organizer", [Seg(facts.organizer, bold=False)],
+                Box(box.x, box.y + half, box.w, box.h - half), (box.h - half) * 3 // 4, 10,
+                Ink.BLACK)
+
+
 # -- next bookings ---------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "backoff", "files", "unchanged"),                # helpers said once
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
+    ("details",),                                # what a sign may say of who and what
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
     ("storeopen",),                              # the store, whatever is on disk
     ("transport",),                                                  # bytes -> somewhere
