@@ -467,8 +467,12 @@ class RoomConfig:
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
     open_hours: OpenHours | None = setting(None, check=_open_hours)  # None: the node's
     details: DetailsConfig | None = setting(None, custom=True)  # None: the node's [details]
-    #: False when the config gave no ``name``: an agent then shows the bridge's name for it.
-    named: bool = setting(True, custom=True)
+
+    @property
+    def named(self) -> bool:
+        """False when the config gives no ``name`` (it reads as the open id): an agent then
+        shows the name its bridge publishes."""
+        return self.name != self.open_id
 
 
 @dataclass(frozen=True)
@@ -683,7 +687,7 @@ class _Parser(schema.Reader):
             key = f"rooms[{i}]"
             if not isinstance(item, Mapping):
                 raise self.fail(key, "must be a table", "write [[rooms]]")
-            self.known(item, key, schema.keys(RoomConfig) - {"named"})
+            self.known(item, key, schema.keys(RoomConfig))
             open_id = self.values(item, key, RoomConfig, ["open_id"])["open_id"]
             if open_id in seen_rooms:
                 raise self.fail(f"{key}.open_id", f"room {open_id} is listed twice",
@@ -711,7 +715,7 @@ class _Parser(schema.Reader):
                 own = DetailsConfig(**{k: values[k] if k in t else getattr(details, k)
                                        for k in values})
             rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices),
-                                    open_hours=hours, details=own, named=bool(given)))
+                                    open_hours=hours, details=own))
         return tuple(rooms)
 
     def device(self, d: Any, key: str, node: NodeConfig) -> DeviceConfig:
