@@ -9,6 +9,7 @@ their option is on and they are known; until then (or when a lookup failed) a si
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -68,6 +69,31 @@ def shown_details(bookings: Iterable[Booking], stored: Mapping[str, StoredDetail
             title=row.title if row is not None and policy.title else None,
             organizer=row.organizer if row is not None and policy.organizer else None)
     return out
+
+
+#: The store's meta key of a room's name and place as its source says (an agent: its bridge's
+#: schedule; a bridge with ``[feishu] room_names``: Feishu's directory).
+def room_meta_key(open_id: str) -> str:
+    """Meta key under which ``open_id``'s published name and path are kept."""
+    return f"room:{open_id}"
+
+
+def encode_room_meta(name: str, path: str | None) -> str:
+    """The meta value for :func:`room_meta_key`."""
+    return json.dumps({"name": name, "path": path}, ensure_ascii=False, sort_keys=True)
+
+
+def decode_room_meta(value: str | None) -> tuple[str | None, str | None]:
+    """``(name, path)`` from a meta value; ``(None, None)`` when absent or unreadable."""
+    try:
+        doc = json.loads(value) if value else None
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    name, path = doc.get("name"), doc.get("path")
+    return (name if isinstance(name, str) and name else None,
+            path if isinstance(path, str) and path else None)
 
 
 class NameCache:

@@ -209,6 +209,8 @@ class RoomView:
     closed_until: datetime | None = None
     #: What may be shown of each booking, by :attr:`Booking.key`; empty with details off.
     details: Mapping[str, BookingDetails] = field(default_factory=dict)
+    #: Where the room is in Feishu's directory ("Building A / 5F"), when known.
+    path: str | None = None
 
     def detail(self, booking: Booking | None) -> BookingDetails | None:
         """The details shown for ``booking``, if any are on."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from display.clock import Clock
 from display.config import Config, DetailsConfig, DeviceConfig, RoomConfig
-from display.details import StoredDetails, shown_details
+from display.details import StoredDetails, decode_room_meta, room_meta_key, shown_details
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
@@ -112,6 +112,7 @@ class Node:
         self._dirty_rooms: set[str] = set()
         self._bookings: dict[str, list[Booking]] = {}
         self._details: dict[str, dict[str, StoredDetails]] = {}  # room -> booking key -> row
+        self._published: dict[str, tuple[str | None, str | None]] = {}  # room -> (name, path)
         self._views: dict[str, RoomView] = {}
         # Per room, what its devices were last given: a view is shown again only when its
         # content changed, or every REDRAW_EVERY (a device that missed one catches up).
@@ -255,6 +256,8 @@ class Node:
                 self._bookings[room.open_id] = self.store.bookings(
                     room.open_id, ending_after=now - LOOKBACK)
                 self._details[room.open_id] = self._read_details(room)
+                self._published[room.open_id] = decode_room_meta(
+                    self.store.meta(room_meta_key(room.open_id)))
                 reread.append(room.open_id)
         if reread:
             for schedule_listener in self._schedule_listeners:
@@ -294,6 +297,25 @@ class Node:
                 self._shown.clear()
         self._last_clocks = (now, mono)
 
+    def room_name(self, room: RoomConfig) -> str:
+        """The name signs show: an agent's own ``name``, else its bridge's; on a bridge with
+        ``[feishu] room_names``, Feishu's directory's, else the config's."""
+        published, _ = self._published.get(room.open_id, (None, None))
+        if published is None:
+            return room.name
+        if self.config.role == "agent":
+            return room.name if room.named else published
+        feishu = self.config.feishu
+        return published if feishu is not None and feishu.room_names else room.name
+
+    def room_path(self, room: RoomConfig) -> str | None:
+        """Where the room is in Feishu's directory ("Building / Floor"), when known."""
+        _, path = self._published.get(room.open_id, (None, None))
+        feishu = self.config.feishu
+        if self.config.role != "agent" and not (feishu is not None and feishu.room_names):
+            return None
+        return path
+
     def _policy(self, room: RoomConfig) -> DetailsConfig | None:
         """The room's ``[details]`` where Feishu comes in; ``None`` on an agent (it shows what
         its bridge sent, which the bridge's own config already limited)."""
@@ -316,7 +338,8 @@ class Node:
         shown_bookings = (*((occ.current,) if occ.current else ()), *occ.next)
         details = shown_details(shown_bookings, self._details.get(room.open_id, {}),
                                 self._policy(room))
-        content = _content(room.name, occ, stale, closed_until, details)
+        name, path = self.room_name(room), self.room_path(room)
+        content = (*_content(name, occ, stale, closed_until, details), path)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
@@ -325,15 +348,15 @@ class Node:
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
                 timezone=old.timezone, language=old.language, closed_until=closed_until,
-                details=old.details)
+                details=old.details, path=old.path)
             return None
-        view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
+        view = RoomView(open_id=room.open_id, name=name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
                         language=self.config.node.language, closed_until=closed_until,
-                        details=details)
+                        details=details, path=path)
         self._views[room.open_id] = view
         if shown.last != content:
-            log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
+            log.info("room %s (%s): %s%s", name, room.open_id, occ.state.value,
                      " (stale)" if stale else "")
         shown.record(content, now)
         for room_id, device in self._devices.values():
@@ -437,8 +460,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
                 "since": None, "until": None, "current": None, "next": [], "closed": False,
                 "opens_at": None, "devices": local_times(devices, tz)}
     occ = view.occupancy
+    extra = {"path": view.path} if view.path else {}
     return {
-        "open_id": room.open_id, "name": room.name, "state": occ.state.value,
+        "open_id": room.open_id, "name": view.name, **extra, "state": occ.state.value,
         "stale": view.stale, "since": iso(occ.since), "until": iso(occ.until),
         "as_of": iso(view.as_of),
         "current": booking(occ.current) if occ.current else None,

@@ -401,16 +401,20 @@ class ScheduleStore:
             log.info("pruned %d old rows from the schedule store", removed)
         return removed
 
-    def put_details(self, rows: Mapping[str, StoredDetails], now: datetime) -> bool:
+    def put_details(self, rows: Mapping[str, StoredDetails], now: datetime, *,
+                    clear: Iterable[str] = ()) -> bool:
         """Store details by booking key; True when any row changed (one transaction).
 
         Rows of bookings no longer stored go at the same time: details live as long as their
-        bookings, and the store's pruning of those is enough to bound this table.
+        bookings, and the store's pruning of those is enough to bound this table. Keys in
+        ``clear`` but not in ``rows`` lose their details (an agent's bridge stopped sending them).
         """
         changed = False
         now_ms = to_epoch_ms(now)
         with self._transaction() as db:
             db.execute("DELETE FROM details WHERE key NOT IN (SELECT key FROM slots)")
+            for key in set(clear) - set(rows):  # a sender that no longer says anything of it
+                changed |= db.execute("DELETE FROM details WHERE key = ?", (key,)).rowcount > 0
             for key, d in rows.items():
                 old = db.execute("SELECT title, organizer, private FROM details WHERE key = ?",
                                  (key,)).fetchone()

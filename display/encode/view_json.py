@@ -25,6 +25,7 @@ def view_json(view: RoomView) -> dict[str, Any]:
         "next": [booking_json(view, b) for b in occ.next],
         "closed": view.closed,
         "opens_at": view.closed_until.isoformat() if view.closed_until else None,
+        **({"path": view.path} if view.path else {}),
     }
 
 
