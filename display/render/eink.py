@@ -84,7 +84,7 @@ def _regions(w: int, h: int, *, closed: bool = False, alone: bool = False,
         hh = round(h * (0.22 if h < COMPACT_BELOW else 0.12))
         return {"header": Box(0, 0, w, hh), "banner": Box(0, hh, w, h - hh - unit)}, unit
     if h < COMPACT_BELOW and details:
-        hh, hb, hd = round(h * 0.20), round(h * 0.40), round(h * 0.19)
+        hh, hb, hd = round(h * 0.19), round(h * 0.45), round(h * 0.17)
         return {
             "header": Box(0, 0, w, hh),
             "banner": Box(0, hh, w, hb),
@@ -143,7 +143,7 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     if "timeline" in regions:
         draw_timeline(c, f, regions["timeline"], unit)
     if "details" in regions:
-        draw_details(c, f, regions["details"], lines=1 if compact else 2)
+        draw_details(c, f, regions["details"], unit, lines=1 if compact else 2)
     if "next" not in regions:
         pass  # closed with nothing booked: the banner is the sign
     elif not compact:
