@@ -70,7 +70,8 @@ def make_details(config: Config, feishu: FeishuConfig, store: ScheduleStore,
         log.error("%s: titles and names cannot use feishu.domain: %s", config.path, exc)
         return None
     return DetailsFetcher(api, store, SystemClock(), ConfigFollower(config),
-                          lambda rooms: channel.send(changed=sorted(rooms)))
+                          lambda rooms: channel.send(changed=sorted(rooms)),
+                          confirm=feishu.resync_enabled)
 
 
 def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,

@@ -30,6 +30,7 @@ from display.clock import Clock
 from display.config import Config, DetailsConfig, FeishuConfig, load_config
 from display.details import NameCache, StoredDetails, wants_organizer, wants_title
 from display.errors import ConfigError, FeishuApiError, StoreError
+from display.intake.envelope import MS_THRESHOLD
 
 # lark-oapi's core only (see display.intake.feishu.sdk).
 from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
@@ -55,6 +56,7 @@ BACKOFF_INITIAL, BACKOFF_MAX = 5.0, 600.0
 TITLE_TTL = 600.0
 TITLE_MISS_TTL = 60.0
 PER_ROOM = 2  # the booking in progress and the next: what a sign names
+MAX_REMEMBERED = 10_000  # booking keys whose free/busy organizer is remembered
 HTTP_TIMEOUT = 15.0
 #: The store's meta key the counts are kept under (the node shows them in ``status``).
 META_KEY = "details_counts"
@@ -170,22 +172,31 @@ def parse_users(answer: Mapping[str, Any], ids: Sequence[str]) -> dict[str, str 
     return out
 
 
-def harvest_names(answer: Any) -> dict[str, str]:
-    """Organizer names a free/busy answer carries, by open id (app-created bookings have none).
+def harvest_names(answer: Any) -> tuple[dict[str, str], dict[str, bool]]:
+    """What a free/busy answer says of organizers: names by open id (app-created bookings have
+    none), and for each booking key whether it has an organizer at all (private ones do not).
     """
     names: dict[str, str] = {}
+    organized: dict[str, bool] = {}
     data = answer.get("data") if isinstance(answer, Mapping) else None
     free_busy = data.get("free_busy") if isinstance(data, Mapping) else None
     if not isinstance(free_busy, Mapping):
-        return names
+        return names, organized
     for slots in free_busy.values():
         for slot in slots if isinstance(slots, list) else []:
-            info = slot.get("organizer_info") if isinstance(slot, Mapping) else None
-            if isinstance(info, Mapping):
-                open_id, name = info.get("open_id"), info.get("name")
-                if isinstance(open_id, str) and isinstance(name, str) and name.strip():
-                    names[open_id] = " ".join(name.split())[:100]
-    return names
+            if not isinstance(slot, Mapping):
+                continue
+            info = slot.get("organizer_info")
+            open_id = info.get("open_id") if isinstance(info, Mapping) else None
+            uid, ot = slot.get("uid"), slot.get("original_time") or 0
+            if isinstance(uid, str) and isinstance(ot, int | str) and str(ot).isdigit():
+                ot = int(ot)
+                key = f"{uid}_{ot // 1000 if ot > MS_THRESHOLD else ot}"  # as free/busy parses
+                organized[key] = isinstance(open_id, str) and bool(open_id)
+            name = info.get("name") if isinstance(info, Mapping) else None
+            if isinstance(open_id, str) and isinstance(name, str) and name.strip():
+                names[open_id] = " ".join(name.split())[:100]
+    return names, organized
 
 
 class ConfigFollower:
@@ -218,12 +229,14 @@ class DetailsFetcher:
     """Titles and names for the bookings signs show, on one worker thread (:meth:`start`).
 
     ``config()`` is asked at each batch; ``on_changed(rooms)`` is told the rooms whose stored
-    details changed (the parent redraws them).
+    details changed (the parent redraws them). ``confirm`` (re-sync on): fetch only for
+    bookings free/busy listed with an organizer; off, the event's organizer is trusted.
     """
 
     def __init__(self, api: LarkDetailsApi | Any, store: ScheduleStore, clock: Clock,
                  config: Callable[[], Config], on_changed: Callable[[frozenset[str]], None], *,
                  names: NameCache | None = None, debounce: float = DEBOUNCE,
+                 confirm: bool = True,
                  backoff_initial: float = BACKOFF_INITIAL) -> None:
         self._api = api
         self._store = store
@@ -238,6 +251,11 @@ class DetailsFetcher:
         self._due = 0.0
         self._retry_at: float | None = None
         self._titles: dict[str, float] = {}  # booking key -> monotonic expiry of its title
+        # Booking key -> whether free/busy gave it an organizer. With re-sync on, nothing is
+        # fetched for a booking free/busy has not vouched for: an event names an organizer even
+        # for a private meeting, whose title must never be asked for.
+        self._organized: dict[str, bool] = {}
+        self._confirm = confirm
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.counts = dict.fromkeys(COUNTERS, 0)
@@ -266,12 +284,15 @@ class DetailsFetcher:
             self._cond.notify()
 
     def harvest(self, answer: Any) -> None:
-        """Remember the organizer names a free/busy answer carried."""
-        found = harvest_names(answer)
+        """Remember what a free/busy answer said of organizers (names; who has one)."""
+        found, organized = harvest_names(answer)
         now = self._clock.monotonic()
         with self._cond:
             for open_id, name in found.items():
                 self._names.put(open_id, name, now)
+            if len(self._organized) > MAX_REMEMBERED:  # a bound, not a cache: start again
+                self._organized.clear()
+            self._organized.update(organized)
 
     def close(self) -> None:
         with self._cond:
@@ -330,8 +351,10 @@ class DetailsFetcher:
                 continue
             shown = [b for b in self._store.bookings(open_id, ending_after=now)
                      if b.start < day_end][:PER_ROOM]
-            out[open_id] = [b for b in shown
-                            if wants_title(b, policy) or wants_organizer(b, policy)]
+            with self._cond:
+                out[open_id] = [b for b in shown
+                                if (wants_title(b, policy) or wants_organizer(b, policy))
+                                and (not self._confirm or self._organized.get(b.key) is True)]
         return out
 
     def run(self, rooms: Sequence[str]) -> float | None:
