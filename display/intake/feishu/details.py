@@ -259,6 +259,7 @@ class DetailsFetcher:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self._reported = dict(self.counts)
 
     # -- control (any thread; never blocks on the network) ---------------------------------------
 
@@ -329,6 +330,11 @@ class DetailsFetcher:
             self._report()
 
     def _report(self) -> None:
+        """Keep the counts in the store for the parent, only when they changed (nothing is
+        written while nothing happens)."""
+        if self.counts == self._reported:
+            return
+        self._reported = dict(self.counts)
         try:
             self._store.set_meta(META_KEY, json.dumps(self.counts, sort_keys=True))
         except StoreError as exc:
