@@ -29,6 +29,7 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "as_of": ("更新于", "as of"),
     "until": ("至", "until"),
     "now": ("当前", "Now"),
+    "booked": ("已预约", "Booked"),  # a private meeting, or its title not known yet
     "next": ("下一场", "Next"),
     "none": ("无", "none"),
     "unknown": ("未知", "unknown"),

@@ -29,6 +29,7 @@ from display.intake.feishu.resync import LarkFreeBusy
 from display.render.eink import compose, render_sign
 from display.store import ScheduleStore
 from display.testing.broker import free_port
+from display.testing.browser import chromium
 from display.testing.envelopes import envelope
 from display.testing.feishu_standin import (
     INVALID_ID,
@@ -342,7 +343,8 @@ class WholeNode:
         self.hook = free_port()
         self.dir = tmp
         path = tmp / "config.toml"
-        path.write_text(NODE.format(language=language, hook=self.hook, web=free_port(),
+        self.web = free_port()
+        path.write_text(NODE.format(language=language, hook=self.hook, web=self.web,
                                     app_id=self.standin.app_id, secret=self.standin.app_secret,
                                     domain=self.standin.domain, details=details),
                         encoding="utf-8")
@@ -424,6 +426,18 @@ def test_title_and_organizer_reach_sign_status_and_page_within_seconds(on: Whole
              "the counts")
     metrics = metrics_text(on.app.node.status(), {})
     assert 'room_display_details_total{result="titles"}' in metrics
+    # The page in a browser: the tile says whose meeting it is; the private one "Booked".
+    from selenium.webdriver.common.by import By
+
+    with chromium(1024, 700) as driver:
+        driver.get(f"http://127.0.0.1:{on.web}/")
+
+        def tiles() -> str:
+            on.app.node.tick()
+            return str(driver.find_element(By.ID, "rooms").text)
+
+        wait_for(lambda: "Quarterly review · Alice Chen" in tiles(), 20, "the tile's details")
+        wait_for(lambda: "Booked" in tiles(), 10, "the private tile")
 
 
 def _same_png(path: Path, expected: Image.Image) -> bool:

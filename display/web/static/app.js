@@ -27,6 +27,13 @@
 
   function w(key) { return words[key] || key; }
   function hhmm(iso) { return iso ? iso.slice(11, 16) : ""; }
+  // "Title · Organizer" of a booking; "Booked" when private or its title is not known yet;
+  // "" when the node shows no details (the default).
+  function about(b) {
+    if (!b || !("title" in b || "organizer" in b || b.private)) return "";
+    const title = b.private ? w("booked") : (b.title || w("booked"));
+    return b.organizer && !b.private ? title + " · " + b.organizer : title;
+  }
   function span(b) { return b ? hhmm(b.start) + "–" + hhmm(b.end) : ""; }
   function when(iso) {
     // HH:MM today, the date too when it is another day than the document's.
@@ -111,6 +118,8 @@
     const until = freeAt(room) || room.until;
     if (until) li.appendChild(el("span", "until", w("until") + " " + when(until)));
     if (room.current) li.appendChild(el("span", "current", w("now") + " " + span(room.current)));
+    const who = about(room.current);  // title and organizer, only where [details] allows them
+    if (who) li.appendChild(el("span", "about", who));
     if (room.next && room.next.length) li.appendChild(el("span", "next", w("next") + " " + span(room.next[0])));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
     if (room.closed) li.appendChild(el("span", "closed-note", "☾ " + w("closed") + (room.opens_at ? " — " + w("until") + " " + when(room.opens_at) : "")));
