@@ -35,6 +35,7 @@ from display.testing.feishu_standin import (
     INVALID_ID,
     NO_PERMISSION,
     DetailsApi,
+    DirectoryApi,
     FeishuStandIn,
     FreeBusyApi,
     slot,
@@ -307,6 +308,7 @@ app_id = "{app_id}"
 app_secret = "{secret}"
 domain = "{domain}"
 resync_minutes = 1440
+{feishu_extra}
 
 [web]
 listen = "127.0.0.1:{web}"
@@ -334,21 +336,24 @@ size = "296x128"
 class WholeNode:
     """An App with its intake child (webhook mode) against its own stand-in."""
 
-    def __init__(self, tmp: Path, details: str, language: str = "en") -> None:
+    def __init__(self, tmp: Path, details: str, language: str = "en", *,
+                 feishu_extra: str = "", args: tuple[str, ...] = ()) -> None:
         self.standin = FeishuStandIn()
         self.standin.start()
         self.standin.app_id = f"cli_node_{next(_apps)}"
         self.freebusy = FreeBusyApi(self.standin)
         self.details = DetailsApi(self.standin)
+        self.directory = DirectoryApi(self.standin)
         self.hook = free_port()
         self.dir = tmp
         path = tmp / "config.toml"
         self.web = free_port()
         path.write_text(NODE.format(language=language, hook=self.hook, web=self.web,
                                     app_id=self.standin.app_id, secret=self.standin.app_secret,
-                                    domain=self.standin.domain, details=details),
+                                    domain=self.standin.domain, details=details,
+                                    feishu_extra=feishu_extra),
                         encoding="utf-8")
-        self.app = App(load_config(path), intake_args=("--resync-backoff", "0.2"))
+        self.app = App(load_config(path), intake_args=("--resync-backoff", "0.2", *args))
         self.app.start_intake()
 
     def close(self) -> None:
@@ -488,3 +493,55 @@ def caplog_text(node: WholeNode) -> str:
         if path.is_file() and path.suffix in (".json", ".log", ".txt"):
             out.append(path.read_text(encoding="utf-8", errors="replace"))
     return "".join(out)
+
+
+# -- room names from Feishu's directory ----------------------------------------------------------
+
+
+def test_directory_pages_and_level_names(standin: FeishuStandIn, tmp_path: Path,
+                                         apis: tuple[FreeBusyApi, DetailsApi]) -> None:
+    from display.intake.feishu.directory import DirectoryFollower, LarkDirectoryApi
+
+    directory = DirectoryApi(standin)
+    directory.rooms = {f"omm_r{i:03d}": (f"Room {i}", ["lvl_hq", "lvl_5f"]) for i in range(150)}
+    directory.rooms["omm_a"] = ("5F Focus Room", ["lvl_hq", "lvl_5f"])
+    directory.levels = {"lvl_hq": "HQ", "lvl_5f": "5F"}
+    h = Harness(standin, tmp_path, "room_names = true")
+    changed: list[frozenset[str]] = []
+    follower = DirectoryFollower(LarkDirectoryApi(feishu(standin)), h.store, lambda: h.config,
+                                 changed.append)
+    assert follower.refresh() == {"omm_a"}  # omm_b is not in the directory: left alone
+    assert len(directory.room_calls) == 2  # 151 rooms: two pages of 100
+    assert directory.room_calls[1].query["page_token"] == ["100"]
+    assert directory.level_calls[0].json() == {"level_ids": ["lvl_5f", "lvl_hq"]}
+    from display.details import decode_room_meta, room_meta_key
+
+    assert decode_room_meta(h.store.meta(room_meta_key("omm_a"))) == ("5F Focus Room", "HQ / 5F")
+    assert follower.refresh() == frozenset()  # unchanged: nothing written
+    directory.rate_limited = 1
+    from display.errors import FeishuApiError
+
+    with pytest.raises(FeishuApiError):
+        follower.refresh()
+    h.store.close()
+
+
+def test_renaming_a_room_in_feishu_renames_its_sign(tmp_path: Path) -> None:
+    node = WholeNode(tmp_path, "", feishu_extra="room_names = true",
+                     args=("--resync-interval", "0.5"))
+    try:
+        node.directory.rooms = {"omm_a": ("5F Focus Room", ["hq", "f5"])}
+        node.directory.levels = {"hq": "HQ", "f5": "5F"}
+        room = wait_for(lambda: (r := node.room("omm_a"))["name"] == "5F Focus Room" and r, 30,
+                        "the directory's name")
+        assert room["path"] == "HQ / 5F"
+        node.directory.rooms = {"omm_a": ("5F Focus Room 专注室", ["hq", "f5"])}
+        wait_for(lambda: node.room("omm_a")["name"] == "5F Focus Room 专注室", 15, "the rename")
+        view = node.app.node.views()["omm_a"]
+        texts = {t.role: t.text for t in compose(view, node.app.config.rooms[0].devices[0]).texts}
+        assert texts["name"] == "5F Focus Room 专注室"
+        state = json.loads((node.dir / "panels" / "a-sign.json").read_text(encoding="utf-8"))
+        assert state["path"] == "HQ / 5F"
+        assert node.room("omm_b")["name"] == "5F Focus"  # not in the directory: the config's
+    finally:
+        node.close()

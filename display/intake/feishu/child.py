@@ -31,6 +31,7 @@ from display.store import ScheduleStore, store_path
 
 if TYPE_CHECKING:
     from display.intake.feishu.details import DetailsFetcher
+    from display.intake.feishu.directory import DirectoryFollower
     from display.intake.feishu.resync import PassResult, Resync
 
 #: First retry delay after a failed re-sync (as
@@ -74,6 +75,23 @@ def make_details(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                           confirm=feishu.resync_enabled)
 
 
+def make_directory(config: Config, feishu: FeishuConfig, store: ScheduleStore,
+                   channel: ParentChannel) -> DirectoryFollower | None:
+    """The room-directory reader when ``[feishu] room_names`` is on (not started)."""
+    if not feishu.room_names or not feishu.app_id or not feishu.app_secret:
+        return None
+    from display.intake.feishu.details import ConfigFollower
+    from display.intake.feishu.directory import DirectoryFollower, LarkDirectoryApi
+
+    try:
+        api = LarkDirectoryApi(feishu)
+    except ValueError as exc:
+        log.error("%s: room names cannot use feishu.domain: %s", config.path, exc)
+        return None
+    return DirectoryFollower(api, store, ConfigFollower(config),
+                             lambda rooms: channel.send(changed=sorted(rooms)))
+
+
 def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                 channel: ParentChannel, interval: float | None,
                 backoff: float, details: DetailsFetcher | None = None) -> Resync | None:
@@ -112,7 +130,11 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
             log.warning("re-sync keeps the rooms it knew: %s", exc)
         return rooms
 
+    directory = make_directory(config, feishu, store, channel)
+
     def report(result: PassResult, next_at: datetime | None) -> None:
+        if directory is not None and result.ok:  # names follow the directory, read as often
+            directory.request()
         channel.send(resync={
             "ok": result.ok, "at": round(result.at.timestamp(), 3), "error": result.error,
             "rooms": result.rooms, "changed": len(result.changed),
