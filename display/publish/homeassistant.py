@@ -6,6 +6,8 @@ room's retained state topic ``{p}/v1/rooms/{open_id}/state`` (no extra topics to
 - ``binary_sensor`` with ``device_class: occupancy``: ``ON`` while busy or ending;
 - ``sensor`` with ``device_class: enum`` (options free/soon/busy/ending) whose attributes
   (``json_attributes_topic``) carry ``current``, ``next``, ``since``, ``until``, ``stale``.
+  Their booking objects are the state JSON's: no organizer ids, and a ``title`` and an
+  ``organizer`` name only where ``[details]`` turns them on.
 
 Discovery topics: ``{discovery_prefix}/{component}/room_display_{object}/{entity}/config``,
 retained; availability follows the bridge's own availability topic (``online``/``offline``,

@@ -165,3 +165,22 @@ def test_bad_details_in_a_schedule_are_refused(field: str, value: object) -> Non
     with pytest.raises(EventError) as err:
         decode_schedule(json.dumps(doc).encode(), "omm_a")
     assert field in str(err.value)
+
+
+# -- the state JSON (MQTT ``…/state``, ``json`` devices, Home Assistant's attributes) ---------
+
+
+def test_state_json_names_no_organizer_id_and_carries_details_only_when_given() -> None:
+    from dataclasses import replace
+
+    from display.encode.view_json import view_json
+    from display.render.samples import sample_view
+
+    view = sample_view()
+    current = view.occupancy.current
+    assert current is not None
+    plain = view_json(view)
+    assert "organizer_open_id" not in plain["current"]
+    assert not {"title", "organizer", "private"} & set(plain["current"])
+    shown = view_json(replace(view, details={current.key: BookingDetails("Review", "Alice")}))
+    assert shown["current"]["title"] == "Review" and shown["current"]["organizer"] == "Alice"
