@@ -59,7 +59,8 @@ def make_details(config: Config, feishu: FeishuConfig, store: ScheduleStore,
     """The titles-and-names fetcher (not started), or ``None`` without app credentials.
 
     It exists whenever it could run, so that switching ``[details]`` on reaches a running node;
-    while every detail is off it makes no call at all.
+    while every detail is off it makes no call at all. It fetches only for bookings free/busy
+    listed with an organizer (privacy first), so without re-sync it fetches nothing.
     """
     if not feishu.app_id or not feishu.app_secret:
         return None
@@ -71,8 +72,7 @@ def make_details(config: Config, feishu: FeishuConfig, store: ScheduleStore,
         log.error("%s: titles and names cannot use feishu.domain: %s", config.path, exc)
         return None
     return DetailsFetcher(api, store, SystemClock(), ConfigFollower(config),
-                          lambda rooms: channel.send(changed=sorted(rooms)),
-                          confirm=feishu.resync_enabled)
+                          lambda rooms: channel.send(changed=sorted(rooms)))
 
 
 def make_directory(config: Config, feishu: FeishuConfig, store: ScheduleStore,

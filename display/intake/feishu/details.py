@@ -229,8 +229,8 @@ class DetailsFetcher:
     """Titles and names for the bookings signs show, on one worker thread (:meth:`start`).
 
     ``config()`` is asked at each batch; ``on_changed(rooms)`` is told the rooms whose stored
-    details changed (the parent redraws them). ``confirm`` (re-sync on): fetch only for
-    bookings free/busy listed with an organizer; off, the event's organizer is trusted.
+    details changed (the parent redraws them). ``confirm`` (the default): fetch only for
+    bookings free/busy listed with an organizer; ``False`` trusts an event's organizer (tests).
     """
 
     def __init__(self, api: LarkDetailsApi | Any, store: ScheduleStore, clock: Clock,
