@@ -164,6 +164,9 @@ def test_extreme_panels_terminate_and_fit(size: tuple[int, int]) -> None:
     for language in ("zh", "en"):
         assert_contained(compose(sample_view(State.BUSY, name=name, language=language),
                                  eink(size)))
+        assert_contained(compose(details_view(sample_view(State.BUSY, name=name,
+                                                          language=language), long=True),
+                                 eink(size)))
 
 
 def test_golden_dir_has_no_orphans() -> None:
@@ -390,10 +393,14 @@ def test_rotation_turns_the_logical_sign_clockwise(rotation: int) -> None:
     language=st.sampled_from(["zh", "en", "zh+en"]),
     stale=st.booleans(),
     closed=st.booleans(),
+    details=st.sampled_from(["none", "shown", "private", "long"]),
 )
 def test_any_size_and_name_fits(name: str, w: int, h: int, rotation: int, state: State,
-                                language: str, stale: bool, closed: bool) -> None:
+                                language: str, stale: bool, closed: bool, details: str) -> None:
     view = sample_view(state, name=name, language=language, stale=stale)
+    if details != "none":  # a title and an organizer line, or "Booked", must fit too
+        view = details_view(view, private=details == "private", long=details == "long",
+                            organizer=name if details == "long" else None)
     if closed:
         view = dataclasses.replace(view, closed_until=local("08:00", MONDAY))
     comp = compose(view, eink((w, h), rotation=rotation))
