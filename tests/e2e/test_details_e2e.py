@@ -27,6 +27,7 @@ from display.intake.feishu.details import (
 )
 from display.intake.feishu.resync import LarkFreeBusy
 from display.render.eink import compose, render_sign
+from display.status import render_text
 from display.store import ScheduleStore
 from display.testing.broker import free_port
 from display.testing.browser import chromium
@@ -425,6 +426,8 @@ def test_title_and_organizer_reach_sign_status_and_page_within_seconds(on: Whole
     state = json.loads((on.dir / "panels" / "a-sign.json").read_text(encoding="utf-8"))
     assert state["current"]["organizer"] == "Alice Chen"
     assert "organizer_open_id" not in state["current"]
+    text = render_text(on.app.node.status())
+    assert '"Quarterly review" by Alice Chen' in text and "(private)" in text
     counts = on.app.node.status()["node"]["details"]
     assert counts["title"] is True and counts["organizer"] is True
     wait_for(lambda: on.app.node.status()["node"]["details"]["counts"].get("titles"), 10,
