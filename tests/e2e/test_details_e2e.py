@@ -503,7 +503,7 @@ def caplog_text(node: WholeNode) -> str:
 
 def test_directory_pages_and_level_names(standin: FeishuStandIn, tmp_path: Path,
                                          apis: tuple[FreeBusyApi, DetailsApi]) -> None:
-    from display.intake.feishu.directory import DirectoryFollower, LarkDirectoryApi
+    from display.intake.feishu.room_names import DirectoryFollower, LarkDirectoryApi
 
     directory = DirectoryApi(standin)
     directory.rooms = {f"omm_r{i:03d}": (f"Room {i}", ["lvl_hq", "lvl_5f"]) for i in range(150)}

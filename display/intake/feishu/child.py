@@ -31,8 +31,8 @@ from display.store import ScheduleStore, store_path
 
 if TYPE_CHECKING:
     from display.intake.feishu.details import DetailsFetcher
-    from display.intake.feishu.directory import DirectoryFollower
     from display.intake.feishu.resync import PassResult, Resync
+    from display.intake.feishu.room_names import DirectoryFollower
 
 #: First retry delay after a failed re-sync (as
 #: :data:`display.intake.feishu.resync.BACKOFF_INITIAL`,
@@ -81,7 +81,7 @@ def make_directory(config: Config, feishu: FeishuConfig, store: ScheduleStore,
     if not feishu.room_names or not feishu.app_id or not feishu.app_secret:
         return None
     from display.intake.feishu.details import ConfigFollower
-    from display.intake.feishu.directory import DirectoryFollower, LarkDirectoryApi
+    from display.intake.feishu.room_names import DirectoryFollower, LarkDirectoryApi
 
     try:
         api = LarkDirectoryApi(feishu)
