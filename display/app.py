@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from display.clock import Clock, SystemClock
 from display.config import Config, load_config
 from display.devices.factory import device_factory
-from display.errors import ConfigError
+from display.errors import ConfigError, StoreError
 from display.freshness import Freshness
 from display.intake.replay import replay_file
 from display.intake.sink import COUNTED, EventSink
@@ -125,6 +125,7 @@ class App:
         self.freshness.expect("feishu", self.clock.now())
         self.node.add_status_source("resync", self.resync_status)
         self.node.add_status_source("intake", self.intake_status)
+        self.node.add_status_source("details", self.details_status)
         self.intake = IntakeSupervisor(
             self.config.path,
             self.node,
@@ -146,6 +147,19 @@ class App:
         """``node.intake`` in ``status``: Feishu deliveries since the node started."""
         counts = dict(self.event_counts)
         return {"events": {"received": sum(counts.values()), **counts}}
+
+    def details_status(self) -> dict[str, object]:
+        """``node.details`` in ``status``: what ``[details]`` shows, and the intake's lookups
+        (kept in the store by the intake child, which makes them) by result."""
+        try:
+            raw = self.store.meta("details_counts")
+            counts = json.loads(raw) if raw else {}
+        except (StoreError, ValueError):
+            counts = {}
+        rooms = [self.config.room_details(room) for room in self.config.rooms]
+        return {"organizer": any(d.organizer for d in rooms),
+                "title": any(d.title for d in rooms),
+                "counts": counts if isinstance(counts, dict) else {}}
 
     def intake_store(self, ok: bool, error: str | None) -> None:
         """The intake child's commits failed (its deliveries are not acknowledged) or work

@@ -308,6 +308,8 @@ class FeishuConfig:
     encrypt_key: Secret = Secret("")
     resync: bool = True  # pull free/busy at start, after reconnects and every resync_minutes
     resync_minutes: int = setting(15, check=_minutes)  # 0 = off (README), as is resync = false
+    #: Room names follow Feishu's room directory (re-read with each re-sync pass).
+    room_names: bool = False
 
     @property
     def resync_enabled(self) -> bool:
@@ -459,6 +461,23 @@ class DeviceConfig:
         return "serial"
 
 
+@dataclass(frozen=True, kw_only=True)
+class DetailsConfig:
+    """``[details]``: what a sign may say about who booked a room and why; off by default.
+
+    Only the node holding the Feishu connection fetches them; a room may override either key
+    (``[rooms.details]``).
+    """
+
+    organizer: bool = False
+    title: bool = False
+
+    @property
+    def any(self) -> bool:
+        """True when at least one detail is shown."""
+        return self.organizer or self.title
+
+
 @dataclass(frozen=True)
 class RoomConfig:
     """``[[rooms]]``: a Feishu meeting room and the panels by its door."""
@@ -467,6 +486,13 @@ class RoomConfig:
     name: str = ""  # "": the open_id
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
     open_hours: OpenHours | None = setting(None, check=_open_hours)  # None: the node's
+    details: DetailsConfig | None = setting(None, custom=True)  # None: the node's [details]
+
+    @property
+    def named(self) -> bool:
+        """False when the config gives no ``name`` (it reads as the open id): an agent then
+        shows the name its bridge publishes."""
+        return self.name != self.open_id
 
 
 @dataclass(frozen=True)
@@ -480,6 +506,7 @@ class Config:
     feishu: FeishuConfig | None = None
     mqtt: MqttConfig | None = None
     web: WebConfig | None = None  # None: no web page (an agent without [web], or enabled = false)
+    details: DetailsConfig = DetailsConfig()
 
     @property
     def role(self) -> str:
@@ -494,6 +521,10 @@ class Config:
     def hours(self, room: RoomConfig) -> OpenHours:
         """The room's opening hours: its own, else the node's."""
         return room.open_hours if room.open_hours is not None else self.node.open_hours
+
+    def room_details(self, room: RoomConfig) -> DetailsConfig:
+        """What the room may show: its own ``[rooms.details]`` keys, else the node's."""
+        return room.details if room.details is not None else self.details
 
     def devices(self) -> list[tuple[RoomConfig, DeviceConfig]]:
         return [(room, dev) for room in self.rooms for dev in room.devices]
@@ -605,12 +636,13 @@ class _Parser(schema.Reader):
         occupancy = OccupancyConfig(**self.section(data, "occupancy", OccupancyConfig))
         feishu = self.feishu(data) if "feishu" in data else None
         mqtt = self.mqtt(data) if "mqtt" in data else None
-        rooms = self.rooms(data, node)
+        details = DetailsConfig(**self.section(data, "details", DetailsConfig))
+        rooms = self.rooms(data, node, details)
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
         web = self.web(data) if "web" in data or feishu is not None else None
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
-                      feishu=feishu, mqtt=mqtt, web=web)
+                      feishu=feishu, mqtt=mqtt, web=web, details=details)
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
         values = self.section(data, "node", NodeConfig)
@@ -685,7 +717,8 @@ class _Parser(schema.Reader):
             return f", but {raw} is empty"
         return ""
 
-    def rooms(self, data: Mapping[str, Any], node: NodeConfig) -> tuple[RoomConfig, ...]:
+    def rooms(self, data: Mapping[str, Any], node: NodeConfig,
+              details: DetailsConfig = DetailsConfig()) -> tuple[RoomConfig, ...]:
         raw = data.get("rooms", [])
         if not isinstance(raw, list):
             raise self.fail("rooms", "must be an array of tables", "write [[rooms]]")
@@ -702,7 +735,8 @@ class _Parser(schema.Reader):
                 raise self.fail(f"{key}.open_id", f"room {open_id} is listed twice",
                                 "remove one of the [[rooms]] entries")
             seen_rooms.add(open_id)
-            name = self.values(item, key, RoomConfig, ["name"])["name"] or open_id
+            given = self.values(item, key, RoomConfig, ["name"])["name"]
+            name = given or open_id
             hours = self.values(item, key, RoomConfig, ["open_hours"])["open_hours"]
             devices_raw = item.get("devices", [])
             if not isinstance(devices_raw, list):
@@ -716,8 +750,14 @@ class _Parser(schema.Reader):
                                     "give every device its own id")
                 seen_devices.add(dev.id)
                 devices.append(dev)
+            own = None
+            if "details" in item:  # only the keys it names override the node's [details]
+                t = self.table(item, f"{key}.details", schema.keys(DetailsConfig))
+                values = self.values(t, f"{key}.details", DetailsConfig)
+                own = DetailsConfig(**{k: values[k] if k in t else getattr(details, k)
+                                       for k in values})
             rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices),
-                                    open_hours=hours))
+                                    open_hours=hours, details=own))
         return tuple(rooms)
 
     def device(self, d: Any, key: str, node: NodeConfig) -> DeviceConfig:

@@ -6,6 +6,7 @@ local time happens only when something is drawn or printed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -145,6 +146,32 @@ class RoomEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class BookingDetails:
+    """Who and what a booking is, as far as this node may show it (README "Titles and
+    organizers"): each detail is off unless ``[details]`` turns it on.
+
+    ``private``: free/busy gave the booking no organizer, so it is shown as "Booked" and its
+    title is never asked for. ``title``/``organizer`` are ``None`` while unknown (not fetched
+    yet, the lookup failed, or the detail is off).
+    """
+
+    title: str | None = None
+    organizer: str | None = None
+    private: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The members a booking object gains: only those with a value."""
+        doc: dict[str, Any] = {}
+        if self.private:
+            doc["private"] = True
+        if self.title is not None:
+            doc["title"] = self.title
+        if self.organizer is not None:
+            doc["organizer"] = self.organizer
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
 class Occupancy:
     """What the schedule says about a room at ``at``: a pure function's answer.
 
@@ -180,6 +207,14 @@ class RoomView:
     timezone: str
     language: str = "en"
     closed_until: datetime | None = None
+    #: What may be shown of each booking, by :attr:`Booking.key`; empty with details off.
+    details: Mapping[str, BookingDetails] = field(default_factory=dict)
+    #: Where the room is in Feishu's directory ("Building A / 5F"), when known.
+    path: str | None = None
+
+    def detail(self, booking: Booking | None) -> BookingDetails | None:
+        """The details shown for ``booking``, if any are on."""
+        return None if booking is None else self.details.get(booking.key)
 
     @property
     def closed(self) -> bool:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from display.clock import Clock
-from display.config import Config, DeviceConfig, RoomConfig
+from display.config import Config, DetailsConfig, DeviceConfig, RoomConfig
+from display.details import StoredDetails, decode_room_meta, room_meta_key, shown_details
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
 from display.headline import headline, headline_words
-from display.model import Booking, Occupancy, RoomView, State
+from display.model import Booking, BookingDetails, Occupancy, RoomView, State
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
@@ -76,10 +77,11 @@ def runtime_status_path(config: Config) -> Path:
 
 
 def _content(name: str, occ: Occupancy, stale: bool,
-             closed_until: datetime | None = None) -> tuple[Any, ...]:
+             closed_until: datetime | None = None,
+             details: Mapping[str, BookingDetails] | None = None) -> tuple[Any, ...]:
     """What a view shows, minus the instants that move every second."""
     return (name, occ.state, stale, occ.since, occ.until, occ.current, occ.next, occ.today,
-            closed_until)
+            closed_until, tuple(sorted((details or {}).items())))
 
 
 ViewListener = Callable[[RoomView], None]
@@ -113,6 +115,8 @@ class Node:
         self._lock = threading.Lock()
         self._dirty_rooms: set[str] = set()
         self._bookings: dict[str, list[Booking]] = {}
+        self._details: dict[str, dict[str, StoredDetails]] = {}  # room -> booking key -> row
+        self._published: dict[str, tuple[str | None, str | None]] = {}  # room -> (name, path)
         self._views: dict[str, RoomView] = {}
         # Per room, what its devices were last given: a view is shown again only when its
         # content changed, or every REDRAW_EVERY (a device that missed one catches up).
@@ -257,6 +261,9 @@ class Node:
             if room.open_id in dirty or room.open_id not in self._bookings:
                 self._bookings[room.open_id] = self.store.bookings(
                     room.open_id, ending_after=now - LOOKBACK)
+                self._details[room.open_id] = self._read_details(room)
+                self._published[room.open_id] = decode_room_meta(
+                    self.store.meta(room_meta_key(room.open_id)))
                 reread.append(room.open_id)
         if reread:
             for schedule_listener in self._schedule_listeners:
@@ -330,6 +337,36 @@ class Node:
         self._last_prune = mono
         self.store.prune(now, elapsed)
 
+    def room_name(self, room: RoomConfig) -> str:
+        """The name signs show: an agent's own ``name``, else its bridge's; on a bridge with
+        ``[feishu] room_names``, Feishu's directory's, else the config's."""
+        published, _ = self._published.get(room.open_id, (None, None))
+        if published is None:
+            return room.name
+        if self.config.role == "agent":
+            return room.name if room.named else published
+        feishu = self.config.feishu
+        return published if feishu is not None and feishu.room_names else room.name
+
+    def room_path(self, room: RoomConfig) -> str | None:
+        """Where the room is in Feishu's directory ("Building / Floor"), when known."""
+        _, path = self._published.get(room.open_id, (None, None))
+        feishu = self.config.feishu
+        if self.config.role != "agent" and not (feishu is not None and feishu.room_names):
+            return None
+        return path
+
+    def _policy(self, room: RoomConfig) -> DetailsConfig | None:
+        """The room's ``[details]`` where Feishu comes in; ``None`` on an agent (it shows what
+        its bridge sent, which the bridge's own config already limited)."""
+        return None if self.config.role == "agent" else self.config.room_details(room)
+
+    def _read_details(self, room: RoomConfig) -> dict[str, StoredDetails]:
+        policy = self._policy(room)
+        if policy is not None and not policy.any:
+            return {}  # the default: nothing read, nothing shown
+        return self.store.details(b.key for b in self._bookings[room.open_id])
+
     def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
         occ = occupancy(self._bookings[room.open_id], now, Thresholds.from_minutes(
@@ -338,7 +375,11 @@ class Node:
         stale = self.freshness.stale(now)
         closed_until = self.config.hours(room).closed_until(
             now, self.config.node.tz, in_use=occ.state is not State.FREE)
-        content = _content(room.name, occ, stale, closed_until)
+        shown_bookings = (*((occ.current,) if occ.current else ()), *occ.next)
+        details = shown_details(shown_bookings, self._details.get(room.open_id, {}),
+                                self._policy(room))
+        name, path = self.room_name(room), self.room_path(room)
+        content = (*_content(name, occ, stale, closed_until, details), path)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
@@ -346,14 +387,16 @@ class Node:
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
-                timezone=old.timezone, language=old.language, closed_until=closed_until)
+                timezone=old.timezone, language=old.language, closed_until=closed_until,
+                details=old.details, path=old.path)
             return None
-        view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
+        view = RoomView(open_id=room.open_id, name=name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
-                        language=self.config.node.language, closed_until=closed_until)
+                        language=self.config.node.language, closed_until=closed_until,
+                        details=details, path=path)
         self._views[room.open_id] = view
         if shown.last != content:
-            log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
+            log.info("room %s (%s): %s%s", name, room.open_id, occ.state.value,
                      " (stale)" if stale else "")
         shown.record(content, now)
         for room_id, device in self._devices.values():
@@ -448,6 +491,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
     def booking(b: Booking) -> dict[str, Any]:
         doc = b.to_json()
         doc["start"], doc["end"] = iso(b.start), iso(b.end)
+        shown = view.detail(b) if view is not None else None
+        if shown is not None:  # only what [details] allows: title, organizer, private
+            doc.update(shown.to_json())
         return doc
 
     if view is None:
@@ -457,8 +503,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
                 "devices": local_times(devices, tz)}
     occ = view.occupancy
     head = headline(occ)  # "until" is what a person reads; the next state change is changes_at
+    extra = {"path": view.path} if view.path else {}
     return {
-        "open_id": room.open_id, "name": room.name, "state": occ.state.value,
+        "open_id": room.open_id, "name": view.name, **extra, "state": occ.state.value,
         "stale": view.stale, "since": iso(occ.since), "until": iso(head.until),
         "until_text": headline_words(occ, tz, view.language), "changes_at": iso(occ.until),
         "as_of": iso(view.as_of),

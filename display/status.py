@@ -156,6 +156,15 @@ def _until(room: dict[str, Any], generated_at: str) -> str:
     return (f" {words}" if words else "") + (f" (since {_hm(since)})" if since else "")
 
 
+def _about(booking: dict[str, Any]) -> str:
+    """``  "Title" by Name`` where ``[details]`` shows them, ``  (private)``; else nothing."""
+    if booking.get("private"):
+        return "  (private)"
+    title, organizer = booking.get("title"), booking.get("organizer")
+    out = f"  {json.dumps(title, ensure_ascii=False)}" if isinstance(title, str) else ""
+    return out + (f" by {organizer}" if isinstance(organizer, str) else "")
+
+
 def render_text(doc: dict[str, Any]) -> str:
     """A human summary: one block per room, devices indented under it."""
     node = doc.get("node", {})
@@ -224,9 +233,11 @@ def render_text(doc: dict[str, Any]) -> str:
                      f"{_until(room, doc['generated_at'])}")
         cur = room.get("current")
         if cur:
-            lines.append(f"  now:  {_hm(cur['start'])}-{_hm(cur['end'])}  {cur['event_id']}")
+            lines.append(f"  now:  {_hm(cur['start'])}-{_hm(cur['end'])}  {cur['event_id']}"
+                         f"{_about(cur)}")
         for b in room.get("next", [])[:5]:
-            lines.append(f"  next: {_hm(b['start'])}-{_hm(b['end'])}  {b['event_id']}")
+            lines.append(f"  next: {_hm(b['start'])}-{_hm(b['end'])}  {b['event_id']}"
+                         f"{_about(b)}")
         for d in room.get("devices", []):
             ok = "online " if d["online"] else "OFFLINE"
             last = f" last update {_hm(d['last_update'], tz)}" if d.get("last_update") else ""

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from display.clock import from_epoch_ms, to_epoch_ms
+from display.details import StoredDetails
 from display.errors import StoreError
 from display.model import Booking, EventKind, RoomEvent, booking_key
 
@@ -117,6 +118,18 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+#: Titles and organizer names (README "Titles and organizers"), by booking key: written by the
+#: Feishu intake (or an agent's schedule intake), read by the node like bookings. Added after
+#: the first release: ``CREATE ... IF NOT EXISTS`` adds it to an older store when it is opened.
+_DETAILS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS details (
+    key TEXT PRIMARY KEY,  -- {uid}_{original_time}
+    title TEXT,
+    organizer TEXT,
+    private INTEGER NOT NULL DEFAULT 0,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
 #: Every index is a B-tree page more written (and fsynced) per event, so there are only the
 #: primary keys and ``slots_key``: a room's slots are a prefix of the slots' key; every key of a
 #: uid (``{uid}_{original_time}``) is a range of ``slots_key`` (see :func:`_uid_range`); only
@@ -179,6 +192,7 @@ class ScheduleStore:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_DETAILS_SCHEMA)
             for index in _DROPPED_INDEXES:
                 self._db.execute(f"DROP INDEX IF EXISTS {index}")
             _migrate(self._db)
@@ -485,6 +499,48 @@ class ScheduleStore:
         if removed:
             log.info("pruned %d old rows from the schedule store", removed)
         return removed
+
+    def put_details(self, rows: Mapping[str, StoredDetails], now: datetime, *,
+                    clear: Iterable[str] = ()) -> bool:
+        """Store details by booking key; True when any row changed (one transaction).
+
+        Rows of bookings no longer stored go at the same time: details live as long as their
+        bookings, and the store's pruning of those is enough to bound this table. Keys in
+        ``clear`` but not in ``rows`` lose their details (an agent's bridge stopped sending them).
+        """
+        changed = False
+        now_ms = to_epoch_ms(now)
+        with self._transaction() as db:
+            db.execute("DELETE FROM details WHERE key NOT IN (SELECT key FROM slots)")
+            for key in set(clear) - set(rows):  # a sender that no longer says anything of it
+                changed |= db.execute("DELETE FROM details WHERE key = ?", (key,)).rowcount > 0
+            for key, d in rows.items():
+                old = db.execute("SELECT title, organizer, private FROM details WHERE key = ?",
+                                 (key,)).fetchone()
+                new = (d.title, d.organizer, int(d.private))
+                if old is not None and tuple(old) == new:
+                    continue
+                db.execute("INSERT OR REPLACE INTO details VALUES (?, ?, ?, ?, ?)",
+                           (key, *new, now_ms))
+                changed = True
+        return changed
+
+    def details(self, keys: Iterable[str]) -> dict[str, StoredDetails]:
+        """The stored details of those ``keys`` that have any."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, StoredDetails] = {}
+        with self._lock:
+            try:
+                for i in range(0, len(wanted), 500):  # SQLite's bound on host parameters
+                    part = wanted[i:i + 500]
+                    marks = ",".join("?" * len(part))
+                    for key, title, organizer, private in self._db.execute(
+                            f"SELECT key, title, organizer, private FROM details "
+                            f"WHERE key IN ({marks})", part):
+                        out[key] = StoredDetails(title, organizer, bool(private))
+            except sqlite3.Error as exc:
+                raise StoreError(f"schedule store {self.path}: {exc}") from exc
+        return out
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as db:

@@ -7,14 +7,14 @@ This module is the one place that builds and checks it, so the two ends cannot d
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from display import jsonbound
 from display.errors import EventError
-from display.model import MAX_MS, MIN_MS, Booking, check_time
+from display.model import MAX_MS, MIN_MS, Booking, BookingDetails, check_time
 
 #: Larger schedule payloads are refused unread: a panel agent on a Pi Zero must not be made to
 #: parse megabytes because of a misbehaving publisher.
@@ -43,23 +43,46 @@ class Schedule:
     generated_at: datetime
     bridge: str
     bookings: tuple[Booking, ...]
+    #: ``title``/``organizer``/``private`` of the bookings that carried any, by booking key.
+    details: Mapping[str, BookingDetails] = field(default_factory=dict)
+    #: Where the room is in Feishu's directory ("Building / Floor"), when the bridge knows.
+    path: str | None = None
+
+
+#: Bounds on the details a schedule may carry (a title is one line on a sign).
+MAX_TITLE, MAX_ORGANIZER = 200, 100
 
 
 def encode_schedule(open_id: str, name: str, bookings: Sequence[Booking], *, version: int,
-                    generated_at: datetime, bridge: str) -> bytes:
+                    generated_at: datetime, bridge: str,
+                    details: Mapping[str, BookingDetails] | None = None,
+                    path: str | None = None) -> bytes:
     """The retained payload of ``{p}/v1/rooms/{open_id}/schedule`` (UTF-8 JSON).
 
     ``bookings`` should be the room's bookings in start order; only the first
-    :data:`MAX_BOOKINGS` are kept (the caller passes those that have not ended).
+    :data:`MAX_BOOKINGS` are kept (the caller passes those that have not ended). ``details``
+    (what the bridge's ``[details]`` allows, by booking key) adds ``title``, ``organizer`` and
+    ``private`` to the bookings they concern; nothing else of them is ever sent.
     """
-    doc = {
+    shown = details or {}
+
+    def booking(b: Booking) -> dict[str, object]:
+        doc = b.to_json()
+        d = shown.get(b.key)
+        if d is not None:
+            doc.update(d.to_json())
+        return doc
+
+    doc: dict[str, Any] = {
         "open_id": open_id,
         "name": name,
         "version": version,
         "generated_at": generated_at.isoformat(),
         "bridge": bridge,
-        "bookings": [b.to_json() for b in bookings[:MAX_BOOKINGS]],
+        "bookings": [booking(b) for b in bookings[:MAX_BOOKINGS]],
     }
+    if path:
+        doc["path"] = path
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -87,14 +110,47 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
     if not valid_topic_level(bridge):
         raise EventError("bridge", f"{bridge!r} is not a node name")
     name = doc.get("name")
+    parsed = tuple(_booking(b, f"bookings[{i}]") for i, b in enumerate(bookings))
+    details = {}
+    for i, (raw, b) in enumerate(zip(bookings, parsed, strict=True)):
+        d = _details(raw, f"bookings[{i}]")
+        if d is not None:
+            details[b.key] = d
     return Schedule(
         open_id=open_id,
-        name=name if isinstance(name, str) else open_id,
+        name=name if isinstance(name, str) and name else open_id,
         version=version,
         generated_at=_time(doc, "generated_at", "generated_at"),
         bridge=bridge,
-        bookings=tuple(_booking(b, f"bookings[{i}]") for i, b in enumerate(bookings)),
+        bookings=parsed,
+        details=details,
+        path=_path(doc.get("path")),
     )
+
+
+def _path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TITLE:
+        raise EventError("path", f"must be a string of at most {MAX_TITLE} characters")
+    return value or None
+
+
+def _details(raw: dict[str, Any], where: str) -> BookingDetails | None:
+    """The optional ``title``/``organizer``/``private`` of a booking object."""
+    if not any(k in raw for k in ("title", "organizer", "private")):
+        return None
+    private = raw.get("private", False)
+    if not isinstance(private, bool):
+        raise EventError(f"{where}.private", f"must be true or false, got {private!r}")
+    values: list[str | None] = []
+    for key, bound in (("title", MAX_TITLE), ("organizer", MAX_ORGANIZER)):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > bound):
+            raise EventError(f"{where}.{key}", f"must be a string of at most {bound} "
+                             f"characters, got {str(value)[:40]!r}")
+        values.append(value)
+    return BookingDetails(title=values[0], organizer=values[1], private=private)
 
 
 def _str(doc: dict[str, Any], key: str, where: str | None = None) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from display.headline import headline, headline_words
-from display.model import RoomView
+from display.model import Booking, RoomView
 from display.outputs import LedOutput, hex_colour
 
 
@@ -26,11 +26,24 @@ def view_json(view: RoomView) -> dict[str, Any]:
         "until_text": headline_words(occ, ZoneInfo(view.timezone), view.language),
         "changes_at": occ.until.isoformat() if occ.until else None,
         "as_of": view.as_of.isoformat(),
-        "current": occ.current.to_json() if occ.current else None,
-        "next": [b.to_json() for b in occ.next],
+        "current": booking_json(view, occ.current) if occ.current else None,
+        "next": [booking_json(view, b) for b in occ.next],
         "closed": view.closed,
         "opens_at": view.closed_until.isoformat() if view.closed_until else None,
+        **({"path": view.path} if view.path else {}),
     }
+
+
+def booking_json(view: RoomView, b: Booking) -> dict[str, Any]:
+    """A booking as the state JSON carries it: no organizer id (Home Assistant shows these
+    attributes to everyone), plus ``title``, ``organizer`` and ``private`` where ``[details]``
+    allows them."""
+    doc = b.to_json()
+    del doc["organizer_open_id"]
+    shown = view.detail(b)
+    if shown is not None:
+        doc.update(shown.to_json())
+    return doc
 
 
 def led_json(output: LedOutput) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from display.clock import Clock
 from display.config import Config
+from display.details import StoredDetails, encode_room_meta, room_meta_key
 from display.encode.mqtt_schedule import decode_schedule
 from display.errors import EventError, StoreError
 from display.intake.node_input import NodeInput
@@ -108,6 +109,17 @@ class AgentIntake:
             return
         try:
             changed = self.store.replace_room(open_id, schedule.bookings)
+            # Titles and names: only what the bridge's [details] let it send.
+            rows = {k: StoredDetails(d.title, d.organizer, d.private)
+                    for k, d in schedule.details.items()}
+            changed |= self.store.put_details(rows, self.clock.now(),
+                                              clear=(b.key for b in schedule.bookings))
+            # The room's name and place as the bridge publishes them (shown unless the
+            # agent's config names the room itself); written only when they change.
+            meta = encode_room_meta(schedule.name, schedule.path)
+            if self.store.meta(room_meta_key(open_id)) != meta:
+                self.store.set_meta(room_meta_key(open_id), meta)
+                changed = True
         except StoreError as exc:
             log.error("room %s: cannot store its schedule: %s", open_id, exc)
             return

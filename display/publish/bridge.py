@@ -20,12 +20,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from display.clock import Clock, to_epoch_ms
-from display.config import Config
+from display.config import Config, RoomConfig
+from display.details import shown_details
 from display.encode.mqtt_schedule import bookings_window, encode_schedule
 from display.encode.view_json import view_json
-from display.model import Booking, RoomView
+from display.model import Booking, BookingDetails, RoomView
 from display.node import Node
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink
@@ -50,7 +52,7 @@ class BridgePublisher:
         self._flush_queued = False
         # Worker-thread state: cached payloads and what they were built from.
         self._schedules: dict[str, bytes] = {}
-        self._schedule_content: dict[str, tuple[str, tuple[Booking, ...]]] = {}
+        self._schedule_content: dict[str, tuple[Any, ...]] = {}
         self._versions: dict[str, int] = {}
         self._states: dict[str, bytes] = {}
         self.published = 0
@@ -110,7 +112,9 @@ class BridgePublisher:
             if room is None:
                 continue
             bookings = tuple(bookings_window(self.store.bookings(open_id, ending_after=now)))
-            content = (room.name, bookings)
+            details = self._details(room, bookings)
+            name, path = self.node.room_name(room), self.node.room_path(room)
+            content = (name, path, bookings, tuple(sorted(details.items())))
             if self._schedule_content.get(open_id) == content and open_id in self._schedules:
                 continue
             # version: when the content last changed at this bridge (ms), strictly increasing.
@@ -118,8 +122,8 @@ class BridgePublisher:
             self._versions[open_id] = version
             self._schedule_content[open_id] = content
             self._schedules[open_id] = encode_schedule(
-                open_id, room.name, bookings, version=version, generated_at=now,
-                bridge=self.link.node_name)
+                open_id, name, bookings, version=version, generated_at=now,
+                bridge=self.link.node_name, details=details, path=path)
             if not everything:
                 self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
         for open_id, view in views.items():
@@ -140,6 +144,15 @@ class BridgePublisher:
             log.info("published %d schedules and %d states", len(self._schedules),
                      len(self._states))
         self._forget_removed(set(configured))
+
+    def _details(self, room: RoomConfig,
+                 bookings: tuple[Booking, ...]) -> dict[str, BookingDetails]:
+        """What the bridge's ``[details]`` lets its schedule say of who and what (nothing by
+        default: a detail that is off never leaves the bridge)."""
+        policy = self.config.room_details(room)
+        if not policy.any:
+            return {}
+        return shown_details(bookings, self.store.details(b.key for b in bookings), policy)
 
     def republish_all(self) -> None:
         """Connect hook: the broker may have lost every retained message (no persistence)."""

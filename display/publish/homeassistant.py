@@ -8,6 +8,8 @@ room's retained state topic ``{p}/v1/rooms/{open_id}/state`` (no extra topics to
   (``json_attributes_topic``) carry ``current``, ``next``, ``since``, ``until`` (what a person
   reads: free until the next meeting, in use until the block ends; ``display.headline``),
   ``until_text`` (the same in words), ``changes_at`` (the next state change), ``stale``.
+  Their booking objects are the state JSON's: no organizer ids, and a ``title`` and an
+  ``organizer`` name only where ``[details]`` turns them on.
 
 Discovery topics: ``{discovery_prefix}/{component}/room_display_{object}/{entity}/config``,
 retained; availability follows the bridge's own availability topic (``online``/``offline``,

@@ -45,6 +45,7 @@ from display.render.facts import sign_facts
 from display.render.fonts import Fonts, default_fonts
 from display.render.geometry import Box
 from display.render.sections import (
+    draw_details,
     draw_header,
     draw_next_grid,
     draw_next_line,
@@ -69,17 +70,27 @@ class Composition:
     texts: tuple[PlacedText, ...]
 
 
-def _regions(w: int, h: int, *, closed: bool = False,
-             alone: bool = False) -> tuple[dict[str, Box], int]:
+def _regions(w: int, h: int, *, closed: bool = False, alone: bool = False,
+             details: bool = False) -> tuple[dict[str, Box], int]:
     """Where each part of a ``w`` x ``h`` sign goes, and the stroke/margin unit.
 
     The state banner grows with the panel (half a large sign: it is what is read from across a
     corridor); a closed sign has no timeline (its now-marker would stop at the closing time).
-    ``alone``: nothing but the header and the banner (a closed sign with nothing booked)."""
+    ``alone``: nothing but the header and the banner (a closed sign with nothing booked).
+    ``details``: a band under the banner for the meeting's title and organizer, taken from the
+    banner and the "Next" part (compact: one line; large: two)."""
     unit = max(1, min(w, h) // 100 + 1)  # stroke/margin unit: 2 px at 128, 5 px at 480
     if alone:
         hh = round(h * (0.22 if h < COMPACT_BELOW else 0.12))
         return {"header": Box(0, 0, w, hh), "banner": Box(0, hh, w, h - hh - unit)}, unit
+    if h < COMPACT_BELOW and details:
+        hh, hb, hd = round(h * 0.19), round(h * 0.45), round(h * 0.17)
+        return {
+            "header": Box(0, 0, w, hh),
+            "banner": Box(0, hh, w, hb),
+            "details": Box(unit * 2, hh + hb + unit, w - unit * 4, hd),
+            "next": Box(unit * 2, hh + hb + hd + unit, w - unit * 4, h - hh - hb - hd - 2 * unit),
+        }, unit
     if h < COMPACT_BELOW:
         hh = round(h * 0.22)
         hb = round(h * 0.50)
@@ -89,14 +100,18 @@ def _regions(w: int, h: int, *, closed: bool = False,
             "next": Box(unit * 2, hh + hb + unit, w - unit * 4, h - hh - hb - 2 * unit),
         }, unit
     hh = round(h * 0.12)
-    hb = round(h * 0.46)
+    hb = round(h * (0.38 if details else 0.46))
+    hd = round(h * 0.16) if details else 0
     ht = 0 if closed else round(h * 0.13)
     gap = unit * 2
     regions = {
         "header": Box(0, 0, w, hh),
         "banner": Box(0, hh, w, hb),
-        "next": Box(unit * 3, hh + hb + gap, w - unit * 6, h - hh - hb - ht - 2 * gap),
+        "next": Box(unit * 3, hh + hb + hd + gap, w - unit * 6,
+                    h - hh - hb - hd - ht - 2 * gap),
     }
+    if details:
+        regions["details"] = Box(unit * 3, hh + hb + gap, w - unit * 6, hd)
     if not closed:
         regions["timeline"] = Box(unit * 2, h - ht, w - unit * 4, ht - unit)
     return regions, unit
@@ -118,7 +133,8 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     c = Canvas((w, h), device.palette, fonts)
     compact = h < COMPACT_BELOW
     alone = f.closed and not (f.upcoming or f.later or (compact and f.stale))
-    regions, unit = _regions(w, h, closed=f.closed, alone=alone)
+    regions, unit = _regions(w, h, closed=f.closed, alone=alone,
+                             details=f.title is not None and not (compact and f.stale))
     # A compact stale sign puts the warning on its own line, where it is big enough to notice.
     # A closed sign shows no clock unless stale: nothing on it moves until it opens.
     draw_header(c, f, regions["header"], unit,
@@ -126,6 +142,8 @@ def compose(view: RoomView, device: DeviceConfig, *, fonts: Fonts | None = None)
     rest = draw_state_block(c, f, regions["banner"], unit)
     if "timeline" in regions:
         draw_timeline(c, f, regions["timeline"], unit)
+    if "details" in regions:
+        draw_details(c, f, regions["details"], unit, lines=1 if compact else 2)
     if "next" not in regions:
         pass  # closed with nothing booked: the banner is the sign
     elif not compact:

@@ -38,6 +38,10 @@ class SignFacts:
     closed_until: datetime | None = None  # quiet hours: when the sign changes next
     later: tuple[Booking, ...] = ()  # bookings after today (a closed sign lists them)
     until: str | None = None  # the person's "until" (display.headline), in the sign's language
+    #: The meeting the sign names (in progress, or starting soon) when ``[details]`` allows:
+    #: its title ("Booked" when private or not known yet) and its organizer's name.
+    title: str | None = None
+    organizer: str | None = None
 
     @property
     def closed(self) -> bool:
@@ -99,9 +103,21 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     if closed_until is not None and (upcoming or later):
         # Closed until it opens, or until the next booking if that comes first.
         closed_until = min(closed_until, (upcoming or later)[0].start)
-    return SignFacts(state=occ.state, language=language if language in LANGUAGES else "en",
+    language = language if language in LANGUAGES else "en"
+    # Whose meeting is this: the one in progress, or the one about to start; none when closed.
+    subject = None
+    if closed_until is None:
+        subject = cur if occ.state.occupied else upcoming[0] if (
+            occ.state is State.SOON and upcoming) else None
+    shown = view.detail(subject)
+    title = organizer = None
+    if shown is not None:
+        title = shown.title or text("booked", language)
+        organizer = None if shown.private else shown.organizer
+    return SignFacts(state=occ.state, language=language,
                      tz=tz, now=now, day_start=day_start, day_end=day_end, current=cur,
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
                      stale=view.stale, name=view.name, closed_until=closed_until, later=later,
-                     until=headline_words(occ, tz, language if language in LANGUAGES else "en"))
+                     until=headline_words(occ, tz, language if language in LANGUAGES else "en"),
+                     title=title, organizer=organizer)
 

@@ -181,6 +181,43 @@ def draw_state_block(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> t
     return rest
 
 
+#: A title or organizer line shrinks to this share of its size at most, then is ellipsised.
+DETAIL_MIN = 0.8
+
+
+# -- who and what ----------------------------------------------------------------------------
+
+
+def draw_details(canvas: Canvas, facts: SignFacts, box: Box, unit: int, *, lines: int) -> None:
+    """The meeting's title and its organizer: on two lines over a thin rule that sets them apart
+    from "Next" (large panels), or on one, the organizer after the title (compact).
+
+    Each line keeps at least :data:`DETAIL_MIN` of its size and is ellipsised beyond that: a
+    long title is cut, not shrunk to an unreadable size. Nothing when details are off.
+    """
+    if facts.title is None:
+        return
+    if lines == 1:
+        segs = [Seg(facts.title)]
+        if facts.organizer:
+            segs.append(Seg(f" · {facts.organizer}", bold=False))
+        size = box.h * 3 // 4
+        canvas.text("title", segs, box, size, max(10, int(size * DETAIL_MIN)), Ink.BLACK)
+        return
+    rule = max(1, unit // 2)
+    canvas.rect(Box(box.x, box.bottom - rule, box.w, rule), Ink.BLACK)
+    inner = Box(box.x, box.y, box.w, box.h - rule - unit)
+    top = inner.h * 56 // 100 if facts.organizer else inner.h * 3 // 4
+    size = top * 4 // 5
+    canvas.text("title", [Seg(facts.title)], Box(inner.x, inner.y, inner.w, top), size,
+                max(10, int(size * DETAIL_MIN)), Ink.BLACK)
+    if facts.organizer:
+        rest = Box(inner.x, inner.y + top, inner.w, inner.h - top)
+        size = rest.h * 4 // 5
+        canvas.text("organizer", [Seg(facts.organizer, bold=False)], rest, size,
+                    max(10, int(size * DETAIL_MIN)), Ink.BLACK)
+
+
 # -- next bookings ---------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ TEXTS: dict[str, tuple[str, str, str]] = {
     "more": ("另有 {n} 场", "+{n} more", "另有 {n} 场 / +{n} more"),
     "free_until": ("空闲至 {t}", "free until {t}", "空闲至 / free until {t}"),
     "closed": ("已关闭", "Closed", "已关闭|Closed"),
+    "booked": ("已预约", "Booked", "已预约 Booked"),
     "closed_until": ("至 {zh}", "until {en}", "至 {zh} / until {en}"),
     # Weekdays, Monday first, for times beyond today ("closed until Mon 08:00").
     "weekdays": ("周一 周二 周三 周四 周五 周六 周日", "Mon Tue Wed Thu Fri Sat Sun",

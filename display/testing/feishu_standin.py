@@ -17,6 +17,8 @@
 - :class:`RoomsApi`: the room directory, ``vc/v1/rooms`` (paged by ``page_token`` /
   ``has_more``) and ``vc/v1/room_levels/mget``, with Feishu's rate limit (429, code 99991400,
   ``x-ogw-ratelimit-reset``), missing-scope (99991672) and validation (99992402) answers.
+- :class:`DetailsApi`: meeting titles (``meeting_room/summary/batch_get``) and user names
+  (``contact/v3/users/batch``), with their errors and rate limiting, counting every call.
 """
 
 from __future__ import annotations
@@ -447,13 +449,19 @@ class FreeBusyApi:
 
 
 def slot(uid: str, start: datetime, end: datetime, *, original_time: int = 0,
-         organizer: str = "ou_alice") -> dict[str, Any]:
-    """One busy slot as ``batch_get`` lists it (times RFC 3339 at +08:00, as Feishu writes)."""
+         organizer: str | None = "ou_alice", name: str | None = "Alice") -> dict[str, Any]:
+    """One busy slot as ``batch_get`` lists it (times RFC 3339 at +08:00, as Feishu writes).
+
+    ``organizer=None``: a private meeting (no ``organizer_info``); ``name=None``: a booking an
+    app created (``organizer_info`` without ``name``).
+    """
     cst = timezone(timedelta(hours=8))
-    return {"uid": uid, "original_time": original_time,
-            "start_time": start.astimezone(cst).isoformat(),
-            "end_time": end.astimezone(cst).isoformat(),
-            "organizer_info": {"name": "Alice", "open_id": organizer}}
+    found: dict[str, Any] = {"uid": uid, "original_time": original_time,
+                             "start_time": start.astimezone(cst).isoformat(),
+                             "end_time": end.astimezone(cst).isoformat()}
+    if organizer is not None:
+        found["organizer_info"] = {"open_id": organizer, **({"name": name} if name else {})}
+    return found
 
 
 # -- a calendar the free/busy answers come from ------------------------------------------------
@@ -654,3 +662,148 @@ class RoomsApi:
         with self.lock:
             return [c.query.get("page_token", [""])[0] for c in self.calls
                     if c.path == ROOMS_PATH]
+
+
+# -- titles and names (README "Titles and organizers") -------------------------------------------
+
+SUMMARY_PATH = "/open-apis/meeting_room/summary/batch_get"
+USERS_PATH = "/open-apis/contact/v3/users/batch"
+#: Feishu's answer when an app may not see a user (outside its contact data range) and for an id
+#: that is not a user (an app identity, e.g. a recruiting system that books rooms).
+NO_PERMISSION, INVALID_ID = 41050, 41012
+
+
+class DetailsApi:
+    """``meeting_room/summary/batch_get`` and ``contact/v3/users/batch`` on a stand-in.
+
+    ``titles`` maps ``(uid, original_time)`` to a meeting's summary; an asked event not in it
+    goes to ``ErrorEventUids``. ``names`` maps open ids to names; an id in ``refused`` makes the
+    whole call fail with its code (41050 or 41012), as Feishu does; an unknown id is left out of
+    ``items``. ``rate_limited`` answers that many next calls (of either endpoint) with HTTP 429,
+    code 99991400 and ``x-ogw-ratelimit-reset: reset`` (any text: the client must cope).
+    Every call is recorded in :attr:`summary_calls` or :attr:`user_calls`, token checked.
+    """
+
+    def __init__(self, standin: FeishuStandIn) -> None:
+        self.titles: dict[tuple[str, int], str] = {}
+        self.names: dict[str, str] = {}
+        self.refused: dict[str, int] = {}
+        self.rate_limited = 0
+        self.reset = "1"
+        self.summary_calls: list[Request] = []
+        self.user_calls: list[Request] = []
+        self.lock = threading.Lock()
+        standin.add_route("POST", SUMMARY_PATH, self._summary)
+        standin.add_route("GET", USERS_PATH, self._users)
+
+    def _limited(self) -> tuple[Any, ...] | None:
+        if self.rate_limited > 0:
+            self.rate_limited -= 1
+            return (429, {"code": 99991400, "msg": "request trigger frequency limit"},
+                    {"x-ogw-ratelimit-reset": self.reset})
+        return None
+
+    def _summary(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+            self.summary_calls.append(req)
+            limited = self._limited()
+            if limited is not None:
+                return limited
+            asked = (req.json() or {}).get("EventUids")
+            if not isinstance(asked, list):
+                return 400, {"code": 99992402, "msg": "field validation failed: EventUids"}
+            infos, errors = [], []
+            for item in asked:
+                key = (str(item.get("uid")), int(item.get("original_time") or 0))
+                if key in self.titles:  # vchat is an object, as the API sends it
+                    infos.append({"uid": key[0], "original_time": key[1],
+                                  "summary": self.titles[key],
+                                  "vchat": {"vc_type": "vc", "meeting_url": ""}})
+                else:
+                    errors.append({"uid": key[0], "original_time": key[1],
+                                   "error_msg": "event not found"})
+            return 200, {"code": 0, "msg": "success",
+                         "data": {"EventInfos": infos, "ErrorEventUids": errors}}
+
+    def _users(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+            self.user_calls.append(req)
+            limited = self._limited()
+            if limited is not None:
+                return limited
+            ids = req.query.get("user_ids", [])
+            if req.query.get("user_id_type") != ["open_id"] or not 1 <= len(ids) <= 50:
+                return 400, {"code": 99992402, "msg": "field validation failed"}
+            for open_id in ids:
+                if open_id in self.refused:
+                    code = self.refused[open_id]
+                    return 400, {"code": code, "msg": "no user authority" if code ==
+                                 NO_PERMISSION else "invalid user id"}
+            items = [{"open_id": i, "name": self.names[i], "en_name": ""} for i in ids
+                     if i in self.names]
+            return 200, {"code": 0, "msg": "success", "data": {"items": items}}
+
+    def asked_titles(self) -> list[tuple[str, int]]:
+        """Every ``(uid, original_time)`` a summary call asked for, in order."""
+        with self.lock:
+            return [(str(e.get("uid")), int(e.get("original_time") or 0))
+                    for c in self.summary_calls for e in (c.json() or {}).get("EventUids", [])]
+
+
+LEVELS_PATH = ROOM_LEVELS_MGET_PATH
+
+
+class DirectoryApi:
+    """A smaller room directory than :class:`RoomsApi`, for the room-name tests:
+    ``GET vc/v1/rooms`` (paged by ``page_size``/``page_token``) and
+    ``POST vc/v1/room_levels/mget``, from :attr:`rooms` (``room_id`` -> ``(name, level path)``)
+    and :attr:`levels` (level id -> name). ``rate_limited`` answers that many next calls with
+    HTTP 429. Calls are recorded in :attr:`room_calls` and :attr:`level_calls`.
+    """
+
+    def __init__(self, standin: FeishuStandIn) -> None:
+        self.rooms: dict[str, tuple[str, list[str]]] = {}
+        self.levels: dict[str, str] = {}
+        self.rate_limited = 0
+        self.room_calls: list[Request] = []
+        self.level_calls: list[Request] = []
+        self.lock = threading.Lock()
+        standin.add_route("GET", ROOMS_PATH, self._rooms)
+        standin.add_route("POST", LEVELS_PATH, self._levels)
+
+    def _rooms(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+            self.room_calls.append(req)
+            if self.rate_limited > 0:
+                self.rate_limited -= 1
+                return (429, {"code": 99991400, "msg": "request trigger frequency limit"},
+                        {"x-ogw-ratelimit-reset": "1"})
+            size = min(100, int((req.query.get("page_size") or ["20"])[0]))
+            start = int((req.query.get("page_token") or ["0"])[0] or 0)
+            ids = sorted(self.rooms)
+            page = ids[start:start + size]
+            items = [{"room_id": rid, "name": self.rooms[rid][0], "capacity": 8,
+                      "room_level_id": (self.rooms[rid][1] or ["0"])[-1],
+                      "path": list(self.rooms[rid][1]),
+                      "room_status": {"status": True, "disable_start_time": "0"}}
+                     for rid in page]
+            more = start + size < len(ids)
+            return 200, {"code": 0, "msg": "success", "data": {
+                "rooms": items, "page_token": str(start + size) if more else "",
+                "has_more": more}}
+
+    def _levels(self, req: Request) -> tuple[Any, ...]:
+        with self.lock:
+            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+            self.level_calls.append(req)
+            asked = (req.json() or {}).get("level_ids") or []
+            return 200, {"code": 0, "msg": "success", "data": {"items": [
+                {"room_level_id": i, "name": self.levels[i], "parent_id": "0"}
+                for i in asked if i in self.levels]}}

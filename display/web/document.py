@@ -30,6 +30,7 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "as_of": ("更新于", "as of"),
     "until": ("至", "until"),
     "now": ("当前", "Now"),
+    "booked": ("已预约", "Booked"),  # a private meeting, or its title not known yet
     "next": ("下一场", "Next"),
     "none": ("无", "none"),
     "unknown": ("未知", "unknown"),
@@ -234,6 +235,14 @@ def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]])
         m.family("room_display_events_received_total", "counter",
                  "Feishu event deliveries received since start (the sum of the verdicts).",
                  [({}, sum(events.values()))])
+    details = node.get("details")
+    counts = details.get("counts") if isinstance(details, dict) else None
+    if isinstance(counts, dict) and counts:
+        m.family("room_display_details_total", "counter",
+                 "Titles and organizer names looked up since the store was made, by result: "
+                 "titles, names, title_missing, no_permission (41050), invalid_id (41012), "
+                 "rate_limited, errors.",
+                 (({"result": k}, v) for k, v in sorted(counts.items()) if isinstance(v, int)))
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         m.family("room_display_node_online", "gauge", "1 while a node of the site is online.",

@@ -32,7 +32,9 @@ from display.store import ScheduleStore, store_path
 from display.storeopen import ResilientStore
 
 if TYPE_CHECKING:
+    from display.intake.feishu.details import DetailsFetcher
     from display.intake.feishu.resync import PassResult, Resync
+    from display.intake.feishu.room_names import DirectoryFollower
 
 #: First retry delay after a failed re-sync (as
 #: :data:`display.intake.feishu.resync.BACKOFF_INITIAL`,
@@ -57,9 +59,47 @@ def quiet_sdk_logger() -> None:
     sdk_log.propagate = True
 
 
+def make_details(config: Config, feishu: FeishuConfig, store: ScheduleStore,
+                 channel: ParentChannel) -> DetailsFetcher | None:
+    """The titles-and-names fetcher (not started), or ``None`` without app credentials.
+
+    It exists whenever it could run, so that switching ``[details]`` on reaches a running node;
+    while every detail is off it makes no call at all. It fetches only for bookings free/busy
+    listed with an organizer (privacy first), so without re-sync it fetches nothing.
+    """
+    if not feishu.app_id or not feishu.app_secret:
+        return None
+    from display.intake.feishu.details import ConfigFollower, DetailsFetcher, LarkDetailsApi
+
+    try:
+        api = LarkDetailsApi(feishu)
+    except ValueError as exc:
+        log.error("%s: titles and names cannot use feishu.domain: %s", config.path, exc)
+        return None
+    return DetailsFetcher(api, store, SystemClock(), ConfigFollower(config),
+                          lambda rooms: channel.send(changed=sorted(rooms)))
+
+
+def make_directory(config: Config, feishu: FeishuConfig, store: ScheduleStore,
+                   channel: ParentChannel) -> DirectoryFollower | None:
+    """The room-directory reader when ``[feishu] room_names`` is on (not started)."""
+    if not feishu.room_names or not feishu.app_id or not feishu.app_secret:
+        return None
+    from display.intake.feishu.details import ConfigFollower
+    from display.intake.feishu.room_names import DirectoryFollower, LarkDirectoryApi
+
+    try:
+        api = LarkDirectoryApi(feishu)
+    except ValueError as exc:
+        log.error("%s: room names cannot use feishu.domain: %s", config.path, exc)
+        return None
+    return DirectoryFollower(api, store, ConfigFollower(config),
+                             lambda rooms: channel.send(changed=sorted(rooms)))
+
+
 def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
                 channel: ParentChannel, interval: float | None,
-                backoff: float) -> Resync | None:
+                backoff: float, details: DetailsFetcher | None = None) -> Resync | None:
     """The re-sync worker for this child (not started), or ``None`` when it is off or cannot run.
 
     When it cannot run, one log line and one ``resync`` line to the parent say why.
@@ -95,13 +135,25 @@ def make_resync(config: Config, feishu: FeishuConfig, store: ScheduleStore,
             log.warning("re-sync keeps the rooms it knew: %s", exc)
         return rooms
 
+    directory = make_directory(config, feishu, store, channel)
+
     def report(result: PassResult, next_at: datetime | None) -> None:
+        if directory is not None and result.ok:  # names follow the directory, read as often
+            directory.request()
         channel.send(resync={
             "ok": result.ok, "at": round(result.at.timestamp(), 3), "error": result.error,
             "rooms": result.rooms, "changed": len(result.changed),
             "next_at": round(next_at.timestamp(), 3) if next_at is not None else None})
 
     stale_after = config.occupancy.stale_after_minutes * 60.0
+    if details is not None:  # names ride along with free/busy; re-synced rooms get details
+        from display.intake.feishu.details import HarvestingFreeBusy
+
+        return Resync(HarvestingFreeBusy(api, details), store, SystemClock(), current_rooms,
+                      on_changed=lambda changed: channel.send(changed=sorted(changed)),
+                      on_report=report,
+                      interval=feishu.resync_minutes * 60.0 if interval is None else interval,
+                      link_down_interval=stale_after / 2, backoff_initial=backoff)
     return Resync(api, store, SystemClock(), current_rooms,
                   on_changed=lambda changed: channel.send(changed=sorted(changed)),
                   on_report=report,
@@ -218,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     with store:
         resync: Resync | None = None  # set below
+        details = make_details(config, config.feishu, store, channel)
 
         def applied(event: RoomEvent, rooms: frozenset[str]) -> None:
             if resync is not None:  # a series' other occurrences: re-sync its rooms soon
                 resync.after_event(event, rooms)
+            if details is not None:  # its title may have changed: asked again
+                details.touch(set(event.room_ids) | rooms, keys=[event.key])
 
         def writable_again() -> None:  # re-sync what Feishu may have given up on meanwhile
             if resync is not None:
@@ -243,13 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             from display.intake.feishu.webhook import run_webhook
 
             resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
-                                 args.resync_backoff)
+                                 args.resync_backoff, details)
+            if details is not None:
+                details.start()
             return run_webhook(config.feishu, config.path, sink, channel, args.alive_interval,
                                resync)
         from display.intake.feishu.long_connection import run_long_connection
 
         quiet_sdk_logger()
         resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
-                             args.resync_backoff)
+                             args.resync_backoff, details)
+        if details is not None:
+            details.start()
         return run_long_connection(config.feishu, sink, channel,
                                    args.alive_interval, resync)

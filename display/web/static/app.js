@@ -51,6 +51,13 @@
   }
   function str(v) { return typeof v === "string" ? v : ""; }
   function hhmm(iso) { return typeof iso === "string" ? iso.slice(11, 16) : ""; }
+  // "Title · Organizer" of a booking; "Booked" when private or its title is not known yet;
+  // "" when the node shows no details (the default).
+  function about(b) {
+    if (!b || typeof b !== "object" || !("title" in b || "organizer" in b || b.private)) return "";
+    const title = b.private ? w("booked") : (str(b.title) || w("booked"));
+    return str(b.organizer) && !b.private ? title + " · " + str(b.organizer) : title;
+  }
   function span(b) { return b ? hhmm(b.start) + "–" + hhmm(b.end) : ""; }
   function when(iso) {
     // HH:MM today, the date too when it is another day than the document's.
@@ -248,6 +255,8 @@
       if (room.current) li.appendChild(el("span", "current", w("now") + " " + span(room.current)));
       if (room.next && room.next.length) li.appendChild(el("span", "next", w("next") + " " + span(room.next[0])));
     }
+    const who = about(room.current);  // title and organizer, only where [details] allows them
+    if (who) li.appendChild(el("span", "about", who));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
     if (room.closed) li.appendChild(el("span", "closed-note", "☾ " + w("closed") + (room.opens_at ? " — " + w("until") + " " + when(room.opens_at) : "")));
     if (page === "overview") {

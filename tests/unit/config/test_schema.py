@@ -15,6 +15,7 @@ import pytest
 from display import config_schema as schema
 from display.config import (
     WEB_SWITCH,
+    DetailsConfig,
     DeviceConfig,
     DeviceKind,
     FeishuConfig,
@@ -33,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 
 SECTIONS: dict[str, type] = {
     "node": NodeConfig, "occupancy": OccupancyConfig, "feishu": FeishuConfig,
-    "mqtt": MqttConfig, "web": WebConfig, "rooms": RoomConfig, "rooms.devices": DeviceConfig}
+    "mqtt": MqttConfig, "web": WebConfig, "rooms": RoomConfig, "rooms.devices": DeviceConfig,
+    "details": DetailsConfig}
 
 
 def _error_lines() -> list[tuple[str, str]]:

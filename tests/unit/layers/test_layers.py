@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("headline",),                               # what a person reads: the one "until" rule
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
+    ("details",),                                # what a sign may say of who and what
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
     ("storeopen",),                              # the store, whatever is on disk
     ("transport",),                                                  # bytes -> somewhere

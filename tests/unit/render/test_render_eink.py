@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageChops
 
 from display.config import DeviceConfig
-from display.model import RoomView, State
+from display.model import BookingDetails, RoomView, State
 from display.outputs import Palette, SignImage
 from display.render.eink import Composition, compose, render_sign
 from display.render.fonts import FONT_DIRS_ENV, FontMissingError, Fonts, default_fonts
@@ -79,7 +79,21 @@ CASES: list[tuple[str, State, tuple[int, int], str, str, dict[str, object]]] = [
     ("400x300_bw_en_closed_booked", State.FREE, (400, 300), "bw", "en",
      {"closed": True, "booked": True}),
     ("800x480_bw_zh+en_closed", State.FREE, (800, 480), "bw", "zh+en", {"closed": True}),
+    # Issue 19: the meeting's title and organizer, at each size in each language; a private
+    # booking ("Booked", no organizer); a title too long for its line.
+    *[(f"{w}x{h}_bw_{lang}_busy_details", State.BUSY, (w, h), "bw", lang, {"details": True})
+      for w, h in ((296, 128), (400, 300), (800, 480)) for lang in ("zh", "en", "zh+en")],
+    ("296x128_bwr_zh+en_soon_private", State.SOON, (296, 128), "bwr", "zh+en",
+     {"details": True, "private": True}),
+    ("400x300_bw_zh+en_busy_private", State.BUSY, (400, 300), "bw", "zh+en",
+     {"details": True, "private": True}),
+    ("800x480_bwr_en_soon_long_title", State.SOON, (800, 480), "bwr", "en",
+     {"details": True, "long": True}),
 ]
+
+#: The sample meeting's title and organizer in each language.
+TITLES = {"zh": ("季度产品评审会", "张伟"), "en": ("Quarterly product review", "Alice Chen"),
+          "zh+en": ("季度评审 Quarterly review", "张伟 Wei Zhang")}
 
 MONDAY = (2026, 11, 30)  # the sample day is a Wednesday; a closed sign opens on Monday
 
@@ -96,7 +110,24 @@ def closed_view(language: str, booked: bool = False) -> RoomView:
     return dataclasses.replace(view, closed_until=local("08:00", MONDAY))
 
 
+def details_view(view: RoomView, *, private: bool = False, long: bool = False,
+                 title: str | None = None, organizer: str | None = None) -> RoomView:
+    """``view`` with details for every booking: the sample title and organizer in its
+    language (``private``: "Booked"; ``long``: a title far too long for one line)."""
+    sample_title, sample_organizer = TITLES[view.language]
+    if long:
+        sample_title = LONG_EN + ": quarterly planning, budget and hiring review"
+    shown = BookingDetails(private=True) if private else BookingDetails(
+        title=title or sample_title, organizer=organizer or sample_organizer)
+    occ = view.occupancy
+    keys = {b.key for b in (*occ.today, *occ.next)}
+    return dataclasses.replace(view, details=dict.fromkeys(keys, shown))
+
+
 def case_view(state: State, language: str, extra: dict[str, object]) -> RoomView:
+    if extra.get("details"):
+        return details_view(sample_view(state, language=language),
+                            private=bool(extra.get("private")), long=bool(extra.get("long")))
     if extra.get("crowded"):
         return sample_view(language=language, spans=busy_day_spans(14), at="10:05")
     if extra.get("closed"):
@@ -132,6 +163,9 @@ def test_extreme_panels_terminate_and_fit(size: tuple[int, int]) -> None:
     name = "很长的会议室名称 Long Name " * 3
     for language in ("zh", "en"):
         assert_contained(compose(sample_view(State.BUSY, name=name, language=language),
+                                 eink(size)))
+        assert_contained(compose(details_view(sample_view(State.BUSY, name=name,
+                                                          language=language), long=True),
                                  eink(size)))
 
 
@@ -359,10 +393,14 @@ def test_rotation_turns_the_logical_sign_clockwise(rotation: int) -> None:
     language=st.sampled_from(["zh", "en", "zh+en"]),
     stale=st.booleans(),
     closed=st.booleans(),
+    details=st.sampled_from(["none", "shown", "private", "long"]),
 )
 def test_any_size_and_name_fits(name: str, w: int, h: int, rotation: int, state: State,
-                                language: str, stale: bool, closed: bool) -> None:
+                                language: str, stale: bool, closed: bool, details: str) -> None:
     view = sample_view(state, name=name, language=language, stale=stale)
+    if details != "none":  # a title and an organizer line, or "Booked", must fit too
+        view = details_view(view, private=details == "private", long=details == "long",
+                            organizer=name if details == "long" else None)
     if closed:
         view = dataclasses.replace(view, closed_until=local("08:00", MONDAY))
     comp = compose(view, eink((w, h), rotation=rotation))
@@ -400,3 +438,66 @@ def test_fonts_are_cached_per_size() -> None:
     fonts = default_fonts()
     assert fonts.font("使用中", 30) is fonts.font("空闲", 30)
     assert fonts.font("Free", 30, bold=True) is not fonts.font("使用中", 30)
+
+
+# -- titles and organizers (issue 19) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(296, 128), (400, 300), (800, 480), (250, 122)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("language", ["zh", "en", "zh+en"])
+def test_title_and_organizer_are_on_the_sign_whole_or_ellipsised(size: tuple[int, int],
+                                                                   language: str) -> None:
+    comp = compose(details_view(sample_view(State.BUSY, language=language)),
+                   eink(size, language=language))
+    assert_contained(comp)
+    texts = {t.role: t for t in comp.texts}
+    title, organizer = TITLES[language]
+    assert texts["title"].text.startswith(title[:2])
+    shown = texts["title"].text + (texts["organizer"].text if "organizer" in texts else "")
+    if not texts["title"].truncated:
+        assert title in shown and organizer in shown
+    # Never at the cost of the state or "until": they are still there, as large as before.
+    assert "state" in texts and "detail" in texts
+
+
+@pytest.mark.parametrize("size", [(296, 128), (400, 300), (800, 480)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_long_title_is_ellipsised_in_its_line(size: tuple[int, int]) -> None:
+    comp = compose(details_view(sample_view(State.BUSY), long=True), eink(size))
+    assert_contained(comp)
+    title = next(t for t in comp.texts if t.role == "title")
+    assert title.truncated and title.text.endswith("…")
+
+
+@pytest.mark.parametrize(("language", "word"), [("zh", "已预约"), ("en", "Booked"),
+                                                 ("zh+en", "已预约 Booked")])
+def test_a_private_booking_says_booked_and_names_nobody(language: str, word: str) -> None:
+    comp = compose(details_view(sample_view(State.BUSY, language=language), private=True),
+                   eink((400, 300), language=language))
+    texts = {t.role: t.text for t in comp.texts}
+    assert texts["title"] == word
+    assert "organizer" not in texts
+
+
+def test_without_details_the_sign_is_as_before() -> None:
+    """Details off (the default): no title line, the same image as without the feature."""
+    for size in ((296, 128), (400, 300), (800, 480)):
+        view = sample_view(State.BUSY)
+        comp = compose(view, eink(size))
+        assert not any(t.role in ("title", "organizer") for t in comp.texts)
+        assert same(comp.sign.black, render_sign(dataclasses.replace(view, details={}),
+                                                 eink(size)).black)
+
+
+def test_free_sign_names_no_meeting_and_soon_names_the_next() -> None:
+    free = compose(details_view(sample_view(State.FREE)), eink((400, 300)))
+    assert not any(t.role == "title" for t in free.texts)
+    soon = compose(details_view(sample_view(State.SOON)), eink((400, 300)))
+    assert [t.text for t in soon.texts if t.role == "title"] == ["Quarterly product review"]
+
+
+def test_closed_sign_names_no_meeting() -> None:
+    view = details_view(closed_view("en", booked=True))
+    comp = compose(view, eink((400, 300)))
+    assert not any(t.role in ("title", "organizer") for t in comp.texts)
