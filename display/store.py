@@ -403,13 +403,25 @@ class ScheduleStore:
                 row = _version(db, booking_key(uid, 0))
                 return row is not None and bool(row[1]) and held(row[4])
 
+            def exception_held(uid: str, original: int) -> bool:
+                # An instance whose occurrence got an exception (or was cancelled) since; a
+                # cancelled occurrence is not held once its series was issued again with or
+                # after the cancellation (a series' time change drops its exceptions).
+                key = booking_key(uid, original)
+                if newer_than_request(key):
+                    return True
+                if not deleted_lately(key):
+                    return False
+                cancelled, series = _version(db, key), _version(db, booking_key(uid, 0))
+                return not (cancelled is not None and series is not None and not series[1]
+                            and series[0] >= cancelled[0])
+
             def overridden(b: Booking) -> bool:
                 if held(b.key) or series_deleted_since(b.uid):
                     return True
                 start = to_epoch_ms(b.start)
-                # An instance whose occurrence got an exception (or was cancelled) since.
                 return (not b.original_time and start % 1000 == 0
-                        and held(booking_key(b.uid, start // 1000)))
+                        and exception_held(b.uid, start // 1000))
 
             wanted = {(b.key, to_epoch_ms(b.start)): b for b in bookings if not overridden(b)}
             present = {(r[1], r[2]): r for r in db.execute(
