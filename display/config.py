@@ -64,6 +64,14 @@ class MqttProtocol(StrEnum):
     V5 = "5"
 
 
+class CheckinMode(StrEnum):
+    """``[checkin] mode``: what happens to a booking nobody checked in to."""
+
+    OFF = "off"
+    DRY_RUN = "dry-run"  # logged and shown in status, nothing released
+    RELEASE = "release"  # released in Feishu (NOT_CHECK_IN)
+
+
 class DeviceKind(StrEnum):
     """What a panel shows: a light, or an e-ink sign."""
 
@@ -310,6 +318,18 @@ class MqttConfig:
         return self.brokers[0][1]
 
 
+_window = rule(lambda v: 1 <= v <= 24 * 60, "{value} is out of range", "use 1 to 1440 minutes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckinConfig:
+    """``[checkin]``: releasing rooms nobody checked in to (see :mod:`display.checkin`)."""
+
+    mode: CheckinMode = setting(CheckinMode.OFF, what="a check-in mode")
+    window_minutes: int = setting(10, check=_window)
+    rooms: tuple[str, ...] = setting((), custom=True)  # allow-list; empty: every room
+
+
 WEB_LISTEN = "127.0.0.1:8470"
 #: ``[web] enabled = false`` turns the page off: the one key that is no field (``Config.web``
 #: is then None).
@@ -397,6 +417,9 @@ class RoomConfig:
     open_id: str = setting(check=_room_id)
     name: str = ""  # "": the open_id
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
+    # Per-room override of [checkin] (None: the section's value).
+    checkin: CheckinMode | None = setting(None, what="a check-in mode")
+    checkin_window_minutes: int | None = setting(None, check=_window)
 
 
 @dataclass(frozen=True)
@@ -410,6 +433,7 @@ class Config:
     feishu: FeishuConfig | None = None
     mqtt: MqttConfig | None = None
     web: WebConfig | None = None  # None: no web page (an agent without [web], or enabled = false)
+    checkin: CheckinConfig = CheckinConfig()
 
     @property
     def role(self) -> str:
@@ -535,8 +559,23 @@ class _Parser(schema.Reader):
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
         web = self.web(data) if "web" in data or feishu is not None else None
+        checkin = self.checkin(data, rooms)
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
-                      feishu=feishu, mqtt=mqtt, web=web)
+                      feishu=feishu, mqtt=mqtt, web=web, checkin=checkin)
+
+    def checkin(self, data: Mapping[str, Any], rooms: tuple[RoomConfig, ...]) -> CheckinConfig:
+        t = self.table(data, "checkin", schema.keys(CheckinConfig))
+        values = self.values(t, "checkin", CheckinConfig)
+        raw = t.get("rooms", [])
+        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+            raise self.fail("checkin.rooms", f"must be a list of room ids, got {raw!r}",
+                            'e.g. rooms = ["omm_..."] (leave it out for every room)')
+        known = {r.open_id for r in rooms}
+        stray = [r for r in raw if r not in known]
+        if stray:
+            raise self.fail("checkin.rooms", f"room {stray[0]} is not in [[rooms]]",
+                            "list open_ids of configured rooms")
+        return CheckinConfig(**values, rooms=tuple(raw))
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
         values = self.section(data, "node", NodeConfig)
@@ -619,7 +658,9 @@ class _Parser(schema.Reader):
                                     "give every device its own id")
                 seen_devices.add(dev.id)
                 devices.append(dev)
-            rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices)))
+            override = self.values(item, key, RoomConfig, ["checkin", "checkin_window_minutes"])
+            rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices),
+                                    **override))
         return tuple(rooms)
 
     def device(self, d: Any, key: str) -> DeviceConfig:

@@ -162,6 +162,24 @@ class Occupancy:
     today: tuple[Booking, ...] = ()
 
 
+class CheckinState(StrEnum):
+    """Where the booking in progress stands with check-in (:mod:`display.checkin`)."""
+
+    WAITING = "waiting"  # in its window: a press keeps it, else it is released at release_at
+    CHECKED_IN = "checked_in"
+    RELEASED = "released"  # released (no-show) or ended early: the room is free
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinView:
+    """What a panel shows about check-in: the state and, while waiting, when the room is
+    released (``release_at``); after a release, until when the room is free (``free_until``)."""
+
+    state: CheckinState
+    release_at: datetime | None = None
+    free_until: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RoomView:
     """Everything a panel needs to draw one room: the renderers' only input.
@@ -177,6 +195,7 @@ class RoomView:
     as_of: datetime
     timezone: str
     language: str = "en"
+    checkin: CheckinView | None = None  # None: check-in is off for this room or nothing is due
 
 
 @dataclass(frozen=True, slots=True)

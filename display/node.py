@@ -24,7 +24,7 @@ from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
-from display.model import Booking, Occupancy, RoomView
+from display.model import Booking, CheckinView, Occupancy, RoomView
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
@@ -77,6 +77,9 @@ def _content(name: str, occ: Occupancy, stale: bool) -> tuple[Any, ...]:
 
 
 ViewListener = Callable[[RoomView], None]
+#: ``(room, bookings, now) -> (check-in view, when it changes next)`` (:mod:`display.checkin`).
+CheckinSource = Callable[[RoomConfig, list[Booking], datetime],
+                         tuple[CheckinView | None, datetime | None]]
 ScheduleListener = Callable[[list[str]], None]
 StatusSource = Callable[[], Any]
 
@@ -126,13 +129,25 @@ class Node:
         # schedules, which may change without changing what a panel shows (a booking next week).
         self._schedule_listeners: tuple[ScheduleListener, ...] = tuple(schedule_listeners)
         self._status_dirty = False
+        self._checkin: CheckinSource | None = None
+        #: ``(room, "in" | "end")`` for a press of a panel's button (on the device's thread).
+        self.on_press: Callable[[str, str], None] | None = None
+        self._checkin_wake: dict[str, datetime] = {}
         for room, dev in config.devices():
             self._add_device(room, dev)
 
     def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
         device = self._make_device(dev, self.clock)
         device.on_change = self._device_changed  # rewrite status when health changes
+        device.on_press = lambda action, room_id=room.open_id: self._pressed(room_id, action)
         self._devices[dev.id] = (room.open_id, device)
+
+    def _pressed(self, room_id: str, action: str) -> None:
+        on_press = self.on_press
+        if on_press is None:
+            log.info("room %s: a button press, but check-in is not set up on this node", room_id)
+            return
+        on_press(room_id, action)
 
     def _device_changed(self) -> None:
         self.status_changed()
@@ -160,6 +175,13 @@ class Node:
         """Call ``listener`` (on the loop's thread) with the rooms whose bookings were re-read."""
         with self._lock:
             self._schedule_listeners = (*self._schedule_listeners, listener)
+
+    def set_checkin(self, source: CheckinSource) -> None:
+        """Ask ``source`` (on the loop's thread) what each room's panels show about check-in."""
+        with self._lock:
+            self._checkin = source
+            self._status_dirty = True
+        self._wake.set()
 
     def add_status_source(self, name: str, source: StatusSource) -> None:
         """Show ``source()`` as ``node.<name>`` in the status document."""
@@ -261,6 +283,8 @@ class Node:
             until = self._views[room.open_id].occupancy.until
             if until is not None:
                 wake_at.append(until)
+            if room.open_id in self._checkin_wake:  # a release due
+                wake_at.append(self._checkin_wake[room.open_id])
         if (changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
@@ -293,18 +317,24 @@ class Node:
             self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
             self.config.node.tz)
         stale = self.freshness.stale(now)
-        content = _content(room.name, occ, stale)
+        checkin, wake = (self._checkin(room, self._bookings[room.open_id], now)
+                         if self._checkin is not None else (None, None))
+        if wake is None:
+            self._checkin_wake.pop(room.open_id, None)
+        else:
+            self._checkin_wake[room.open_id] = wake
+        content = (*_content(room.name, occ, stale), checkin)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         if shown.same(content, now):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
-                timezone=old.timezone, language=old.language)
+                timezone=old.timezone, language=old.language, checkin=old.checkin)
             return None
         view = RoomView(open_id=room.open_id, name=room.name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
-                        language=self.config.node.language)
+                        language=self.config.node.language, checkin=checkin)
         self._views[room.open_id] = view
         if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
@@ -414,6 +444,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
         "as_of": iso(view.as_of),
         "current": booking(occ.current) if occ.current else None,
         "next": [booking(b) for b in occ.next],
+        **({"checkin": {"state": view.checkin.state.value,
+                        "release_at": iso(view.checkin.release_at),
+                        "free_until": iso(view.checkin.free_until)}} if view.checkin else {}),
         "devices": local_times(devices, tz),
     }
 
