@@ -34,7 +34,7 @@ MAX_REQUEST = 4096
 Handler = Callable[[str, Action], "Future[Result]"]
 
 
-class NoNodeError(RoomDisplayError):
+class NoNodeError(RoomDisplayError, ConnectionError):
     """No node answers on the control socket."""
 
 

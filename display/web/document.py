@@ -149,6 +149,26 @@ class _Metrics:
             self.lines.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
 
 
+def _checkin_metrics(m: _Metrics, checkin: Any) -> None:
+    """Check-ins by source, releases and early ends by outcome, dry-run decisions."""
+    if not isinstance(checkin, dict):
+        return
+    for key, name, help_text, label in (
+            ("checkins", "checkins_total", "Check-ins since start by source (button, mqtt, "
+             "web, cli, back_to_back).", "source"),
+            ("releases", "checkin_releases_total", "No-show releases since start by outcome "
+             "(released, refused, unknown, gone, series, failed).", "outcome"),
+            ("ends", "checkin_ends_total", "Meetings ended early since start by outcome.",
+             "outcome")):
+        values = checkin.get(key)
+        if isinstance(values, dict) and values:
+            m.family(f"room_display_{name}", "counter", help_text,
+                     (({label: str(k)}, v) for k, v in sorted(values.items())))
+    m.family("room_display_checkin_dry_run_total", "counter",
+             "Releases or ends a dry run would have made since start.",
+             [({}, checkin.get("dry_run", 0))])
+
+
 def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]]) -> str:
     """Prometheus text exposition (version 0.0.4) of the status document and ``counters``.
 
@@ -196,6 +216,7 @@ def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]])
         m.family("room_display_events_received_total", "counter",
                  "Feishu event deliveries received since start (the sum of the verdicts).",
                  [({}, sum(events.values()))])
+    _checkin_metrics(m, node.get("checkin"))
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         m.family("room_display_node_online", "gauge", "1 while a node of the site is online.",
