@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from display.checkin.releaser import run_helper
-from display.checkin.service import CheckinService
+from display.checkin.service import Action, CheckinService
 from display.config import Config, load_config
-from display.devices.base import Device
+from display.devices.factory import make_device
 from display.model import Booking, EventKind, RoomEvent
 from display.node import Node
 from display.store import ScheduleStore, store_path
@@ -33,20 +33,17 @@ T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 def write_box_config(path: Path, *, domain: str, app_id: str, app_secret: str,
                      mode: str = "release", window: int = 10, rooms: tuple[str, ...] = ("omm_a",),
-                     extra: str = "") -> Path:
-    """A single box's config: ``[feishu]`` at ``domain``, ``[checkin]``, the rooms."""
+                     extra: str = "", devices: str = "") -> Path:
+    """A single box's config: ``[feishu]`` at ``domain``, ``[checkin]``, the rooms (``extra``:
+    more tables, e.g. ``[mqtt]``; ``devices``: ``[[rooms.devices]]`` of the first room)."""
     lines = ["[node]", f"state_dir = {json.dumps(str(path.parent / 'state'))}",
              'timezone = "UTC"', "", "[feishu]", f"app_id = {json.dumps(app_id)}",
              f"app_secret = {json.dumps(app_secret)}", f"domain = {json.dumps(domain)}",
              "", "[checkin]", f"mode = {json.dumps(mode)}", f"window_minutes = {window}", extra]
-    for room in rooms:
-        lines += ["", "[[rooms]]", f"open_id = {json.dumps(room)}"]
+    for i, room in enumerate(rooms):
+        lines += ["", "[[rooms]]", f"open_id = {json.dumps(room)}", devices if i == 0 else ""]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def _no_device(dev: Any, clock: Any) -> Device:
-    raise AssertionError("the check-in box has no devices")
 
 
 class CheckinBox:
@@ -57,14 +54,19 @@ class CheckinBox:
         self.config: Config = load_config(config_path)
         self.clock = clock
         self.store = ScheduleStore(store_path(self.config), durable=False)
-        self.node = Node(self.config, self.store, clock, _no_device)
+        self.node = Node(self.config, self.store, clock, make_device)
         self.service = CheckinService(
             self.config, self.store, clock, self.node.notify,
             releaser=lambda path, room, booking, status: run_helper(
                 path, room, booking, status, python=python, reply_timeout=reply_timeout))
         self.node.set_checkin(self.service.room_checkin)
         self.node.add_status_source("checkin", self.service.status)
+        # As App wires it: a panel's button press goes to the service.
+        self.node.on_press = self._pressed
         self._events = 0
+
+    def _pressed(self, room: str, action: str) -> None:
+        self.service.press(room, Action(action), "button")
 
     def __enter__(self) -> CheckinBox:
         return self
