@@ -144,7 +144,10 @@ BUTTON = (COMMON - {"state_topic", "value_template", "json_attributes_topic",
 def test_check_in_and_end_meeting_buttons_publish_to_the_rooms_checkin_topic(
         tmp_path: Path, broker: Broker) -> None:
     bridge = start_bridge(tmp_path / "bridge", broker, fake_clock())
-    rec = Recorder(broker.port)
+    wait_for(lambda: bridge.mqtt.homeassistant is not None
+             and bridge.mqtt.homeassistant.announcements >= 1, what="announced")
+    assert bridge.mqtt.link.flush(5)
+    rec = Recorder(broker.port)  # subscribes after the announcement: sees retained copies
     try:
         obj = object_id("omm_a")
         docs = {}
