@@ -238,6 +238,7 @@ class App:
         self.web = WebServer(self.config.web, self.node,
                              lambda: {"resync": dict(self.resync_passes),
                                       "events": dict(self.event_counts)})
+        self.web.press = self.press
         if not self.web.start():
             self.web = None
 

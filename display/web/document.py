@@ -52,6 +52,12 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "last_update": ("最近更新", "last update"),
     "back": ("全部会议室", "All rooms"),
     "no_bookings": ("今日无预订", "No bookings today"),
+    "checkin_waiting": ("待签到", "waiting for check-in"),
+    "checkin_checked_in": ("已签到", "checked in"),
+    "checkin_released": ("已释放", "released"),
+    "released_at": ("释放于", "released at"),
+    "check_in": ("签到", "Check in"),
+    "end_meeting": ("结束会议", "End meeting"),
 }
 
 

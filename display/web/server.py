@@ -12,7 +12,10 @@ Routes (all ``GET``; anything else is 405):
 - ``/api/status``: the ``status --json`` document; ``/api/rooms/ROOM``: one room and its day;
 - ``/rooms/ROOM/sign.png``: the e-ink sign as ``preview`` draws it;
 - ``/metrics``: Prometheus text;
-- ``/static/NAME``: the package's CSS and JavaScript (no token needed: they hold no data).
+- ``/static/NAME``: the package's CSS and JavaScript (no token needed: they hold no data);
+- ``POST /api/rooms/ROOM/checkin`` with ``{"action": "in" | "end"}``: check in to the room's
+  meeting or end it (:mod:`display.checkin`); only when ``[web] token`` is set, and only with
+  the token in the ``Authorization`` header (a form or link from another site cannot send it).
 
 Every answer carries a strict Content-Security-Policy (no inline script or style, nothing from
 another origin). With ``[web] token`` set, every route but ``/static/`` needs it as
@@ -30,12 +33,15 @@ import os
 import selectors
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from display.checkin.service import END_WAIT, Action, Result
 from display.config import WebConfig
 from display.node import Node
 from display.web.document import metrics_text, page_meta, room_detail, status_document
@@ -50,6 +56,9 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 PAGES = {"/": "index.html", "/board": "board.html"}
 
 Counters = Callable[[], dict[str, dict[str, int]]]
+#: ``press(room, action, source)``: a check-in or early end (the node's ``App.press``).
+Press = Callable[[str, Action, str], "Future[Result]"]
+MAX_POST = 1024
 
 
 def _static(name: str) -> bytes | None:
@@ -73,6 +82,7 @@ class WebServer:
         self.counters = counters
         self.hub = Hub(node, lambda: page_meta(node))
         self.bytes_sent = 0  # for the benchmark: what the pages cost on the wire
+        self.press: Press | None = None  # set where check-in is possible
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -194,9 +204,53 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing ----------------------------------------------------------------------------------
 
     def do_POST(self) -> None:
+        path = unquote(urlsplit(self.path).path)
+        if path.startswith("/api/rooms/") and path.endswith("/checkin"):
+            try:
+                self._checkin(path[len("/api/rooms/"):-len("/checkin")])
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            return
         self._refuse()
 
-    do_PUT = do_DELETE = do_PATCH = do_POST
+    def do_PUT(self) -> None:
+        self._refuse()
+
+    do_DELETE = do_PATCH = do_PUT
+
+    def _checkin(self, open_id: str) -> None:
+        """``POST /api/rooms/ROOM/checkin``: see the module docstring."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_POST:
+            self.close_connection = True
+            self._json({"ok": False, "message": "request too large"},
+                       HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return
+        body = self.rfile.read(length)
+        web = self.web
+        if not web.config.token:
+            self._json({"ok": False, "message": "check-in from the web page needs [web] token"},
+                       HTTPStatus.FORBIDDEN)
+            return
+        if not web.authorized(self.headers, {}):
+            self._json({"ok": False, "message": "unauthorized"}, HTTPStatus.UNAUTHORIZED)
+            return
+        if web.press is None or web.node.config.room(open_id) is None:
+            self._json({"ok": False, "message": "no such room, or no check-in on this node"},
+                       HTTPStatus.NOT_FOUND)
+            return
+        try:
+            action = Action(json.loads(body)["action"])
+        except (ValueError, KeyError, TypeError):
+            self._json({"ok": False, "message": 'send {"action": "in"} or {"action": "end"}'},
+                       HTTPStatus.BAD_REQUEST)
+            return
+        try:
+            result = web.press(open_id, action, "web").result(timeout=END_WAIT)
+        except FutureTimeout:
+            result = Result(False, "no answer from Feishu yet")
+        self._json({"ok": result.ok, "message": result.message},
+                   HTTPStatus.OK if result.ok else HTTPStatus.CONFLICT)
 
     def _refuse(self) -> None:
         self.close_connection = True

@@ -4,7 +4,9 @@ unix port through the real serial link."""
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -175,3 +177,54 @@ def test_the_boards_button_checks_in_and_a_long_press_ends_the_meeting(
             box.node.tick()
             assert box.view().occupancy.state is State.FREE
         assert board.errors() == ""
+
+
+def _post(address: str, room: str, body: bytes, headers: dict[str, str],
+          query: str = "") -> tuple[int, dict[str, object]]:
+    conn = http.client.HTTPConnection(*address.rsplit(":", 1), timeout=60)
+    try:
+        conn.request("POST", f"/api/rooms/{room}/checkin{query}", body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("token", ["s3cret", None])
+def test_the_web_page_checks_in_only_with_a_token_in_the_header(
+        feishu: tuple[FeishuStandIn, FreeBusyApi, InstanceReplyApi], tmp_path: Path,
+        token: str | None) -> None:
+    standin, _freebusy, reply = feishu
+    web = '\n[web]\nlisten = "127.0.0.1:0"\n' + (f'token = "{token}"\n' if token else "")
+    config = config_for(standin, tmp_path, window=10, extra=web)
+    clock = FakeClock(T0 + timedelta(minutes=2))
+    with App(parse_config(config.read_text(), config), clock) as app:
+        app.start_web()
+        assert app.web is not None
+        app.store.apply(RoomEvent(uuid="u1", kind=EventKind.CREATED, event_id="bk-1_0",
+                                  uid="bk-1", original_time=0, event_time_ms=1, start=T0,
+                                  end=END, room_ids=("omm_a",), organizer_open_id="ou_alice"),
+                        clock.now())
+        app.node.notify(["omm_a"])
+        app.node.tick()
+        address = app.web.address
+        body = json.dumps({"action": "in"}).encode()
+        if token is None:  # no token configured: the page stays read-only
+            status, answer = _post(address, "omm_a", body, {})
+            assert status == 403 and "needs [web] token" in answer["message"]
+            assert steps(app) == [("bk-1_0", Step.WAITING)]
+            return
+        assert _post(address, "omm_a", body, {})[0] == 401
+        # The token as a query parameter (fine for reading) does not check anyone in.
+        assert _post(address, "omm_a", body, {}, f"?token={token}")[0] == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        assert _post(address, "omm_a", b"{", auth)[0] == 400
+        assert _post(address, "omm_nowhere", body, auth)[0] == 404
+        status, answer = _post(address, "omm_a", body, auth)
+        assert status == 200 and answer["ok"] and "checked in" in answer["message"]
+        assert steps(app) == [("bk-1_0", Step.CHECKED_IN)]
+        app.node.tick()
+        room = app.node.status()["rooms"][0]
+        assert room["checkin"] == {"state": "checked_in", "release_at": None,
+                                   "free_until": None}
+        assert reply.calls == []

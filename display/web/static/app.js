@@ -111,12 +111,35 @@
     if (until) li.appendChild(el("span", "until", w("until") + " " + when(until)));
     if (room.current) li.appendChild(el("span", "current", w("now") + " " + span(room.current)));
     if (room.next && room.next.length) li.appendChild(el("span", "next", w("next") + " " + span(room.next[0])));
+    if (room.checkin) li.appendChild(checkinLine(room));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
     if (page === "overview") {
       const offline = (room.devices || []).filter(function (d) { return !d.online; }).length;
       if (offline) li.appendChild(el("span", "devices-bad", w("devices") + " " + w("offline") + ": " + offline));
     }
     return li;
+  }
+
+  // Check-in: the state on every tile; on a room's page opened with the token, two buttons.
+  function checkinLine(room) {
+    const c = room.checkin;
+    const line = el("span", "checkin checkin-" + c.state, w("checkin_" + c.state) +
+      (c.release_at ? " · " + w("released_at") + " " + when(c.release_at) : ""));
+    if (page === "room" && token) {
+      for (const [action, label] of [["in", "check_in"], ["end", "end_meeting"]]) {
+        const button = el("button", "checkin-" + action, w(label));
+        button.addEventListener("click", function () {
+          fetch("/api/rooms/" + encodeURIComponent(room.open_id) + "/checkin", {
+            method: "POST", headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+            body: JSON.stringify({action: action}),
+          }).then(function (r) { return r.json(); })
+            .then(function (answer) { button.title = answer.message; })
+            .catch(function () { /* the connection banner says why */ });
+        });
+        line.appendChild(button);
+      }
+    }
+    return line;
   }
 
   // While a room is in use, "until" means when it is free again, as the door sign says: the end
