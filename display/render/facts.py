@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from display.config import DeviceConfig
-from display.model import Booking, RoomView, State
+from display.model import Booking, CheckinView, RoomView, State
 from display.render.wording import LANGUAGES, text
 
 DASH = "–"  # en dash between the two times of a span
@@ -34,6 +34,7 @@ class SignFacts:
     as_of: datetime
     stale: bool
     name: str
+    checkin: CheckinView | None = None  # check-in window or release (display.checkin)
 
     def hm(self, dt: datetime) -> str:
         """``dt`` as local ``HH:MM``."""
@@ -75,5 +76,5 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     return SignFacts(state=occ.state, language=language if language in LANGUAGES else "en",
                      tz=tz, now=now, day_start=day_start, day_end=day_end, current=cur,
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
-                     stale=view.stale, name=view.name)
+                     stale=view.stale, name=view.name, checkin=view.checkin)
 

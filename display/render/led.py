@@ -20,6 +20,10 @@ and therefore move (pulse). Stale never looks like any fresh state: no fresh sta
 blinking light always means "do not trust me", while its colour still says what the schedule last
 said (README: the LED shows stale as the state colour blinking slowly, configurable).
 
+During a booking's check-in window (:mod:`display.checkin`) the light shows the *soon* colour
+breathing (amber by default, and whatever a palette gives *soon*): the room is booked and waits
+for its people to press the button; once released it is simply free (green).
+
 Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale``), ``effects.<state>``
 (``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and ``brightness`` (0-255) override
 the defaults.
@@ -28,7 +32,7 @@ the defaults.
 from __future__ import annotations
 
 from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfig
-from display.model import RoomView
+from display.model import CheckinState, RoomView
 from display.outputs import RGB, Effect, LedOutput, parse_hex
 
 
@@ -44,6 +48,9 @@ def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
     if view.stale:
         colour = device.colours.get("stale", colour)
         key = "stale"
+    elif view.checkin is not None and view.checkin.state is CheckinState.WAITING:
+        colour = device.colours.get("soon") or parse_hex(DEFAULT_LED_COLOURS["soon"])
+        return LedOutput(colour=colour, effect=Effect.PULSE, brightness=device.brightness)
     else:
         key = state
     effect = device.effects.get(key) or Effect(DEFAULT_LED_EFFECTS[key])

@@ -17,6 +17,11 @@ TEXTS: dict[str, tuple[str, str, str]] = {
     "as_of": ("更新于 {t}", "as of {t}", "更新于 / as of {t}"),
     "none": ("今日无更多预订", "No more bookings today", "今日无更多预订 · No more bookings today"),
     "more": ("另有 {n} 场", "+{n} more", "另有 {n} 场 / +{n} more"),
+    # Check-in (display.checkin): the window, and after a release.
+    "checkin": ("请按键签到", "Press to check in", "请按键签到 / Press to check in"),
+    "released_at": ("{t} 释放", "released at {t}", "{t} 释放 / released at {t}"),
+    "released": ("已释放", "Released", "已释放 / Released"),
+    "free_until": ("空闲至 {t}", "free until {t}", "空闲至 / free until {t}"),
 }
 LANGUAGES = ("zh", "en", "zh+en")  # in the order of each TEXTS row
 _LANG_INDEX = {language: i for i, language in enumerate(LANGUAGES)}

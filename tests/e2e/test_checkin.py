@@ -16,7 +16,11 @@ import pytest
 
 from display.checkin.ledger import Step
 from display.checkin.service import Action
+from display.config import DeviceConfig, DeviceKind
 from display.model import Booking, CheckinState, State
+from display.outputs import Effect, LedOutput
+from display.render.eink import compose
+from display.render.led import led_output
 from display.testing.checkin_box import T0, CheckinBox, write_box_config
 from display.testing.clock import FakeClock
 from display.testing.feishu_standin import (
@@ -289,3 +293,28 @@ def test_kill_9_while_asking_feishu_never_sends_twice(site: Site) -> None:
         (booking,) = box.node.status()["node"]["checkin"]["bookings"]
         assert "not sent again" in booking["detail"]
     assert len(site.reply.calls) == 1
+
+
+def test_panels_show_the_window_and_the_release(site: Site) -> None:
+    """The LED breathes in the soon colour during the window; the sign says when the room is
+    released, and after the release that it was, and until when it is free."""
+    sign = DeviceConfig(id="sign", kind=DeviceKind.EINK, url="virtual:x", size=(800, 480))
+    led = DeviceConfig(id="led", kind=DeviceKind.LED, url="virtual:y")
+    with CheckinBox(site.config(window=10), FakeClock(T0)) as box:
+        site.book(box, "bk-panel")
+        site.freebusy.slots["omm_a"].append(slot("bk-after", T0 + timedelta(hours=3),
+                                                 T0 + timedelta(hours=4)))
+        box.book("bk-after", T0 + timedelta(hours=3), T0 + timedelta(hours=4))
+        box.tick_at(T0)
+        box.tick_at(T0 + timedelta(minutes=1))
+        waiting = box.view()
+        assert led_output(waiting, led) == LedOutput((255, 160, 0), Effect.PULSE, 128)
+        detail = [t.text for t in compose(waiting, sign).texts if t.role == "detail"]
+        assert detail == ["Press to check in · released at 09:10"]
+        box.tick_at(T0 + timedelta(minutes=10))
+        wait_for(lambda: step(box, "bk-panel") is Step.RELEASED, what="released")
+        box.node.tick()
+        released = box.view()
+        assert led_output(released, led).colour == (0, 192, 0)  # free: green, steady
+        detail = [t.text for t in compose(released, sign).texts if t.role == "detail"]
+        assert detail == ["Released · free until 12:00"]
