@@ -327,6 +327,7 @@ class CheckinService:
                 "window_minutes": self.config.checkin.window_minutes,
                 **self.counts(),
                 "bookings": [{"room": r.room_id, "name": names.get(r.room_id, r.room_id),
-                              "key": r.key, "start": r.start.isoformat(),
+                              "key": r.key,
+                              "start": r.start.astimezone(self.config.node.tz).isoformat(),
                               "state": r.step.value, "since": r.at.isoformat(),
                               "source": r.source, "detail": r.detail} for r in recent]}

@@ -21,6 +21,7 @@ from display.model import Booking, CheckinState, State
 from display.outputs import Effect, LedOutput
 from display.render.eink import compose
 from display.render.led import led_output
+from display.status import render_text
 from display.testing.checkin_box import T0, CheckinBox, write_box_config
 from display.testing.clock import FakeClock
 from display.testing.feishu_standin import (
@@ -192,8 +193,12 @@ def test_a_refused_release_is_shown_and_not_retried(site: Site) -> None:
             box.tick_at(T0 + timedelta(minutes=minutes))
         assert len(site.reply.calls) == 1
         assert box.view().occupancy.state is State.BUSY
-        (booking,) = box.node.status()["node"]["checkin"]["bookings"]
+        status = box.node.status()
+        (booking,) = status["node"]["checkin"]["bookings"]
         assert booking["state"] == "refused" and "193001" in booking["detail"]
+        text = render_text(status)
+        assert "check-in: release, window 10 min; 0 check-in(s), 0 released" in text
+        assert "omm_a 09:00: refused (Feishu refused: HTTP 200, code 193001" in text
 
 
 def test_a_release_that_times_out_is_unknown_and_never_sent_again(site: Site) -> None:
