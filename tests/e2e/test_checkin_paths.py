@@ -228,3 +228,30 @@ def test_the_web_page_checks_in_only_with_a_token_in_the_header(
         assert room["checkin"] == {"state": "checked_in", "release_at": None,
                                    "free_until": None}
         assert reply.calls == []
+
+
+def test_an_agents_press_while_the_broker_is_away_is_sent_when_it_is_back(
+        tmp_path: Path, broker: Broker) -> None:
+    agent_config = parse_config(f"""
+[node]
+name = "pi-agent"
+timezone = "UTC"
+state_dir = "state"
+[mqtt]
+url = "{broker.url}"
+[[rooms]]
+open_id = "omm_a"
+name = "3F"
+""", tmp_path / "config.toml")
+    recorder = Recorder(broker.port, "room-display/v1/rooms/+/checkin")
+    try:
+        with App(agent_config, FakeClock(T0)) as agent:
+            agent.start_mqtt()  # connecting in the background: not connected yet
+            result = agent.press("3F", Action.END, "button").result(5)
+            assert result.ok and "sent when it is back" in result.message
+            assert not agent.press("omm_x", Action.IN, "button").result(5).ok
+            wait_for(lambda: recorder.get("room-display/v1/rooms/omm_a/checkin"), 30,
+                     what="the kept press")
+            assert recorder.get("room-display/v1/rooms/omm_a/checkin") == (b"end", False)
+    finally:
+        recorder.close()
