@@ -73,17 +73,22 @@ class CheckinService:
     """Check-in state of every room of one node; see the module docstring.
 
     ``notify(rooms)`` makes the node re-read those rooms (a check-in, a release).
+    ``releasing()`` says whether this node is the one that releases now: where several bridges
+    share a site, only the one publishing the room topics may (the others keep their windows
+    and check-ins, and release when they take over).
     """
 
     def __init__(self, config: Config, store: ScheduleStore, clock: Clock,
                  notify: Callable[[Iterable[str]], None], *,
-                 releaser: Releaser | None = None) -> None:
+                 releaser: Releaser | None = None,
+                 releasing: Callable[[], bool] = lambda: True) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self._notify = notify
         self._releaser: Releaser = releaser or (
             lambda path, room, booking, status: run_helper(path, room, booking, status))
+        self.releasing = releasing
         self.ledger = Ledger(store.path, clock.now())
         self._lock = threading.RLock()
         self._upcoming: dict[tuple[str, str, int], datetime] = {}  # slot -> its end
@@ -167,6 +172,8 @@ class CheckinService:
 
     def _due(self, room: RoomConfig, b: Booking, rec: Record, bookings: list[Booking],
              mode: CheckinMode, now: datetime) -> None:
+        if not self.releasing():
+            return  # another bridge releases; this one decides again when it takes over
         if is_series(b, bookings):
             log.warning("check-in: nobody checked in to %s in %s, an occurrence of a recurring "
                         "series: not released automatically", b.uid, room.name)
