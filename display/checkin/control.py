@@ -52,6 +52,7 @@ class ControlServer:
         self._handler = handler
         self._server: socketserver.ThreadingUnixStreamServer | None = None
         self._thread: threading.Thread | None = None
+        self._closing = False
 
     def start(self) -> bool:
         """Listen; False (one log line) when the socket cannot be made."""
@@ -88,10 +89,17 @@ class ControlServer:
                         "node): %s", self.path, exc.strerror or exc)
             return False
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="control",
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, args=(server,), name="control",
                                         daemon=True)
         self._thread.start()
         return True
+
+    def _serve(self, server: socketserver.ThreadingUnixStreamServer) -> None:
+        # Blocks in accept until a client comes: serve_forever would wake twice a second to
+        # look for a shutdown, and an idle node must not (close() connects once instead).
+        while not self._closing:
+            server.handle_request()
 
     def answer(self, line: bytes) -> Result:
         """One request line -> its result (bad input: a one-line refusal)."""
@@ -109,7 +117,12 @@ class ControlServer:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            self._closing = True
+            with contextlib.suppress(OSError), \
+                    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                wake.connect(str(self.path))  # ends the accept the loop is blocked in
+            if self._thread is not None:
+                self._thread.join(timeout=5)
             self._server.server_close()
             self._server = None
             with contextlib.suppress(OSError):
