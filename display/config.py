@@ -560,6 +560,11 @@ class _Parser(schema.Reader):
         # serves it only when its config has a [web] section.
         web = self.web(data) if "web" in data or feishu is not None else None
         checkin = self.checkin(data, rooms)
+        releasing = checkin.mode is CheckinMode.RELEASE or any(
+            r.checkin is CheckinMode.RELEASE for r in rooms)
+        if releasing and feishu is not None and (not feishu.app_id or not feishu.app_secret):
+            raise self.fail("checkin.mode", "releasing needs [feishu] app_id and app_secret",
+                            'copy them from the developer console, or use mode = "dry-run"')
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
                       feishu=feishu, mqtt=mqtt, web=web, checkin=checkin)
 
