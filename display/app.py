@@ -10,11 +10,15 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from display.checkin.control import ControlServer
+from display.checkin.mqtt import CheckinForwarder, CheckinSubscriber
+from display.checkin.service import Action, CheckinService, Result
 from display.clock import Clock, SystemClock
 from display.config import Config, load_config
 from display.devices.factory import device_factory
@@ -24,7 +28,7 @@ from display.intake.replay import replay_file
 from display.intake.sink import COUNTED, EventSink
 from display.intake.supervisor import IntakeSupervisor, ResyncReport
 from display.mqtt_roles import MqttServices, make_link
-from display.node import Node
+from display.node import Node, runtime_status_path
 from display.render.identify import DEFAULT_SECONDS, Identify
 from display.store import SERIES_WITHOUT_RESYNC, store_path
 from display.storeopen import open_store
@@ -80,6 +84,46 @@ class App:
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
         self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
         self.web: WebServer | None = None
+        # Check-in: the node that talks to Feishu decides and releases; an agent forwards.
+        self.checkin: CheckinService | None = None
+        self.checkin_forwarder: CheckinForwarder | None = None
+        if config.feishu is not None:
+            try:
+                self.checkin = CheckinService(config, self.store, self.clock, self.node.notify)
+            except StoreError as exc:  # the node runs on; nothing is released meanwhile
+                log.error("check-in is off until the node restarts: %s", exc)
+            else:
+                self.node.set_checkin(self.checkin.room_checkin)
+                self.node.add_status_source("checkin", self.checkin.status)
+        self.node.on_press = self._button_pressed
+        status_file = runtime_status_path(config)  # the socket sits beside it, in RAM
+        self.control = ControlServer(status_file.with_name(f"control-{status_file.stem[7:]}.sock"),
+                                     config.node.state_dir, self.press)
+
+    def press(self, room: str, action: Action, source: str = "cli") -> Future[Result]:
+        """A check-in or early end for ``room`` (open_id or name), from any source."""
+        if self.checkin is not None:
+            return self.checkin.press(room, action, source)
+        done: Future[Result] = Future()
+        target = self.config.room(room) or next(
+            (r for r in self.config.rooms if r.name == room), None)
+        if target is None:
+            done.set_result(Result(False, f"no room {room!r} on this node"))
+        elif self.checkin_forwarder is not None:
+            return self.checkin_forwarder.press(target.open_id, action)
+        else:
+            done.set_result(Result(False, "check-in needs [feishu] (a bridge or single box) or "
+                                   "[mqtt] (a panel agent sends it to the bridge)"))
+        return done
+
+    def _button_pressed(self, room: str, action: str) -> None:
+        """A panel's button (on the device's thread): hand it on, log the answer."""
+        def answered(future: Future[Result]) -> None:
+            result = future.result()
+            log.log(logging.INFO if result.ok else logging.WARNING, "button in %s: %s", room,
+                    result.message)
+
+        self.press(room, Action(action), "button").add_done_callback(answered)
 
     def __enter__(self) -> App:
         return self
@@ -120,6 +164,7 @@ class App:
         and the web page when it has ``[web]`` (started with the node: no second service)."""
         self.start_web()
         self.start_mqtt()
+        self.control.start()
         if self.config.feishu is None:
             return
         self.freshness.expect("feishu", self.clock.now())
@@ -207,6 +252,7 @@ class App:
         self.web = WebServer(self.config.web, self.node,
                              lambda: {"resync": dict(self.resync_passes),
                                       "events": dict(self.event_counts)})
+        self.web.press = self.press
         if not self.web.start():
             self.web = None
 
@@ -215,6 +261,11 @@ class App:
         if self.mqtt is not None or self.config.mqtt is None:
             return
         self.mqtt = MqttServices(self.config, self.node, self.store, self.clock, self.mqtt_link)
+        if self.checkin is not None:
+            CheckinSubscriber(self.mqtt.link, self.checkin, lambda: self.config).attach()
+        elif self.config.role == "agent":
+            self.checkin_forwarder = CheckinForwarder(self.mqtt.link, self.clock)
+            self.checkin_forwarder.attach()
         self.mqtt.start()
 
     def reload(self) -> bool:
@@ -233,6 +284,8 @@ class App:
         web_changed = new.web != self.config.web
         self.config = new
         self.node.reconfigure(new)
+        if self.checkin is not None:
+            self.checkin.reconfigure(new)
         if self.mqtt is not None:
             self.mqtt.reconfigure(new)
         if feishu_changed and self.intake is not None:
@@ -326,6 +379,7 @@ class App:
 
     def close(self) -> None:
         self.stop()
+        self.control.close()
         if self.web is not None:
             self.web.close()
         if self.intake is not None:
@@ -333,4 +387,6 @@ class App:
         self.node.close()
         if self.mqtt is not None:
             self.mqtt.close()
+        if self.checkin is not None:
+            self.checkin.close()
         self.store.close()

@@ -78,6 +78,14 @@ class MqttProtocol(StrEnum):
     V5 = "5"
 
 
+class CheckinMode(StrEnum):
+    """``[checkin] mode``: what happens to a booking nobody checked in to."""
+
+    OFF = "off"
+    DRY_RUN = "dry-run"  # logged and shown in status, nothing released
+    RELEASE = "release"  # released in Feishu (NOT_CHECK_IN)
+
+
 class DeviceKind(StrEnum):
     """What a panel shows: a light, or an e-ink sign."""
 
@@ -369,6 +377,18 @@ class MqttConfig:
         return self.brokers[0][1]
 
 
+_window = rule(lambda v: 1 <= v <= 24 * 60, "{value} is out of range", "use 1 to 1440 minutes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckinConfig:
+    """``[checkin]``: releasing rooms nobody checked in to (see :mod:`display.checkin`)."""
+
+    mode: CheckinMode = setting(CheckinMode.OFF, what="a check-in mode")
+    window_minutes: int = setting(10, check=_window)
+    rooms: tuple[str, ...] = setting((), custom=True)  # allow-list; empty: every room
+
+
 WEB_LISTEN = "127.0.0.1:8470"
 #: ``[web] enabled = false`` turns the page off: the one key that is no field (``Config.web``
 #: is then None).
@@ -487,6 +507,9 @@ class RoomConfig:
     devices: tuple[DeviceConfig, ...] = setting((), custom=True)
     open_hours: OpenHours | None = setting(None, check=_open_hours)  # None: the node's
     details: DetailsConfig | None = setting(None, custom=True)  # None: the node's [details]
+    # Per-room override of [checkin] (None: the section's value).
+    checkin: CheckinMode | None = setting(None, what="a check-in mode")
+    checkin_window_minutes: int | None = setting(None, check=_window)
 
     @property
     def named(self) -> bool:
@@ -507,6 +530,7 @@ class Config:
     mqtt: MqttConfig | None = None
     web: WebConfig | None = None  # None: no web page (an agent without [web], or enabled = false)
     details: DetailsConfig = DetailsConfig()
+    checkin: CheckinConfig = CheckinConfig()
 
     @property
     def role(self) -> str:
@@ -641,8 +665,29 @@ class _Parser(schema.Reader):
         # The page is on by default where Feishu comes in (bridge, single box); a panel agent
         # serves it only when its config has a [web] section.
         web = self.web(data) if "web" in data or feishu is not None else None
+        checkin = self.checkin(data, rooms)
+        releasing = checkin.mode is CheckinMode.RELEASE or any(
+            r.checkin is CheckinMode.RELEASE for r in rooms)
+        if releasing and feishu is not None and (not feishu.app_id or not feishu.app_secret):
+            raise self.fail("checkin.mode", "releasing needs [feishu] app_id and app_secret",
+                            'copy them from the developer console, or use mode = "dry-run"')
         return Config(path=self.path, node=node, occupancy=occupancy, rooms=rooms,
-                      feishu=feishu, mqtt=mqtt, web=web, details=details)
+                      feishu=feishu, mqtt=mqtt, web=web, details=details,
+                      checkin=checkin)
+
+    def checkin(self, data: Mapping[str, Any], rooms: tuple[RoomConfig, ...]) -> CheckinConfig:
+        t = self.table(data, "checkin", schema.keys(CheckinConfig))
+        values = self.values(t, "checkin", CheckinConfig)
+        raw = t.get("rooms", [])
+        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+            raise self.fail("checkin.rooms", f"must be a list of room ids, got {raw!r}",
+                            'e.g. rooms = ["omm_..."] (leave it out for every room)')
+        known = {r.open_id for r in rooms}
+        stray = [r for r in raw if r not in known]
+        if stray:
+            raise self.fail("checkin.rooms", f"room {stray[0]} is not in [[rooms]]",
+                            "list open_ids of configured rooms")
+        return CheckinConfig(**values, rooms=tuple(raw))
 
     def node(self, data: Mapping[str, Any]) -> NodeConfig:
         values = self.section(data, "node", NodeConfig)
@@ -756,8 +801,9 @@ class _Parser(schema.Reader):
                 values = self.values(t, f"{key}.details", DetailsConfig)
                 own = DetailsConfig(**{k: values[k] if k in t else getattr(details, k)
                                        for k in values})
+            override = self.values(item, key, RoomConfig, ["checkin", "checkin_window_minutes"])
             rooms.append(RoomConfig(open_id=open_id, name=name, devices=tuple(devices),
-                                    open_hours=hours, details=own))
+                                    open_hours=hours, details=own, **override))
         return tuple(rooms)
 
     def device(self, d: Any, key: str, node: NodeConfig) -> DeviceConfig:

@@ -189,6 +189,24 @@ class Occupancy:
     today: tuple[Booking, ...] = ()
 
 
+class CheckinState(StrEnum):
+    """Where the booking in progress stands with check-in (:mod:`display.checkin`)."""
+
+    WAITING = "waiting"  # in its window: a press keeps it, else it is released at release_at
+    CHECKED_IN = "checked_in"
+    RELEASED = "released"  # released (no-show) or ended early: the room is free
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinView:
+    """What a panel shows about check-in: the state and, while waiting, when the room is
+    released (``release_at``); after a release, until when the room is free (``free_until``)."""
+
+    state: CheckinState
+    release_at: datetime | None = None
+    free_until: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RoomView:
     """Everything a panel needs to draw one room: the renderers' only input.
@@ -211,6 +229,7 @@ class RoomView:
     details: Mapping[str, BookingDetails] = field(default_factory=dict)
     #: Where the room is in Feishu's directory ("Building A / 5F"), when known.
     path: str | None = None
+    checkin: CheckinView | None = None  # None: check-in is off for this room or nothing is due
 
     def detail(self, booking: Booking | None) -> BookingDetails | None:
         """The details shown for ``booking``, if any are on."""

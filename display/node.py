@@ -26,7 +26,7 @@ from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
 from display.headline import headline, headline_words
-from display.model import Booking, BookingDetails, Occupancy, RoomView, State
+from display.model import Booking, BookingDetails, CheckinView, Occupancy, RoomView, State
 from display.occupancy import Thresholds, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
@@ -85,6 +85,9 @@ def _content(name: str, occ: Occupancy, stale: bool,
 
 
 ViewListener = Callable[[RoomView], None]
+#: ``(room, bookings, now) -> (check-in view, when it changes next)`` (:mod:`display.checkin`).
+CheckinSource = Callable[[RoomConfig, list[Booking], datetime],
+                         tuple[CheckinView | None, datetime | None]]
 ScheduleListener = Callable[[list[str]], None]
 StatusSource = Callable[[], Any]
 
@@ -138,13 +141,25 @@ class Node:
         # schedules, which may change without changing what a panel shows (a booking next week).
         self._schedule_listeners: tuple[ScheduleListener, ...] = tuple(schedule_listeners)
         self._status_dirty = False
+        self._checkin: CheckinSource | None = None
+        #: ``(room, "in" | "end")`` for a press of a panel's button (on the device's thread).
+        self.on_press: Callable[[str, str], None] | None = None
+        self._checkin_wake: dict[str, datetime] = {}
         for room, dev in config.devices():
             self._add_device(room, dev)
 
     def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
         device = self._make_device(dev, self.clock)
         device.on_change = self._device_changed  # rewrite status when health changes
+        device.on_press = lambda action, room_id=room.open_id: self._pressed(room_id, action)
         self._devices[dev.id] = (room.open_id, device)
+
+    def _pressed(self, room_id: str, action: str) -> None:
+        on_press = self.on_press
+        if on_press is None:
+            log.info("room %s: a button press, but check-in is not set up on this node", room_id)
+            return
+        on_press(room_id, action)
 
     def _device_changed(self) -> None:
         self.status_changed()
@@ -172,6 +187,13 @@ class Node:
         """Call ``listener`` (on the loop's thread) with the rooms whose bookings were re-read."""
         with self._lock:
             self._schedule_listeners = (*self._schedule_listeners, listener)
+
+    def set_checkin(self, source: CheckinSource) -> None:
+        """Ask ``source`` (on the loop's thread) what each room's panels show about check-in."""
+        with self._lock:
+            self._checkin = source
+            self._status_dirty = True
+        self._wake.set()
 
     def add_status_source(self, name: str, source: StatusSource) -> None:
         """Show ``source()`` as ``node.<name>`` in the status document."""
@@ -277,6 +299,8 @@ class Node:
             # Quiet hours open and close on their own instants, not at a state change.
             edge = self.config.hours(room).next_change(now, self.config.node.tz)
             wake_at.extend(t for t in (until, edge) if t is not None)
+            if room.open_id in self._checkin_wake:  # a release due
+                wake_at.append(self._checkin_wake[room.open_id])
         if (changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
@@ -379,7 +403,13 @@ class Node:
         details = shown_details(shown_bookings, self._details.get(room.open_id, {}),
                                 self._policy(room))
         name, path = self.room_name(room), self.room_path(room)
-        content = (*_content(name, occ, stale, closed_until, details), path)
+        checkin, wake = (self._checkin(room, self._bookings[room.open_id], now)
+                         if self._checkin is not None else (None, None))
+        if wake is None:
+            self._checkin_wake.pop(room.open_id, None)
+        else:
+            self._checkin_wake[room.open_id] = wake
+        content = (*_content(name, occ, stale, closed_until, details), path, checkin)
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
@@ -388,12 +418,13 @@ class Node:
             self._views[room.open_id] = RoomView(
                 open_id=old.open_id, name=old.name, occupancy=occ, stale=stale, as_of=old.as_of,
                 timezone=old.timezone, language=old.language, closed_until=closed_until,
-                details=old.details, path=old.path)
+                details=old.details, path=old.path,
+                checkin=old.checkin)
             return None
         view = RoomView(open_id=room.open_id, name=name, occupancy=occ, stale=stale,
                         as_of=as_of, timezone=self.config.node.timezone,
                         language=self.config.node.language, closed_until=closed_until,
-                        details=details, path=path)
+                        details=details, path=path, checkin=checkin)
         self._views[room.open_id] = view
         if shown.last != content:
             log.info("room %s (%s): %s%s", name, room.open_id, occ.state.value,
@@ -512,6 +543,9 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
         "current": booking(occ.current) if occ.current else None,
         "next": [booking(b) for b in occ.next],
         "closed": view.closed, "opens_at": iso(view.closed_until),
+        **({"checkin": {"state": view.checkin.state.value,
+                        "release_at": iso(view.checkin.release_at),
+                        "free_until": iso(view.checkin.free_until)}} if view.checkin else {}),
         "devices": local_times(devices, tz),
     }
 

@@ -165,6 +165,22 @@ def _about(booking: dict[str, Any]) -> str:
     return out + (f" by {organizer}" if isinstance(organizer, str) else "")
 
 
+def _checkin_lines(checkin: Any) -> list[str]:
+    """``node.checkin``: the mode, counts since start, and decisions a person should see."""
+    if not isinstance(checkin, dict):
+        return []
+    releases = checkin.get("releases") or {}
+    line = (f"  check-in: {checkin.get('mode')}, window {checkin.get('window_minutes')} min; "
+            f"{sum((checkin.get('checkins') or {}).values())} check-in(s), "
+            f"{releases.get('released', 0)} released, {checkin.get('dry_run', 0)} dry-run")
+    out = [line]
+    for b in checkin.get("bookings", []):
+        if b.get("state") in ("refused", "unknown", "series", "failed", "dry_run"):
+            out.append(f"    {b.get('name')} {_hm(b.get('start'))}: {b.get('state')}"
+                       + (f" ({b['detail']})" if b.get("detail") else ""))
+    return out
+
+
 def render_text(doc: dict[str, Any]) -> str:
     """A human summary: one block per room, devices indented under it."""
     node = doc.get("node", {})
@@ -216,6 +232,7 @@ def render_text(doc: dict[str, Any]) -> str:
                      + (f", {failed} not stored (Feishu retries them)" if failed else ""))
     if node.get("clock_synced") is False:
         lines.append("  clock: NOT synchronised (panels show stale)")
+    lines += _checkin_lines(node.get("checkin"))
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         lines.append("  nodes on the broker:")
@@ -231,6 +248,13 @@ def render_text(doc: dict[str, Any]) -> str:
                                     if opens else "]")
         lines.append(f"\n{room['name']}  ({room['open_id']})\n  {state}{stale}"
                      f"{_until(room, doc['generated_at'])}")
+        checkin = room.get("checkin")
+        if isinstance(checkin, dict):
+            at = checkin.get("release_at") or checkin.get("free_until")
+            word = {"waiting": "released at", "released": "free until"}.get(
+                str(checkin.get("state")), "")
+            lines.append(f"  check-in: {str(checkin.get('state')).replace('_', ' ')}"
+                         + (f", {word} {_hm(at)}" if at and word else ""))
         cur = room.get("current")
         if cur:
             lines.append(f"  now:  {_hm(cur['start'])}-{_hm(cur['end'])}  {cur['event_id']}"

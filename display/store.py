@@ -113,6 +113,16 @@ CREATE TABLE IF NOT EXISTS slots (
     PRIMARY KEY (room_id, key, start_ms)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS slots_key ON slots (key, start_ms);
+-- Bookings released through check-in (no-show, or ended early): the slot reads as free from
+-- free_from_ms on, whatever later events or re-syncs write (display.checkin).
+CREATE TABLE IF NOT EXISTS released (
+    room_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    free_from_ms INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (room_id, key, start_ms)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -502,6 +512,8 @@ class ScheduleStore:
                 (clock - _ms(DEDUPE_KEEP), ripe)).rowcount
             removed += db.execute("DELETE FROM slots WHERE end_ms < ?",
                                   (clock - _ms(BOOKING_KEEP),)).rowcount
+            removed += db.execute("DELETE FROM released WHERE at_ms < ?",
+                                  (clock - _ms(TOMBSTONE_KEEP),)).rowcount
             cutoff = clock - _ms(TOMBSTONE_KEEP)
             removed += db.execute(
                 "DELETE FROM versions WHERE end_ms < ? AND received_ms < ? AND seen_pass <= ?",
@@ -554,6 +566,15 @@ class ScheduleStore:
                 raise StoreError(f"schedule store {self.path}: {exc}") from exc
         return out
 
+    def mark_released(self, room_id: str, booking: Booking, free_from: datetime,
+                      at: datetime) -> None:
+        """Show ``booking`` in ``room_id`` as over from ``free_from`` (its start: released as a
+        no-show; later: ended early), now and after any later event or re-sync about it."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO released VALUES (?, ?, ?, ?, ?)",
+                       (room_id, booking.key, to_epoch_ms(booking.start),
+                        to_epoch_ms(free_from), to_epoch_ms(at)))
+
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -573,9 +594,19 @@ class ScheduleStore:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM slots WHERE room_id = ? AND end_ms > ? "
                     "ORDER BY start_ms, key", (room_id, after)).fetchall()
+                released = {(r[0], r[1]): int(r[2]) for r in self._db.execute(
+                    "SELECT key, start_ms, free_from_ms FROM released WHERE room_id = ?",
+                    (room_id,))}
             except sqlite3.Error as exc:
                 raise StoreError(f"schedule store {self.path}: {exc}") from exc
-        return [_booking(r) for r in rows]
+        out = []
+        for r in rows:
+            free_from = released.get((r[0], r[1]))
+            if free_from is None:
+                out.append(_booking(r))
+            elif free_from > r[1]:  # ended early: it lasted until then
+                out.append(_booking((*r[:2], min(r[2], free_from), *r[3:])))
+        return out
 
     def rooms(self) -> list[str]:
         """Every room that has at least one booking."""

@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="length of the booking from now, 1 to 1440 (default 30)")
     test_event.add_argument("--cancel", action="store_true",
                             help="cancel the room's test bookings instead")
+
+    checkin = sub.add_parser("checkin", parents=[common],
+                             help="check in to a room's meeting (or end it) on the running node")
+    checkin.add_argument("room", help="room open_id or name")
+    checkin.add_argument("--end", action="store_true",
+                         help="end the meeting now and free the room (ENDED_BEFORE_DUE)")
     return parser
 
 
@@ -324,7 +330,18 @@ def cmd_map(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_checkin(args: argparse.Namespace) -> int:
+    from display.checkin.control import request
+    from display.checkin.service import Action
+
+    config = _config(args, secrets=False)
+    result = request(config.node.state_dir, args.room, Action.END if args.end else Action.IN)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_OK if result.ok else EXIT_PROBLEM
+
+
 COMMANDS = {
+    "checkin": cmd_checkin,
     "map": cmd_map,
     "run": cmd_run,
     "demo": cmd_demo,

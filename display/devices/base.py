@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 class Device(Protocol):
     """A panel for one room. ``show`` must return at once; the work happens elsewhere.
 
-    ``on_change``, when set (by the node), is called after the device's health changed.
+    ``on_change``, when set (by the node), is called after the device's health changed;
+    ``on_press``, when set, with ``"in"`` or ``"end"`` when a person pressed the panel's
+    check-in button (short press, or held to end the meeting).
     """
 
     on_change: Callable[[], None] | None
+    on_press: Callable[[str], None] | None
 
     @property
     def id(self) -> str: ...
@@ -79,6 +82,8 @@ class DeviceWorker:
         self._thread = threading.Thread(target=self._run, name=f"device-{device_id}", daemon=True)
         #: Called (on the worker's thread) after health changed; the node refreshes ``status``.
         self.on_change: Callable[[], None] | None = None
+        #: Called (on the link's thread; must return at once) with "in" or "end" per press.
+        self.on_press: Callable[[str], None] | None = None
 
     @property
     def id(self) -> str:

@@ -115,6 +115,9 @@ class _SerialDevice(DeviceWorker, Generic[T]):
         # (check in, end early) is the node's business, not the panel's.
         self._last_press = (press, self._clock.now().isoformat())
         self._changed()
+        on_press = self.on_press
+        if on_press is not None:
+            on_press("in" if press is Press.CHECK_IN else "end")
 
     def close(self) -> None:
         if self._own_link:

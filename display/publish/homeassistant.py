@@ -9,7 +9,11 @@ room's retained state topic ``{p}/v1/rooms/{open_id}/state`` (no extra topics to
   reads: free until the next meeting, in use until the block ends; ``display.headline``),
   ``until_text`` (the same in words), ``changes_at`` (the next state change), ``stale``.
   Their booking objects are the state JSON's: no organizer ids, and a ``title`` and an
-  ``organizer`` name only where ``[details]`` turns them on.
+  ``organizer`` name only where ``[details]`` turns them on;
+
+and two ``button`` entities, "Check in" and "End meeting", which publish ``in`` and ``end``
+(``payload_press``, not retained) to the room's check-in topic ``{p}/v1/rooms/{open_id}/checkin``
+(``command_topic``), as Home Assistant's MQTT button does.
 
 Discovery topics: ``{discovery_prefix}/{component}/room_display_{object}/{entity}/config``,
 retained; availability follows the bridge's own availability topic (``online``/``offline``,
@@ -55,15 +59,18 @@ def _version() -> str:
 
 
 def discovery_topics(prefix: str, open_id: str) -> dict[str, str]:
-    """``{"binary_sensor": topic, "sensor": topic}`` for one room under ``prefix``."""
+    """``{"binary_sensor": topic, "sensor": topic, ...}`` for one room under ``prefix``."""
     obj = object_id(open_id)
     return {"binary_sensor": f"{prefix}/binary_sensor/{obj}/occupancy/config",
-            "sensor": f"{prefix}/sensor/{obj}/state/config"}
+            "sensor": f"{prefix}/sensor/{obj}/state/config",
+            "button_checkin": f"{prefix}/button/{obj}/checkin/config",
+            "button_end": f"{prefix}/button/{obj}/end_meeting/config"}
 
 
-def discovery_payloads(room: RoomConfig, state_topic: str,
-                       availability_topic: str) -> dict[str, dict[str, Any]]:
-    """The two discovery config documents of ``room`` (HA's documented keys, unabbreviated)."""
+def discovery_payloads(room: RoomConfig, state_topic: str, availability_topic: str,
+                       checkin_topic: str | None = None) -> dict[str, dict[str, Any]]:
+    """The discovery config documents of ``room`` (HA's documented keys, unabbreviated); the
+    buttons only with a ``checkin_topic``."""
     obj = object_id(room.open_id)
     device = {
         "identifiers": [obj],
@@ -107,7 +114,15 @@ def discovery_payloads(room: RoomConfig, state_topic: str,
             "'until_text': value_json.until_text, 'changes_at': value_json.changes_at, "
             "'stale': value_json.stale, 'as_of': value_json.as_of} | tojson }}"),
     }
-    return {"binary_sensor": occupancy, "sensor": state}
+    docs = {"binary_sensor": occupancy, "sensor": state}
+    if checkin_topic is not None:
+        press = {key: value for key, value in common.items() if key != "state_topic"}
+        for key, name, payload, icon in (("button_checkin", "Check in", "in", "mdi:account-check"),
+                                         ("button_end", "End meeting", "end", "mdi:door-open")):
+            docs[key] = {**press, "name": name, "unique_id": f"{obj}_{key}", "icon": icon,
+                         "command_topic": checkin_topic, "payload_press": payload,
+                         "retain": False}
+    return docs
 
 
 class HomeAssistantDiscovery:
@@ -140,7 +155,8 @@ class HomeAssistantDiscovery:
         for room in rooms.values():
             topics = discovery_topics(self.prefix, room.open_id)
             docs = discovery_payloads(room, self.link.topics.state(room.open_id),
-                                      self.link.availability_topic)
+                                      self.link.availability_topic,
+                                      self.link.topics.checkin(room.open_id))
             for component, doc in docs.items():
                 self.link.publish(topics[component], json.dumps(doc, ensure_ascii=False),
                                   retain=True)

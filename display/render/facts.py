@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from display.config import DeviceConfig
 from display.headline import headline_words
-from display.model import Booking, RoomView, State
+from display.model import Booking, CheckinView, RoomView, State
 from display.render.wording import LANGUAGES, text
 
 DASH = "–"  # en dash between the two times of a span
@@ -42,6 +42,7 @@ class SignFacts:
     #: its title ("Booked" when private or not known yet) and its organizer's name.
     title: str | None = None
     organizer: str | None = None
+    checkin: CheckinView | None = None  # check-in window or release (display.checkin)
 
     @property
     def closed(self) -> bool:
@@ -119,5 +120,5 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
                      stale=view.stale, name=view.name, closed_until=closed_until, later=later,
                      until=headline_words(occ, tz, language if language in LANGUAGES else "en"),
-                     title=title, organizer=organizer)
+                     title=title, organizer=organizer, checkin=view.checkin)
 

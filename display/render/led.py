@@ -28,6 +28,10 @@ effects 0-2, WLED's Solid, Breathe and Blink), so no firmware change is needed f
 is SET_LED's ``brightness`` (WLED's ``bri``). ``led_palette = "colourblind"`` swaps the colours
 for Okabe and Ito's blue, yellow, vermillion and reddish purple.
 
+During a booking's check-in window (:mod:`display.checkin`) the light shows the *soon* colour
+breathing (amber by default, and whatever a palette gives *soon*): the room is booked and waits
+for its people to press the button; once released it is simply free (green).
+
 Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale`` and ``colours.closed``),
 ``effects.<state>`` (``steady`` | ``blink`` | ``pulse``, also ``effects.stale``) and
 ``brightness`` (0-255, the full level) override the defaults.
@@ -36,7 +40,7 @@ Per device, ``colours.<state>`` (``"#rrggbb"``, also ``colours.stale`` and ``col
 from __future__ import annotations
 
 from display.config import DEFAULT_LED_COLOURS, DEFAULT_LED_EFFECTS, DeviceConfig
-from display.model import RoomView
+from display.model import CheckinState, RoomView
 from display.outputs import RGB, Effect, LedOutput, parse_hex
 
 #: Taken rooms (busy, ending) glow at this share of the device's brightness: the level tells a
@@ -69,6 +73,9 @@ def led_output(view: RoomView, device: DeviceConfig) -> LedOutput:
     if view.stale:
         colour = device.colours.get("stale", colour)
         key = "stale"
+    elif view.checkin is not None and view.checkin.state is CheckinState.WAITING:
+        colour = device.colours.get("soon") or parse_hex(DEFAULT_LED_COLOURS["soon"])
+        return LedOutput(colour=colour, effect=Effect.PULSE, brightness=device.brightness)
     else:
         key = state.value
     effect = device.effects.get(key) or Effect(DEFAULT_LED_EFFECTS[key])

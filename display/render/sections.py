@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from display.model import Booking, State
+from display.model import Booking, CheckinState, State
 from display.render.canvas import Canvas, Ink
 from display.render.facts import DASH, SignFacts
 from display.render.geometry import Box
@@ -114,6 +114,9 @@ def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
         until = facts.closed_until
         return [Seg(facts.t("closed_until", zh=facts.when(until, "zh"),
                             en=facts.when(until, "en")))], (*rest, *facts.later)
+    checkin = _checkin_line(facts)
+    if checkin is not None:
+        return [Seg(checkin)], rest
     if facts.state.occupied and facts.current is not None and facts.block_end is not None:
         return [Seg(facts.until or facts.t("until", t=facts.hm(facts.block_end))),
                 Seg("   " + facts.span(facts.current), 0.75, bold=False, optional=True)], rest
@@ -123,6 +126,23 @@ def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
     if facts.until:  # free until the next booking (display.headline says which words)
         return [Seg(facts.until)], rest
     return [], rest
+
+
+def _checkin_line(facts: SignFacts) -> str | None:
+    """"Press to check in · released at 10:10" in the window; "Released · free until 11:00"
+    after a release; None otherwise."""
+    ci = facts.checkin
+    if ci is None or facts.stale:
+        return None
+    if ci.state is CheckinState.WAITING and facts.state.occupied:
+        when = ci.release_at
+        return facts.t("checkin") + (f" · {facts.t('released_at', t=facts.hm(when))}"
+                                     if when else "")
+    if ci.state is CheckinState.RELEASED and facts.state is State.FREE:
+        until = ci.free_until
+        return facts.t("released") + (f" · {facts.t('free_until', t=facts.hm(until))}"
+                                      if until else "")
+    return None
 
 
 def _banner(canvas: Canvas, facts: SignFacts, box: Box, unit: int) -> tuple[Ink, Ink]:

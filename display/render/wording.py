@@ -26,6 +26,10 @@ TEXTS: dict[str, tuple[str, str, str]] = {
     # Weekdays, Monday first, for times beyond today ("closed until Mon 08:00").
     "weekdays": ("周一 周二 周三 周四 周五 周六 周日", "Mon Tue Wed Thu Fri Sat Sun",
                  "周一 周二 周三 周四 周五 周六 周日"),
+    # Check-in (display.checkin): the window, and after a release.
+    "checkin": ("请按键签到", "Press to check in", "请按键签到 / Press to check in"),
+    "released_at": ("{t} 释放", "released at {t}", "{t} 释放 / released at {t}"),
+    "released": ("已释放", "Released", "已释放 / Released"),
 }
 LANGUAGES = ("zh", "en", "zh+en")  # in the order of each TEXTS row
 _LANG_INDEX = {language: i for i, language in enumerate(LANGUAGES)}

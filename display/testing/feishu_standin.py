@@ -807,3 +807,78 @@ class DirectoryApi:
             return 200, {"code": 0, "msg": "success", "data": {"items": [
                 {"room_level_id": i, "name": self.levels[i], "parent_id": "0"}
                 for i in asked if i in self.levels]}}
+
+
+# -- check-in release: meeting_room/instance/reply ----------------------------------------------
+
+REPLY_PATH = "/open-apis/meeting_room/instance/reply"
+REPLY_STATUSES = ("NOT_CHECK_IN", "ENDED_BEFORE_DUE", "ACCEPTED_BY_ADMIN", "DECLINED_BY_ADMIN")
+
+
+class InstanceReplyApi:
+    """``POST meeting_room/instance/reply`` on a stand-in, consistent with a :class:`FreeBusyApi`.
+
+    Each request is recorded in :attr:`calls` (its JSON body) and :attr:`requests`. By default it
+    answers code 0 and changes ``freebusy``'s truth as Feishu would: ``NOT_CHECK_IN`` takes the
+    booking out (a one-off of its calendar, or its slots in the table), ``ENDED_BEFORE_DUE`` ends it
+    at ``now()``. ``answer`` (a route result) replaces that, e.g. an error code; with ``delay`` the
+    answer waits that many seconds (longer than the client's timeout: a timeout) or until
+    :meth:`release_held`.
+    """
+
+    def __init__(self, standin: FeishuStandIn, freebusy: FreeBusyApi,
+                 now: Callable[[], datetime] = lambda: datetime.now().astimezone()) -> None:
+        self.freebusy = freebusy
+        self.now = now
+        self.calls: list[Any] = []
+        self.requests: list[Request] = []
+        self.answer: tuple[Any, ...] | None = None
+        self.delay = 0.0
+        self._gate = threading.Event()
+        self._lock = threading.Lock()
+        standin.add_route("POST", REPLY_PATH, self._reply)
+
+    def release_held(self) -> None:
+        """Let every delayed answer go now."""
+        self._gate.set()
+
+    def _reply(self, req: Request) -> tuple[Any, ...]:
+        if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
+            return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        with self._lock:
+            self.calls.append(body)
+            self.requests.append(req)
+            answer, delay = self.answer, self.delay
+        if delay:
+            self._gate.wait(delay)
+        if answer is not None:
+            return answer
+        ok = (isinstance(body, dict) and isinstance(body.get("room_id"), str)
+              and isinstance(body.get("uid"), str) and isinstance(body.get("original_time"), int)
+              and body.get("status") in REPLY_STATUSES)
+        if not ok:
+            return 400, {"code": 1000001, "msg": "invalid parameters"}
+        self._apply(body["room_id"], body["uid"], body["original_time"], body["status"])
+        return 200, {"code": 0, "msg": "success", "data": {}}
+
+    def _apply(self, room: str, uid: str, original: int, status: str) -> None:
+        cal = self.freebusy.calendar
+        with self.freebusy.lock:
+            if status == "NOT_CHECK_IN":
+                cal.one_offs.pop(uid, None)
+                self.freebusy.slots[room] = [
+                    s for s in self.freebusy.slots.get(room, [])
+                    if not (s["uid"] == uid and s.get("original_time", 0) == original)]
+            elif status == "ENDED_BEFORE_DUE":
+                now = self.now()
+                if uid in cal.one_offs:
+                    rooms, start, _end = cal.one_offs[uid]
+                    cal.one_offs[uid] = (rooms, start, now)
+                cst = timezone(timedelta(hours=8))
+                for s in self.freebusy.slots.get(room, []):
+                    if s["uid"] == uid and s.get("original_time", 0) == original:
+                        s["end_time"] = now.astimezone(cst).isoformat()

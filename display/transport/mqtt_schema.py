@@ -31,6 +31,15 @@ class Topics:
     def state(self, open_id: str) -> str:
         return f"{self.prefix}/v1/rooms/{open_id}/state"
 
+    def checkin(self, open_id: str) -> str:
+        """Where a check-in (``in``) or an early end (``end``) of a room is published."""
+        return f"{self.prefix}/v1/rooms/{open_id}/checkin"
+
+    @property
+    def all_checkins(self) -> str:
+        """Filter matching every room's check-in topic."""
+        return f"{self.prefix}/v1/rooms/+/checkin"
+
     def availability(self, node: str) -> str:
         return f"{self.prefix}/v1/nodes/{node}/availability"
 

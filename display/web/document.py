@@ -71,6 +71,12 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "nodes_offline_one": ("1 个节点离线", "1 node offline"),
     "past": ("已结束", "past"),
     "show": ("显示", "show"),
+    "checkin_waiting": ("待签到", "waiting for check-in"),
+    "checkin_checked_in": ("已签到", "checked in"),
+    "checkin_released": ("已释放", "released"),
+    "released_at": ("释放于", "released at"),
+    "check_in": ("签到", "Check in"),
+    "end_meeting": ("结束会议", "End meeting"),
 }
 
 
@@ -188,6 +194,26 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+def _checkin_metrics(m: _Metrics, checkin: Any) -> None:
+    """Check-ins by source, releases and early ends by outcome, dry-run decisions."""
+    if not isinstance(checkin, dict):
+        return
+    for key, name, help_text, label in (
+            ("checkins", "checkins_total", "Check-ins since start by source (button, mqtt, "
+             "web, cli, back_to_back).", "source"),
+            ("releases", "checkin_releases_total", "No-show releases since start by outcome "
+             "(released, refused, unknown, gone, series, failed).", "outcome"),
+            ("ends", "checkin_ends_total", "Meetings ended early since start by outcome.",
+             "outcome")):
+        values = checkin.get(key)
+        if isinstance(values, dict) and values:
+            m.family(f"room_display_{name}", "counter", help_text,
+                     (({label: str(k)}, v) for k, v in sorted(values.items())))
+    m.family("room_display_checkin_dry_run_total", "counter",
+             "Releases or ends a dry run would have made since start.",
+             [({}, checkin.get("dry_run", 0))])
+
+
 def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]]) -> str:
     """Prometheus text exposition (version 0.0.4) of the status document and ``counters``.
 
@@ -243,6 +269,7 @@ def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]])
                  "titles, names, title_missing, no_permission (41050), invalid_id (41012), "
                  "rate_limited, errors.",
                  (({"result": k}, v) for k, v in sorted(counts.items()) if isinstance(v, int)))
+    _checkin_metrics(m, node.get("checkin"))
     fleet = node.get("fleet")
     if isinstance(fleet, dict) and fleet:
         m.family("room_display_node_online", "gauge", "1 while a node of the site is online.",

@@ -44,13 +44,15 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from display.checkin.service import END_WAIT, Action, Result
 from display.config import WebConfig
 from display.node import Node
 from display.ratelimit import RateLimitedLog
@@ -81,6 +83,10 @@ IDLE_SECONDS = 30.0  # a kept-alive connection waits this long for its next requ
 WRITE_SECONDS = 30.0  # an answer (or an event) not taken by then closes the connection
 
 Counters = Callable[[], dict[str, dict[str, int]]]
+#: ``press(room, action, source)``: a check-in or early end (the node's ``App.press``).
+Press = Callable[[str, Action, str], "Future[Result]"]
+MAX_POST = 1024  # the one body taken: a check-in's {"action": ...}
+CHECKIN = re.compile(r"/api/rooms/(?P<room>[^/]+)/checkin")
 
 
 class BadRequest(Exception):  # a verdict on what a client sent, not a failure of ours
@@ -100,6 +106,8 @@ class Request:
     query: dict[str, list[str]]
     headers: Mapping[str, str]  # lower-case names
     keep_alive: bool
+    length: int = 0  # Content-Length of a POST's body (no other request has one)
+    body: bytes = b""
 
 
 def parse_head(head: bytes) -> Request:
@@ -116,13 +124,21 @@ def parse_head(head: bytes) -> Request:
         if not colon or not name or name != name.strip():
             raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed header line")
         headers[name.lower()] = value.strip()
-    if headers.get("transfer-encoding") or headers.get("content-length", "0") != "0":
-        raise BadRequest(HTTPStatus.BAD_REQUEST, "a request body is not accepted here")
     method, target, version = parts
+    length = 0
+    if headers.get("transfer-encoding"):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "a chunked request body is not accepted")
+    if headers.get("content-length", "0") != "0":
+        raw = headers["content-length"]
+        if method != "POST" or not raw.isdigit():
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "a request body is not accepted here")
+        length = int(raw)
+        if length > MAX_POST:
+            raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
     url = urlsplit(target)
     keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
     return Request(method, unquote(url.path, errors="replace"), parse_qs(url.query), headers,
-                   keep)
+                   keep, length)
 
 
 def _static(name: str) -> bytes | None:
@@ -173,6 +189,7 @@ class WebServer:
         self.config = config
         self.node = node
         self.counters = counters
+        self.press: Press | None = None  # set where check-in is possible (App.press)
         self.hub = Hub(node, lambda: page_meta(node))
         self.bytes_sent = 0  # for the benchmark: what the pages cost on the wire
         self.connections = 0  # open now (read on the loop's thread)
@@ -312,6 +329,10 @@ class WebServer:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
                 request = parse_head(head)
+                if request.length:  # a check-in's small body, within the head's time bound
+                    body = await asyncio.wait_for(reader.readexactly(request.length),
+                                                  HEAD_SECONDS)
+                    request = replace(request, body=body)
             except asyncio.LimitOverrunError:
                 noisy.warning("head", "web: a request head over %d bytes refused", MAX_HEAD_BYTES)
                 await self._write(writer, error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -382,6 +403,9 @@ class WebServer:
         return reply
 
     def _route(self, request: Request) -> Answer:
+        checkin = CHECKIN.fullmatch(request.path)
+        if request.method == "POST" and checkin is not None:
+            return self._checkin(request, checkin["room"])
         if request.method not in ("GET", "HEAD"):
             return answer(HTTPStatus.METHOD_NOT_ALLOWED, b"", "text/plain; charset=utf-8",
                           close=True, extra={"Allow": "GET, HEAD"})
@@ -436,6 +460,34 @@ class WebServer:
                 return text(HTTPStatus.NOT_FOUND, "no such room")
             return page("room.html")
         return text(HTTPStatus.NOT_FOUND, "not found")
+
+    def _checkin(self, request: Request, open_id: str) -> Answer:
+        """``POST /api/rooms/ROOM/checkin``: see the module docstring."""
+
+        def reply(ok: bool, message: str, status: HTTPStatus) -> Answer:
+            body = json.dumps({"ok": ok, "message": message}, ensure_ascii=False).encode()
+            return answer(status, body, "application/json; charset=utf-8",
+                          close=not request.keep_alive)
+
+        if not self.config.token:
+            return reply(False, "check-in from the web page needs [web] token",
+                         HTTPStatus.FORBIDDEN)
+        if not self.authorized(request.headers, {}):  # the header only: never ?token=
+            return reply(False, "unauthorized", HTTPStatus.UNAUTHORIZED)
+        if self.press is None or self.node.config.room(open_id) is None:
+            return reply(False, "no such room, or no check-in on this node",
+                         HTTPStatus.NOT_FOUND)
+        try:
+            action = Action(json.loads(request.body)["action"])
+        except (ValueError, KeyError, TypeError):
+            return reply(False, 'send {"action": "in"} or {"action": "end"}',
+                         HTTPStatus.BAD_REQUEST)
+        try:
+            result = self.press(open_id, action, "web").result(timeout=END_WAIT)
+        except FutureTimeout:
+            result = Result(False, "no answer from Feishu yet")
+        return reply(result.ok, result.message,
+                     HTTPStatus.OK if result.ok else HTTPStatus.CONFLICT)
 
     def _sign(self, open_id: str, send: Callable[[HTTPStatus, bytes, str], Answer],
               text: Callable[[HTTPStatus, str], Answer]) -> Answer:

@@ -72,7 +72,9 @@ The modules:
 - :mod:`.checks`: the webhook's signature, replay window, decryption, nesting and token checks;
 - :mod:`.sdk`: lark-oapi's ``core`` and ``ws`` without the SDK's every service (with a logged
   fallback to ``import lark_oapi``);
-- :mod:`.webhook` and :mod:`.long_connection`: the two modes.
+- :mod:`.webhook` and :mod:`.long_connection`: the two modes;
+- :mod:`.release`: not part of the child: a short-lived helper the node runs to release one
+  booking (``meeting_room/instance/reply``) for :mod:`display.checkin`.
 
 This file imports nothing, so importing :mod:`.channel` alone does not load ``lark_oapi``;
 ``python -m`` runs :mod:`.__main__`.

@@ -257,6 +257,7 @@
     }
     const who = about(room.current);  // title and organizer, only where [details] allows them
     if (who) li.appendChild(el("span", "about", who));
+    if (room.checkin && typeof room.checkin === "object") li.appendChild(checkinLine(room));
     if (room.stale) li.appendChild(el("span", "stale-note", "⚠ " + w("stale") + " — " + w("as_of") + " " + when(room.as_of)));
     if (room.closed) li.appendChild(el("span", "closed-note", "☾ " + w("closed") + (room.opens_at ? " — " + w("until") + " " + when(room.opens_at) : "")));
     if (page === "overview") {
@@ -264,6 +265,28 @@
       if (offline) li.appendChild(el("span", "devices-bad", w("devices") + " " + w("offline") + ": " + offline));
     }
     return li;
+  }
+
+  // Check-in: the state on every tile; on a room's page opened with the token, two buttons.
+  function checkinLine(room) {
+    const c = room.checkin;
+    const line = el("span", "checkin checkin-" + str(c.state), w("checkin_" + str(c.state)) +
+      (c.release_at ? " · " + w("released_at") + " " + when(c.release_at) : ""));
+    if (page === "room" && token) {
+      for (const [action, label] of [["in", "check_in"], ["end", "end_meeting"]]) {
+        const button = el("button", "checkin-" + action, w(label));
+        button.addEventListener("click", function () {
+          fetch("/api/rooms/" + encodeURIComponent(room.open_id) + "/checkin", {
+            method: "POST", headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+            body: JSON.stringify({action: action}),
+          }).then(function (r) { return r.json(); })
+            .then(function (answer) { button.title = answer.message; })
+            .catch(function () { /* the connection banner says why */ });
+        });
+        line.appendChild(button);
+      }
+    }
+    return line;
   }
 
   function shownRooms() {

@@ -15,6 +15,7 @@ import pytest
 from display import config_schema as schema
 from display.config import (
     WEB_SWITCH,
+    CheckinConfig,
     DetailsConfig,
     DeviceConfig,
     DeviceKind,
@@ -35,7 +36,8 @@ HERE = Path(__file__).resolve().parent
 SECTIONS: dict[str, type] = {
     "node": NodeConfig, "occupancy": OccupancyConfig, "feishu": FeishuConfig,
     "mqtt": MqttConfig, "web": WebConfig, "rooms": RoomConfig, "rooms.devices": DeviceConfig,
-    "details": DetailsConfig}
+    "details": DetailsConfig,
+    "checkin": CheckinConfig}
 
 
 def _error_lines() -> list[tuple[str, str]]:
@@ -107,11 +109,12 @@ def test_readme_table_lists_every_key_with_its_default() -> None:
             assert documented[name, key].startswith(f"`{spelt}`"), (name, key)
 
 
-@pytest.mark.parametrize("name", ["node", "occupancy", "feishu", "mqtt", "web", "rooms.devices"])
+@pytest.mark.parametrize("name", ["node", "occupancy", "feishu", "mqtt", "web", "rooms.devices",
+                                  "checkin"])
 def test_writing_every_default_out_changes_nothing(name: str, tmp_path: Path) -> None:
     """An absent key and the key written with its documented default read the same."""
     required = {"node": "", "occupancy": "", "feishu": "mode = 'webhook'\n",
-                "mqtt": "url = 'mqtt://broker'\n", "web": "",
+                "mqtt": "url = 'mqtt://broker'\n", "web": "", "checkin": "",
                 "rooms.devices": "id = 'd'\nurl = '/dev/ttyACM0'\n"}[name]
     header = ("[[rooms]]\nopen_id = 'omm_1'\n[[rooms.devices]]\n" if name == "rooms.devices"
               else f"[{name}]\n")

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("storeopen",),                              # the store, whatever is on disk
     ("transport",),                                                  # bytes -> somewhere
     ("devices", "intake"),                       # renderer + encoder + transport; the feeds
+    ("checkin",),                                # check-in policy, ledger, release, control
     ("node",),                                   # the loop (a NodeInput for intake)
     ("status",),                                 # the loop's snapshot, read back
     ("publish", "web"),                          # what the node feeds

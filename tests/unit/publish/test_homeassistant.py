@@ -133,3 +133,37 @@ def test_birth_topic_is_its_own_setting(tmp_path: Path, broker: Broker) -> None:
     finally:
         rec.close()
         bridge.close()
+
+
+# Keys of HA's MQTT button (home-assistant/core, components/mqtt/button.py: command_topic
+# required, payload_press default "PRESS", retain, on top of the common entity schema).
+BUTTON = (COMMON - {"state_topic", "value_template", "json_attributes_topic",
+                    "json_attributes_template"}) | {"command_topic", "payload_press", "retain"}
+
+
+def test_check_in_and_end_meeting_buttons_publish_to_the_rooms_checkin_topic(
+        tmp_path: Path, broker: Broker) -> None:
+    bridge = start_bridge(tmp_path / "bridge", broker, fake_clock())
+    wait_for(lambda: bridge.mqtt.homeassistant is not None
+             and bridge.mqtt.homeassistant.announcements >= 1, what="announced")
+    assert bridge.mqtt.link.flush(5)
+    rec = Recorder(broker.port)  # subscribes after the announcement: sees retained copies
+    try:
+        obj = object_id("omm_a")
+        docs = {}
+        for entity in ("checkin", "end_meeting"):
+            raw, retained = wait_for(lambda e=entity: rec.get(f"{HA}/button/{obj}/{e}/config"),
+                                     what=entity)
+            assert retained
+            docs[entity] = json.loads(raw)
+        for doc in docs.values():
+            assert set(doc) <= BUTTON
+            assert doc["command_topic"] == "room-display/v1/rooms/omm_a/checkin"
+            assert doc["retain"] is False  # a retained press would check in a later meeting
+        assert (docs["checkin"]["name"], docs["checkin"]["payload_press"]) == ("Check in", "in")
+        assert (docs["end_meeting"]["name"], docs["end_meeting"]["payload_press"]) == (
+            "End meeting", "end")
+        assert docs["checkin"]["unique_id"] != docs["end_meeting"]["unique_id"]
+    finally:
+        rec.close()
+        bridge.close()
