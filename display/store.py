@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -128,6 +128,10 @@ class ApplyResult:
     changed: frozenset[str] = frozenset()
 
 
+#: See :attr:`ScheduleStore.journal`.
+Journal = Callable[[sqlite3.Connection, list[tuple[RoomEvent, ApplyResult]]], None]
+
+
 @dataclass(slots=True)
 class _Ticket:
     """One caller's event waiting for a group commit."""
@@ -168,6 +172,10 @@ class ScheduleStore:
         self._commit_lock = threading.Lock()  # one group commit at a time
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []
+        #: Called inside each apply transaction with the events and their results, before the
+        #: commit: what it writes commits (or rolls back) with them (the replication outbox,
+        #: :mod:`display.outbox`). None: nothing more is written.
+        self.journal: Journal | None = None
 
     def __enter__(self) -> ScheduleStore:
         return self
@@ -222,6 +230,9 @@ class ScheduleStore:
                 try:
                     with self._transaction() as db:
                         results = [self._apply_one(db, t.event, t.received_ms) for t in batch]
+                        if self.journal is not None:
+                            self.journal(db, [(t.event, r) for t, r
+                                              in zip(batch, results, strict=True)])
                 except StoreError as exc:
                     for t in batch:
                         t.error, t.done = exc, True

@@ -38,10 +38,14 @@ class Schedule:
     generated_at: datetime
     bridge: str
     bookings: tuple[Booking, ...]
+    #: Every bridge of the site (several share the work; any of them online keeps an agent's
+    #: ``bridge`` link up). Empty from a bridge that does not say.
+    bridges: tuple[str, ...] = ()
 
 
 def encode_schedule(open_id: str, name: str, bookings: Sequence[Booking], *, version: int,
-                    generated_at: datetime, bridge: str) -> bytes:
+                    generated_at: datetime, bridge: str,
+                    bridges: Sequence[str] = ()) -> bytes:
     """The retained payload of ``{p}/v1/rooms/{open_id}/schedule`` (UTF-8 JSON).
 
     ``bookings`` should be the room's bookings in start order; only the first
@@ -55,6 +59,8 @@ def encode_schedule(open_id: str, name: str, bookings: Sequence[Booking], *, ver
         "bridge": bridge,
         "bookings": [b.to_json() for b in bookings[:MAX_BOOKINGS]],
     }
+    if bridges:
+        doc["bridges"] = list(bridges)
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -86,6 +92,10 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
     if not valid_topic_level(bridge):
         raise EventError("bridge", f"{bridge!r} is not a node name")
     name = doc.get("name")
+    bridges = doc.get("bridges", [])
+    if not isinstance(bridges, list) or not all(isinstance(b, str) and valid_topic_level(b)
+                                                for b in bridges):
+        raise EventError("bridges", f"must be a list of node names, got {bridges!r}")
     return Schedule(
         open_id=open_id,
         name=name if isinstance(name, str) else open_id,
@@ -93,6 +103,7 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
         generated_at=_time(doc, "generated_at", "generated_at"),
         bridge=bridge,
         bookings=tuple(_booking(b, f"bookings[{i}]") for i, b in enumerate(bookings)),
+        bridges=tuple(bridges),
     )
 
 

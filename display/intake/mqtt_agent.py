@@ -51,6 +51,8 @@ class AgentIntake:
         self._versions: dict[str, int] = {}
         self._received: dict[str, str] = {}
         self._availability: dict[str, str] = {}  # node -> "online" | "offline"
+        # Every bridge the schedules listed (several bridges: any one online will publish).
+        self._bridges: set[str] = set()
         self.applied = 0
         self.rejected = 0
 
@@ -113,6 +115,7 @@ class AgentIntake:
             return
         with self._lock:
             self._bridge_of[open_id] = schedule.bridge
+            self._bridges.update(schedule.bridges)
             self._versions[open_id] = schedule.version
             self._received[open_id] = self.clock.now().isoformat()
         self.applied += 1
@@ -128,7 +131,7 @@ class AgentIntake:
             return
         with self._lock:
             self._availability[name] = message.payload.decode("utf-8", "replace")
-            follows = name in self._bridge_of.values()
+            follows = name in self._bridge_of.values() or name in self._bridges
         if follows:
             self._update_bridge_link()
 
@@ -136,6 +139,11 @@ class AgentIntake:
         with self._lock:
             bridges = sorted(set(self._bridge_of.values()))
             down = [b for b in bridges if self._availability.get(b) != ONLINE]
+            # Several bridges (the schedules list them): one takes over when the publisher
+            # goes (docs/MQTT.md), so the link is up while any of them is online.
+            pool = self._bridges | set(bridges)
+            if self._bridges and any(self._availability.get(b) == ONLINE for b in pool):
+                down = []
         if not bridges:
             self.node.set_link("bridge", False, "no schedule received yet")
         elif down:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -117,6 +118,8 @@ class HomeAssistantDiscovery:
         self.prefix = config.mqtt.discovery_prefix
         self.status_topic = config.mqtt.birth_topic
         self.announcements = 0
+        #: With several bridges: whether this one announces now (None: always).
+        self.gate: Callable[[], bool] | None = None
 
     def attach(self) -> None:
         self.link.subscribe(self.status_topic, self._on_ha_status)
@@ -129,7 +132,7 @@ class HomeAssistantDiscovery:
 
     def announce(self) -> None:
         """Publish every room's configs and remove rooms announced before but gone now."""
-        if not self.link.connected:
+        if not self.link.connected or (self.gate is not None and not self.gate()):
             return
         rooms = {r.open_id: r for r in self.config.rooms}
         for room in rooms.values():

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
-    ("storeopen",),                              # the store, whatever is on disk
+    ("storeopen", "outbox"),                     # the store, whatever is on disk; replication
     ("transport",),                                                  # bytes -> somewhere
     ("devices", "intake"),                       # renderer + encoder + transport; the feeds
     ("node",),                                   # the loop (a NodeInput for intake)

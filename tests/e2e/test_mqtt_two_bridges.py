@@ -1,0 +1,149 @@
+"""Two bridges and an agent on one real Mosquitto: the bridges share what they commit, one of them
+publishes the rooms, and the other takes over when it dies (docs/MQTT.md, "Several bridges")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from display.encode.mqtt_schedule import decode_schedule
+from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.clock import FakeClock
+from display.testing.envelopes import envelope
+from display.testing.mqtt_nodes import AGENT, BRIDGE, RunningNode, fake_clock
+from display.testing.waiting import wait_for
+
+P = "room-display/v1"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    yield from running_broker(tmp_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return fake_clock()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[RunningNode]]:
+    started: list[RunningNode] = []
+    yield started
+    for n in reversed(started):
+        if not getattr(n, "killed", False):
+            n.close()
+
+
+def start(tmp: Path, b: Broker, clock: FakeClock, nodes: list[RunningNode], name: str,
+          template: str = BRIDGE) -> RunningNode:
+    n = RunningNode(tmp / name, template, name=name, url=b.url, clock=clock).start()
+    nodes.append(n)
+    return n
+
+
+def accept(bridge: RunningNode, uid: str, *, kind: str = "created", event_time: int = 1,
+           room: str = "omm_a") -> None:
+    begin = bridge.clock.now() + timedelta(minutes=30)
+    bridge.sink.accept(envelope(kind, uid=uid, start=begin, end=begin + timedelta(minutes=30),
+                                rooms=(room,), event_time=event_time))
+
+
+def uids(node: RunningNode, room: str = "omm_a") -> set[str]:
+    return {b.uid for b in node.store.bookings(room)}
+
+
+def publisher(n: RunningNode) -> str | None:
+    assert n.mqtt.peers is not None
+    return n.mqtt.peers.status()["publisher"]  # type: ignore[no-any-return]
+
+
+def kill(n: RunningNode) -> None:
+    n.kill()
+    n.killed = True  # type: ignore[attr-defined]
+
+
+def test_two_bridges_share_commits_and_one_takes_over_when_the_other_dies(
+        tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    rec = Recorder(broker.port)
+    try:
+        a = start(tmp_path, broker, clock, nodes, "bridge-a")
+        b = start(tmp_path, broker, clock, nodes, "bridge-b")
+        agent = start(tmp_path, broker, clock, nodes, "agent-1", AGENT)
+        for n in (a, b):
+            wait_for(lambda n=n: publisher(n) == "bridge-a"
+                     and n.mqtt.peers.bridges() == ["bridge-a", "bridge-b"],  # type: ignore[union-attr]
+                     timeout=10, what=f"{n.config.node.name} agrees bridge-a publishes")
+        assert a.mqtt.peers.is_publisher() and not b.mqtt.peers.is_publisher()  # type: ignore[union-attr]
+
+        # Feishu hands each event to one bridge: the same room through both, another room too.
+        accept(a, "bk1")
+        accept(b, "bk2")
+        accept(b, "bk3", room="omm_b")
+        wait_for(lambda: uids(agent) == {"bk1", "bk2"}, timeout=10,
+                 what="the agent shows the bookings of both bridges")
+        for n in (a, b):
+            wait_for(lambda n=n: uids(n) == {"bk1", "bk2"} and uids(n, "omm_b") == {"bk3"},
+                     timeout=10, what=f"{n.config.node.name}'s store converged")
+        schedule = decode_schedule(rec.get(f"{P}/rooms/omm_b/schedule")[0], "omm_b")  # type: ignore[index]
+        assert schedule.bridge == "bridge-a" and [x.uid for x in schedule.bookings] == ["bk3"]
+        assert schedule.bridges == ("bridge-a", "bridge-b")
+        before = decode_schedule(rec.get(f"{P}/rooms/omm_a/schedule")[0], "omm_a")  # type: ignore[index]
+        # The quiet bridge wrote no room topic: every retained schedule is bridge-a's.
+        assert before.bridge == "bridge-a"
+        lag = b.mqtt.peers.status()["peers"]["bridge-a"]  # type: ignore[union-attr]
+        wait_for(lambda: b.mqtt.peers.status()["peers"]["bridge-a"]["behind"] == 0,  # type: ignore[union-attr]
+                 timeout=5, what="no lag shown")
+        assert lag["online"] is True
+
+        # The publisher dies without a word: its last will says offline, bridge-b takes over.
+        kill(a)
+        wait_for(lambda: b.mqtt.peers.is_publisher(), timeout=15,  # type: ignore[union-attr]
+                 what="bridge-b publishes")
+        wait_for(lambda: agent.mqtt.agent._availability.get("bridge-a") == "offline",  # type: ignore[union-attr]
+                 timeout=10, what="the agent saw bridge-a go")
+        assert agent.link("bridge")["up"] is True, agent.link("bridge")
+        # A booking only bridge-a received is cancelled through bridge-b.
+        accept(b, "bk1", kind="deleted", event_time=2)
+        wait_for(lambda: uids(agent) == {"bk2"}, timeout=10, what="bk1 cancelled on the agent")
+        after = decode_schedule(rec.get(f"{P}/rooms/omm_a/schedule")[0], "omm_a")  # type: ignore[index]
+        assert after.bridge == "bridge-b" and after.version > before.version
+        assert agent.mqtt.agent.status()["omm_a"]["version"] == after.version  # type: ignore[union-attr]
+        assert agent.link("bridge")["up"] is True and not agent.node.views()["omm_a"].stale
+
+        # bridge-a comes back: it catches up on what bridge-b received while it was away, and
+        # stays quiet (bridge-b published the newest schedule and is online).
+        accept(b, "bk4")
+        a2 = start(tmp_path, broker, clock, nodes, "bridge-a")
+        wait_for(lambda: uids(a2) == {"bk2", "bk4"}, timeout=10, what="bridge-a caught up")
+        wait_for(lambda: publisher(a2) == "bridge-b", timeout=10, what="bridge-a stays quiet")
+        assert b.mqtt.peers.is_publisher() and not a2.mqtt.peers.is_publisher()  # type: ignore[union-attr]
+        wait_for(lambda: uids(agent) == {"bk2", "bk4"}, timeout=10, what="agent has bk4")
+    finally:
+        rec.close()
+
+
+def test_an_event_acknowledged_just_before_a_kill_reaches_the_peer_when_its_bridge_returns(
+        tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    a = start(tmp_path, broker, clock, nodes, "bridge-a")
+    b = start(tmp_path, broker, clock, nodes, "bridge-b")
+    wait_for(lambda: publisher(b) == "bridge-a" and len(b.mqtt.peers.bridges()) == 2,  # type: ignore[union-attr]
+             timeout=10, what="bridges see each other")
+    kill(a)
+    # bridge-a's Feishu intake acknowledges one more event while its node process is gone (the
+    # intake child commits on its own): it is in bridge-a's outbox, and nowhere else.
+    intake = RunningNode(tmp_path / "bridge-a", BRIDGE, name="bridge-a", url=broker.url,
+                         clock=clock)  # not started: no broker link
+    accept(intake, "late")
+    for store in (intake.intake_store, intake.store):
+        store.close()
+    assert "late" not in uids(b)
+    a2 = start(tmp_path, broker, clock, nodes, "bridge-a")
+    wait_for(lambda: "late" in uids(b), timeout=10, what="bridge-b got the late event")
+    status = a2.mqtt.peers.status()  # type: ignore[union-attr]
+    assert status["sequence"] == 1 and status["peers"]["bridge-b"]["online"] is True
+    wait_for(lambda: a2.mqtt.peers.status()["peers"]["bridge-b"]["applied_ours"] == 1,  # type: ignore[union-attr]
+             timeout=5, what="bridge-b says it applied seq 1")
