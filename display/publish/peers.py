@@ -46,6 +46,7 @@ SETTLE_SECONDS = 3.0  # after a connect, at most this long before deciding who p
 BATCH = 500  # outbox rows per pass; also events applied per transaction
 MAX_EVENT_BYTES = 64 * 1024
 META_APPLIED = "replica.applied"
+META_MET = "replica.met_peers"
 
 
 def events_topic(prefix: str, name: str) -> str:
@@ -78,6 +79,8 @@ class Peers:
         self._published: dict[str, int] = {}  # per peer: the newest seq it says it sent
         self._their_applied: dict[str, int] = {}  # per peer: our seq it says it applied
         self._applied: dict[str, int] = _load_applied(store.meta(META_APPLIED))
+        # Whether this bridge ever met another (kept in the store across restarts).
+        self._met = store.meta(META_MET) is not None
         self._cursor = self.outbox.last_seq()  # sent up to here (rows after it: not yet)
         self._pending: list[tuple[str, int, Any]] = []
         self._drain_queued = False
@@ -113,8 +116,18 @@ class Peers:
         self._poller.start()
 
     def is_publisher(self) -> bool:
-        """True while this bridge writes the retained room topics."""
-        return self.link.connected and self._settled and self._publisher == self.me
+        """True while this bridge writes the retained room topics.
+
+        Right after a connect, before the retained messages told it about the others, a bridge
+        that never met another one publishes at once (a site with one bridge sees no delay);
+        one that did waits until it knows who publishes.
+        """
+        if not self.link.connected:
+            return False
+        if not self._settled:
+            with self._lock:
+                return not self._met and not self._bridges - {self.me}
+        return self._publisher == self.me
 
     def bridges(self) -> list[str]:
         """Every bridge known on the broker, this one included."""
@@ -123,6 +136,7 @@ class Peers:
 
     def status(self) -> dict[str, Any]:
         """``node.replication`` in ``status``: who publishes and how far behind each peer is."""
+        publishing = self.is_publisher()
         with self._lock:
             peers = {}
             for name in sorted(self._bridges - {self.me}):
@@ -132,7 +146,7 @@ class Peers:
                                "applied": applied, "behind": max(0, published - applied),
                                "applied_ours": self._their_applied.get(name)}
             return {"publisher": self._publisher if self._settled else None,
-                    "publishing": self.is_publisher(), "sequence": self._cursor,
+                    "publishing": publishing, "sequence": self._cursor,
                     "takeovers": self.takeovers, "peers": peers}
 
     # -- the worker thread ------------------------------------------------------------------------
@@ -146,6 +160,7 @@ class Peers:
             self._online.clear()
             # Whatever was in flight when the link dropped may be lost (clean session).
             self._cursor = min([self._cursor, *self._their_applied.values()])
+        self._active = self.is_publisher()  # the other connect hooks did as this says
         self._publish_progress(force=True)  # its echo tells us the retained ones came first
         timer = threading.Timer(SETTLE_SECONDS,
                                 lambda: self.link.call_soon(lambda: self._settle(number)))
@@ -249,6 +264,12 @@ class Peers:
                 self._their_applied[name] = ours
         if new:
             log.info("bridge %s shares this broker: replicating with it", name)
+            if not self._met:
+                self._met = True
+                try:
+                    self.store.set_meta(META_MET, name)
+                except StoreError as exc:
+                    log.warning("cannot record that bridge %s shares the broker: %s", name, exc)
             if self._online.get(name):  # send it what it may not have (all if it never said)
                 self._cursor = min(self._cursor, ours if _count(ours) else 0)
                 self.pump()
