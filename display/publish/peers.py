@@ -259,7 +259,7 @@ class Peers:
         with self._lock:
             new = name not in self._bridges
             self._bridges.add(name)
-            self._published[name] = published
+            self._published[name] = max(published, self._published.get(name, 0))
             if _count(ours):
                 self._their_applied[name] = ours
         if new:
@@ -305,7 +305,10 @@ class Peers:
         if not _count(version) or not isinstance(bridge, str):
             return
         self._versions[open_id] = max(version, self._versions.get(open_id, 0))
-        if self._newest is None or version > self._newest[0]:
+        # The newest schedule names the publisher; at equal versions the smaller name, so
+        # every bridge reads the same answer from the same messages.
+        if self._newest is None or (version, _inverse(bridge)) > (self._newest[0],
+                                                                 _inverse(self._newest[1])):
             before = self._newest[1] if self._newest else None
             self._newest = (version, bridge)
             if bridge != before:
@@ -322,6 +325,8 @@ class Peers:
                         origin)
             self.rejected += 1
             return
+        with self._lock:  # its progress may lag by PROGRESS_SECONDS: the events say more
+            self._published[origin] = max(seq, self._published.get(origin, 0))
         self._pending.append((origin, seq, doc.get("event")))
         if not self._drain_queued:  # messages already queued behind us join this batch
             self._drain_queued = True
@@ -380,6 +385,11 @@ class Peers:
             self.takeovers += 1
         for hook in self.on_role:
             hook(floor)
+
+
+def _inverse(name: str) -> tuple[int, ...]:
+    """A key that orders names backwards (the smaller name sorts last)."""
+    return (*(-ord(c) for c in name), 1)
 
 
 def _json(payload: bytes) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from display.encode.mqtt_schedule import decode_schedule
+from display.status import render_text
 from display.testing.broker import Broker, Recorder, running_broker
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
@@ -61,6 +62,13 @@ def publisher(n: RunningNode) -> str | None:
     return n.mqtt.peers.status()["publisher"]  # type: ignore[no-any-return]
 
 
+def agreed(*bridges: RunningNode) -> str | None:
+    """The publisher every bridge names, once they know each other and agree."""
+    names = {publisher(n) for n in bridges}
+    known = all(len(n.mqtt.peers.bridges()) == len(bridges) for n in bridges)  # type: ignore[union-attr]
+    return names.pop() if known and len(names) == 1 and None not in names else None
+
+
 def kill(n: RunningNode) -> None:
     n.kill()
     n.killed = True  # type: ignore[attr-defined]
@@ -70,14 +78,14 @@ def test_two_bridges_share_commits_and_one_takes_over_when_the_other_dies(
         tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
     rec = Recorder(broker.port)
     try:
-        a = start(tmp_path, broker, clock, nodes, "bridge-a")
-        b = start(tmp_path, broker, clock, nodes, "bridge-b")
+        first = start(tmp_path, broker, clock, nodes, "bridge-a")
+        second = start(tmp_path, broker, clock, nodes, "bridge-b")
         agent = start(tmp_path, broker, clock, nodes, "agent-1", AGENT)
-        for n in (a, b):
-            wait_for(lambda n=n: publisher(n) == "bridge-a"
-                     and n.mqtt.peers.bridges() == ["bridge-a", "bridge-b"],  # type: ignore[union-attr]
-                     timeout=10, what=f"{n.config.node.name} agrees bridge-a publishes")
+        # Both agree on one publisher (from the availability and the newest schedule).
+        chosen = wait_for(lambda: agreed(first, second), timeout=10, what="one publisher")
+        a, b = (first, second) if chosen == "bridge-a" else (second, first)
         assert a.mqtt.peers.is_publisher() and not b.mqtt.peers.is_publisher()  # type: ignore[union-attr]
+        name_a, name_b = a.config.node.name, b.config.node.name
 
         # Feishu hands each event to one bridge: the same room through both, another room too.
         accept(a, "bk1")
@@ -88,38 +96,46 @@ def test_two_bridges_share_commits_and_one_takes_over_when_the_other_dies(
         for n in (a, b):
             wait_for(lambda n=n: uids(n) == {"bk1", "bk2"} and uids(n, "omm_b") == {"bk3"},
                      timeout=10, what=f"{n.config.node.name}'s store converged")
-        schedule = decode_schedule(rec.get(f"{P}/rooms/omm_b/schedule")[0], "omm_b")  # type: ignore[index]
-        assert schedule.bridge == "bridge-a" and [x.uid for x in schedule.bookings] == ["bk3"]
+        schedule = wait_for(lambda: (s := decode_schedule(
+            rec.get(f"{P}/rooms/omm_b/schedule")[0], "omm_b")).bookings and s,  # type: ignore[index]
+            timeout=10, what="room B's schedule")
+        assert schedule.bridge == name_a and [x.uid for x in schedule.bookings] == ["bk3"]
         assert schedule.bridges == ("bridge-a", "bridge-b")
         before = decode_schedule(rec.get(f"{P}/rooms/omm_a/schedule")[0], "omm_a")  # type: ignore[index]
-        # The quiet bridge wrote no room topic: every retained schedule is bridge-a's.
-        assert before.bridge == "bridge-a"
-        lag = b.mqtt.peers.status()["peers"]["bridge-a"]  # type: ignore[union-attr]
-        wait_for(lambda: b.mqtt.peers.status()["peers"]["bridge-a"]["behind"] == 0,  # type: ignore[union-attr]
+        # The quiet bridge wrote no room topic: every retained schedule is the publisher's.
+        assert before.bridge == name_a
+        lag = b.mqtt.peers.status()["peers"][name_a]  # type: ignore[union-attr]
+        wait_for(lambda: b.mqtt.peers.status()["peers"][name_a]["behind"] == 0,  # type: ignore[union-attr]
                  timeout=5, what="no lag shown")
         assert lag["online"] is True
 
-        # The publisher dies without a word: its last will says offline, bridge-b takes over.
+        # The publisher dies without a word: its last will says offline, the other takes over.
         kill(a)
         wait_for(lambda: b.mqtt.peers.is_publisher(), timeout=15,  # type: ignore[union-attr]
-                 what="bridge-b publishes")
-        wait_for(lambda: agent.mqtt.agent._availability.get("bridge-a") == "offline",  # type: ignore[union-attr]
-                 timeout=10, what="the agent saw bridge-a go")
+                 what="the other bridge publishes")
+        wait_for(lambda: agent.mqtt.agent._availability.get(name_a) == "offline",  # type: ignore[union-attr]
+                 timeout=10, what="the agent saw the publisher go")
         assert agent.link("bridge")["up"] is True, agent.link("bridge")
-        # A booking only bridge-a received is cancelled through bridge-b.
+        # A booking only the dead bridge received is cancelled through the live one.
         accept(b, "bk1", kind="deleted", event_time=2)
         wait_for(lambda: uids(agent) == {"bk2"}, timeout=10, what="bk1 cancelled on the agent")
         after = decode_schedule(rec.get(f"{P}/rooms/omm_a/schedule")[0], "omm_a")  # type: ignore[index]
-        assert after.bridge == "bridge-b" and after.version > before.version
+        assert after.bridge == name_b and after.version > before.version
         assert agent.mqtt.agent.status()["omm_a"]["version"] == after.version  # type: ignore[union-attr]
         assert agent.link("bridge")["up"] is True and not agent.node.views()["omm_a"].stale
+        doc = b.node.status()
+        assert doc["node"]["replication"]["publisher"] == name_b
+        assert doc["node"]["replication"]["peers"][name_a]["online"] is False
+        text = render_text(doc)
+        assert f"  publisher: {name_b} (this bridge); sent events up to #3" in text, text
+        assert f"  peer {name_a}: OFFLINE, applied #1 of #1 (0 behind)" in text, text
 
-        # bridge-a comes back: it catches up on what bridge-b received while it was away, and
-        # stays quiet (bridge-b published the newest schedule and is online).
+        # The old publisher comes back: it catches up on what the other received meanwhile, and
+        # stays quiet (the other published the newest schedule and is online).
         accept(b, "bk4")
-        a2 = start(tmp_path, broker, clock, nodes, "bridge-a")
-        wait_for(lambda: uids(a2) == {"bk2", "bk4"}, timeout=10, what="bridge-a caught up")
-        wait_for(lambda: publisher(a2) == "bridge-b", timeout=10, what="bridge-a stays quiet")
+        a2 = start(tmp_path, broker, clock, nodes, name_a)
+        wait_for(lambda: uids(a2) == {"bk2", "bk4"}, timeout=10, what="the old publisher caught up")
+        wait_for(lambda: agreed(a2, b) == name_b, timeout=10, what="it stays quiet")
         assert b.mqtt.peers.is_publisher() and not a2.mqtt.peers.is_publisher()  # type: ignore[union-attr]
         wait_for(lambda: uids(agent) == {"bk2", "bk4"}, timeout=10, what="agent has bk4")
     finally:
@@ -130,8 +146,7 @@ def test_an_event_acknowledged_just_before_a_kill_reaches_the_peer_when_its_brid
         tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
     a = start(tmp_path, broker, clock, nodes, "bridge-a")
     b = start(tmp_path, broker, clock, nodes, "bridge-b")
-    wait_for(lambda: publisher(b) == "bridge-a" and len(b.mqtt.peers.bridges()) == 2,  # type: ignore[union-attr]
-             timeout=10, what="bridges see each other")
+    wait_for(lambda: agreed(a, b), timeout=10, what="bridges see each other")
     kill(a)
     # bridge-a's Feishu intake acknowledges one more event while its node process is gone (the
     # intake child commits on its own): it is in bridge-a's outbox, and nowhere else.
