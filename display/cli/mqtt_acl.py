@@ -60,7 +60,9 @@ def acl_text(site: Site) -> str:
     for bridge in site.bridges:
         lines += ["", f"# Bridge {bridge}: the only writer of room topics and HA discovery.",
                   f"user {bridge}", f"topic readwrite {p}/v1/rooms/#",
-                  f"topic readwrite {site.discovery_prefix}/#", f"topic read {site.birth_topic}"]
+                  f"topic readwrite {site.discovery_prefix}/#", f"topic read {site.birth_topic}",
+                  # Several bridges share what they commit (docs/MQTT.md, "Several bridges").
+                  f"topic readwrite {p}/v1/bridges/{bridge}/#", f"topic read {p}/v1/bridges/+/#"]
         lines += [f"topic write {topic}" for node, topic in site.devices if node == bridge]
     for agent in site.agents:
         if agent in site.bridges:

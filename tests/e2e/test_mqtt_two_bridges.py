@@ -162,3 +162,37 @@ def test_an_event_acknowledged_just_before_a_kill_reaches_the_peer_when_its_brid
     assert status["sequence"] == 1 and status["peers"]["bridge-b"]["online"] is True
     wait_for(lambda: a2.mqtt.peers.status()["peers"]["bridge-b"]["applied_ours"] == 1,  # type: ignore[union-attr]
              timeout=5, what="bridge-b says it applied seq 1")
+
+
+def test_the_acl_lets_each_bridge_write_only_its_own_replication_topics(tmp_path: Path) -> None:
+    """``scripts/mqtt-credentials --bridge bridge-a --bridge bridge-b``: a bridge reads every
+    bridge's events and writes only its own; an agent can inject none."""
+    from display.cli.mqtt_acl import Site, write_site
+
+    site = tmp_path / "site"
+    write_site(Site(bridges=("bridge-a", "bridge-b"), agents=("agent-1",)), site)
+
+    def login(name: str, topic_filter: str = "nothing") -> Recorder:
+        password = (site / "credentials" / name / "mqtt-password").read_text().strip()
+        return Recorder(acl.port, topic_filter, username=name, password=password)
+
+    acl = Broker(tmp_path / "broker", acl_file=site / "room-display.acl",
+                 password_file=site / "passwd")
+    acl.start()
+    clients = []
+    try:
+        clients = [login("bridge-a", f"{P}/bridges/#"), login("agent-1", f"{P}/bridges/#"),
+                   login("bridge-b")]
+        watcher, agent, other = clients
+        topic = f"{P}/bridges/bridge-b/events"
+        agent.publish(topic, '{"forged": true}')
+        watcher.publish(topic, '{"forged": true}')  # bridge-a cannot speak for bridge-b
+        other.publish(topic, '{"origin": "bridge-b"}')
+        wait_for(lambda: watcher.get(topic), timeout=10, what="bridge-b's own event")
+        assert watcher.get(topic) == (b'{"origin": "bridge-b"}', False)
+        assert watcher.count(topic) == 1, "a forged event arrived"
+        assert agent.get(topic) is None, "an agent reads no bridge's events"
+    finally:
+        for client in clients:
+            client.close()
+        acl.stop()
