@@ -56,6 +56,7 @@ class MqttServices:
         self.node_status = NodeStatusPublisher(self.link, node, clock)
         self.fleet: FleetGatherer | None = None
         self.peers: Peers | None = None
+        self._own_store: ScheduleStore | None = None  # the peers' connection, if we opened it
         if config.role == "agent":
             self.agent = AgentIntake(self.link, node, store, clock, config)
         else:
@@ -76,6 +77,8 @@ class MqttServices:
         """
         assert self.bridge is not None
         own = store if store.journal is None else ScheduleStore(store.path)
+        if own is not store:
+            self._own_store = own
         self.peers = peers = Peers(self.link, self.node, own, clock)
         bridge = self.bridge
         bridge.gate = peers.is_publisher
@@ -120,6 +123,8 @@ class MqttServices:
 
     def close(self) -> None:
         self.link.close()
+        if self._own_store is not None:
+            self._own_store.close()
 
     def __enter__(self) -> MqttServices:
         return self

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # how often the outbox is looked at when no change woke us
 PROGRESS_SECONDS = 1.0  # the progress topic is republished at most this often while it moves
 SETTLE_SECONDS = 3.0  # after a connect, at most this long before deciding who publishes
+PRUNE_SECONDS = 3600.0  # the outbox beyond its window goes once an hour (the intake prunes too)
 BATCH = 500  # outbox rows per pass; also events applied per transaction
 MAX_EVENT_BYTES = 64 * 1024
 META_APPLIED = "replica.applied"
@@ -180,10 +181,17 @@ class Peers:
 
     def _poll(self) -> None:
         pause = threading.Event()  # never set: a sleep that is not a bare time.sleep
+        pruned = time.monotonic()
         while not pause.wait(POLL_SECONDS):
             if self.link.worker.ident is not None and not self.link.worker.is_alive():
                 return  # the link was closed
             self.link.call_soon(self.pump)
+            if time.monotonic() - pruned >= PRUNE_SECONDS:  # a quiet site prunes too
+                pruned = time.monotonic()
+                self.link.call_soon(self._prune)
+
+    def _prune(self) -> None:
+        self.outbox.prune(self.clock.now())
 
     def pump(self) -> None:
         """Send the outbox rows not sent yet (while connected), then the progress if due."""

@@ -3,6 +3,7 @@ publishes the rooms, and the other takes over when it dies (docs/MQTT.md, "Sever
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -196,3 +197,35 @@ def test_the_acl_lets_each_bridge_write_only_its_own_replication_topics(tmp_path
         for client in clients:
             client.close()
         acl.stop()
+
+
+def test_a_peers_events_are_checked_like_feishus(tmp_path: Path, broker: Broker,
+                                                clock: FakeClock,
+                                                nodes: list[RunningNode]) -> None:
+    """A bad replicated event is one log line and applied nowhere; a good one is applied with
+    the store's own rules, and a second copy of it is a duplicate."""
+    from display.intake.envelope import parse_envelope
+    from display.outbox import event_to_json
+
+    b = start(tmp_path, broker, clock, nodes, "bridge-b")
+    peers = b.mqtt.peers
+    assert peers is not None
+    wait_for(lambda: peers.is_publisher(), timeout=10, what="bridge-b publishing alone")
+    sender = Recorder(broker.port, "nothing")
+    try:
+        topic = f"{P}/bridges/bridge-z/events"
+        begin = clock.now() + timedelta(minutes=30)
+        event = parse_envelope(envelope(uid="z1", start=begin, end=begin + timedelta(hours=1)))
+        good = {"origin": "bridge-z", "seq": 1, "event": event_to_json(event)}
+        for bad in (b"not json", b'{"origin": "bridge-y", "seq": 1, "event": {}}',
+                    json.dumps({**good, "seq": -1}).encode(),
+                    json.dumps({**good, "event": {**good["event"], "start": "soon"}}).encode()):
+            sender.publish(topic, bad)
+        sender.publish(topic, json.dumps(good))
+        sender.publish(topic, json.dumps(good))  # a replay: a duplicate, nothing changes
+        wait_for(lambda: uids(b) == {"z1"}, timeout=10, what="the good event applied")
+        wait_for(lambda: peers.applied_events == 2, timeout=10, what="the replay handled")
+        assert peers.rejected == 4
+        assert uids(b) == {"z1"} and peers.status()["sequence"] == 0  # never sent on
+    finally:
+        sender.close()
