@@ -159,24 +159,28 @@ def test_the_event_codec_round_trips_and_names_a_bad_field() -> None:
 
 
 _uuids = itertools.count()
+ROOM_SETS = (("omm_a",), ("omm_b",), ("omm_a", "omm_b"))
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from(["k1", "k2", "k3"]),
                           st.sampled_from(["created", "updated", "deleted"]),
-                          st.integers(1, 5), st.sampled_from([("omm_a",), ("omm_b",),
-                                                              ("omm_a", "omm_b")])),
+                          st.integers(1, 5)),
                 max_size=12),
        st.randoms())
 def test_two_bridges_converge_whatever_reaches_which(tmp_path: Path, deliveries: list[Any],
                                                      rnd: Any) -> None:
     """Feishu hands each event to either bridge; each applies the other's in whatever order
-    replays bring them (twice, too): both end with the same schedule."""
+    replays bring them (twice, too): both end with the same schedule.
+
+    One version of a booking (its ``event_time``) has one content: the rooms follow from the
+    key and the version (two different bookings at the same millisecond are not Feishu's)."""
     directory = tmp_path / f"run{next(_uuids)}"
     a, b = Bridge(directory / "a.db"), Bridge(directory / "b.db")
     try:
-        for target, uid, kind, event_time, rooms in deliveries:
+        for target, uid, kind, event_time in deliveries:
+            rooms = ROOM_SETS[(int(uid[1:]) + event_time) % len(ROOM_SETS)]
             (a if target == "a" else b).accept(booking(uid, kind, event_time, rooms))
         to_b, to_a = a.sent(), b.sent()
         for rows in (to_b, to_a):
