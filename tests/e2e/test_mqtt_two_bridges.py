@@ -229,3 +229,36 @@ def test_a_peers_events_are_checked_like_feishus(tmp_path: Path, broker: Broker,
         assert uids(b) == {"z1"} and peers.status()["sequence"] == 0  # never sent on
     finally:
         sender.close()
+
+
+def test_the_web_page_shows_who_publishes_and_each_peers_lag(
+        tmp_path: Path, broker: Broker, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    from display.config import Secret, WebConfig
+    from display.testing.browser import chromium
+    from display.web.server import WebServer
+
+    a = start(tmp_path, broker, clock, nodes, "bridge-a")
+    b = start(tmp_path, broker, clock, nodes, "bridge-b")
+    chosen = wait_for(lambda: agreed(a, b), timeout=10, what="one publisher")
+    quiet = b if chosen == "bridge-a" else a
+    accept(a if quiet is b else b, "bk1")
+    wait_for(lambda: uids(quiet) == {"bk1"}, timeout=10, what="replicated")
+    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), quiet.node)
+    assert web.start()
+    try:
+        with chromium() as browser:
+            browser.get(f"http://{web.address}/")
+
+            def item(name: str) -> str:
+                from selenium.webdriver.common.by import By
+                for li in browser.find_elements(By.CSS_SELECTOR, "#nodes > li"):
+                    if li.find_element(By.TAG_NAME, "strong").text == name:
+                        return str(li.text)
+                return ""
+
+            text = wait_for(lambda: "events behind: 0 (1/1)" in item(chosen) and item(chosen),
+                            timeout=20, what="the publisher's lag on the page")
+            assert "★ publishes the rooms" in text
+            assert "★" not in item(quiet.config.node.name)
+    finally:
+        web.close()
