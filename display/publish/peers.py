@@ -321,6 +321,14 @@ class Peers:
             self._newest = (version, bridge)
             if bridge != before:
                 self._decide()
+        if bridge != self.me and not message.retain and self._active:
+            # Another bridge wrote a room while we publish (it started before it knew of us):
+            # say ours again, above its version, so agents keep the current schedule.
+            log.info("bridge %s wrote room %s while this bridge publishes: republishing",
+                     bridge, open_id)
+            floor = dict(self._versions)
+            for hook in self.on_role:
+                hook(floor)
 
     def _on_events(self, message: MqttMessage) -> None:
         origin = self._name(message.topic, "/events")

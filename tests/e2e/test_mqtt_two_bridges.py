@@ -210,7 +210,8 @@ def test_a_peers_events_are_checked_like_feishus(tmp_path: Path, broker: Broker,
     b = start(tmp_path, broker, clock, nodes, "bridge-b")
     peers = b.mqtt.peers
     assert peers is not None
-    wait_for(lambda: peers.is_publisher(), timeout=10, what="bridge-b publishing alone")
+    # Settled: its subscriptions are in place (the echo of its own progress came back).
+    wait_for(lambda: publisher(b) == "bridge-b", timeout=10, what="bridge-b publishing alone")
     sender = Recorder(broker.port, "nothing")
     try:
         topic = f"{P}/bridges/bridge-z/events"
