@@ -266,7 +266,18 @@ class App:
         elif self.config.role == "agent":
             self.checkin_forwarder = CheckinForwarder(self.mqtt.link, self.clock)
             self.checkin_forwarder.attach()
+        if self.mqtt.peers is not None:
+            self.mqtt.peers.on_role.append(self._took_over)
         self.mqtt.start()
+
+    def _took_over(self, floor: dict[str, int] | None) -> None:
+        """This bridge became the publisher while other bridges exist: the one before may
+        have gone with events no one else got, so re-sync from free/busy (when it is on)."""
+        peers = self.mqtt.peers if self.mqtt is not None else None
+        if floor is None or peers is None or len(peers.bridges()) < 2 or self.intake is None:
+            return
+        if self.intake.request_resync("this bridge took over publishing the rooms"):
+            log.info("took over publishing: asked the Feishu intake for a full re-sync")
 
     def reload(self) -> bool:
         """Re-read the config file; apply it if valid and different. Returns True if applied.

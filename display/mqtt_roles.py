@@ -16,6 +16,7 @@ from display.node import Node
 from display.publish.bridge import BridgePublisher
 from display.publish.fleet import FleetGatherer, NodeStatusPublisher
 from display.publish.homeassistant import HomeAssistantDiscovery
+from display.publish.peers import Peers
 from display.store import ScheduleStore
 from display.transport.mqtt_client import MqttLink
 
@@ -54,6 +55,8 @@ class MqttServices:
         # the bridge gathers everyone's into ``node.fleet``.
         self.node_status = NodeStatusPublisher(self.link, node, clock)
         self.fleet: FleetGatherer | None = None
+        self.peers: Peers | None = None
+        self._own_store: ScheduleStore | None = None  # the peers' connection, if we opened it
         if config.role == "agent":
             self.agent = AgentIntake(self.link, node, store, clock, config)
         else:
@@ -61,9 +64,31 @@ class MqttServices:
             self.fleet = FleetGatherer(self.link, node)
             if config.mqtt.homeassistant:
                 self.homeassistant = HomeAssistantDiscovery(self.link, config, store)
+            self._wire_peers(store, clock)
         if config.role == "agent" and config.mqtt.homeassistant:
             log.warning("mqtt.homeassistant is ignored on a panel agent: the bridge announces "
                         "every room")
+
+    def _wire_peers(self, store: ScheduleStore, clock: Clock) -> None:
+        """Several bridges on one broker: replicate commits, one of them publishes the rooms.
+
+        The peers' events are applied on a connection without the outbox journal (they are not
+        ours to send on): the node's own store unless it has one (tests share it with intake).
+        """
+        assert self.bridge is not None
+        own = store if store.journal is None else ScheduleStore(store.path)
+        if own is not store:
+            self._own_store = own
+        self.peers = peers = Peers(self.link, self.node, own, clock)
+        bridge = self.bridge
+        bridge.gate = peers.is_publisher
+        bridge.bridges = peers.bridges
+        peers.on_role.append(bridge.take_over)
+        peers.on_bridges.append(bridge.reconfigure_bridges)
+        if self.homeassistant is not None:
+            ha = self.homeassistant
+            ha.gate = peers.is_publisher
+            peers.on_role.append(lambda floor: ha.announce() if floor is not None else None)
 
     def start(self) -> None:
         """Hook everything up and start connecting (returns at once; the broker may be down)."""
@@ -74,6 +99,9 @@ class MqttServices:
             self.node.add_status_source("mqtt_schedules", self.agent.status)
         if self.homeassistant is not None:
             self.homeassistant.attach()
+        if self.peers is not None:
+            self.peers.attach()
+            self.node.add_status_source("replication", self.peers.status)
         if self.fleet is not None:
             self.fleet.attach()
             self.node.add_status_source("fleet", self.fleet.fleet)
@@ -95,6 +123,8 @@ class MqttServices:
 
     def close(self) -> None:
         self.link.close()
+        if self._own_store is not None:
+            self._own_store.close()
 
     def __enter__(self) -> MqttServices:
         return self

@@ -201,6 +201,7 @@ def render_text(doc: dict[str, Any]) -> str:
         state = "connected" if mqtt.get("connected") else "NOT connected"
         err = f" ({mqtt['error']})" if mqtt.get("error") and not mqtt.get("connected") else ""
         lines.append(f"  broker {mqtt.get('broker')}: {state}{err}")
+    lines += replication_lines(node.get("replication"))
     resync = node.get("resync")
     if isinstance(resync, dict) and not resync.get("enabled") and resync.get("series"):
         lines.append(f"  series: {resync['series']}")
@@ -268,3 +269,22 @@ def render_text(doc: dict[str, Any]) -> str:
             err = f"  error: {d['error']}" if d.get("error") else ""
             lines.append(f"  device {d['id']} [{d['kind']}] {ok} {d['url']}{last}{err}")
     return "\n".join(lines)
+
+
+def replication_lines(replication: Any) -> list[str]:
+    """``node.replication`` (a bridge with peers, docs/MQTT.md "Several bridges") as text: who
+    publishes the rooms, and per peer bridge how far behind this one is."""
+    if not isinstance(replication, dict):
+        return []
+    peers = replication.get("peers")
+    if not isinstance(peers, dict) or not peers:
+        return []  # one bridge: nothing to say
+    who = replication.get("publisher") or "none yet"
+    mine = " (this bridge)" if replication.get("publishing") else ""
+    lines = [f"  publisher: {who}{mine}; sent events up to #{replication.get('sequence')}"]
+    for name, peer in sorted(peers.items()):
+        if isinstance(peer, dict):
+            state = "online" if peer.get("online") else "OFFLINE"
+            lines.append(f"  peer {name}: {state}, applied #{peer.get('applied')} of "
+                         f"#{peer.get('published')} ({peer.get('behind')} behind)")
+    return lines

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -171,6 +171,10 @@ class ApplyResult:
     error: str | None = None  # why, for REJECTED
 
 
+#: See :attr:`ScheduleStore.journal`.
+Journal = Callable[[sqlite3.Connection, list[tuple[RoomEvent, ApplyResult]]], None]
+
+
 @dataclass(slots=True)
 class _Ticket:
     """One caller's event waiting for a group commit."""
@@ -212,6 +216,10 @@ class ScheduleStore:
         self._commit_lock = threading.Lock()  # one group commit at a time
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []
+        #: Called inside each apply transaction with the events and their results, before the
+        #: commit: what it writes commits (or rolls back) with them (the replication outbox,
+        #: :mod:`display.outbox`). None: nothing more is written.
+        self.journal: Journal | None = None
 
     def __enter__(self) -> ScheduleStore:
         return self
@@ -311,6 +319,8 @@ class ScheduleStore:
                                            error=f"cannot be stored: {exc}"[:200]))
             if isolate:
                 db.execute("RELEASE event")
+        if self.journal is not None:  # in the same transaction: nothing committed is missed
+            self.journal(db, [(t.event, r) for t, r in zip(batch, results, strict=True)])
         return results
 
     @staticmethod

@@ -117,27 +117,40 @@ def acl_text(site: Site) -> str:
 
     for bridge in site.bridges:
         lines += ["", f"# Bridge {bridge}: the only writer of room topics and discovery; reads",
-                  "# every node's status and availability (its fleet view) and Home Assistant's",
-                  "# birth message.",
+                  "# every node's status and availability (its fleet view), Home Assistant's",
+                  "# birth message, the rooms' check-ins, and the schedules on the broker (with",
+                  "# several bridges the next publisher continues their versions upwards); shares",
+                  "# what it commits with the other bridges (docs/MQTT.md, Several bridges).",
                   f"user {bridge}", *own(bridge),
-                  f"topic write {p}/v1/rooms/+/schedule", f"topic write {p}/v1/rooms/+/state",
+                  f"topic readwrite {p}/v1/rooms/+/schedule", f"topic write {p}/v1/rooms/+/state",
+                  f"topic read {p}/v1/rooms/+/checkin",
                   f"topic read {p}/v1/nodes/+/status", f"topic read {p}/v1/nodes/+/availability",
                   f"topic write {dp}/binary_sensor/+/occupancy/config",
                   f"topic write {dp}/sensor/+/state/config",
-                  f"topic read {site.birth_topic}", *driven(bridge)]
+                  f"topic write {dp}/button/+/checkin/config",
+                  f"topic write {dp}/button/+/end_meeting/config",
+                  f"topic read {site.birth_topic}",
+                  f"topic readwrite {p}/v1/bridges/{bridge}/#", f"topic read {p}/v1/bridges/+/#",
+                  *driven(bridge)]
     for agent in site.agents:
         if agent in site.bridges:
             continue
-        lines += ["", f"# Agent {agent}: reads schedules and its bridges' availability.",
-                  f"user {agent}", *own(agent), f"topic read {p}/v1/rooms/+/schedule"]
+        lines += ["", f"# Agent {agent}: reads schedules and its bridges' availability; sends its",
+                  "# door buttons' check-ins (docs/CHECKIN.md).",
+                  f"user {agent}", *own(agent), f"topic read {p}/v1/rooms/+/schedule",
+                  f"topic write {p}/v1/rooms/+/checkin"]
         lines += [f"topic read {p}/v1/nodes/{bridge}/availability" for bridge in site.bridges]
         lines += driven(agent)
     if site.homeassistant:
         lines += ["", f"# Home Assistant ({site.homeassistant}): discovery, room states, the "
-                  "bridges' availability;", "# writes its birth message (and its last will).",
+                  "bridges' availability;", "# writes its birth message (and its last will) and "
+                  "its buttons' check-ins.",
                   f"user {site.homeassistant}",
                   f"topic read {dp}/binary_sensor/+/occupancy/config",
-                  f"topic read {dp}/sensor/+/state/config", f"topic read {p}/v1/rooms/+/state"]
+                  f"topic read {dp}/sensor/+/state/config", f"topic read {p}/v1/rooms/+/state",
+                  f"topic read {dp}/button/+/checkin/config",
+                  f"topic read {dp}/button/+/end_meeting/config",
+                  f"topic write {p}/v1/rooms/+/checkin"]
         lines += [f"topic read {p}/v1/nodes/{bridge}/availability" for bridge in site.bridges]
         lines.append(f"topic readwrite {site.birth_topic}")
     for device in site.devices:

@@ -48,6 +48,10 @@ class Schedule:
     #: Where the room is in Feishu's directory ("Building / Floor"), when the bridge knows.
     path: str | None = None
 
+    #: Every bridge of the site (several share the work; any of them online keeps an agent's
+    #: ``bridge`` link up). Empty from a bridge that does not say.
+    bridges: tuple[str, ...] = ()
+
 
 #: Bounds on the details a schedule may carry (a title is one line on a sign).
 MAX_TITLE, MAX_ORGANIZER = 200, 100
@@ -56,7 +60,7 @@ MAX_TITLE, MAX_ORGANIZER = 200, 100
 def encode_schedule(open_id: str, name: str, bookings: Sequence[Booking], *, version: int,
                     generated_at: datetime, bridge: str,
                     details: Mapping[str, BookingDetails] | None = None,
-                    path: str | None = None) -> bytes:
+                    path: str | None = None, bridges: Sequence[str] = ()) -> bytes:
     """The retained payload of ``{p}/v1/rooms/{open_id}/schedule`` (UTF-8 JSON).
 
     ``bookings`` should be the room's bookings in start order; only the first
@@ -83,6 +87,8 @@ def encode_schedule(open_id: str, name: str, bookings: Sequence[Booking], *, ver
     }
     if path:
         doc["path"] = path
+    if bridges:
+        doc["bridges"] = list(bridges)
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -116,6 +122,10 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
         d = _details(raw, f"bookings[{i}]")
         if d is not None:
             details[b.key] = d
+    bridges = doc.get("bridges", [])
+    if not isinstance(bridges, list) or not all(isinstance(b, str) and valid_topic_level(b)
+                                                for b in bridges):
+        raise EventError("bridges", f"must be a list of node names, got {bridges!r}")
     return Schedule(
         open_id=open_id,
         name=name if isinstance(name, str) and name else open_id,
@@ -125,6 +135,7 @@ def decode_schedule(payload: bytes, expected_open_id: str) -> Schedule:
         bookings=parsed,
         details=details,
         path=_path(doc.get("path")),
+        bridges=tuple(bridges),
     )
 
 

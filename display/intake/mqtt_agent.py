@@ -53,6 +53,8 @@ class AgentIntake:
         self._received: dict[str, str] = {}
         self._availability: dict[str, str] = {}  # node -> "online" | "offline"
         self._followed: set[str] = set()  # bridges whose availability we subscribed to
+        # Every bridge the schedules listed (several bridges: any one online will publish).
+        self._bridges: set[str] = set()
         self.applied = 0
         self.rejected = 0
 
@@ -125,15 +127,16 @@ class AgentIntake:
             return
         with self._lock:
             self._bridge_of[open_id] = schedule.bridge
+            self._bridges.update(schedule.bridges)
             self._versions[open_id] = schedule.version
             self._received[open_id] = self.clock.now().isoformat()
-            new_bridge = schedule.bridge not in self._followed
-            self._followed.add(schedule.bridge)
-        if new_bridge:
+            named = {schedule.bridge, *schedule.bridges}
+            new_bridges = sorted(named - self._followed)
+            self._followed |= named
+        for bridge in new_bridges:
             # Only the availability of bridges our schedules name: another node's topics are
             # none of our business (and could be large).
-            self.link.subscribe(self.link.topics.availability(schedule.bridge),
-                                self._on_availability)
+            self.link.subscribe(self.link.topics.availability(bridge), self._on_availability)
         self.applied += 1
         if changed:
             log.info("room %s: schedule v%d from %s, %d booking(s)", open_id, schedule.version,
@@ -148,7 +151,7 @@ class AgentIntake:
         with self._lock:
             # Only "online"/"offline" matter: a node's huge payload here is not kept.
             self._availability[name] = message.payload[:16].decode("utf-8", "replace")
-            follows = name in self._bridge_of.values()
+            follows = name in self._bridge_of.values() or name in self._bridges
         if follows:
             self._update_bridge_link()
 
@@ -156,6 +159,11 @@ class AgentIntake:
         with self._lock:
             bridges = sorted(set(self._bridge_of.values()))
             down = [b for b in bridges if self._availability.get(b) != ONLINE]
+            # Several bridges (the schedules list them): one takes over when the publisher
+            # goes (docs/MQTT.md), so the link is up while any of them is online.
+            pool = self._bridges | set(bridges)
+            if self._bridges and any(self._availability.get(b) == ONLINE for b in pool):
+                down = []
         if not bridges:
             self.node.set_link("bridge", False, "no schedule received yet")
         elif down:

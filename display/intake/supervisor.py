@@ -236,6 +236,20 @@ class IntakeSupervisor:
         with self._lock:
             return self._last_exit
 
+    def request_resync(self, reason: str) -> bool:
+        """Ask the running child for a full re-sync pass (a no-op when re-sync is off);
+        False when no child runs."""
+        with self._lock:
+            proc = self._proc
+        if proc is None or proc.stdin is None:
+            return False
+        try:
+            proc.stdin.write(json.dumps({"resync": reason}).encode() + b"\n")
+            proc.stdin.flush()
+        except (OSError, ValueError):  # the child is going; the next one re-syncs at start
+            return False
+        return True
+
     # -- the children -----------------------------------------------------------------------------
 
     def _monitor(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from display.clock import Clock, to_epoch_ms
@@ -56,6 +56,10 @@ class BridgePublisher:
         self._versions: dict[str, int] = {}
         self._states: dict[str, bytes] = {}
         self.published = 0
+        #: With several bridges (:mod:`display.publish.peers`): whether this one writes the
+        #: room topics now (None: always), and every bridge's name for the schedules.
+        self.gate: Callable[[], bool] | None = None
+        self.bridges: Callable[[], list[str]] | None = None
 
     def attach(self) -> None:
         """Hook into the node and the link; publishes once connected."""
@@ -67,6 +71,10 @@ class BridgePublisher:
     def reconfigure(self, config: Config) -> None:
         """Rooms were added or removed (``map``, a reload): publish the new set."""
         self.config = config
+        self._mark_all()
+
+    def reconfigure_bridges(self) -> None:
+        """The set of bridges changed: the schedules list them, so publish them again."""
         self._mark_all()
 
     # -- node thread: only record and queue ----------------------------------------------------
@@ -107,6 +115,9 @@ class BridgePublisher:
             views, self._new_views = self._new_views, {}
         configured = {r.open_id: r for r in self.config.rooms}
         now = self.clock.now()
+        bridges = tuple(self.bridges()) if self.bridges is not None else ()
+        if len(bridges) < 2:  # one bridge: the payload stays as it always was
+            bridges = ()
         for open_id in sorted(dirty):
             room = configured.get(open_id)
             if room is None:
@@ -114,7 +125,7 @@ class BridgePublisher:
             bookings = tuple(bookings_window(self.store.bookings(open_id, ending_after=now)))
             details = self._details(room, bookings)
             name, path = self.node.room_name(room), self.node.room_path(room)
-            content = (name, path, bookings, tuple(sorted(details.items())))
+            content = (name, path, bookings, tuple(sorted(details.items())), bridges)
             if self._schedule_content.get(open_id) == content and open_id in self._schedules:
                 continue
             # version: when the content last changed at this bridge (ms), strictly increasing.
@@ -123,7 +134,8 @@ class BridgePublisher:
             self._schedule_content[open_id] = content
             self._schedules[open_id] = encode_schedule(
                 open_id, name, bookings, version=version, generated_at=now,
-                bridge=self.link.node_name, details=details, path=path)
+                bridge=self.link.node_name, details=details, path=path,
+                bridges=bridges)
             if not everything:
                 self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
         for open_id, view in views.items():
@@ -154,11 +166,25 @@ class BridgePublisher:
             return {}
         return shown_details(bookings, self.store.details(b.key for b in bookings), policy)
 
+    def take_over(self, floor: dict[str, int] | None) -> None:
+        """On the worker: this bridge became the publisher (``floor``: the newest version of
+        each room on the broker) and republishes every room above it; None: it stopped."""
+        if floor is None:
+            return
+        for open_id, version in floor.items():
+            self._versions[open_id] = max(self._versions.get(open_id, 0), version)
+        self._schedule_content.clear()  # re-encoded: a new version, this bridge's name
+        with self._lock:
+            self._dirty_schedules.update(r.open_id for r in self.config.rooms)
+        self.flush(everything=True)
+
     def republish_all(self) -> None:
         """Connect hook: the broker may have lost every retained message (no persistence)."""
         self.flush(everything=True)
 
     def _publish(self, topic: str, payload: bytes) -> None:
+        if self.gate is not None and not self.gate():
+            return  # another bridge publishes; ours stays cached for a takeover
         if self.link.publish(topic, payload, retain=True) is not None:
             self.published += 1
 
@@ -166,8 +192,8 @@ class BridgePublisher:
         """Delete the retained topics of rooms no longer configured, once connected."""
         recorded = set(_load_list(self.store.meta(META_PUBLISHED)))
         removed = (recorded | set(self._schedules) | set(self._states)) - configured
-        if not self.link.connected:
-            return  # the record stays; the next connect does it
+        if not self.link.connected or (self.gate is not None and not self.gate()):
+            return  # the record stays; the next connect (or takeover) does it
         for open_id in sorted(removed):
             for topic in (self.link.topics.schedule(open_id), self.link.topics.state(open_id)):
                 self.link.publish(topic, b"", retain=True)

@@ -27,11 +27,15 @@ removed at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
+
+from paho.mqtt.client import MQTTMessageInfo
 
 from display.config import Config, RoomConfig
 from display.store import ScheduleStore
@@ -40,6 +44,7 @@ from display.transport.mqtt_schema import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
+ACK_WAIT = 2.0  # seconds an announcement waits for the broker to hold it
 META_ANNOUNCED = "homeassistant.announced"
 STATES = ("free", "soon", "busy", "ending")
 ORIGIN_URL = "https://github.com/room-display/room-display"
@@ -137,6 +142,8 @@ class HomeAssistantDiscovery:
         self.prefix = config.mqtt.discovery_prefix
         self.status_topic = config.mqtt.birth_topic
         self.announcements = 0
+        #: With several bridges: whether this one announces now (None: always).
+        self.gate: Callable[[], bool] | None = None
 
     def attach(self) -> None:
         self.link.subscribe(self.status_topic, self._on_ha_status)
@@ -149,22 +156,28 @@ class HomeAssistantDiscovery:
 
     def announce(self) -> None:
         """Publish every room's configs and remove rooms announced before but gone now."""
-        if not self.link.connected:
+        if not self.link.connected or (self.gate is not None and not self.gate()):
             return
         rooms = {r.open_id: r for r in self.config.rooms}
+        last: MQTTMessageInfo | None = None
         for room in rooms.values():
             topics = discovery_topics(self.prefix, room.open_id)
             docs = discovery_payloads(room, self.link.topics.state(room.open_id),
                                       self.link.availability_topic,
                                       self.link.topics.checkin(room.open_id))
             for component, doc in docs.items():
-                self.link.publish(topics[component], json.dumps(doc, ensure_ascii=False),
-                                  retain=True)
+                last = self.link.publish(topics[component], json.dumps(doc, ensure_ascii=False),
+                                         retain=True) or last
         announced = _load(self.store.meta(META_ANNOUNCED))
         for open_id in sorted(set(announced) - set(rooms)):
             for topic in discovery_topics(self.prefix, open_id).values():
                 self.link.publish(topic, b"", retain=True)
             log.info("Home Assistant: removed room %s (no longer configured)", open_id)
+        if last is not None:
+            # Counted once the broker holds them (a bounded wait for the acknowledgement), so
+            # whoever reads ``announcements`` finds the retained copies there.
+            with contextlib.suppress(RuntimeError, ValueError):
+                last.wait_for_publish(ACK_WAIT)
         if sorted(rooms) != sorted(announced):
             self.store.set_meta(META_ANNOUNCED, json.dumps(sorted(rooms)))
         self.announcements += 1

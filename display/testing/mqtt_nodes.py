@@ -14,6 +14,7 @@ from display.devices.factory import make_device
 from display.intake.sink import EventSink
 from display.mqtt_roles import MqttServices
 from display.node import Node
+from display.outbox import install as install_outbox
 from display.store import ScheduleStore, store_path
 from display.testing.clock import FakeClock
 
@@ -72,7 +73,13 @@ class RunningNode:
         self.store = ScheduleStore(store_path(self.config), durable=False)
         self.node = Node(self.config, self.store, clock, make_device)
         self.mqtt = MqttServices(self.config, self.node, self.store, clock)
-        self.sink = EventSink(self.store, clock, self.node.notify)
+        # A bridge's Feishu intake commits through its own connection with the replication
+        # outbox (as the intake child does); the node and its peers read through another.
+        self.intake_store = self.store
+        if self.config.role == "bridge":
+            self.intake_store = ScheduleStore(store_path(self.config), durable=False)
+            install_outbox(self.intake_store, clock.now)
+        self.sink = EventSink(self.intake_store, clock, self.node.notify)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.node.run, args=(self._stop,), daemon=True)
 
@@ -88,6 +95,28 @@ class RunningNode:
         self.mqtt.close()
         self.node.close()
         self.store.close()
+        if self.intake_store is not self.store:
+            self.intake_store.close()
+
+    def kill(self) -> None:
+        """End like a SIGKILL: the connection drops without the clean ``offline`` (the broker
+        sends the last will), and nothing else of the node runs on."""
+        self._stop.set()
+        self.node.wake()
+        self._thread.join(timeout=5)
+        link = self.mqtt.link
+        link._stopping.set()  # no reconnect, no clean offline
+        client = link._client
+        if client is not None:
+            client.loop_stop()
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+        link._tasks.put(None)
+        self.node.close()
+        self.store.close()
+        if self.intake_store is not self.store:
+            self.intake_store.close()
 
     def panel(self, device: str | None = None) -> dict[str, Any] | None:
         """What the agent's virtual panel shows (its JSON file), or None before the first."""

@@ -141,6 +141,13 @@ def connect_properties(config: MqttConfig) -> Properties | None:
     return properties
 
 
+def _chain(first: Handler, second: Handler) -> Handler:
+    def both(message: MqttMessage) -> None:
+        first(message)
+        second(message)
+    return both
+
+
 class MqttLink:
     """One node's broker connection: subscriptions, publishing, link health.
 
@@ -240,8 +247,15 @@ class MqttLink:
     # -- subscriptions and hooks ------------------------------------------------------------------
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Deliver messages matching ``topic_filter`` to ``handler``, across reconnects."""
+        """Deliver messages matching ``topic_filter`` to ``handler``, across reconnects.
+
+        A second handler for the same filter is called after the first (the fleet page and the
+        bridges' publisher choice both follow every node's availability)."""
         with self._lock:
+            known = self._subs.get(topic_filter)
+            if known is not None and known[1] is not handler:
+                handler = _chain(known[1], handler)
+                qos = max(qos, known[0])
             self._subs[topic_filter] = (qos, handler)
         client = self._client
         if client is not None and self.connected:

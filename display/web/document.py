@@ -45,6 +45,8 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "link": ("飞书连接", "Feishu link"),
     "broker": ("MQTT 代理", "MQTT broker"),
     "resync": ("最近同步", "latest re-sync"),
+    "publisher": ("发布房间的网关", "publishes the rooms"),
+    "behind": ("落后事件", "events behind"),
     "up": ("正常", "up"),
     "down": ("中断", "down"),
     "problems": ("问题", "problems"),

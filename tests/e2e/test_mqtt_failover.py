@@ -64,7 +64,9 @@ def test_a_fleet_moves_to_the_second_broker_when_the_first_is_killed(
             wait_for(lambda n=node: n.mqtt.link.connected
                      and n.mqtt.link.broker == f"127.0.0.1:{standby.port}",
                      timeout=15, what=f"{node.config.node.name} on broker B")
-        assert agent.link("broker")["up"] is True and agent.link("bridge")["up"] is True
+        # The links follow on the node's worker, a moment after paho's connected flag.
+        wait_for(lambda: agent.link("broker").get("up") and agent.link("bridge").get("up"),
+                 timeout=10, what="the agent's broker and bridge links up on broker B")
         # Bookings keep flowing through the standby alone.
         bridge.sink.accept(envelope("deleted", uid="bk1", start=start,
                                     end=start + timedelta(hours=1), event_time=2))

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,22 @@ def take_stdout() -> TextIO:
     return os.fdopen(protocol_fd, "w", encoding="utf-8", buffering=1)
 
 
-def exit_when_stdin_closes() -> None:
-    """Exit the process when stdin reaches EOF: the parent died or asked us to stop."""
+def exit_when_stdin_closes(on_request: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Exit the process when stdin reaches EOF: the parent died or asked us to stop.
+
+    Each JSON object line the parent writes meanwhile goes to ``on_request`` (today only
+    ``{"resync": "<reason>"}``: another bridge stopped publishing, this one took over); anything
+    else is ignored.
+    """
 
     def watch() -> None:
+        buffer = b""
         try:
-            while os.read(0, 4096):
-                pass
+            while chunk := os.read(0, 4096):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    _request(line, on_request)
         except OSError:
             pass
         log.info("stdin closed (parent gone): exiting")
@@ -71,3 +81,18 @@ def exit_when_stdin_closes() -> None:
         os._exit(EXIT_OK)
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def _request(line: bytes, on_request: Callable[[dict[str, Any]], None] | None) -> None:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        log.warning("parent wrote a line that is not a JSON object: %.100r", line)
+        return
+    if on_request is not None:
+        try:
+            on_request(doc)
+        except Exception:  # a bad request must not end the intake
+            log.exception("parent request failed")

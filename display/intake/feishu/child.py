@@ -28,6 +28,7 @@ from display.intake.feishu.channel import (
 from display.intake.feishu.reports import STORE_RETRY_SECONDS, CountReporter, StoreWatch
 from display.intake.sink import EventSink
 from display.model import RoomEvent
+from display.outbox import install as install_outbox
 from display.store import ScheduleStore, store_path
 from display.storeopen import ResilientStore
 
@@ -246,7 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s feishu-intake[%(process)d] "
                                "%(name)s: %(message)s")
-    exit_when_stdin_closes()
+    requested: list[Resync | None] = [None]  # the re-sync, once made
+
+    def parent_request(doc: dict[str, object]) -> None:
+        reason = doc.get("resync")
+        if isinstance(reason, str) and requested[0] is not None:
+            requested[0].request(reason[:200])
+
+    exit_when_stdin_closes(parent_request)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -268,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if store is None:
         channel.fatal(f"{unopened or 'cannot open the schedule store'} (node.state_dir)")
         return EXIT_FAILURE
+    if config.role == "bridge":  # peer bridges get every commit (display.outbox)
+        install_outbox(store, SystemClock().now)
     with store:
         resync: Resync | None = None  # set below
         details = make_details(config, config.feishu, store, channel)
@@ -297,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         if not long_connection:
             from display.intake.feishu.webhook import run_webhook
 
-            resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
-                                 args.resync_backoff, details)
+            resync = requested[0] = make_resync(config, config.feishu, store, channel,
+                                                args.resync_interval, args.resync_backoff,
+                                                details)
             if details is not None:
                 details.start()
             return run_webhook(config.feishu, config.path, sink, channel, args.alive_interval,
@@ -306,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         from display.intake.feishu.long_connection import run_long_connection
 
         quiet_sdk_logger()
-        resync = make_resync(config, config.feishu, store, channel, args.resync_interval,
-                             args.resync_backoff, details)
+        resync = requested[0] = make_resync(config, config.feishu, store, channel,
+                                            args.resync_interval, args.resync_backoff, details)
         if details is not None:
             details.start()
         return run_long_connection(config.feishu, sink, channel,

@@ -487,6 +487,7 @@
                           w("resync") + ": " + (resync.at ? when(resync.at) + " " + (resync.ok ? "ok" : (resync.error || w("error"))) : w("none"))));
       }
     }
+    replicationSpans(li, n);
     return li;
   }
 
@@ -503,6 +504,19 @@
       }
     }
     ul.replaceChildren(frag);
+  }
+
+  function replicationSpans(li, n) {
+    // Several bridges: which one publishes the rooms, and how far behind each peer is here.
+    const rep = doc.node.replication;
+    if (!rep || typeof rep !== "object" || !rep.peers || typeof rep.peers !== "object" ||
+        !Object.keys(rep.peers).length) return;
+    if (rep.publisher === n.name) li.appendChild(el("span", "publisher", "★ " + w("publisher")));
+    const peer = rep.peers[n.name];
+    if (peer) {
+      li.appendChild(el("span", peer.behind ? "bad behind" : "behind",
+                        w("behind") + ": " + peer.behind + " (" + peer.applied + "/" + peer.published + ")"));
+    }
   }
 
   function deviceItem(d) {

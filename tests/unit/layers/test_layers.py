@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),                                                     # TOML -> values
     ("details",),                                # what a sign may say of who and what
     ("store", "occupancy", "freshness", "render", "encode"),        # the pure stages
-    ("storeopen",),                              # the store, whatever is on disk
+    ("storeopen", "outbox"),                     # the store, whatever is on disk; replication
     ("transport",),                                                  # bytes -> somewhere
     ("devices", "intake"),                       # renderer + encoder + transport; the feeds
     ("checkin",),                                # check-in policy, ledger, release, control
