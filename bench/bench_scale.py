@@ -146,17 +146,18 @@ class Subscriber:
 
     def __init__(self, port: int) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.port = port
         self.cond = threading.Condition()
         self.latest: dict[str, tuple[bytes, float]] = {}
         self.first_at: float | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"bench-scale-{os.getpid()}-{time.time_ns()}")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
@@ -273,11 +274,13 @@ class Bridge:
         assert self.proc is not None
         return self.proc.pid
 
-    def alive(self) -> None:
+    def alive(self) -> bool:
+        """False while the node runs (so ``wait`` goes on); stops the benchmark when it exited."""
         assert self.proc is not None
         if self.proc.poll() is not None:
             tail = self.log.read_text(errors="replace").splitlines()[-20:]
             raise SystemExit(f"the node exited with {self.proc.returncode}:\n" + "\n".join(tail))
+        return False
 
     def post(self, open_id: str, busy: bool) -> None:
         from display.testing.envelopes import envelope

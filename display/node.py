@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
 from display.model import Booking, Occupancy, RoomView, State
-from display.occupancy import Thresholds, occupancy
+from display.occupancy import Thresholds, next_change, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
 
@@ -128,8 +129,23 @@ class Node:
         # schedules, which may change without changing what a panel shows (a booking next week).
         self._schedule_listeners: tuple[ScheduleListener, ...] = tuple(schedule_listeners)
         self._status_dirty = False
+        # The incremental loop: a heap of (instant, room) next changes; an entry counts only
+        # while it is the room's current one in ``_due`` (pushing a new one supersedes it).
+        self._queue: list[tuple[datetime, str]] = []
+        self._due: dict[str, datetime] = {}
+        self._recompute_all = True
+        self._last_now: datetime | None = None
+        self._last_stale: bool | None = None
+        self._room_index: dict[str, int] = {}
+        self._thresholds = Thresholds()
+        self._index_config(config)
         for room, dev in config.devices():
             self._add_device(room, dev)
+
+    def _index_config(self, config: Config) -> None:
+        self._room_index = {room.open_id: i for i, room in enumerate(config.rooms)}
+        self._thresholds = Thresholds.from_minutes(config.occupancy.soon_minutes,
+                                                   config.occupancy.ending_minutes)
 
     def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
         device = self._make_device(dev, self.clock)
@@ -216,12 +232,15 @@ class Node:
                 del self._views[room_id]
                 self._shown.pop(room_id, None)
                 self._bookings.pop(room_id, None)
+                self._due.pop(room_id, None)
         if (old.occupancy, old.node) != (new.occupancy, new.node):
             self._shown.clear()  # thresholds, zone or language changed: every view may differ
             self.freshness.stale_after = timedelta(minutes=new.occupancy.stale_after_minutes)
         for room_id in added:  # a new device must be shown its room even if nothing changed
             self._shown.pop(room_id, None)
         self.config = new
+        self._index_config(new)
+        self._recompute_all = True
         log.info("configuration reloaded: %d room(s), %d device(s)", len(new.rooms),
                  len(self._devices))
 
@@ -237,7 +256,14 @@ class Node:
             self._wake.clear()
 
     def tick(self) -> float:
-        """One pass: refresh changed rooms, update views and devices; returns seconds to sleep."""
+        """One pass: refresh changed rooms, update views and devices; returns seconds to sleep.
+
+        Only the rooms that need it are recomputed: those whose bookings were re-read, and those
+        whose next change (a state edge, a booking starting or ending, midnight, a quiet-hours
+        edge, the periodic redraw) is due, taken from a priority queue. Every room is recomputed
+        after a reload, a clock step (or the clock going back) and when the node turns stale or
+        fresh, since those change every view.
+        """
         with self._lock:
             dirty, self._dirty_rooms = self._dirty_rooms, set()
             pending, self._pending_config = self._pending_config, None
@@ -246,39 +272,82 @@ class Node:
             self._apply_config(pending)
         now = self.clock.now()
         self._notice_clock_step(now)
-        reread = []
-        for room in self.config.rooms:
-            if room.open_id in dirty or room.open_id not in self._bookings:
-                self._bookings[room.open_id] = self.store.bookings(
-                    room.open_id, ending_after=now - LOOKBACK)
-                reread.append(room.open_id)
+        if self._last_now is not None and now < self._last_now:
+            self._recompute_all = True  # a small step back: due instants may have passed
+        self._last_now = now
+        stale = self.freshness.stale(now)
+        if stale != self._last_stale:
+            self._last_stale = stale
+            self._recompute_all = True
+        index = self._room_index
+        rooms = self.config.rooms
+        if self._recompute_all:
+            dirty = dirty | {r.open_id for r in rooms if r.open_id not in self._bookings}
+        reread = sorted((room_id for room_id in dirty if room_id in index), key=index.__getitem__)
+        for room_id in reread:
+            self._bookings[room_id] = self.store.bookings(room_id, ending_after=now - LOOKBACK)
         if reread:
             for schedule_listener in self._schedule_listeners:
                 schedule_listener(reread)
-        wake_at = [t for t in (self.freshness.next_change(now),) if t is not None]
+        if self._recompute_all:
+            self._recompute_all = False
+            todo: list[RoomConfig] = list(rooms)
+        else:
+            due = set(reread)
+            queue = self._queue
+            while queue and queue[0][0] <= now:
+                at, room_id = heapq.heappop(queue)
+                if self._due.get(room_id) == at:  # else superseded by a later push
+                    due.add(room_id)
+            todo = [rooms[i] for i in sorted(index[r] for r in due if r in index)]
         changed = False
-        for room in self.config.rooms:
-            view = self._update_room(room, now)
-            changed |= view is not None
-            until = self._views[room.open_id].occupancy.until
-            # Quiet hours open and close on their own instants, not at a state change.
-            edge = self.config.hours(room).next_change(now, self.config.node.tz)
-            wake_at.extend(t for t in (until, edge) if t is not None)
+        for room in todo:
+            changed |= self._update_room(room, now, stale) is not None
+            self._schedule(room, now)
         if (changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
             self.write_status(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             self.store.prune(now)
+        wake_at = [t for t in (self.freshness.next_change(now), self._next_due()) if t is not None]
         if not wake_at:
             return MAX_SLEEP
         seconds = (min(wake_at) - self.clock.now()).total_seconds()
         return max(0.0, min(MAX_SLEEP, seconds))
 
+    def _schedule(self, room: RoomConfig, now: datetime) -> None:
+        """Queue the next instant ``room``'s view may change (or must be shown again)."""
+        room_id = room.open_id
+        times = [next_change(self._bookings[room_id], now, self._thresholds,
+                             self.config.node.tz),
+                 self.config.hours(room).next_change(now, self.config.node.tz)]
+        shown = self._shown.get(room_id)
+        if shown is not None and shown.recorded_at is not None:
+            redraw = shown.recorded_at + REDRAW_EVERY
+            if redraw > now:  # a closed sign is not redrawn: its old record stays behind
+                times.append(redraw)
+        at = min((t for t in times if t is not None), default=None)
+        if at is None:
+            self._due.pop(room_id, None)
+            return
+        self._due[room_id] = at
+        heapq.heappush(self._queue, (at, room_id))
+        if len(self._queue) > 4 * len(self._due) + 64:  # superseded entries: compact now and then
+            self._queue = [(t, r) for t, r in self._queue if self._due.get(r) == t]
+            heapq.heapify(self._queue)
+
+    def _next_due(self) -> datetime | None:
+        """The earliest queued instant still current (dropping superseded ones on the way)."""
+        queue = self._queue
+        while queue and self._due.get(queue[0][1]) != queue[0][0]:
+            heapq.heappop(queue)
+        return queue[0][0] if queue else None
+
     def _notice_clock_step(self, now: datetime) -> None:
         """Log when the wall clock jumped (NTP's first sync on a Pi without RTC, a manual set).
 
-        Nothing else is needed: every tick recomputes from ``now``, and sleeps are capped.
+        Every room is recomputed from ``now`` at the next pass, and sleeps are capped.
         """
         mono = self.clock.monotonic()
         if self._last_clocks is not None:
@@ -288,14 +357,12 @@ class Node:
                 self.clock_steps += 1
                 log.warning("wall clock stepped %+.0f s; recomputing every room", step)
                 self._shown.clear()
+                self._recompute_all = True
         self._last_clocks = (now, mono)
 
-    def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
+    def _update_room(self, room: RoomConfig, now: datetime, stale: bool) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
-        occ = occupancy(self._bookings[room.open_id], now, Thresholds.from_minutes(
-            self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
-            self.config.node.tz)
-        stale = self.freshness.stale(now)
+        occ = occupancy(self._bookings[room.open_id], now, self._thresholds, self.config.node.tz)
         closed_until = self.config.hours(room).closed_until(
             now, self.config.node.tz, in_use=occ.state is not State.FREE)
         content = _content(room.name, occ, stale, closed_until)
