@@ -291,11 +291,20 @@ class Bridge:
             "created" if busy else "deleted", uid=f"ev-{open_id}", rooms=(open_id,),
             start=now - timedelta(minutes=30), end=now + timedelta(minutes=20), token=TOKEN,
             uuid=f"scale-{self.pid}-{self.seq}")).encode()
-        if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.hook, timeout=30)
-        self.conn.request("POST", PATH, body=body, headers={"Content-Type": "application/json"})
-        reply = self.conn.getresponse()
-        text = reply.read()
+        for attempt in range(2):  # the intake closes a keep-alive connection left idle
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.hook, timeout=30)
+            try:
+                self.conn.request("POST", PATH, body=body,
+                                  headers={"Content-Type": "application/json"})
+                reply = self.conn.getresponse()
+                text = reply.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
         if reply.status != 200:
             raise SystemExit(f"the webhook answered {reply.status}: {text!r}")
 

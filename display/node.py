@@ -138,11 +138,15 @@ class Node:
         self._last_stale: bool | None = None
         self._room_index: dict[str, int] = {}
         self._thresholds = Thresholds()
+        # Per room, its status entry without devices and that entry as JSON, made when its view
+        # changed: writing the status document joins them instead of formatting every room.
+        self._room_docs: dict[str, tuple[dict[str, Any], str]] = {}
         self._index_config(config)
         for room, dev in config.devices():
             self._add_device(room, dev)
 
     def _index_config(self, config: Config) -> None:
+        self._room_docs.clear()  # a name, the zone or the rooms changed
         self._room_index = {room.open_id: i for i, room in enumerate(config.rooms)}
         self._thresholds = Thresholds.from_minutes(config.occupancy.soon_minutes,
                                                    config.occupancy.ending_minutes)
@@ -379,6 +383,7 @@ class Node:
                         as_of=as_of, timezone=self.config.node.timezone,
                         language=self.config.node.language, closed_until=closed_until)
         self._views[room.open_id] = view
+        self._room_docs.pop(room.open_id, None)
         if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
                      " (stale)" if stale else "")
@@ -401,23 +406,46 @@ class Node:
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         """The ``status --json`` document (the contract in the README, "Command line")."""
         now = now or self.clock.now()
+        doc = self._node_status(now)
+        doc["rooms"] = [_copy_room(entry) for entry, _ in self._room_entries()]
+        return doc
+
+    def _node_status(self, now: datetime) -> dict[str, Any]:
+        """The document without its rooms."""
         tz = self.config.node.tz
-        rooms = []
-        for room in self.config.rooms:
-            view = self._views.get(room.open_id)
-            devices = [d.health().to_json() for rid, d in self._devices.values()
-                       if rid == room.open_id]
-            rooms.append(room_status(room, view, devices, tz))
         doc: dict[str, Any] = {
             "generated_at": now.astimezone(tz).isoformat(),
             "node": {"name": self.config.node.name, "role": self.config.role, "pid": os.getpid(),
                      "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok()},
-            "rooms": rooms,
         }
         for key, fn in self._status_sources.items():
             doc["node"][key] = fn()
         doc["node"] = local_times(doc["node"], tz)
         return doc
+
+    def _room_entries(self) -> list[tuple[dict[str, Any], str]]:
+        """Every room's status entry and its JSON, in configuration order.
+
+        An entry is made again only when its room's view changed; a room with devices gets its
+        devices' health added each time (it changes without the view)."""
+        tz = self.config.node.tz
+        by_room: dict[str, list[Device]] = {}
+        for room_id, device in self._devices.values():
+            by_room.setdefault(room_id, []).append(device)
+        out = []
+        docs = self._room_docs
+        for room in self.config.rooms:
+            cached = docs.get(room.open_id)
+            if cached is None:
+                entry = room_status(room, self._views.get(room.open_id), [], tz)
+                cached = docs[room.open_id] = (entry, _dumps(entry))
+            devices = by_room.get(room.open_id)
+            if devices:
+                entry = {**cached[0], "devices": local_times(
+                    [d.health().to_json() for d in devices], tz)}
+                cached = (entry, _dumps(entry))
+            out.append(cached)
+        return out
 
     def write_status(self, now: datetime) -> None:
         """Publish the status document for ``room-display status``, writing only on change.
@@ -426,9 +454,10 @@ class Node:
         in it changed, only its mtime moves (the heartbeat ``status`` checks), so an idle node
         writes nothing to its state directory and the SD card under it.
         """
-        doc = self.status(now)
+        doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        body = (f'{{"node":{_dumps(doc["node"])},"rooms":['
+                + ",".join(text for _, text in self._room_entries()) + "]}")
         path = runtime_status_path(self.config)
         try:
             if body == self._status_body and path.exists():
@@ -463,6 +492,19 @@ class Node:
         """Stop every device worker and release its port."""
         for _, device in self._devices.values():
             device.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _copy_room(entry: dict[str, Any]) -> dict[str, Any]:
+    """A room entry its caller may change (``redact`` does) without changing the cached one."""
+    copy = dict(entry)
+    if copy.get("current") is not None:
+        copy["current"] = dict(copy["current"])
+    copy["next"] = [dict(b) for b in copy.get("next", [])]
+    return copy
 
 
 def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 
 from display.clock import Clock, to_epoch_ms
-from display.config import Config
+from display.config import Config, RoomConfig
 from display.encode.mqtt_schedule import bookings_window, encode_schedule
 from display.encode.view_json import view_json
 from display.model import Booking, RoomView
@@ -33,6 +33,10 @@ from display.transport.mqtt_client import MqttLink
 log = logging.getLogger(__name__)
 
 META_PUBLISHED = "mqtt.published_rooms"
+# A republish (after a connect) keeps at most WINDOW messages unacknowledged: it streams at the
+# broker's pace instead of queueing every room in the client at once.
+WINDOW = 2000
+WINDOW_WAIT = 5.0  # seconds without a PUBACK before the republish stops waiting for the window
 
 
 class BridgePublisher:
@@ -54,6 +58,11 @@ class BridgePublisher:
         self._versions: dict[str, int] = {}
         self._states: dict[str, bytes] = {}
         self.published = 0
+        # The rooms of ``config`` by id, made again only when the configuration is replaced;
+        # and whether rooms may have left it (checked at the first flush, after a reload and
+        # at every connect: not at every event, which would read the whole list each time).
+        self._configured: tuple[Config, dict[str, RoomConfig]] | None = None
+        self._forget_pending = True
 
     def attach(self) -> None:
         """Hook into the node and the link; publishes once connected."""
@@ -65,6 +74,7 @@ class BridgePublisher:
     def reconfigure(self, config: Config) -> None:
         """Rooms were added or removed (``map``, a reload): publish the new set."""
         self.config = config
+        self._forget_pending = True
         self._mark_all()
 
     # -- node thread: only record and queue ----------------------------------------------------
@@ -103,7 +113,7 @@ class BridgePublisher:
             self._flush_queued = False
             dirty, self._dirty_schedules = self._dirty_schedules, set()
             views, self._new_views = self._new_views, {}
-        configured = {r.open_id: r for r in self.config.rooms}
+        configured = self._rooms()
         now = self.clock.now()
         for open_id in sorted(dirty):
             room = configured.get(open_id)
@@ -133,17 +143,34 @@ class BridgePublisher:
             if not everything:
                 self._publish(self.link.topics.state(open_id), payload)
         if everything:
+            topics = self.link.topics
             for open_id in sorted(self._schedules):
-                self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
+                self._stream(topics.schedule(open_id), self._schedules[open_id])
             for open_id in sorted(self._states):
-                self._publish(self.link.topics.state(open_id), self._states[open_id])
+                self._stream(topics.state(open_id), self._states[open_id])
             log.info("published %d schedules and %d states", len(self._schedules),
                      len(self._states))
-        self._forget_removed(set(configured))
+        if self._forget_pending:
+            self._forget_removed(set(configured))
+
+    def _rooms(self) -> dict[str, RoomConfig]:
+        config = self.config
+        if self._configured is None or self._configured[0] is not config:
+            self._configured = (config, {r.open_id: r for r in config.rooms})
+        return self._configured[1]
 
     def republish_all(self) -> None:
         """Connect hook: the broker may have lost every retained message (no persistence)."""
+        self._forget_pending = True
         self.flush(everything=True)
+
+    def _stream(self, topic: str, payload: bytes) -> None:
+        """Publish as part of a republish: at most :data:`WINDOW` unacknowledged at a time."""
+        if self.link.connected and not self.link.wait_window(WINDOW, WINDOW_WAIT):
+            # Slow broker: go on unthrottled rather than skip a room (a lost link republishes
+            # everything at its next connect anyway).
+            log.debug("republish window not drained within %s s", WINDOW_WAIT)
+        self._publish(topic, payload)
 
     def _publish(self, topic: str, payload: bytes) -> None:
         if self.link.publish(topic, payload, retain=True) is not None:
@@ -155,6 +182,7 @@ class BridgePublisher:
         removed = (recorded | set(self._schedules) | set(self._states)) - configured
         if not self.link.connected:
             return  # the record stays; the next connect does it
+        self._forget_pending = False
         for open_id in sorted(removed):
             for topic in (self.link.topics.schedule(open_id), self.link.topics.state(open_id)):
                 self.link.publish(topic, b"", retain=True)
