@@ -25,6 +25,7 @@ from display.config import Config, DeviceConfig, RoomConfig
 from display.devices.base import Device, DeviceFactory
 from display.files import atomic_write
 from display.freshness import Freshness
+from display.headline import headline, headline_words
 from display.model import Booking, Occupancy, RoomView, State
 from display.occupancy import Thresholds, next_change, occupancy
 from display.store import ScheduleStore
@@ -520,12 +521,15 @@ def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str,
 
     if view is None:
         return {"open_id": room.open_id, "name": room.name, "state": None, "stale": True,
-                "since": None, "until": None, "current": None, "next": [], "closed": False,
-                "opens_at": None, "devices": local_times(devices, tz)}
+                "since": None, "until": None, "until_text": None, "changes_at": None,
+                "current": None, "next": [], "closed": False, "opens_at": None,
+                "devices": local_times(devices, tz)}
     occ = view.occupancy
+    head = headline(occ)  # "until" is what a person reads; the next state change is changes_at
     return {
         "open_id": room.open_id, "name": room.name, "state": occ.state.value,
-        "stale": view.stale, "since": iso(occ.since), "until": iso(occ.until),
+        "stale": view.stale, "since": iso(occ.since), "until": iso(head.until),
+        "until_text": headline_words(occ, tz, view.language), "changes_at": iso(occ.until),
         "as_of": iso(view.as_of),
         "current": booking(occ.current) if occ.current else None,
         "next": [booking(b) for b in occ.next],

@@ -17,6 +17,7 @@ from typing import Any
 from display.clock import SystemClock
 from display.config import Config, RoomConfig
 from display.errors import EventError, StoreError
+from display.headline import until_words
 from display.model import RoomView, State
 from display.node import room_status, status_path
 from display.occupancy import Thresholds, occupancy
@@ -138,6 +139,17 @@ def _fleet_lines(fleet: dict[str, Any], tz: tzinfo | None) -> list[str]:
     return lines
 
 
+def _until(room: dict[str, Any], generated_at: str) -> str:
+    """" until 16:35 (since 14:45)": the person's "until" (display.headline), then the start."""
+    state, until, since = room.get("state"), room.get("until"), room.get("since")
+    if state not in {s.value for s in State}:
+        return ""
+    # Each ISO time in its own offset: the document's times are already the node's wall clock.
+    words = until_words(state, datetime.fromisoformat(until) if until else None,
+                        datetime.fromisoformat(generated_at), None)
+    return (f" {words}" if words else "") + (f" (since {_hm(since)})" if since else "")
+
+
 def render_text(doc: dict[str, Any]) -> str:
     """A human summary: one block per room, devices indented under it."""
     node = doc.get("node", {})
@@ -200,10 +212,8 @@ def render_text(doc: dict[str, Any]) -> str:
             opens = room.get("opens_at")
             stale += "  [CLOSED" + (f" until {datetime.fromisoformat(opens):%a %H:%M}]"
                                     if opens else "]")
-        since, until = room.get("since"), room.get("until")
-        span = (f" {_hm(since)}-{_hm(until)}" if since and until
-                else f" since {_hm(since)}" if since else f" until {_hm(until)}" if until else "")
-        lines.append(f"\n{room['name']}  ({room['open_id']})\n  {state}{stale}{span}")
+        lines.append(f"\n{room['name']}  ({room['open_id']})\n  {state}{stale}"
+                     f"{_until(room, doc['generated_at'])}")
         cur = room.get("current")
         if cur:
             lines.append(f"  now:  {_hm(cur['start'])}-{_hm(cur['end'])}  {cur['event_id']}")

@@ -9,15 +9,22 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import ssl
 import stat
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from display.config import Config, DeviceConfig, FeishuConfig, MqttConfig
+from display.errors import RoomDisplayError
 
 TIMEOUT = 5.0
+#: How long after a node connects its status is on the broker (fleet.CHECK_SECONDS, and some).
+FLEET_SETTLE = 3.0
 #: Linux's major number of /dev/null, /dev/zero, /dev/random...: never a serial port.
 _MEMORY_DEVICES = 1
 
@@ -32,8 +39,20 @@ def run_checks(config: Config) -> Iterator[tuple[str, bool]]:
         yield from check_listen_clash(config)
         yield check_feishu(config.feishu)
     if config.mqtt is not None:
-        for broker in config.mqtt.brokers:  # a standby broker that is down is worth knowing
-            yield check_broker(config.mqtt, config.node.name, broker)
+        running = _running(config)
+        # The broker binds client ids to user names (docs/MQTT.md, Trust): a second connection
+        # with the node's account would take over the running node's own connection, so the
+        # broker it uses is reported from its status; the others of the list (standbys, where
+        # it has no connection to take over) are probed: a standby that is down is worth knowing.
+        in_use = None
+        if running is not None:
+            in_use = running["node"]["mqtt"].get("broker")
+            yield check_broker_of_running(config.mqtt, running)
+        for broker in config.mqtt.brokers:
+            if running is None or f"{broker[0]}:{broker[1]}" != in_use:
+                yield check_broker(config.mqtt, config.node.name, broker)
+        if config.feishu is not None:
+            yield check_bridge_reads_status(config, running)
     for _room, device in config.devices():
         if device.scheme == "mqtt" and config.mqtt is None:
             yield (f"device {device.id} ({device.kind}, {device.url}): mqtt: devices need an "
@@ -156,6 +175,135 @@ def check_broker(mqtt: MqttConfig, node_name: str = "check",
 
     ok, line = probe(mqtt, node_name, TIMEOUT, broker)
     return line, ok
+
+
+def _running(config: Config) -> dict[str, Any] | None:
+    """The running node's status document, or None when no node runs for this config."""
+    from display.status import read_status
+
+    try:
+        doc = read_status(config)
+    except (OSError, RoomDisplayError):  # no readable store either: certainly not running
+        return None
+    node = doc.get("node", {})
+    return doc if node.get("running") and isinstance(node.get("mqtt"), dict) else None
+
+
+def check_broker_of_running(mqtt: MqttConfig, doc: dict[str, Any]) -> tuple[str, bool]:
+    """The broker as the running node sees it (check does not connect beside it)."""
+    link = doc["node"]["mqtt"]
+    where = f"broker {link.get('broker') or f'{mqtt.host}:{mqtt.port}'}"
+    if link.get("connected"):
+        return f"{where}: connected (the running node's own connection)", True
+    return f"{where}: the running node is not connected ({link.get('error')})", False
+
+
+def check_bridge_reads_status(config: Config, running: dict[str, Any] | None
+                              ) -> tuple[str, bool]:
+    """Whether the broker lets this bridge read every node's status (its fleet view).
+
+    A node that has said ``online``/``offline`` on its availability topic has published its
+    status too (every node does after each connect), so a node whose availability reaches the
+    bridge but whose status does not is the broker's ACL denying the bridge ``{p}/v1/nodes/+/
+    status``. Read from the running bridge's fleet, else from the broker's retained messages.
+    """
+    assert config.mqtt is not None
+    prefix = config.mqtt.topic_prefix
+    if running is not None:
+        heard, with_status = _fleet_names(running)
+        if heard - with_status:
+            # A bridge publishes its own status within 2 s of connecting: ask again once
+            # that long later before calling anything missing.
+            time.sleep(FLEET_SETTLE)
+            again = _running(config)
+            if again is not None:
+                heard, with_status = _fleet_names(again)
+    else:
+        try:
+            heard, with_status = _retained_nodes(config.mqtt, config.node.name)
+        except OSError as exc:
+            return f"node status on the broker: not checked ({exc})", False
+    missing = sorted(heard - with_status)
+    if missing:
+        user = config.mqtt.username or config.node.name
+        return (f"node status on the broker: {', '.join(missing)} said online/offline but this "
+                f"bridge cannot read their status; the broker's ACL must let {user} read "
+                f"{prefix}/v1/nodes/+/status (scripts/mqtt-credentials writes it; docs/MQTT.md, "
+                "Trust)"), False
+    if not with_status:
+        return "node status on the broker: no node has published yet", True
+    return (f"node status on the broker: this bridge reads {len(with_status)} node(s) "
+            f"({', '.join(sorted(with_status))})"), True
+
+
+def _fleet_names(doc: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Node names the running bridge heard of, and those whose status it has."""
+    fleet = doc["node"].get("fleet") or {}
+    return set(fleet), {name for name, node in fleet.items() if node.get("role") is not None}
+
+
+def _retained_nodes(mqtt: MqttConfig, own: str) -> tuple[set[str], set[str]]:
+    """Node names with a retained availability, and with a retained status, as this account
+    receives them. Raises OSError when the broker cannot be reached or refuses us."""
+    import paho.mqtt.client as paho
+
+    from display.transport.mqtt_client import build_client
+    from display.transport.mqtt_schema import Topics
+
+    topics = Topics(mqtt.topic_prefix)
+    head = f"{mqtt.topic_prefix}/v1/nodes/"
+    heard: set[str] = set()
+    with_status: set[str] = set()
+    subacks: list[int] = []
+    done = threading.Event()
+    lock = threading.Lock()
+    client = build_client(mqtt, f"room-display-check-{own}-{os.getpid()}")
+
+    def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                   properties: Any) -> None:
+        if reason.is_failure:
+            done.set()
+            return
+        client.subscribe([(f"{head}+/status", 0), (topics.all_availability, 0)])
+
+    def on_subscribe(client: paho.Client, userdata: Any, mid: int, reasons: Any,
+                     properties: Any) -> None:
+        subacks.append(mid)
+        if len(subacks) == 1:
+            # The broker sends the retained messages of one SUBSCRIBE before it answers the
+            # next: once this second one is acknowledged, every retained one has arrived.
+            client.subscribe(topics.availability(own), 0)
+        else:
+            done.set()
+
+    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if not message.retain or not message.topic.startswith(head) or not message.payload:
+            return
+        name, _, tail = message.topic[len(head):].partition("/")
+        with lock:
+            if tail == "availability":
+                heard.add(name)
+            elif tail == "status":
+                heard.add(name)
+                with_status.add(name)
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    where = f"broker {mqtt.host}:{mqtt.port}"
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=max(5, mqtt.keepalive))
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"{where} unreachable") from exc
+    client.loop_start()
+    try:
+        if not done.wait(TIMEOUT) or len(subacks) < 2:
+            raise OSError(f"{where} did not answer or refused the subscription")
+        with lock:
+            return set(heard), set(with_status)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def check_device(device: DeviceConfig) -> tuple[str, bool]:

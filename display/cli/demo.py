@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from display.config import load_config
 from display.errors import RoomDisplayError
+from display.headline import headline_words
 
 if TYPE_CHECKING:
     from display.app import App
@@ -233,7 +234,8 @@ def run_demo(directory: Path, port: int, web_port: int | None = None) -> int:
     def on_view(view: RoomView) -> None:
         occ = view.occupancy
         local = occ.at.astimezone(view_tz).strftime("%H:%M:%S")
-        until = f" until {occ.until.astimezone(view_tz):%H:%M}" if occ.until else ""
+        words = headline_words(occ, view_tz)  # the sign's "until", by the one rule
+        until = f" {words}" if words else ""
         meeting = occ.current or (occ.next[0] if occ.next else None)
         span = (f" (meeting {meeting.start.astimezone(view_tz):%H:%M}-"
                 f"{meeting.end.astimezone(view_tz):%H:%M})") if meeting else ""

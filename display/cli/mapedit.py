@@ -141,11 +141,17 @@ class ConfigEditor:
         return parse_config(tomlkit.dumps(self.doc), self.path, resolve_secrets=False)
 
     def save(self) -> Config:
-        """Validate, then replace the file atomically keeping its permissions."""
+        """Validate, then replace the file atomically keeping its owner, group and mode."""
         config = self.validate()
         text = tomlkit.dumps(self.doc)
-        mode = self.path.stat().st_mode & 0o7777
-        atomic_write(self.path, text.encode(), mode=mode)
+        old = self.path.stat()
+        try:
+            atomic_write(self.path, text.encode(), mode=old.st_mode & 0o7777,
+                         owner=(old.st_uid, old.st_gid))
+        except PermissionError:
+            raise ConfigError(str(self.path), "", "cannot keep its owner and group "
+                              f"({old.st_uid}:{old.st_gid}) on the new file; nothing changed",
+                              "run map as root (sudo) or as the file's owner") from None
         return config
 
 

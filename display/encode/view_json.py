@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from display.headline import headline, headline_words
 from display.model import RoomView
 from display.outputs import LedOutput, hex_colour
 
@@ -13,13 +15,16 @@ from display.outputs import LedOutput, hex_colour
 def view_json(view: RoomView) -> dict[str, Any]:
     """The state of a room as panels and MQTT ``json`` devices receive it."""
     occ = view.occupancy
+    head = headline(occ)  # "until": what a person reads; "changes_at": the next state change
     return {
         "open_id": view.open_id,
         "name": view.name,
         "state": occ.state.value,
         "stale": view.stale,
         "since": occ.since.isoformat() if occ.since else None,
-        "until": occ.until.isoformat() if occ.until else None,
+        "until": head.until.isoformat() if head.until else None,
+        "until_text": headline_words(occ, ZoneInfo(view.timezone), view.language),
+        "changes_at": occ.until.isoformat() if occ.until else None,
         "as_of": view.as_of.isoformat(),
         "current": occ.current.to_json() if occ.current else None,
         "next": [b.to_json() for b in occ.next],

@@ -6,11 +6,11 @@ clock (the ordinary node loop, fed through
 and end while the broker or the bridge is down, and after a restart without a broker.
 
 Links for the stale rule (README): ``broker`` (reported by :class:`MqttLink`) and ``bridge``:
-the availability topic of the node named in the schedules' ``bridge`` field. The agent follows
-every node's availability (one retained message per node) and counts the bridge up while every
-bridge its rooms' schedules came from says ``online``. Until a schedule arrives, ``bridge`` is
-down ("no schedule received yet"), so a misconfigured topic prefix turns panels stale instead
-of showing "free" forever.
+the availability topic of the node named in the schedules' ``bridge`` field. The agent
+subscribes to the availability of each bridge its schedules name (and no other node's) and
+counts the bridge up while every bridge its rooms' schedules came from says ``online``. Until
+a schedule arrives, ``bridge`` is down ("no schedule received yet"), so a misconfigured topic
+prefix turns panels stale instead of showing "free" forever.
 
 Every payload is checked (:func:`display.encode.mqtt_schedule.decode_schedule`): a bad one is
 one log line naming the room and what was wrong, and changes nothing.
@@ -51,6 +51,7 @@ class AgentIntake:
         self._versions: dict[str, int] = {}
         self._received: dict[str, str] = {}
         self._availability: dict[str, str] = {}  # node -> "online" | "offline"
+        self._followed: set[str] = set()  # bridges whose availability we subscribed to
         self.applied = 0
         self.rejected = 0
 
@@ -58,7 +59,6 @@ class AgentIntake:
         """Subscribe (now and after every reconnect) and declare the ``bridge`` link (down until
         a schedule arrives)."""
         self.node.set_link("bridge", False, "no schedule received yet")
-        self.link.subscribe(self.link.topics.all_availability, self._on_availability)
         self.reconfigure(self.config)
 
     def reconfigure(self, config: Config) -> None:
@@ -115,6 +115,13 @@ class AgentIntake:
             self._bridge_of[open_id] = schedule.bridge
             self._versions[open_id] = schedule.version
             self._received[open_id] = self.clock.now().isoformat()
+            new_bridge = schedule.bridge not in self._followed
+            self._followed.add(schedule.bridge)
+        if new_bridge:
+            # Only the availability of bridges our schedules name: another node's topics are
+            # none of our business (and could be large).
+            self.link.subscribe(self.link.topics.availability(schedule.bridge),
+                                self._on_availability)
         self.applied += 1
         if changed:
             log.info("room %s: schedule v%d from %s, %d booking(s)", open_id, schedule.version,

@@ -5,7 +5,9 @@ room's retained state topic ``{p}/v1/rooms/{open_id}/state`` (no extra topics to
 
 - ``binary_sensor`` with ``device_class: occupancy``: ``ON`` while busy or ending;
 - ``sensor`` with ``device_class: enum`` (options free/soon/busy/ending) whose attributes
-  (``json_attributes_topic``) carry ``current``, ``next``, ``since``, ``until``, ``stale``.
+  (``json_attributes_topic``) carry ``current``, ``next``, ``since``, ``until`` (what a person
+  reads: free until the next meeting, in use until the block ends; ``display.headline``),
+  ``until_text`` (the same in words), ``changes_at`` (the next state change), ``stale``.
 
 Discovery topics: ``{discovery_prefix}/{component}/room_display_{object}/{entity}/config``,
 retained; availability follows the bridge's own availability topic (``online``/``offline``,
@@ -100,6 +102,7 @@ def discovery_payloads(room: RoomConfig, state_topic: str,
         "json_attributes_template": (
             "{{ {'current': value_json.current, 'next': value_json.next, "
             "'since': value_json.since, 'until': value_json.until, "
+            "'until_text': value_json.until_text, 'changes_at': value_json.changes_at, "
             "'stale': value_json.stale, 'as_of': value_json.as_of} | tojson }}"),
     }
     return {"binary_sensor": occupancy, "sensor": state}

@@ -11,6 +11,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from display.config import DeviceConfig
+from display.headline import headline_words
 from display.model import Booking, RoomView, State
 from display.render.wording import LANGUAGES, text
 
@@ -36,6 +37,7 @@ class SignFacts:
     name: str
     closed_until: datetime | None = None  # quiet hours: when the sign changes next
     later: tuple[Booking, ...] = ()  # bookings after today (a closed sign lists them)
+    until: str | None = None  # the person's "until" (display.headline), in the sign's language
 
     @property
     def closed(self) -> bool:
@@ -100,5 +102,6 @@ def sign_facts(view: RoomView, device: DeviceConfig) -> SignFacts:
     return SignFacts(state=occ.state, language=language if language in LANGUAGES else "en",
                      tz=tz, now=now, day_start=day_start, day_end=day_end, current=cur,
                      block_end=block_end, upcoming=upcoming, day=day, as_of=view.as_of,
-                     stale=view.stale, name=view.name, closed_until=closed_until, later=later)
+                     stale=view.stale, name=view.name, closed_until=closed_until, later=later,
+                     until=headline_words(occ, tz, language if language in LANGUAGES else "en"))
 

@@ -115,13 +115,13 @@ def _detail_segs(facts: SignFacts) -> tuple[list[Seg], tuple[Booking, ...]]:
         return [Seg(facts.t("closed_until", zh=facts.when(until, "zh"),
                             en=facts.when(until, "en")))], (*rest, *facts.later)
     if facts.state.occupied and facts.current is not None and facts.block_end is not None:
-        return [Seg(facts.t("until", t=facts.hm(facts.block_end))),
+        return [Seg(facts.until or facts.t("until", t=facts.hm(facts.block_end))),
                 Seg("   " + facts.span(facts.current), 0.75, bold=False, optional=True)], rest
     if facts.state is State.SOON and rest:
         # Starting soon is still free: free until the meeting starts (listed under "Next").
         return [Seg(facts.t("free_until", t=facts.hm(rest[0].start)))], rest
-    if rest:  # free until the next booking
-        return [Seg(facts.t("until", t=facts.hm(rest[0].start)))], rest
+    if facts.until:  # free until the next booking (display.headline says which words)
+        return [Seg(facts.until)], rest
     return [], rest
 
 

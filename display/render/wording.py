@@ -5,13 +5,15 @@ One table, so a translation is changed in one place; :func:`text` picks and fill
 
 from __future__ import annotations
 
+from display.headline import PHRASES
+
 # key: (zh, en, zh+en). "{t}" is a time, "{n}" a count.
 TEXTS: dict[str, tuple[str, str, str]] = {
     "free": ("空闲", "Free", "空闲|Free"),
     "soon": ("即将开始", "Starting soon", "即将开始|Starting soon"),
     "busy": ("使用中", "In use", "使用中|In use"),
     "ending": ("即将结束", "Ending soon", "即将结束|Ending soon"),
-    "until": ("至 {t}", "until {t}", "至 / until {t}"),
+    "until": PHRASES["until"],  # the person's "until" is display.headline's business
     "from": ("{t} 开始", "from {t}", "{t} 开始 / from {t}"),
     "next": ("下一场", "Next", "下一场 Next"),
     "as_of": ("更新于 {t}", "as of {t}", "更新于 / as of {t}"),

@@ -7,10 +7,13 @@ installs Debian's package where it can.
 from __future__ import annotations
 
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +44,11 @@ class Broker:
 
     def __init__(self, directory: Path, *, persistence: bool = False,
                  users: dict[str, str] | None = None, acl_file: Path | None = None,
-                 password_file: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+                 password_file: Path | None = None, log_subscriptions: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:
         """``users`` become a password file here; or pass a ready ``password_file`` (hashed
         by mosquitto_passwd) and an ``acl_file``, as ``scripts/mqtt-credentials`` writes.
+        ``log_subscriptions`` logs every SUBSCRIBE (client id, QoS, filter) to :attr:`log`.
         ``extra`` lines go at the end of its config (e.g. a Mosquitto bridge to another
         broker, as docs/MQTT.md's two-broker recipe writes it)."""
         binary = mosquitto_binary()
@@ -59,6 +64,7 @@ class Broker:
         self.acl_file = acl_file
         self.password_file = password_file
         self.extra = extra
+        self.log_subscriptions = log_subscriptions
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "mosquitto.log"
 
@@ -68,7 +74,7 @@ class Broker:
 
     def _conf(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "log_dest stderr", "log_type error",
-                 "log_type warning"]
+                 "log_type warning"] + (["log_type subscribe"] if self.log_subscriptions else [])
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.directory}/",
                       "autosave_interval 1"]
@@ -137,7 +143,7 @@ class Recorder:
     """A real paho subscriber: the last message per topic, with its retain flag, plus counts."""
 
     def __init__(self, port: int, topic_filter: str = "#", *, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, host: str = "127.0.0.1") -> None:
         self.last: dict[str, tuple[bytes, bool]] = {}
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -148,7 +154,7 @@ class Recorder:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic_filter, 1)
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         self.client.loop_start()
         if not subscribed.wait(10):
             raise AssertionError("recorder could not subscribe")
@@ -172,3 +178,150 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- the broker as deployed ------------------------------------------------------------------------
+
+#: Debian's stock /etc/mosquitto/mosquitto.conf (package mosquitto 2.0.x), its paths under ROOT.
+DEBIAN_CONF = """\
+# Place your local configuration in /etc/mosquitto/conf.d/
+#
+# A full description of the configuration file is at
+# /usr/share/doc/mosquitto/examples/mosquitto.conf.example
+
+pid_file {root}/run/mosquitto/mosquitto.pid
+
+persistence true
+persistence_location {root}/var/lib/mosquitto/
+
+log_dest file {root}/var/log/mosquitto/mosquitto.log
+
+include_dir {root}/etc/mosquitto/conf.d
+"""
+
+
+def _deploy_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the deployed broker needs root (network namespace, user mosquitto); CI runs as root"
+    if mosquitto_binary() is None:
+        return "no mosquitto binary (apt-get install mosquitto; scripts/bootstrap does it)"
+    if shutil.which("ip") is None:
+        return "no ip command (apt-get install iproute2; scripts/bootstrap does it)"
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        return "no user mosquitto (Debian's mosquitto package creates it)"
+    return None
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+class DeployedBroker:
+    """Mosquitto as Debian runs it, reached over a network like a Pi reaches it.
+
+    Started as root from Debian's stock ``mosquitto.conf`` (``include_dir`` of a ``conf.d``) in a
+    temporary tree the ``mosquitto`` user can traverse, with no ``user`` line, so it drops to
+    ``mosquitto`` before reading its password file and ACL; it runs in a network namespace of
+    its own, joined to ours by a veth pair, and clients reach it on :attr:`host` (a 10.231.x.y
+    address, not loopback). ``site`` is the folder ``scripts/mqtt-credentials`` wrote (with the
+    ownership it left); its ``room-display.conf`` is copied into ``conf.d``. Skips, saying why,
+    when not root. :meth:`close` removes the namespace, the link and the tree, whatever happened.
+    """
+
+    def __init__(self) -> None:
+        reason = _deploy_skip_reason()
+        if reason is not None:
+            pytest.skip(reason)
+        # Under /tmp, not pytest's tmp_path: user mosquitto must traverse every ancestor.
+        tree = Path(tempfile.mkdtemp(prefix="rd-deployed-broker-", dir="/tmp"))
+        self.root = tree
+        self.netns = f"rd-broker-{os.getpid()}-{free_port()}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = tree / "mosquitto.out"
+        self._veth = f"rdh{free_port()}"  # at most 15 characters
+        self._subnet = self._pick_subnet()
+        self.host = f"10.231.{self._subnet}.2"
+        self.port = 1883
+        tree.chmod(0o755)
+        for sub in ("etc/mosquitto/conf.d", "run/mosquitto", "var/lib/mosquitto",
+                    "var/log/mosquitto"):
+            (tree / sub).mkdir(parents=True, exist_ok=True)
+        ids = pwd.getpwnam("mosquitto")
+        for sub in ("run/mosquitto", "var/lib/mosquitto", "var/log/mosquitto"):
+            os.chown(tree / sub, ids.pw_uid, ids.pw_gid)
+        (tree / "etc/mosquitto/mosquitto.conf").write_text(DEBIAN_CONF.format(root=tree))
+
+    @staticmethod
+    def _pick_subnet() -> int:
+        used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True,
+                              timeout=10).stdout
+        for _ in range(50):
+            n = secrets.randbelow(250) + 1
+            if f"10.231.{n}." not in used:
+                return n
+        raise AssertionError("no free 10.231.x.0/30 subnet")
+
+    @property
+    def etc(self) -> Path:
+        """Where ``scripts/mqtt-credentials --out`` writes: ``etc/mosquitto/room-display``."""
+        return self.root / "etc" / "mosquitto" / "room-display"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "var/log/mosquitto/mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def log_text(self) -> str:
+        """Everything mosquitto said: its log file and what it wrote before opening it."""
+        parts = [p.read_text(errors="replace") for p in (self.output, self.log) if p.exists()]
+        return "".join(parts)
+
+    def start(self, conf_d: Path) -> None:
+        """Install ``conf_d`` (the generated ``room-display.conf``) and start the broker."""
+        shutil.copy2(conf_d, self.root / "etc/mosquitto/conf.d" / conf_d.name)
+        ns, host_side, inner = self.netns, self._veth, f"{self._veth}b"
+        _ip("netns", "add", ns)
+        _ip("link", "add", host_side, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", ns)
+        _ip("addr", "add", f"10.231.{self._subnet}.1/30", "dev", host_side)
+        _ip("link", "set", host_side, "up")
+        _ip("-n", ns, "addr", "add", f"{self.host}/30", "dev", inner)
+        _ip("-n", ns, "link", "set", inner, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        binary = mosquitto_binary()
+        assert binary is not None
+        with self.output.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, binary, "-c",
+                 str(self.root / "etc/mosquitto/mosquitto.conf")], stdout=out, stderr=out)
+
+        def listening() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"mosquitto exited: {self.log_text()[-2000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(listening, timeout=15, what=f"mosquitto listening on {self.host}")
+
+    def close(self) -> None:
+        """Stop the broker; remove the link, the namespace and the tree."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+        for args in (("link", "del", self._veth), ("netns", "del", self.netns)):
+            subprocess.run(["ip", *args], capture_output=True, timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+

@@ -27,8 +27,9 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
-    """A fresh headless Chromium (its own profile) with a ``width`` x ``height`` window."""
+def chromium(width: int = 1280, height: int = 900, *, tz: str | None = None) -> Iterator[Any]:
+    """A fresh headless Chromium (its own profile) with a ``width`` x ``height`` window;
+    ``tz``: the browser's own zone (Chromium reads ``TZ`` from its environment)."""
     require_browser()
     os.environ["SE_AVOID_STATS"] = "true"  # Selenium Manager: no usage statistics
     from selenium import webdriver
@@ -41,7 +42,8 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    env = {**os.environ, "TZ": tz} if tz else None
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=options)
     try:
         # The exact viewport (a window cannot be narrower than ~500 px; a phone is 390).
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {

@@ -19,23 +19,7 @@ from display.testing.waiting import wait_for
 
 XSS_NAME = '<script>alert("x")</script><img src=x onerror=alert(1)> & Co'
 
-CONFIG = """\
-[node]
-name = "web-test"
-language = "{language}"
-state_dir = "state"
-clock = "trust"
-
-[feishu]
-mode = "webhook"
-listen = "127.0.0.1:{hook}"
-verification_token = "vtoken"
-resync = false
-
-[web]
-listen = "127.0.0.1:{web}"
-{token}
-
+DEFAULT_ROOMS = """\
 [[rooms]]
 open_id = "omm_a"
 name = "3F Large 大会议室"
@@ -60,19 +44,50 @@ open_id = "omm_x"
 name = {xss}
 """
 
+CONFIG = """\
+[node]
+name = "{node_name}"
+language = "{language}"
+timezone = "{timezone}"
+state_dir = "state"
+clock = "trust"
+
+[feishu]
+mode = "webhook"
+listen = "127.0.0.1:{hook}"
+verification_token = "vtoken"
+resync = false
+
+[web]
+listen = "127.0.0.1:{web}"
+{token}
+
+{rooms}
+"""
+
 
 class WebNode:
     """Writes the config, starts and stops the node process, talks HTTP to it."""
 
-    def __init__(self, directory: Path, *, token: str = "", language: str = "en") -> None:
+    def __init__(self, directory: Path, *, token: str = "", language: str = "en",
+                 rooms: list[tuple[str, ...]] | None = None,
+                 timezone: str = "", node_name: str = "web-test") -> None:
+        """``rooms``: (open_id, name[, devices TOML]) instead of the three default rooms;
+        ``timezone``: the node's zone (default: the system's)."""
         self.directory = directory
         self.hook_port = free_port()
         self.web_port = free_port()
         self.token = token
         self.config = directory / "room-display.toml"
+        dead = free_port()
+        room_text = (DEFAULT_ROOMS.format(dead=dead, xss=json.dumps(XSS_NAME)) if rooms is None
+                     else "".join(f"[[rooms]]\nopen_id = {json.dumps(r[0])}\n"
+                                  f"name = {json.dumps(r[1])}\n{''.join(r[2:])}\n"
+                                  for r in rooms))
         self.config.write_text(CONFIG.format(
-            hook=self.hook_port, web=self.web_port, dead=free_port(), language=language,
-            token=f'token = "{token}"' if token else "", xss=json.dumps(XSS_NAME)),
+            hook=self.hook_port, web=self.web_port, language=language, timezone=timezone,
+            node_name=node_name,
+            token=f'token = "{token}"' if token else "", rooms=room_text),
             encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = directory / "node.log"
@@ -134,15 +149,62 @@ class WebNode:
         except OSError:
             return False
 
-    def book(self, room: str, *, kind: str = "created", uid: str = "bk1",
-             minutes: int = 30) -> None:
-        """Post a booking of ``room`` from now (a Feishu event) to the node's webhook."""
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    def book(self, room: str | tuple[str, ...], *, kind: str = "created", uid: str = "bk1",
+             minutes: int = 30, start: datetime | None = None) -> None:
+        """Post a booking of ``room`` (or rooms) from ``start`` (a minute ago by default) to the
+        node's webhook, as a Feishu event."""
+        if start is None:
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        rooms = (room,) if isinstance(room, str) else room
         body = json.dumps(envelope(kind, uid=uid, start=start,
                                    end=start + timedelta(minutes=minutes),
-                                   rooms=(room,))).encode()
+                                   rooms=rooms)).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.hook_port}/webhook/event", data=body,
             headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200, answer.read()
+
+
+#: Floors, buildings and room names as a real site has them (the board groups by the prefix).
+_KINDS = ("大会议室", "Focus", "洽谈室", "Board Room", "Phone Booth", "培训室", "Huddle", "Studio")
+
+
+def site_rooms(count: int) -> list[tuple[str, str]]:
+    """``count`` rooms on floors 1F.. (eight a floor) with realistic, mixed-language names."""
+    rooms = []
+    for i in range(count):
+        floor, k = divmod(i, len(_KINDS))
+        name = f"{floor + 1}F {_KINDS[k]}" + (f" {chr(65 + floor % 3)}" if k % 3 == 0 else "")
+        rooms.append((f"omm_{i:03d}", name))
+    return rooms
+
+
+def sign(device_id: str) -> str:
+    """A 296x128 e-ink sign on a virtual panel, as TOML for ``WebNode(rooms=...)``."""
+    return (f'[[rooms.devices]]\nid = "{device_id}"\nkind = "eink"\nurl = "virtual:panels"\n'
+            'size = "296x128"\n')
+
+
+def unplugged_led(device_id: str) -> str:
+    """An LED strip on a port nobody listens on (offline), as TOML for ``WebNode``."""
+    return (f'[[rooms.devices]]\nid = "{device_id}"\nkind = "led"\n'
+            f'url = "socket://127.0.0.1:{free_port()}"\n')
+
+
+def book_states(web: WebNode, rooms: list[str]) -> dict[str, str]:
+    """Book ``rooms`` into every state, round robin: busy, ending, soon, free until later, free.
+
+    Returns the state each room is meant to be in (one event per state, naming its rooms).
+    """
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    plan = {"busy": (now - timedelta(minutes=5), 65), "ending": (now - timedelta(minutes=52), 57),
+            "soon": (now + timedelta(minutes=6), 30), "free": (now + timedelta(minutes=95), 30)}
+    order = ("busy", "ending", "soon", "free", "free")
+    meant = {room: order[i % len(order)] for i, room in enumerate(rooms)}
+    for state, (start, minutes) in plan.items():
+        picked = tuple(r for i, r in enumerate(rooms) if order[i % len(order)] == state
+                       and (state != "free" or i % len(order) == 3))
+        if picked:
+            web.book(picked, uid=f"states-{state}", start=start, minutes=minutes)
+    return meant

@@ -480,7 +480,10 @@ def probe(config: MqttConfig, node_name: str, timeout: float = 5.0,
     """Connect once and wait for the CONNACK: ``(ok, one line)`` for ``room-display check``.
     ``broker`` is one of ``config.brokers`` (default the first).
 
-    Uses its own client id so it never kicks a running node off the broker.
+    Uses its own client id; on a broker that binds client ids to user names (docs/MQTT.md,
+    Trust) that id is ignored and a probe with a running node's account would take over its
+    connection, so ``check`` reports the broker a running node uses from its status and probes
+    only the others.
     """
     import os
 

@@ -7,6 +7,7 @@ what a door sign shows, so organizer ids are removed (the ``status --json`` shap
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,23 @@ PAGE_TEXTS: dict[str, tuple[str, str]] = {
     "last_update": ("最近更新", "last update"),
     "back": ("全部会议室", "All rooms"),
     "no_bookings": ("今日无预订", "No bookings today"),
+    "page": ("页", "page"),
+    "other": ("其他", "Other"),
+    "free_count": ("{n} 间空闲", "{n} free"),
+    "rooms_stale": ("{n} 间会议室数据过期", "{n} rooms stale"),
+    "link_down": ("{link}中断，自 {t}", "{link} down since {t}"),
+    "devices_offline": ("{n} 台设备离线", "{n} devices offline"),
+    "devices_summary": ("{n} 台设备，{bad} 台离线", "{n} devices, {bad} offline"),
+    "devices_all_ok": ("{n} 台设备全部在线", "all {n} devices online"),
+    "rooms_unknown": ("{n} 间会议室状态未知", "{n} rooms with no state yet"),
+    "nodes_offline": ("{n} 个节点离线", "{n} nodes offline"),
+    # English singulars ("_one": the page picks it when n is 1).
+    "rooms_stale_one": ("1 间会议室数据过期", "1 room stale"),
+    "devices_offline_one": ("1 台设备离线", "1 device offline"),
+    "rooms_unknown_one": ("1 间会议室状态未知", "1 room with no state yet"),
+    "nodes_offline_one": ("1 个节点离线", "1 node offline"),
+    "past": ("已结束", "past"),
+    "show": ("显示", "show"),
 }
 
 
@@ -59,7 +77,8 @@ def labels(language: str) -> dict[str, str]:
     """Every word the page shows, in the node's language (``zh``, ``en`` or ``zh+en``)."""
     out: dict[str, str] = {}
     for key, (zh, en) in PAGE_TEXTS.items():
-        out[key] = zh if language == "zh" else en if language == "en" else f"{zh} {en}"
+        both = f"{zh} / {en}" if "{" in en else f"{zh} {en}"  # a sentence each, or a word
+        out[key] = zh if language == "zh" else en if language == "en" else both
     for state in ("free", "soon", "busy", "ending", "closed"):  # closed: quiet hours
         zh, en, _both = TEXTS[state]
         out[state] = zh if language == "zh" else en if language == "en" else f"{zh} · {en}"
@@ -115,9 +134,11 @@ def room_detail(node: Node, open_id: str) -> dict[str, Any] | None:
 
 
 def page_meta(node: Node) -> dict[str, Any]:
-    """What the page needs besides the status: language, its words, version."""
+    """What the page needs besides the status: language, its words, version, the node's zone."""
     language = node.config.node.language
-    return {"language": language, "labels": labels(language), "version": __version__}
+    # The page shows every time in the node's zone, whatever the browser's own zone is.
+    return {"language": language, "labels": labels(language), "version": __version__,
+            "timezone": node.config.node.timezone}
 
 
 # -- /metrics ------------------------------------------------------------------------------------
@@ -146,7 +167,24 @@ class _Metrics:
         self.lines.append(f"# TYPE {name} {kind}")
         for labels_, value in samples:
             inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels_.items())
-            self.lines.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
+            text = _number(value)
+            self.lines.append(f"{name}{{{inner}}} {text}" if inner else f"{name} {text}")
+
+
+def _number(value: float) -> str:
+    """A sample value at full precision (``%g`` kept 6 digits: a Unix time read 1.79636e+09).
+
+    Whole numbers as integers (counters, flags); others as Python's shortest exact repr, which
+    Prometheus' text parser reads back to the same float (prometheus_client writes ``repr`` too).
+    """
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2 ** 53:
+        return str(int(value))
+    return repr(value)
 
 
 def metrics_text(doc: dict[str, Any], counters: Mapping[str, Mapping[str, int]]) -> str:

@@ -4,6 +4,8 @@ A room's new view reaches every open page at once: the node calls :meth:`Hub.on_
 loop thread, which only encodes that one room and appends it to each client's queue (no I/O on
 the loop). Everything that changes without a new view (device health, links, re-sync, the fleet)
 is found by a once-a-second comparison of the status document, done only while a page is open.
+Each page is compared with what *it* was last sent (its own baseline): a page opening never
+resets what the pages already open are owed.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class Client:
         self._cond = threading.Condition()
         self._queue: deque[bytes] = deque()
         self.closed = False
+        # What this page was last sent (guarded by the hub's lock): each page has its own
+        # baseline, so a page that opens later never hides a change from one already open.
+        self.rooms: dict[str, str] = {}
+        self.node = ""
 
     def put(self, message: bytes) -> None:
         with self._cond:
@@ -71,8 +77,6 @@ class Hub:
         self.meta = meta
         self._lock = threading.Lock()
         self._clients: set[Client] = set()
-        self._last_rooms: dict[str, str] = {}
-        self._last_node = ""
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="web-hub", daemon=True)
@@ -100,8 +104,8 @@ class Hub:
         client = Client()
         doc = status_document(self.node)
         with self._lock:
+            _remember(client, doc)  # this page's baseline only: the others keep theirs
             self._clients.add(client)
-            self._remember(doc)
         self._wake.set()
         return client, sse("snapshot", {"status": doc, **self.meta()})
 
@@ -109,16 +113,6 @@ class Hub:
         with self._lock:
             self._clients.discard(client)
         client.close()
-
-    def _broadcast(self, message: bytes) -> None:
-        with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            client.put(message)
-
-    def _remember(self, doc: dict[str, Any]) -> None:
-        self._last_rooms = {r["open_id"]: json.dumps(r, sort_keys=True) for r in doc["rooms"]}
-        self._last_node = json.dumps(doc["node"], sort_keys=True, default=str)
 
     # -- node loop thread -------------------------------------------------------------------------
 
@@ -131,10 +125,13 @@ class Hub:
             return
         encoded = json.dumps(entry, sort_keys=True)
         with self._lock:
-            if self._last_rooms.get(view.open_id) == encoded:
-                return
-            self._last_rooms[view.open_id] = encoded
-        self._broadcast(sse("room", entry))
+            behind = [c for c in self._clients if c.rooms.get(view.open_id) != encoded]
+            for client in behind:
+                client.rooms[view.open_id] = encoded
+        if behind:
+            message = sse("room", entry)
+            for client in behind:
+                client.put(message)
 
     # -- poller thread ----------------------------------------------------------------------------
 
@@ -147,32 +144,43 @@ class Hub:
             if self._stop.is_set() or not self.clients:
                 continue
             try:
-                self._compare()
+                self.poll_once()
             except RuntimeError as exc:  # the config was being swapped mid-read: next round
                 log.debug("status comparison skipped: %s", exc)
 
-    def _compare(self) -> None:
+    def poll_once(self) -> None:
+        """One comparison round: send each page what changed since it was last sent."""
         doc = status_document(self.node)
-        rooms = {r["open_id"]: r for r in doc["rooms"]}
-        changed: list[dict[str, Any]] = []
+        rooms = {r["open_id"]: json.dumps(r, sort_keys=True) for r in doc["rooms"]}
+        node = json.dumps(doc["node"], sort_keys=True, default=str)
+        by_id = {r["open_id"]: r for r in doc["rooms"]}
+        messages: dict[str, bytes] = {}  # each message encoded once, however many pages
+
+        def message(key: str) -> bytes:
+            if key not in messages:
+                messages[key] = (sse("snapshot", {"status": doc, **self.meta()})
+                                 if key == "\0snapshot" else sse("node", doc["node"])
+                                 if key == "\0node" else sse("room", by_id[key]))
+            return messages[key]
+
+        sends: list[tuple[Client, list[str]]] = []
         with self._lock:
-            if set(rooms) != set(self._last_rooms):  # rooms added or removed: start over
-                self._remember(doc)
-                resend = True
-            else:
-                resend = False
-                for open_id, room in rooms.items():
-                    encoded = json.dumps(room, sort_keys=True)
-                    if self._last_rooms.get(open_id) != encoded:
-                        self._last_rooms[open_id] = encoded
-                        changed.append(room)
-                node = json.dumps(doc["node"], sort_keys=True, default=str)
-                node_changed = node != self._last_node
-                self._last_node = node
-        if resend:
-            self._broadcast(sse("snapshot", {"status": doc, **self.meta()}))
-            return
-        for room in changed:
-            self._broadcast(sse("room", room))
-        if node_changed:
-            self._broadcast(sse("node", doc["node"]))
+            for client in self._clients:
+                if set(rooms) != set(client.rooms):  # rooms added or removed: start over
+                    keys = ["\0snapshot"]
+                else:
+                    keys = [i for i, encoded in rooms.items() if client.rooms[i] != encoded]
+                    if node != client.node:
+                        keys.append("\0node")
+                client.rooms, client.node = dict(rooms), node
+                if keys:
+                    sends.append((client, keys))
+        for client, keys in sends:
+            for key in keys:
+                client.put(message(key))
+
+
+def _remember(client: Client, doc: dict[str, Any]) -> None:
+    """``doc`` is what ``client`` was sent last."""
+    client.rooms = {r["open_id"]: json.dumps(r, sort_keys=True) for r in doc["rooms"]}
+    client.node = json.dumps(doc["node"], sort_keys=True, default=str)

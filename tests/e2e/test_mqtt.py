@@ -136,6 +136,62 @@ def test_agent_follows_the_bridge_and_two_agents_agree(
     assert first.link("bridge")["error"] == "bridge bridge-1 offline"
 
 
+def test_an_agent_subscribes_only_to_its_rooms_and_its_bridges_availability(
+        tmp_path: Path, clock: FakeClock, nodes: list[RunningNode]) -> None:
+    b = Broker(tmp_path / "broker", log_subscriptions=True)
+    b.start()
+    try:
+        bridge_node(tmp_path, b, clock, nodes)
+        agent = agent_node(tmp_path, b, clock, nodes)
+        wait_for(lambda: agent.link("bridge").get("up"), what="the agent follows the bridge")
+        wait_for(lambda: f"room-display-agent-1 1 {P}/nodes/bridge-1/availability"
+                 in b.log.read_text(), what="the agent's subscription to its bridge")
+        mine = [line.split()[-1] for line in b.log.read_text().splitlines()
+                if " room-display-agent-1 " in line]
+        assert set(mine) == {f"{P}/rooms/omm_a/schedule", f"{P}/nodes/agent-1/availability",
+                             f"{P}/nodes/bridge-1/availability"}, mine
+    finally:
+        b.kill()
+
+
+@pytest.mark.slow  # the node's status document follows a lost link within ~10 s today
+def test_check_connects_only_when_no_node_runs(
+        tmp_path: Path, nodes: list[RunningNode],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With client ids bound to user names (docs/MQTT.md, Trust) a second connection with the
+    node's account would replace the node's own: check reads the running node's link then."""
+    from display.cli import main
+    from display.clock import SystemClock
+
+    b = Broker(tmp_path / "broker")
+    b.start()
+    try:
+        directory = tmp_path / "agent-1"
+        directory.mkdir()
+        config = directory / "room-display.toml"
+        config.write_text(AGENT.format(name="agent-1", url=json.dumps(b.url), mqtt_extra=""))
+        main(["check", "-c", str(config)])
+        assert f"ok      broker 127.0.0.1:{b.port}: connected (MQTT 3.1.1)\n" \
+            in capsys.readouterr().out
+        # The real clock: the node rewrites its status document as time passes.
+        agent = RunningNode(directory, AGENT, name="agent-1", url=b.url,
+                            clock=SystemClock()).start()
+        nodes.append(agent)
+        wait_for(lambda: agent.link("broker").get("up"), what="the agent connected")
+
+        def check() -> str:
+            main(["check", "-c", str(config)])
+            return capsys.readouterr().out
+
+        wait_for(lambda: "connected (the running node's own connection)" in check(),
+                 timeout=30, what="check reading the running node's link")
+        b.kill()
+        wait_for(lambda: f"PROBLEM broker 127.0.0.1:{b.port}: the running node is not "
+                 "connected (" in check(), timeout=30, what="check reporting the lost link")
+    finally:
+        b.kill()
+
+
 def test_broker_killed_panels_keep_changing_and_recover(
         tmp_path: Path, clock: FakeClock, nodes: list[RunningNode]) -> None:
     b = Broker(tmp_path / "broker", persistence=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
+from prometheus_client.parser import text_string_to_metric_families
 
 from display.config import WEB_LISTEN, parse_config
 from display.errors import ConfigError
@@ -187,6 +188,11 @@ def test_metrics_count_rooms_devices_and_links(node: WebNode) -> None:
         if line and not line.startswith("#"):
             assert re.fullmatch(r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+',
                                 line), line
+    # Prometheus' own parser reads the whole page, and the same numbers.
+    parsed = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+    assert parsed[("room_display_rooms", (("state", "busy"),))] == 1
+    assert parsed[("room_display_devices", ())] == 2
 
 
 def _post(web: WebNode, event: dict[str, object]) -> int:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +94,53 @@ def test_invalid_toml_is_reported_not_rewritten(config_file: Path,
     assert run(config_file, "add-room", "omm_x", "X") == 1
     assert "invalid TOML" in capsys.readouterr().err
     assert config_file.read_text() == "[node\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another group needs root (CI runs as root)")
+def test_map_as_root_keeps_owner_group_and_mode(config_file: Path) -> None:
+    """``sudo room-display map`` on root:GROUP 0640 leaves root:GROUP 0640 (the service reads it
+    through GROUP), not root:root."""
+    group = grp.getgrnam("daemon").gr_gid  # a non-root group every Debian has
+    os.chown(config_file, 0, group)
+    before = config_file.stat().st_ino
+    assert run(config_file, "add-room", "omm_new", "New Room") == 0
+    after = config_file.stat()
+    assert after.st_ino != before, "replaced (atomically), not rewritten in place"
+    assert (after.st_uid, after.st_gid, after.st_mode & 0o7777) == (0, group, 0o640)
+    assert [r.open_id for r in load_config(config_file).rooms][-1] == "omm_new"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_map_refuses_when_it_cannot_keep_the_group(capsys: pytest.CaptureFixture[str]) -> None:
+    """User nobody owns the config but not its group: map cannot give the new file that
+    group, so it says so in one line and leaves the file as it was."""
+    nobody = pwd.getpwnam("nobody")
+    group = grp.getgrnam("daemon").gr_gid
+    folder = Path(tempfile.mkdtemp(prefix="rd-map-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        path = folder / "room-display.toml"
+        path.write_text(ORIGINAL, encoding="utf-8")
+        os.chown(path, nobody.pw_uid, group)
+        path.chmod(0o640)
+
+        groups = os.getgroups()
+        os.setgroups([])
+        os.setegid(nobody.pw_gid)
+        os.seteuid(nobody.pw_uid)
+        try:
+            code = run(path, "add-room", "omm_new", "New")
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups(groups)
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert "cannot keep its owner and group" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert path.read_text(encoding="utf-8") == ORIGINAL
+        assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, group)
+        assert not list(folder.glob(".*.tmp"))
+    finally:
+        shutil.rmtree(folder)

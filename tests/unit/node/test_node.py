@@ -95,7 +95,10 @@ def test_status_json_follows_the_contract(setup: Any) -> None:
     assert {k: room[k] for k in ("open_id", "name", "state", "stale")} == {
         "open_id": "omm_a", "name": "Room A", "state": "busy", "stale": False}
     assert room["since"] == "2026-11-25T08:55:00+08:00"
-    assert room["until"] == "2026-11-25T09:45:00+08:00"
+    # "until" is what a person reads (the meeting's end); the next state change is changes_at.
+    assert room["until"] == "2026-11-25T09:55:00+08:00"
+    assert room["changes_at"] == "2026-11-25T09:45:00+08:00"
+    assert room["until_text"] == "until 09:55"
     assert room["current"] == {"event_id": "bk1_0", "uid": "bk1", "original_time": 0,
                                "start": "2026-11-25T08:55:00+08:00",
                                "end": "2026-11-25T09:55:00+08:00",
