@@ -374,6 +374,9 @@ class Node:
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
+        # The status entry is made again even when the content is the same: its words read
+        # "tomorrow" until midnight and "today" after it.
+        self._room_docs.pop(room.open_id, None)
         if shown.same(content, now) or (closed_until is not None and shown.last == content):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
@@ -384,7 +387,6 @@ class Node:
                         as_of=as_of, timezone=self.config.node.timezone,
                         language=self.config.node.language, closed_until=closed_until)
         self._views[room.open_id] = view
-        self._room_docs.pop(room.open_id, None)
         if shown.last != content:
             log.info("room %s (%s): %s%s", room.name, room.open_id, occ.state.value,
                      " (stale)" if stale else "")
