@@ -141,13 +141,22 @@ class Node:
         self._thresholds = Thresholds()
         # Per room, its status entry without devices and that entry as JSON, made when its view
         # changed: writing the status document joins them instead of formatting every room.
-        self._room_docs: dict[str, tuple[dict[str, Any], str]] = {}
+        # Any thread may fill it (``status`` is called by the web page's threads): an entry
+        # counts only while its (epoch, generation) is current; the loop moves a room's
+        # generation when it recomputes the room, and the epoch at a reload.
+        self._room_docs: dict[str, tuple[int, int, dict[str, Any], str]] = {}
+        self._doc_gen: dict[str, int] = {}
+        self._docs_epoch = 0
+        # Rooms recomputed, in order, for the web page's hub (:meth:`entry_changes`).
+        self._entry_log: list[str] = []
+        self._entry_log_base = 0
         self._index_config(config)
         for room, dev in config.devices():
             self._add_device(room, dev)
 
     def _index_config(self, config: Config) -> None:
-        self._room_docs.clear()  # a name, the zone or the rooms changed
+        self._docs_epoch += 1  # a name, the zone or the rooms changed
+        self._room_docs.clear()
         self._room_index = {room.open_id: i for i, room in enumerate(config.rooms)}
         self._thresholds = Thresholds.from_minutes(config.occupancy.soon_minutes,
                                                    config.occupancy.ending_minutes)
@@ -246,6 +255,9 @@ class Node:
         self.config = new
         self._index_config(new)
         self._recompute_all = True
+        with self._lock:  # the hub compares every room again
+            self._entry_log_base += len(self._entry_log) + 1
+            self._entry_log.clear()
         log.info("configuration reloaded: %d room(s), %d device(s)", len(new.rooms),
                  len(self._devices))
 
@@ -376,7 +388,8 @@ class Node:
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
         # The status entry is made again even when the content is the same: its words read
         # "tomorrow" until midnight and "today" after it.
-        self._room_docs.pop(room.open_id, None)
+        self._doc_gen[room.open_id] = self._doc_gen.get(room.open_id, 0) + 1
+        self._log_entry(room.open_id)
         if shown.same(content, now) or (closed_until is not None and shown.last == content):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
@@ -406,11 +419,14 @@ class Node:
     def devices(self) -> Mapping[str, tuple[str, Device]]:
         return dict(self._devices)
 
-    def status(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``status --json`` document (the contract in the README, "Command line")."""
+    def status(self, now: datetime | None = None, *,
+               select: Callable[[RoomConfig], bool] | None = None) -> dict[str, Any]:
+        """The ``status --json`` document (the contract in the README, "Command line");
+        with ``select``, only the rooms it accepts."""
         now = now or self.clock.now()
         doc = self._node_status(now)
-        doc["rooms"] = [_copy_room(entry) for entry, _ in self._room_entries()]
+        rooms = [r for r in self.config.rooms if select(r)] if select else None
+        doc["rooms"] = [_copy_room(entry) for entry, _ in self._room_entries(rooms)]
         return doc
 
     def _node_status(self, now: datetime) -> dict[str, Any]:
@@ -426,7 +442,8 @@ class Node:
         doc["node"] = local_times(doc["node"], tz)
         return doc
 
-    def _room_entries(self) -> list[tuple[dict[str, Any], str]]:
+    def _room_entries(self, rooms: list[RoomConfig] | None = None
+                      ) -> list[tuple[dict[str, Any], str]]:
         """Every room's status entry and its JSON, in configuration order.
 
         An entry is made again only when its room's view changed; a room with devices gets its
@@ -436,19 +453,68 @@ class Node:
         for room_id, device in self._devices.values():
             by_room.setdefault(room_id, []).append(device)
         out = []
-        docs = self._room_docs
-        for room in self.config.rooms:
-            cached = docs.get(room.open_id)
-            if cached is None:
-                entry = room_status(room, self._views.get(room.open_id), [], tz)
-                cached = docs[room.open_id] = (entry, _dumps(entry))
+        for room in self.config.rooms if rooms is None else rooms:
+            entry, text = self._cached_entry(room)
             devices = by_room.get(room.open_id)
             if devices:
-                entry = {**cached[0], "devices": local_times(
+                entry = {**entry, "devices": local_times(
                     [d.health().to_json() for d in devices], tz)}
-                cached = (entry, _dumps(entry))
-            out.append(cached)
+                text = _dumps(entry)
+            out.append((entry, text))
         return out
+
+    def _cached_entry(self, room: RoomConfig) -> tuple[dict[str, Any], str]:
+        """``room``'s status entry without its devices, and its JSON (made when stale)."""
+        # The key is read before the view: an entry made from a view the loop replaces
+        # meanwhile is stored under the old key, so it never counts.
+        key = (self._docs_epoch, self._doc_gen.get(room.open_id, 0))
+        cached = self._room_docs.get(room.open_id)
+        if cached is not None and (cached[0], cached[1]) == key:
+            return cached[2], cached[3]
+        entry = room_status(room, self._views.get(room.open_id), [], self.config.node.tz)
+        text = _dumps(entry)
+        self._room_docs[room.open_id] = (*key, entry, text)
+        return entry, text
+
+    def _log_entry(self, room_id: str) -> None:
+        with self._lock:
+            self._entry_log.append(room_id)
+            if len(self._entry_log) > 4 * len(self._room_index) + 1024:
+                drop = len(self._entry_log) // 2
+                del self._entry_log[:drop]
+                self._entry_log_base += drop
+
+    def entry_changes(self, cursor: int) -> tuple[int, list[str] | None]:
+        """The rooms recomputed since ``cursor`` (0 at first) and the cursor to pass next;
+        None instead of rooms when ``cursor`` is older than what is kept (or the rooms were
+        reconfigured): compare every room then. A recomputed room's entry may be unchanged."""
+        with self._lock:
+            end = self._entry_log_base + len(self._entry_log)
+            if cursor < self._entry_log_base:
+                return end, None
+            return end, self._entry_log[cursor - self._entry_log_base:]
+
+    def room_entry(self, open_id: str) -> dict[str, Any] | None:
+        """One room of :meth:`status` (devices included), without making the others."""
+        index = self._room_index.get(open_id)
+        rooms = self.config.rooms
+        if index is None or index >= len(rooms) or rooms[index].open_id != open_id:
+            return None
+        entry, _ = self._cached_entry(rooms[index])
+        devices = [d.health().to_json() for rid, d in list(self._devices.values())
+                   if rid == open_id]
+        if devices:
+            entry = {**entry, "devices": local_times(devices, self.config.node.tz)}
+        return _copy_room(entry)
+
+    def rooms_with_devices(self) -> set[str]:
+        """The rooms that have a device here (their health changes without a new view)."""
+        return {room_id for room_id, _ in list(self._devices.values())}
+
+    def node_status(self) -> dict[str, Any]:
+        """The ``node`` member of :meth:`status`, without making the rooms."""
+        node: dict[str, Any] = self._node_status(self.clock.now())["node"]
+        return node
 
     def write_status(self, now: datetime) -> None:
         """Publish the status document for ``room-display status``, writing only on change.

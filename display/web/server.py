@@ -9,7 +9,8 @@ Routes (all ``GET``; anything else is 405):
 - ``/``, ``/board``, ``/rooms/ROOM``: the pages (static shells; ``static/app.js`` fills them from
   ``/events``);
 - ``/events``: Server-Sent Events: ``snapshot`` (whole document), ``room``, ``node``;
-- ``/api/status``: the ``status --json`` document; ``/api/rooms/ROOM``: one room and its day;
+- ``/api/status``: the ``status --json`` document (``?rooms=ID,ID``, ``?floor=3F,4F``: only
+  those rooms); ``/api/rooms/ROOM``: one room and its day;
 - ``/rooms/ROOM/sign.png``: the e-ink sign as ``preview`` draws it;
 - ``/metrics``: Prometheus text;
 - ``/static/NAME``: the package's CSS and JavaScript (no token needed: they hold no data).
@@ -185,7 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.web.bytes_sent += len(body)
 
     def _json(self, doc: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        body = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+        # No indentation: at 20,000 rooms it is a fifth of the document.
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         self._send(status, body, "application/json; charset=utf-8")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
@@ -218,6 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.web.authorized(self.headers, query):
             self._error(HTTPStatus.UNAUTHORIZED, "unauthorized")
             return
+        self.query = query
         try:
             self._route(path)
         except (BrokenPipeError, ConnectionResetError):
@@ -230,7 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/events" and self.command == "GET":
             self._events()
         elif path == "/api/status":
-            self._json(status_document(node))
+            self._json(status_document(node, rooms=_listed(self.query, "rooms"),
+                                       floors=_listed(self.query, "floor")))
         elif path == "/metrics":
             text = metrics_text(status_document(node), self.web.counters())
             self._send(HTTPStatus.OK, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
@@ -302,3 +306,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
         self.web.bytes_sent += len(data)
+
+
+def _listed(query: dict[str, list[str]], name: str) -> set[str] | None:
+    """``?name=a,b&name=c`` as {a, b, c}; None when the parameter is absent."""
+    if name not in query:
+        return None
+    return {item.strip() for value in query[name] for item in value.split(",") if item.strip()}
