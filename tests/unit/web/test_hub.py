@@ -104,7 +104,7 @@ def test_a_round_with_nothing_changed_reads_no_room_without_a_device(
         parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The once-a-second round looks at what can change without a view (the node member, rooms
     with devices, rooms the node recomputed), never every room: it costs what changed."""
-    node, sink, clock, hub, link = parts
+    node, sink, _clock, hub, link = parts
     page, _ = hub.subscribe()
     read: list[str] = []
     real = node.room_entry
