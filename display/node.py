@@ -40,6 +40,10 @@ CLOCK_STEP = 5.0  # seconds of disagreement between wall and monotonic time that
 REDRAW_EVERY = timedelta(minutes=10)  # so a sign's timeline and "as of" keep moving
 STATUS_EVERY = timedelta(seconds=MAX_SLEEP)  # mtime heartbeat of the status file when idle
 PRUNE_EVERY = timedelta(hours=1)
+# A status document this long (about 2,000 rooms) is rewritten at most every STATUS_COALESCE
+# seconds: a burst of events is one write, still within a second of the first change.
+LARGE_STATUS = 1_000_000
+STATUS_COALESCE = 0.5
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 
 
@@ -117,6 +121,13 @@ class Node:
         self._shown: dict[str, Unchanged[tuple[Any, ...]]] = {}
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
+        self._status_written_mono: float | None = None
+        self._status_owed = False  # a change waits for STATUS_COALESCE (a large document)
+        # The rooms' JSON in configuration order, as last written, and the rooms recomputed
+        # since: a write replaces those and joins the list (not every room made again).
+        self._status_texts: list[str] | None = None
+        self._status_texts_epoch = -1
+        self._texts_dirty: set[str] = set()
         self._status_body: str | None = None  # the document last written, minus generated_at
         self._last_prune: datetime | None = None
         self._pending_config: Config | None = None
@@ -317,21 +328,33 @@ class Node:
                 if self._due.get(room_id) == at:  # else superseded by a later push
                     due.add(room_id)
             todo = [rooms[i] for i in sorted(index[r] for r in due if r in index)]
-        changed = False
+        # A recomputed room's entry may change without its view (its until words at midnight).
+        changed = bool(todo)
         for room in todo:
-            changed |= self._update_room(room, now, stale) is not None
+            self._update_room(room, now, stale)
             self._schedule(room, now)
-        if (changed or status_dirty or self._status_written is None
+        hold = 0.0
+        if (self._status_owed or changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
-            self.write_status(now)
+            hold = self._status_hold()
+            self._status_owed = hold > 0
+            if not self._status_owed:
+                self.write_status(now)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             self.store.prune(now)
         wake_at = [t for t in (self.freshness.next_change(now), self._next_due()) if t is not None]
-        if not wake_at:
-            return MAX_SLEEP
-        seconds = (min(wake_at) - self.clock.now()).total_seconds()
+        seconds = (min(wake_at) - self.clock.now()).total_seconds() if wake_at else MAX_SLEEP
+        if self._status_owed:
+            seconds = min(seconds, hold)
         return max(0.0, min(MAX_SLEEP, seconds))
+
+    def _status_hold(self) -> float:
+        """Seconds a status write must still wait (0: write now)."""
+        if (self._status_written_mono is None or self._status_body is None
+                or len(self._status_body) < LARGE_STATUS):
+            return 0.0
+        return max(0.0, self._status_written_mono + STATUS_COALESCE - self.clock.monotonic())
 
     def _schedule(self, room: RoomConfig, now: datetime) -> None:
         """Queue the next instant ``room``'s view may change (or must be shown again)."""
@@ -389,6 +412,7 @@ class Node:
         # The status entry is made again even when the content is the same: its words read
         # "tomorrow" until midnight and "today" after it.
         self._doc_gen[room.open_id] = self._doc_gen.get(room.open_id, 0) + 1
+        self._texts_dirty.add(room.open_id)
         self._log_entry(room.open_id)
         if shown.same(content, now) or (closed_until is not None and shown.last == content):
             old = self._views[room.open_id]
@@ -463,6 +487,23 @@ class Node:
             out.append((entry, text))
         return out
 
+    def _room_texts(self) -> list[str]:
+        """Every room's JSON for the status file, made again only where it changed."""
+        rooms = self.config.rooms
+        texts = self._status_texts
+        dirty, self._texts_dirty = self._texts_dirty, set()
+        if (texts is None or self._status_texts_epoch != self._docs_epoch
+                or len(texts) != len(rooms)):
+            self._status_texts_epoch = self._docs_epoch
+            texts = self._status_texts = [text for _, text in self._room_entries()]
+            return texts
+        with_devices = self.rooms_with_devices()
+        index = self._room_index
+        redo = [rooms[i] for i in sorted(index[r] for r in dirty | with_devices if r in index)]
+        for room, (_, text) in zip(redo, self._room_entries(redo), strict=True):
+            texts[index[room.open_id]] = text
+        return texts
+
     def _cached_entry(self, room: RoomConfig) -> tuple[dict[str, Any], str]:
         """``room``'s status entry without its devices, and its JSON (made when stale)."""
         # The key is read before the view: an entry made from a view the loop replaces
@@ -525,8 +566,8 @@ class Node:
         """
         doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        body = (f'{{"node":{_dumps(doc["node"])},"rooms":['
-                + ",".join(text for _, text in self._room_entries()) + "]}")
+        body = f'{{"node":{_dumps(doc["node"])},"rooms":[' + ",".join(self._room_texts()) + "]}"
+
         path = runtime_status_path(self.config)
         try:
             if body == self._status_body and path.exists():
@@ -540,6 +581,7 @@ class Node:
                 self._status_body = body
                 self._link_status(path)
             self._status_written = now
+            self._status_written_mono = self.clock.monotonic()
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc.strerror)
 

@@ -10,6 +10,7 @@ instant.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from display.clock import Clock
 from display.config import Config, DeviceConfig, parse_config
 from display.devices.base import Device
 from display.model import Booking, RoomView
-from display.node import LOOKBACK, Node
+from display.node import LOOKBACK, Node, status_path
 from display.occupancy import Thresholds, next_change, occupancy
 from display.store import ScheduleStore
 from display.testing.clock import FakeClock
@@ -91,7 +92,8 @@ def test_incremental_node_matches_the_full_recomputation(
         tmp_path_factory: Any, initial: list[tuple[str, int, int]],
         steps: list[tuple[str, Any]]) -> None:
     tmp: Path = tmp_path_factory.mktemp("inc")
-    config: Config = parse_config(CONFIG, tmp / "room-display.toml")
+    config: Config = parse_config(CONFIG, tmp / "inc" / "room-display.toml")
+    full_config: Config = parse_config(CONFIG, tmp / "full" / "room-display.toml")
     clock = FakeClock(START)
     store = ScheduleStore(tmp / "schedule.db", durable=False)
     made: list[Booking] = []
@@ -109,7 +111,7 @@ def test_incremental_node_matches_the_full_recomputation(
     shown: dict[str, list[tuple[Any, ...]]] = {"inc": [], "full": []}
     inc = Node(config, store, clock, no_device,
                listeners=[lambda v: shown["inc"].append(comparable(v))])
-    full = FullNode(config, store, clock, no_device,
+    full = FullNode(full_config, store, clock, no_device,
                     listeners=[lambda v: shown["full"].append(comparable(v))])
     try:
         for node in (inc, full):
@@ -137,6 +139,9 @@ def test_incremental_node_matches_the_full_recomputation(
                     == {k: comparable(v) for k, v in full.views().items()})
             assert shown["inc"] == shown["full"]
             assert status_rooms(inc) == status_rooms(full)
+            written = [json.loads(status_path(c).read_text())["rooms"]
+                       for c in (config, full_config)]
+            assert written[0] == written[1] == status_rooms(inc)  # the file, joined per room
             for room in ROOMS:
                 want = occupancy(store.bookings(room, ending_after=now - LOOKBACK), now,
                                  Thresholds(timedelta(minutes=10), timedelta(minutes=5)),
