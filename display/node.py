@@ -155,7 +155,7 @@ class Node:
         # Any thread may fill it (``status`` is called by the web page's threads): an entry
         # counts only while its (epoch, generation) is current; the loop moves a room's
         # generation when it recomputes the room, and the epoch at a reload.
-        self._room_docs: dict[str, tuple[int, int, dict[str, Any], str]] = {}
+        self._room_docs: dict[str, tuple[int, int, str]] = {}
         self._doc_gen: dict[str, int] = {}
         self._docs_epoch = 0
         # Rooms recomputed, in order, for the web page's hub (:meth:`entry_changes`).
@@ -450,7 +450,8 @@ class Node:
         now = now or self.clock.now()
         doc = self._node_status(now)
         rooms = [r for r in self.config.rooms if select(r)] if select else None
-        doc["rooms"] = [_copy_room(entry) for entry, _ in self._room_entries(rooms)]
+        # Parsed from the cached JSON: a caller may change what it gets (``redact`` does).
+        doc["rooms"] = json.loads("[" + ",".join(self._room_entries(rooms)) + "]")
         return doc
 
     def _node_status(self, now: datetime) -> dict[str, Any]:
@@ -466,25 +467,25 @@ class Node:
         doc["node"] = local_times(doc["node"], tz)
         return doc
 
-    def _room_entries(self, rooms: list[RoomConfig] | None = None
-                      ) -> list[tuple[dict[str, Any], str]]:
-        """Every room's status entry and its JSON, in configuration order.
+    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[str]:
+        """Every room's status entry as JSON, in configuration order.
 
-        An entry is made again only when its room's view changed; a room with devices gets its
-        devices' health added each time (it changes without the view)."""
+        Only the JSON is kept (a fraction of the memory of the objects), made again when the room
+        is recomputed; a room with devices gets its devices' health added each time (it changes
+        without the view)."""
         tz = self.config.node.tz
         by_room: dict[str, list[Device]] = {}
-        for room_id, device in self._devices.values():
+        for room_id, device in list(self._devices.values()):
             by_room.setdefault(room_id, []).append(device)
         out = []
         for room in self.config.rooms if rooms is None else rooms:
-            entry, text = self._cached_entry(room)
+            text = self._cached_entry(room)
             devices = by_room.get(room.open_id)
             if devices:
-                entry = {**entry, "devices": local_times(
-                    [d.health().to_json() for d in devices], tz)}
+                entry = json.loads(text)
+                entry["devices"] = local_times([d.health().to_json() for d in devices], tz)
                 text = _dumps(entry)
-            out.append((entry, text))
+            out.append(text)
         return out
 
     def _room_texts(self) -> list[str]:
@@ -495,27 +496,26 @@ class Node:
         if (texts is None or self._status_texts_epoch != self._docs_epoch
                 or len(texts) != len(rooms)):
             self._status_texts_epoch = self._docs_epoch
-            texts = self._status_texts = [text for _, text in self._room_entries()]
+            texts = self._status_texts = self._room_entries()
             return texts
         with_devices = self.rooms_with_devices()
         index = self._room_index
         redo = [rooms[i] for i in sorted(index[r] for r in dirty | with_devices if r in index)]
-        for room, (_, text) in zip(redo, self._room_entries(redo), strict=True):
+        for room, text in zip(redo, self._room_entries(redo), strict=True):
             texts[index[room.open_id]] = text
         return texts
 
-    def _cached_entry(self, room: RoomConfig) -> tuple[dict[str, Any], str]:
-        """``room``'s status entry without its devices, and its JSON (made when stale)."""
+    def _cached_entry(self, room: RoomConfig) -> str:
+        """``room``'s status entry without its devices, as JSON (made when stale)."""
         # The key is read before the view: an entry made from a view the loop replaces
         # meanwhile is stored under the old key, so it never counts.
         key = (self._docs_epoch, self._doc_gen.get(room.open_id, 0))
         cached = self._room_docs.get(room.open_id)
         if cached is not None and (cached[0], cached[1]) == key:
-            return cached[2], cached[3]
-        entry = room_status(room, self._views.get(room.open_id), [], self.config.node.tz)
-        text = _dumps(entry)
-        self._room_docs[room.open_id] = (*key, entry, text)
-        return entry, text
+            return cached[2]
+        text = _dumps(room_status(room, self._views.get(room.open_id), [], self.config.node.tz))
+        self._room_docs[room.open_id] = (*key, text)
+        return text
 
     def _log_entry(self, room_id: str) -> None:
         with self._lock:
@@ -541,12 +541,8 @@ class Node:
         rooms = self.config.rooms
         if index is None or index >= len(rooms) or rooms[index].open_id != open_id:
             return None
-        entry, _ = self._cached_entry(rooms[index])
-        devices = [d.health().to_json() for rid, d in list(self._devices.values())
-                   if rid == open_id]
-        if devices:
-            entry = {**entry, "devices": local_times(devices, self.config.node.tz)}
-        return _copy_room(entry)
+        entry: dict[str, Any] = json.loads(self._room_entries([rooms[index]])[0])
+        return entry
 
     def rooms_with_devices(self) -> set[str]:
         """The rooms that have a device here (their health changes without a new view)."""
@@ -607,15 +603,6 @@ class Node:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _copy_room(entry: dict[str, Any]) -> dict[str, Any]:
-    """A room entry its caller may change (``redact`` does) without changing the cached one."""
-    copy = dict(entry)
-    if copy.get("current") is not None:
-        copy["current"] = dict(copy["current"])
-    copy["next"] = [dict(b) for b in copy.get("next", [])]
-    return copy
 
 
 def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 META_PUBLISHED = "mqtt.published_rooms"
 # A republish (after a connect) keeps at most WINDOW messages unacknowledged: it streams at the
 # broker's pace instead of queueing every room in the client at once.
-WINDOW = 2000
+WINDOW = 4000
 WINDOW_WAIT = 5.0  # seconds without a PUBACK before the republish stops waiting for the window
 
 
@@ -131,7 +131,7 @@ class BridgePublisher:
                 open_id, room.name, bookings, version=version, generated_at=now,
                 bridge=self.link.node_name)
             if not everything:
-                self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
+                self._stream(self.link.topics.schedule(open_id), self._schedules[open_id])
         for open_id, view in views.items():
             if open_id not in configured:
                 continue
@@ -141,7 +141,7 @@ class BridgePublisher:
                 continue
             self._states[open_id] = payload
             if not everything:
-                self._publish(self.link.topics.state(open_id), payload)
+                self._stream(self.link.topics.state(open_id), payload)
         if everything:
             topics = self.link.topics
             for open_id in sorted(self._schedules):
@@ -165,7 +165,8 @@ class BridgePublisher:
         self.flush(everything=True)
 
     def _stream(self, topic: str, payload: bytes) -> None:
-        """Publish as part of a republish: at most :data:`WINDOW` unacknowledged at a time."""
+        """Publish with at most :data:`WINDOW` unacknowledged at a time (a first publish or a
+        republish of every room goes at the broker's pace, not all into the client at once)."""
         if self.link.connected and not self.link.wait_window(WINDOW, WINDOW_WAIT):
             # Slow broker: go on unthrottled rather than skip a room (a lost link republishes
             # everything at its next connect anyway).

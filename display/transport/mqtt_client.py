@@ -293,17 +293,24 @@ class MqttLink:
             return len(self._unacked)
 
     def wait_window(self, limit: int, timeout: float) -> bool:
-        """Block until fewer than ``limit`` messages await their acknowledgement, so that a
-        long run of publishes goes at the broker's pace instead of piling up in memory.
+        """Block while ``limit`` messages await their acknowledgement (then until half of them
+        got it), so that a long run of publishes goes at the broker's pace instead of piling up
+        in memory.
 
         False when the link went down or ``timeout`` passed first."""
         deadline = time.monotonic() + timeout
+        with self._lock:
+            self._prune()
+            if len(self._unacked) < limit:
+                return True
+        # Full: wait until half of it drained, so the publisher goes on in batches instead of
+        # handing the GIL back and forth once a message.
         while True:
             with self._lock:
                 self._prune()
-                if len(self._unacked) < limit:
+                if len(self._unacked) <= limit // 2:
                     return True
-                oldest = self._unacked[0]
+                oldest = self._unacked[len(self._unacked) - limit // 2 - 1]
             if not self.connected:
                 return False
             left = deadline - time.monotonic()
