@@ -128,6 +128,7 @@ class Node:
         self._status_texts: list[str] | None = None
         self._status_texts_epoch = -1
         self._texts_dirty: set[str] = set()
+        self._status_node_text: str | None = None
         self._status_body: str | None = None  # the document last written, minus generated_at
         self._last_prune: datetime | None = None
         self._pending_config: Config | None = None
@@ -544,6 +545,11 @@ class Node:
         entry: dict[str, Any] = json.loads(self._room_entries([rooms[index]])[0])
         return entry
 
+    def cached_bookings(self, open_id: str) -> list[Booking] | None:
+        """The room's bookings as the loop last read them from the store (those that ended
+        within :data:`LOOKBACK` included), or None before it read them."""
+        return self._bookings.get(open_id)
+
     def rooms_with_devices(self) -> set[str]:
         """The rooms that have a device here (their health changes without a new view)."""
         return {room_id for room_id, _ in list(self._devices.values())}
@@ -562,7 +568,14 @@ class Node:
         """
         doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        body = f'{{"node":{_dumps(doc["node"])},"rooms":[' + ",".join(self._room_texts()) + "]}"
+        node_text = _dumps(doc["node"])
+        if (node_text == self._status_node_text and self._status_body is not None
+                and not self._texts_dirty and not self._devices
+                and self._status_texts_epoch == self._docs_epoch):
+            body = self._status_body  # the heartbeat of an idle node: no rooms joined again
+        else:
+            body = f'{{"node":{node_text},"rooms":[' + ",".join(self._room_texts()) + "]}"
+        self._status_node_text = node_text
 
         path = runtime_status_path(self.config)
         try:

@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 
 from display.clock import Clock, to_epoch_ms
 from display.config import Config, RoomConfig
@@ -119,7 +120,7 @@ class BridgePublisher:
             room = configured.get(open_id)
             if room is None:
                 continue
-            bookings = tuple(bookings_window(self.store.bookings(open_id, ending_after=now)))
+            bookings = tuple(bookings_window(self._bookings(open_id, now)))
             content = (room.name, bookings)
             if self._schedule_content.get(open_id) == content and open_id in self._schedules:
                 continue
@@ -152,6 +153,15 @@ class BridgePublisher:
                      len(self._states))
         if self._forget_pending:
             self._forget_removed(set(configured))
+
+    def _bookings(self, open_id: str, now: datetime) -> list[Booking]:
+        """The room's bookings not ended at ``now``: the node's copy, read when it told us the
+        room changed (20,000 rooms are not read twice), else the store's."""
+        cached = self.node.cached_bookings(open_id)
+        if cached is None:
+            return self.store.bookings(open_id, ending_after=now)
+        now_ms = to_epoch_ms(now)
+        return [b for b in cached if to_epoch_ms(b.end) > now_ms]
 
     def _rooms(self) -> dict[str, RoomConfig]:
         config = self.config
