@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, median  # noqa: E402
 
-ROOMS = 1000
+ROOMS = int(os.environ.get("BENCH_RESYNC_ROOMS", "1000"))  # bench_scale sets it
 SERIES_PER_ROOM = 5
 RUNS = 5
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from display.files import atomic_write
 from display.freshness import Freshness
 from display.headline import headline, headline_words
 from display.model import Booking, BookingDetails, CheckinView, Occupancy, RoomView, State
-from display.occupancy import Thresholds, occupancy
+from display.occupancy import Thresholds, next_change, occupancy
 from display.store import ScheduleStore
 from display.unchanged import Unchanged
 
@@ -43,6 +44,10 @@ PRUNE_EVERY = 3600.0  # seconds of monotonic time between prunes of the store
 #: After a wall-clock step the store is not pruned for this long (monotonic seconds): which of
 #: the two readings was right is not known yet (the store's own prune clock bounds it anyway).
 PRUNE_HOLD_AFTER_STEP = 3600.0
+# A status document this long (about 2,000 rooms) is rewritten at most every STATUS_COALESCE
+# seconds: a burst of events is one write, still within a second of the first change.
+LARGE_STATUS = 1_000_000
+STATUS_COALESCE = 0.5
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 
 
@@ -126,6 +131,14 @@ class Node:
         self._shown: dict[str, Unchanged[tuple[Any, ...]]] = {}
         self._devices: dict[str, tuple[str, Device]] = {}  # device id -> (room, device)
         self._status_written: datetime | None = None
+        self._status_written_mono: float | None = None
+        self._status_owed = False  # a change waits for STATUS_COALESCE (a large document)
+        # The rooms' JSON in configuration order, as last written, and the rooms recomputed
+        # since: a write replaces those and joins the list (not every room made again).
+        self._status_texts: list[str] | None = None
+        self._status_texts_epoch = -1
+        self._texts_dirty: set[str] = set()
+        self._status_node_text: str | None = None
         self._status_body: str | None = None  # the document last written, minus generated_at
         self._last_prune: float | None = None  # monotonic
         self._prune_held: str | None = None  # why the last due prune was not done (logged once)
@@ -145,8 +158,36 @@ class Node:
         #: ``(room, "in" | "end")`` for a press of a panel's button (on the device's thread).
         self.on_press: Callable[[str, str], None] | None = None
         self._checkin_wake: dict[str, datetime] = {}
+        # The incremental loop: a heap of (instant, room) next changes; an entry counts only
+        # while it is the room's current one in ``_due`` (pushing a new one supersedes it).
+        self._queue: list[tuple[datetime, str]] = []
+        self._due: dict[str, datetime] = {}
+        self._recompute_all = True
+        self._last_now: datetime | None = None
+        self._last_stale: bool | None = None
+        self._room_index: dict[str, int] = {}
+        self._thresholds = Thresholds()
+        # Per room, its status entry without devices and that entry as JSON, made when its view
+        # changed: writing the status document joins them instead of formatting every room.
+        # Any thread may fill it (``status`` is called by the web page's threads): an entry
+        # counts only while its (epoch, generation) is current; the loop moves a room's
+        # generation when it recomputes the room, and the epoch at a reload.
+        self._room_docs: dict[str, tuple[int, int, str]] = {}
+        self._doc_gen: dict[str, int] = {}
+        self._docs_epoch = 0
+        # Rooms recomputed, in order, for the web page's hub (:meth:`entry_changes`).
+        self._entry_log: list[str] = []
+        self._entry_log_base = 0
+        self._index_config(config)
         for room, dev in config.devices():
             self._add_device(room, dev)
+
+    def _index_config(self, config: Config) -> None:
+        self._docs_epoch += 1  # a name, the zone or the rooms changed
+        self._room_docs.clear()
+        self._room_index = {room.open_id: i for i, room in enumerate(config.rooms)}
+        self._thresholds = Thresholds.from_minutes(config.occupancy.soon_minutes,
+                                                   config.occupancy.ending_minutes)
 
     def _add_device(self, room: RoomConfig, dev: DeviceConfig) -> None:
         device = self._make_device(dev, self.clock)
@@ -248,12 +289,18 @@ class Node:
                 del self._views[room_id]
                 self._shown.pop(room_id, None)
                 self._bookings.pop(room_id, None)
+                self._due.pop(room_id, None)
         if (old.occupancy, old.node) != (new.occupancy, new.node):
             self._shown.clear()  # thresholds, zone or language changed: every view may differ
             self.freshness.stale_after = timedelta(minutes=new.occupancy.stale_after_minutes)
         for room_id in added:  # a new device must be shown its room even if nothing changed
             self._shown.pop(room_id, None)
         self.config = new
+        self._index_config(new)
+        self._recompute_all = True
+        with self._lock:  # the hub compares every room again
+            self._entry_log_base += len(self._entry_log) + 1
+            self._entry_log.clear()
         log.info("configuration reloaded: %d room(s), %d device(s)", len(new.rooms),
                  len(self._devices))
 
@@ -269,7 +316,14 @@ class Node:
             self._wake.clear()
 
     def tick(self) -> float:
-        """One pass: refresh changed rooms, update views and devices; returns seconds to sleep."""
+        """One pass: refresh changed rooms, update views and devices; returns seconds to sleep.
+
+        Only the rooms that need it are recomputed: those whose bookings were re-read, and those
+        whose next change (a state edge, a booking starting or ending, midnight, a quiet-hours
+        edge, the periodic redraw) is due, taken from a priority queue. Every room is recomputed
+        after a reload, a clock step (or the clock going back) and when the node turns stale or
+        fresh, since those change every view.
+        """
         with self._lock:
             dirty, self._dirty_rooms = self._dirty_rooms, set()
             pending, self._pending_config = self._pending_config, None
@@ -278,44 +332,98 @@ class Node:
             self._apply_config(pending)
         now = self.clock.now()
         self._notice_clock_step(now)
-        reread = []
-        for room in self.config.rooms:
-            if room.open_id in dirty or room.open_id not in self._bookings:
-                self._bookings[room.open_id] = self.store.bookings(
-                    room.open_id, ending_after=now - LOOKBACK)
-                self._details[room.open_id] = self._read_details(room)
-                self._published[room.open_id] = decode_room_meta(
-                    self.store.meta(room_meta_key(room.open_id)))
-                reread.append(room.open_id)
+        if self._last_now is not None and now < self._last_now:
+            self._recompute_all = True  # a small step back: due instants may have passed
+        self._last_now = now
+        stale = self.freshness.stale(now)
+        if stale != self._last_stale:
+            self._last_stale = stale
+            self._recompute_all = True
+        index = self._room_index
+        rooms = self.config.rooms
+        if self._recompute_all:
+            dirty = dirty | {r.open_id for r in rooms if r.open_id not in self._bookings}
+        reread = sorted((room_id for room_id in dirty if room_id in index), key=index.__getitem__)
+        for room_id in reread:
+            room = rooms[index[room_id]]
+            self._bookings[room_id] = self.store.bookings(room_id, ending_after=now - LOOKBACK)
+            self._details[room_id] = self._read_details(room)
+            self._published[room_id] = decode_room_meta(self.store.meta(room_meta_key(room_id)))
         if reread:
             for schedule_listener in self._schedule_listeners:
                 schedule_listener(reread)
-        wake_at = [t for t in (self.freshness.next_change(now),) if t is not None]
-        changed = False
-        for room in self.config.rooms:
-            view = self._update_room(room, now)
-            changed |= view is not None
-            until = self._views[room.open_id].occupancy.until
-            # Quiet hours open and close on their own instants, not at a state change.
-            edge = self.config.hours(room).next_change(now, self.config.node.tz)
-            wake_at.extend(t for t in (until, edge) if t is not None)
-            if room.open_id in self._checkin_wake:  # a release due
-                wake_at.append(self._checkin_wake[room.open_id])
-        if (changed or status_dirty or self._status_written is None
+        if self._recompute_all:
+            self._recompute_all = False
+            todo: list[RoomConfig] = list(rooms)
+        else:
+            due = set(reread)
+            queue = self._queue
+            while queue and queue[0][0] <= now:
+                at, room_id = heapq.heappop(queue)
+                if self._due.get(room_id) == at:  # else superseded by a later push
+                    due.add(room_id)
+            todo = [rooms[i] for i in sorted(index[r] for r in due if r in index)]
+        # A recomputed room's entry may change without its view (its until words at midnight).
+        changed = bool(todo)
+        for room in todo:
+            self._update_room(room, now, stale)
+            self._schedule(room, now)
+        hold = 0.0
+        if (self._status_owed or changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
-            self.write_status(now)
+            hold = self._status_hold()
+            self._status_owed = hold > 0
+            if not self._status_owed:
+                self.write_status(now)
         self._maybe_prune(now)
-        if not wake_at:
-            return MAX_SLEEP
-        seconds = (min(wake_at) - self.clock.now()).total_seconds()
+        wake_at = [t for t in (self.freshness.next_change(now), self._next_due()) if t is not None]
+        seconds = (min(wake_at) - self.clock.now()).total_seconds() if wake_at else MAX_SLEEP
+        if self._status_owed:
+            seconds = min(seconds, hold)
         return max(0.0, min(MAX_SLEEP, seconds))
+
+    def _status_hold(self) -> float:
+        """Seconds a status write must still wait (0: write now)."""
+        if (self._status_written_mono is None or self._status_body is None
+                or len(self._status_body) < LARGE_STATUS):
+            return 0.0
+        return max(0.0, self._status_written_mono + STATUS_COALESCE - self.clock.monotonic())
+
+    def _schedule(self, room: RoomConfig, now: datetime) -> None:
+        """Queue the next instant ``room``'s view may change (or must be shown again)."""
+        room_id = room.open_id
+        times = [next_change(self._bookings[room_id], now, self._thresholds,
+                             self.config.node.tz),
+                 self.config.hours(room).next_change(now, self.config.node.tz),
+                 self._checkin_wake.get(room_id)]  # a check-in release due
+        shown = self._shown.get(room_id)
+        if shown is not None and shown.recorded_at is not None:
+            redraw = shown.recorded_at + REDRAW_EVERY
+            if redraw > now:  # a closed sign is not redrawn: its old record stays behind
+                times.append(redraw)
+        at = min((t for t in times if t is not None), default=None)
+        if at is None:
+            self._due.pop(room_id, None)
+            return
+        self._due[room_id] = at
+        heapq.heappush(self._queue, (at, room_id))
+        if len(self._queue) > 4 * len(self._due) + 64:  # superseded entries: compact now and then
+            self._queue = [(t, r) for t, r in self._queue if self._due.get(r) == t]
+            heapq.heapify(self._queue)
+
+    def _next_due(self) -> datetime | None:
+        """The earliest queued instant still current (dropping superseded ones on the way)."""
+        queue = self._queue
+        while queue and self._due.get(queue[0][1]) != queue[0][0]:
+            heapq.heappop(queue)
+        return queue[0][0] if queue else None
 
     def _notice_clock_step(self, now: datetime) -> None:
         """Log when the wall clock jumped (NTP's first sync on a Pi without RTC, a manual set).
 
-        Every tick recomputes from ``now`` and sleeps are capped; the rooms' bookings are read
-        again (what was read under the old clock's window may miss a meeting now in progress),
-        and pruning waits (:meth:`_maybe_prune`).
+        Every room's bookings are read again and every room recomputed from ``now`` at the next
+        pass (what was read under the old clock's window may miss a meeting now in progress), and
+        sleeps are capped; pruning waits (:meth:`_maybe_prune`).
         """
         mono = self.clock.monotonic()
         if self._last_clocks is not None:
@@ -329,6 +437,7 @@ class Node:
                 self._shown.clear()
                 self._bookings.clear()
                 self._status_dirty = True
+                self._recompute_all = True
         self._last_clocks = (now, mono)
 
     def clock_step(self) -> dict[str, Any] | None:
@@ -391,12 +500,9 @@ class Node:
             return {}  # the default: nothing read, nothing shown
         return self.store.details(b.key for b in self._bookings[room.open_id])
 
-    def _update_room(self, room: RoomConfig, now: datetime) -> RoomView | None:
+    def _update_room(self, room: RoomConfig, now: datetime, stale: bool) -> RoomView | None:
         """Recompute one room; show it on its devices when what they display changed."""
-        occ = occupancy(self._bookings[room.open_id], now, Thresholds.from_minutes(
-            self.config.occupancy.soon_minutes, self.config.occupancy.ending_minutes),
-            self.config.node.tz)
-        stale = self.freshness.stale(now)
+        occ = occupancy(self._bookings[room.open_id], now, self._thresholds, self.config.node.tz)
         closed_until = self.config.hours(room).closed_until(
             now, self.config.node.tz, in_use=occ.state is not State.FREE)
         shown_bookings = (*((occ.current,) if occ.current else ()), *occ.next)
@@ -413,6 +519,11 @@ class Node:
         shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
+        # The status entry is made again even when the content is the same: its words read
+        # "tomorrow" until midnight and "today" after it.
+        self._doc_gen[room.open_id] = self._doc_gen.get(room.open_id, 0) + 1
+        self._texts_dirty.add(room.open_id)
+        self._log_entry(room.open_id)
         if shown.same(content, now) or (closed_until is not None and shown.last == content):
             old = self._views[room.open_id]
             self._views[room.open_id] = RoomView(
@@ -445,27 +556,121 @@ class Node:
     def devices(self) -> Mapping[str, tuple[str, Device]]:
         return dict(self._devices)
 
-    def status(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``status --json`` document (the contract in the README, "Command line")."""
+    def status(self, now: datetime | None = None, *,
+               select: Callable[[RoomConfig], bool] | None = None) -> dict[str, Any]:
+        """The ``status --json`` document (the contract in the README, "Command line");
+        with ``select``, only the rooms it accepts."""
         now = now or self.clock.now()
+        doc = self._node_status(now)
+        rooms = [r for r in self.config.rooms if select(r)] if select else None
+        # Parsed from the cached JSON: a caller may change what it gets (``redact`` does).
+        doc["rooms"] = json.loads("[" + ",".join(self._room_entries(rooms)) + "]")
+        return doc
+
+    def _node_status(self, now: datetime) -> dict[str, Any]:
+        """The document without its rooms."""
         tz = self.config.node.tz
-        rooms = []
-        for room in self.config.rooms:
-            view = self._views.get(room.open_id)
-            devices = [d.health().to_json() for rid, d in self._devices.values()
-                       if rid == room.open_id]
-            rooms.append(room_status(room, view, devices, tz))
         doc: dict[str, Any] = {
             "generated_at": now.astimezone(tz).isoformat(),
             "node": {"name": self.config.node.name, "role": self.config.role, "pid": os.getpid(),
                      "links": self.freshness.links(), "clock_synced": self.freshness.clock_ok(),
                      "clock_step": self.clock_step()},
-            "rooms": rooms,
         }
         for key, fn in self._status_sources.items():
             doc["node"][key] = fn()
         doc["node"] = local_times(doc["node"], tz)
         return doc
+
+    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[str]:
+        """Every room's status entry as JSON, in configuration order.
+
+        Only the JSON is kept (a fraction of the memory of the objects), made again when the room
+        is recomputed; a room with devices gets its devices' health added each time (it changes
+        without the view)."""
+        tz = self.config.node.tz
+        by_room: dict[str, list[Device]] = {}
+        for room_id, device in list(self._devices.values()):
+            by_room.setdefault(room_id, []).append(device)
+        out = []
+        for room in self.config.rooms if rooms is None else rooms:
+            text = self._cached_entry(room)
+            devices = by_room.get(room.open_id)
+            if devices:
+                entry = json.loads(text)
+                entry["devices"] = local_times([d.health().to_json() for d in devices], tz)
+                text = _dumps(entry)
+            out.append(text)
+        return out
+
+    def _room_texts(self) -> list[str]:
+        """Every room's JSON for the status file, made again only where it changed."""
+        rooms = self.config.rooms
+        texts = self._status_texts
+        dirty, self._texts_dirty = self._texts_dirty, set()
+        if (texts is None or self._status_texts_epoch != self._docs_epoch
+                or len(texts) != len(rooms)):
+            self._status_texts_epoch = self._docs_epoch
+            texts = self._status_texts = self._room_entries()
+            return texts
+        with_devices = self.rooms_with_devices()
+        index = self._room_index
+        redo = [rooms[i] for i in sorted(index[r] for r in dirty | with_devices if r in index)]
+        for room, text in zip(redo, self._room_entries(redo), strict=True):
+            texts[index[room.open_id]] = text
+        return texts
+
+    def _cached_entry(self, room: RoomConfig) -> str:
+        """``room``'s status entry without its devices, as JSON (made when stale)."""
+        # The key is read before the view: an entry made from a view the loop replaces
+        # meanwhile is stored under the old key, so it never counts.
+        key = (self._docs_epoch, self._doc_gen.get(room.open_id, 0))
+        cached = self._room_docs.get(room.open_id)
+        if cached is not None and (cached[0], cached[1]) == key:
+            return cached[2]
+        text = _dumps(room_status(room, self._views.get(room.open_id), [], self.config.node.tz))
+        self._room_docs[room.open_id] = (*key, text)
+        return text
+
+    def _log_entry(self, room_id: str) -> None:
+        with self._lock:
+            self._entry_log.append(room_id)
+            if len(self._entry_log) > 4 * len(self._room_index) + 1024:
+                drop = len(self._entry_log) // 2
+                del self._entry_log[:drop]
+                self._entry_log_base += drop
+
+    def entry_changes(self, cursor: int) -> tuple[int, list[str] | None]:
+        """The rooms recomputed since ``cursor`` (0 at first) and the cursor to pass next;
+        None instead of rooms when ``cursor`` is older than what is kept (or the rooms were
+        reconfigured): compare every room then. A recomputed room's entry may be unchanged."""
+        with self._lock:
+            end = self._entry_log_base + len(self._entry_log)
+            if cursor < self._entry_log_base:
+                return end, None
+            return end, self._entry_log[cursor - self._entry_log_base:]
+
+    def room_entry(self, open_id: str) -> dict[str, Any] | None:
+        """One room of :meth:`status` (devices included), without making the others."""
+        index = self._room_index.get(open_id)
+        rooms = self.config.rooms
+        if index is None or index >= len(rooms) or rooms[index].open_id != open_id:
+            return None
+        entry: dict[str, Any] = json.loads(self._room_entries([rooms[index]])[0])
+        return entry
+
+    def cached_bookings(self, open_id: str) -> list[Booking] | None:
+        """The room's bookings as the loop last read them from the store (those that ended
+        within :data:`LOOKBACK` included), or None before it read them."""
+        return self._bookings.get(open_id)
+
+    def rooms_with_devices(self) -> set[str]:
+        """The rooms that have a device here (their health changes without a new view)."""
+        return {room_id for room_id, _ in list(self._devices.values())}
+
+    def node_status(self) -> dict[str, Any]:
+        """The ``node`` member of :meth:`status`, without making the rooms."""
+        node: dict[str, Any] = self._node_status(self.clock.now())["node"]
+        return node
 
     def write_status(self, now: datetime) -> None:
         """Publish the status document for ``room-display status``, writing only on change.
@@ -474,9 +679,17 @@ class Node:
         in it changed, only its mtime moves (the heartbeat ``status`` checks), so an idle node
         writes nothing to its state directory and the SD card under it.
         """
-        doc = self.status(now)
+        doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        node_text = _dumps(doc["node"])
+        if (node_text == self._status_node_text and self._status_body is not None
+                and not self._texts_dirty and not self._devices
+                and self._status_texts_epoch == self._docs_epoch):
+            body = self._status_body  # the heartbeat of an idle node: no rooms joined again
+        else:
+            body = f'{{"node":{node_text},"rooms":[' + ",".join(self._room_texts()) + "]}"
+        self._status_node_text = node_text
+
         path = runtime_status_path(self.config)
         try:
             if body == self._status_body and path.exists():
@@ -490,6 +703,7 @@ class Node:
                 self._status_body = body
                 self._link_status(path)
             self._status_written = now
+            self._status_written_mono = self.clock.monotonic()
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc.strerror)
 
@@ -511,6 +725,10 @@ class Node:
         """Stop every device worker and release its port."""
         for _, device in self._devices.values():
             device.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],

@@ -75,6 +75,22 @@ def occupancy(bookings: Iterable[Booking], now: datetime,
                      next=upcoming, today=today)
 
 
+def next_change(bookings: Iterable[Booking], now: datetime,
+                thresholds: Thresholds = Thresholds(), tz: ZoneInfo = UTC_ZONE) -> datetime:
+    """The first instant after ``now`` at which :func:`occupancy` may answer differently (its
+    ``at`` aside): a booking's start or end, either shifted by a threshold, or the next local
+    midnight (``today`` moves on). Until then the node need not recompute the room."""
+    day_start = datetime.combine(now.astimezone(tz).date(), time(0), tz)
+    # The next midnight by the calendar, not +24 h (a DST day is 23 or 25 hours long).
+    first = datetime.combine(day_start.date() + timedelta(days=1), time(0), tz)
+    soon, ending = thresholds.soon, thresholds.ending
+    for b in bookings:
+        for t in (b.start, b.end, b.start - soon, b.end - ending):
+            if now < t < first:
+                first = t
+    return first
+
+
 def _state(blocks: list[Block], now: datetime,
            th: Thresholds) -> tuple[State, datetime | None, datetime | None]:
     previous_end: datetime | None = None

@@ -220,6 +220,7 @@ class ScheduleStore:
         #: commit: what it writes commits (or rolls back) with them (the replication outbox,
         #: :mod:`display.outbox`). None: nothing more is written.
         self.journal: Journal | None = None
+        self._batch_thread: int | None = None  # the thread inside batch(), holding _lock
 
     def __enter__(self) -> ScheduleStore:
         return self
@@ -232,7 +233,21 @@ class ScheduleStore:
             self._db.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction (one fsync) for every write made in the block by this thread, e.g.
+        a re-sync chunk of rooms; all of it is rolled back if any of it fails."""
+        with self._transaction():
+            self._batch_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._batch_thread = None
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._batch_thread == threading.get_ident():  # inside batch(): its transaction
+            yield self._db
+            return
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -28,6 +28,11 @@ class Unchanged(Generic[K]):
         """The key last recorded, or None since the start or a :meth:`forget`."""
         return self._key
 
+    @property
+    def recorded_at(self) -> datetime | None:
+        """When the key last recorded was delivered (None without one, or recorded undated)."""
+        return self._at
+
     def same(self, key: K, now: datetime | None = None) -> bool:
         """True when ``key`` was delivered last (and, with ``max_age``, recently): skip it."""
         if self._key is None or self._key != key:

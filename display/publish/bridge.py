@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from display.clock import Clock, to_epoch_ms
@@ -35,6 +36,10 @@ from display.transport.mqtt_client import MqttLink
 log = logging.getLogger(__name__)
 
 META_PUBLISHED = "mqtt.published_rooms"
+# A republish (after a connect) keeps at most WINDOW messages unacknowledged: it streams at the
+# broker's pace instead of queueing every room in the client at once.
+WINDOW = 4000
+WINDOW_WAIT = 5.0  # seconds without a PUBACK before the republish stops waiting for the window
 
 
 class BridgePublisher:
@@ -60,6 +65,11 @@ class BridgePublisher:
         #: room topics now (None: always), and every bridge's name for the schedules.
         self.gate: Callable[[], bool] | None = None
         self.bridges: Callable[[], list[str]] | None = None
+        # The rooms of ``config`` by id, made again only when the configuration is replaced;
+        # and whether rooms may have left it (checked at the first flush, after a reload and
+        # at every connect: not at every event, which would read the whole list each time).
+        self._configured: tuple[Config, dict[str, RoomConfig]] | None = None
+        self._forget_pending = True
 
     def attach(self) -> None:
         """Hook into the node and the link; publishes once connected."""
@@ -71,6 +81,7 @@ class BridgePublisher:
     def reconfigure(self, config: Config) -> None:
         """Rooms were added or removed (``map``, a reload): publish the new set."""
         self.config = config
+        self._forget_pending = True
         self._mark_all()
 
     def reconfigure_bridges(self) -> None:
@@ -113,7 +124,7 @@ class BridgePublisher:
             self._flush_queued = False
             dirty, self._dirty_schedules = self._dirty_schedules, set()
             views, self._new_views = self._new_views, {}
-        configured = {r.open_id: r for r in self.config.rooms}
+        configured = self._rooms()
         now = self.clock.now()
         bridges = tuple(self.bridges()) if self.bridges is not None else ()
         if len(bridges) < 2:  # one bridge: the payload stays as it always was
@@ -122,7 +133,7 @@ class BridgePublisher:
             room = configured.get(open_id)
             if room is None:
                 continue
-            bookings = tuple(bookings_window(self.store.bookings(open_id, ending_after=now)))
+            bookings = tuple(bookings_window(self._bookings(open_id, now)))
             details = self._details(room, bookings)
             name, path = self.node.room_name(room), self.node.room_path(room)
             content = (name, path, bookings, tuple(sorted(details.items())), bridges)
@@ -137,7 +148,7 @@ class BridgePublisher:
                 bridge=self.link.node_name, details=details, path=path,
                 bridges=bridges)
             if not everything:
-                self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
+                self._stream(self.link.topics.schedule(open_id), self._schedules[open_id])
         for open_id, view in views.items():
             if open_id not in configured:
                 continue
@@ -147,15 +158,32 @@ class BridgePublisher:
                 continue
             self._states[open_id] = payload
             if not everything:
-                self._publish(self.link.topics.state(open_id), payload)
+                self._stream(self.link.topics.state(open_id), payload)
         if everything:
+            topics = self.link.topics
             for open_id in sorted(self._schedules):
-                self._publish(self.link.topics.schedule(open_id), self._schedules[open_id])
+                self._stream(topics.schedule(open_id), self._schedules[open_id])
             for open_id in sorted(self._states):
-                self._publish(self.link.topics.state(open_id), self._states[open_id])
+                self._stream(topics.state(open_id), self._states[open_id])
             log.info("published %d schedules and %d states", len(self._schedules),
                      len(self._states))
-        self._forget_removed(set(configured))
+        if self._forget_pending:
+            self._forget_removed(set(configured))
+
+    def _bookings(self, open_id: str, now: datetime) -> list[Booking]:
+        """The room's bookings not ended at ``now``: the node's copy, read when it told us the
+        room changed (20,000 rooms are not read twice), else the store's."""
+        cached = self.node.cached_bookings(open_id)
+        if cached is None:
+            return self.store.bookings(open_id, ending_after=now)
+        now_ms = to_epoch_ms(now)
+        return [b for b in cached if to_epoch_ms(b.end) > now_ms]
+
+    def _rooms(self) -> dict[str, RoomConfig]:
+        config = self.config
+        if self._configured is None or self._configured[0] is not config:
+            self._configured = (config, {r.open_id: r for r in config.rooms})
+        return self._configured[1]
 
     def _details(self, room: RoomConfig,
                  bookings: tuple[Booking, ...]) -> dict[str, BookingDetails]:
@@ -180,7 +208,17 @@ class BridgePublisher:
 
     def republish_all(self) -> None:
         """Connect hook: the broker may have lost every retained message (no persistence)."""
+        self._forget_pending = True
         self.flush(everything=True)
+
+    def _stream(self, topic: str, payload: bytes) -> None:
+        """Publish with at most :data:`WINDOW` unacknowledged at a time (a first publish or a
+        republish of every room goes at the broker's pace, not all into the client at once)."""
+        if self.link.connected and not self.link.wait_window(WINDOW, WINDOW_WAIT):
+            # Slow broker: go on unthrottled rather than skip a room (a lost link republishes
+            # everything at its next connect anyway).
+            log.debug("republish window not drained within %s s", WINDOW_WAIT)
+        self._publish(topic, payload)
 
     def _publish(self, topic: str, payload: bytes) -> None:
         if self.gate is not None and not self.gate():
@@ -194,6 +232,7 @@ class BridgePublisher:
         removed = (recorded | set(self._schedules) | set(self._states)) - configured
         if not self.link.connected or (self.gate is not None and not self.gate()):
             return  # the record stays; the next connect (or takeover) does it
+        self._forget_pending = False
         for open_id in sorted(removed):
             for topic in (self.link.topics.schedule(open_id), self.link.topics.state(open_id)):
                 self.link.publish(topic, b"", retain=True)

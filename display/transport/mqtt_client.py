@@ -28,6 +28,8 @@ import logging
 import queue
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,7 @@ CLOSE_TIMEOUT = 2.0
 #: MQTT 5 the broker is told so (CONNECT's Maximum Packet Size) and never sends a larger one;
 #: with 3.1.1 paho has read it by then, and it is dropped before it is queued.
 MAX_MESSAGE_BYTES = 1024 * 1024
+PRUNE_ALL = 4096  # unacknowledged handles kept before a full sweep (the size then doubles)
 
 Handler = Callable[["MqttMessage"], None]
 LinkReport = Callable[[bool, str | None], None]
@@ -175,7 +178,11 @@ class MqttLink:
         self._stopping = threading.Event()
         self._error: str | None = "not connected yet"
         self._logged_error: str | None = None
-        self._unacked: list[mqtt.MQTTMessageInfo] = []
+        # Handles of QoS>0 messages not known to be acknowledged, oldest first. PUBACKs come in
+        # order, so the acknowledged ones are dropped from the front (O(1) a publish); a full
+        # sweep runs only when the deque doubled, for one that stays unacknowledged.
+        self._unacked: deque[mqtt.MQTTMessageInfo] = deque()
+        self._sweep_at = PRUNE_ALL
         # Which of config.brokers the client uses now; only the network thread moves it.
         self._broker = 0
         self.connects = 0
@@ -297,18 +304,59 @@ class MqttLink:
             return None
         if qos > 0:
             with self._lock:
-                if len(self._unacked) > 4096:
-                    self._unacked = [i for i in self._unacked if not i.is_published()]
                 self._unacked.append(info)
+                self._prune()
         return info
+
+    def _prune(self) -> None:
+        """Drop acknowledged handles (with the lock held); amortised O(1) a publish."""
+        unacked = self._unacked
+        while unacked and unacked[0].is_published():
+            unacked.popleft()
+        if len(unacked) > self._sweep_at:
+            self._unacked = unacked = deque(i for i in unacked if not i.is_published())
+            self._sweep_at = max(PRUNE_ALL, 2 * len(unacked))
+
+    def unacknowledged(self) -> int:
+        """How many QoS>0 messages published so far may still lack their acknowledgement."""
+        with self._lock:
+            self._prune()
+            return len(self._unacked)
+
+    def wait_window(self, limit: int, timeout: float) -> bool:
+        """Block while ``limit`` messages await their acknowledgement (then until half of them
+        got it), so that a long run of publishes goes at the broker's pace instead of piling up
+        in memory.
+
+        False when the link went down or ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._prune()
+            if len(self._unacked) < limit:
+                return True
+        # Full: wait until half of it drained, so the publisher goes on in batches instead of
+        # handing the GIL back and forth once a message.
+        while True:
+            with self._lock:
+                self._prune()
+                if len(self._unacked) <= limit // 2:
+                    return True
+                oldest = self._unacked[len(self._unacked) - limit // 2 - 1]
+            if not self.connected:
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                oldest.wait_for_publish(min(left, 0.5))
+            except (RuntimeError, ValueError):
+                return False
 
     def flush(self, timeout: float) -> bool:
         """Wait until every QoS>0 message published so far was acknowledged."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self._lock:
-            pending, self._unacked = self._unacked, []
+            pending, self._unacked = list(self._unacked), deque()
         for i, info in enumerate(pending):
             try:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
@@ -316,7 +364,7 @@ class MqttLink:
                 return False
             if not info.is_published():
                 with self._lock:
-                    self._unacked[:0] = pending[i:]
+                    self._unacked.extendleft(reversed(pending[i:]))
                 return False
         return True
 

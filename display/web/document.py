@@ -8,11 +8,13 @@ what a door sign shows, so organizer ids are removed (the ``status --json`` shap
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from display import __version__
+from display.config import RoomConfig
 from display.model import Booking, RoomView
 from display.node import Node, room_status
 from display.render.wording import TEXTS
@@ -103,23 +105,49 @@ def redact(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def status_document(node: Node) -> dict[str, Any]:
-    """``/api/status``: the ``status --json`` document of the running node, redacted."""
-    doc = node.status()
-    doc["node"]["running"] = True  # as ``status`` says of a document a live node answered for
-    doc["node"]["version"] = __version__
+def status_document(node: Node, *, rooms: Collection[str] | None = None,
+                    floors: Collection[str] | None = None) -> dict[str, Any]:
+    """``/api/status``: the ``status --json`` document of the running node, redacted; with
+    ``rooms`` (open ids) or ``floors`` (see :func:`floor_of`), only the rooms named."""
+    select = None
+    if rooms is not None or floors is not None:
+        def select(room: RoomConfig) -> bool:
+            return ((rooms is None or room.open_id in rooms)
+                    and (floors is None or floor_of(room.name) in floors))
+    doc = node.status(select=select)
+    _mark_running(doc["node"])
     return redact(doc)
+
+
+def node_document(node: Node) -> dict[str, Any]:
+    """The ``node`` member of :func:`status_document`, made without the rooms."""
+    return _mark_running(node.node_status())
+
+
+def _mark_running(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["running"] = True  # as ``status`` says of a document a live node answered for
+    doc["version"] = __version__
+    return doc
+
+
+#: The page's floor of a room: its name's first word when short and with a digit in it
+#: ("3F 大会议室" -> "3F"); app.js ``floorOf`` reads names the same way.
+_FLOOR_SPLIT = re.compile(r"[\s·\-_/]+")
+
+
+def floor_of(name: str) -> str:
+    """The floor (or building) a room is on, from its name; "" when it names none."""
+    first = _FLOOR_SPLIT.split(name.strip())[0]
+    return first if len(first) <= 6 and re.search("[0-9]", first) else ""
 
 
 def room_entry(node: Node, view: RoomView) -> dict[str, Any] | None:
     """One room of the status document, for a live update (cheap: one room, no full status)."""
-    room = node.config.room(view.open_id)
-    if room is None:
+    entry = node.room_entry(view.open_id)
+    if entry is None:
         return None
-    devices = [d.health().to_json() for rid, d in node.devices().values() if rid == room.open_id]
-    entry: dict[str, Any] = redact(
-        {"rooms": [room_status(room, view, devices, node.config.node.tz)]})["rooms"][0]
-    return entry
+    out: dict[str, Any] = redact({"rooms": [entry]})["rooms"][0]
+    return out
 
 
 def room_detail(node: Node, open_id: str) -> dict[str, Any] | None:

@@ -3,23 +3,28 @@
 A room's new view reaches every open page at once: the node calls :meth:`Hub.on_view` on its
 loop thread, which only encodes that one room and appends it to each client's queue (no I/O on
 the loop). Everything that changes without a new view (device health, links, re-sync, the fleet)
-is found by a once-a-second comparison of the status document, done only while a page is open.
-Each page is compared with what *it* was last sent (its own baseline): a page opening never
-resets what the pages already open are owed.
+is found by a once-a-second comparison, done only while a page is open, of what can change that
+way: the ``node`` member, the rooms that have devices here, and the rooms the node recomputed
+since the last round (:meth:`~display.node.Node.entry_changes`); never the whole document, so
+its cost follows what changed, not how many rooms there are. Each page is compared with what
+*it* was last sent (its own baseline): a page opening never resets what the pages already open
+are owed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from display.config import Config
 from display.model import RoomView
 from display.node import Node
-from display.web.document import room_entry, status_document
+from display.web.document import node_document, redact, room_entry, status_document
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class Client:
         # baseline, so a page that opens later never hides a change from one already open.
         self.rooms: dict[str, str] = {}
         self.node = ""
+        self.config: Config | None = None  # the configuration its snapshot was made from
 
     def put(self, message: bytes) -> None:
         with self._cond:
@@ -80,6 +86,7 @@ class Hub:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="web-hub", daemon=True)
+        self._cursor = 0  # of node.entry_changes: the rooms recomputed since the last round
 
     def attach(self) -> None:
         self.node.add_listener(self.on_view)
@@ -102,9 +109,14 @@ class Hub:
     def subscribe(self) -> tuple[Client, bytes]:
         """A new client and its first message: the whole document."""
         client = Client()
+        config = self.node.config
+        with self._lock:
+            if not self._clients:  # the first page: nothing before now is owed to anyone
+                self._cursor, _ = self.node.entry_changes(sys.maxsize)
         doc = status_document(self.node)
         with self._lock:
             _remember(client, doc)  # this page's baseline only: the others keep theirs
+            client.config = config
             self._clients.add(client)
         self._wake.set()
         return client, sse("snapshot", {"status": doc, **self.meta()})
@@ -123,7 +135,7 @@ class Hub:
         entry = room_entry(self.node, view)
         if entry is None:
             return
-        encoded = json.dumps(entry, sort_keys=True)
+        encoded = _encode(entry)
         with self._lock:
             behind = [c for c in self._clients if c.rooms.get(view.open_id) != encoded]
             for client in behind:
@@ -150,37 +162,63 @@ class Hub:
 
     def poll_once(self) -> None:
         """One comparison round: send each page what changed since it was last sent."""
-        doc = status_document(self.node)
-        rooms = {r["open_id"]: json.dumps(r, sort_keys=True) for r in doc["rooms"]}
-        node = json.dumps(doc["node"], sort_keys=True, default=str)
-        by_id = {r["open_id"]: r for r in doc["rooms"]}
+        node_doc = node_document(self.node)
+        node_text = json.dumps(node_doc, sort_keys=True, default=str)
+        config = self.node.config
+        self._cursor, recomputed = self.node.entry_changes(self._cursor)
+        ids = self.node.rooms_with_devices()
+        if recomputed is not None:
+            ids.update(recomputed)
+        entries: dict[str, dict[str, Any]] = {}
+        for open_id in ids:
+            entry = self.node.room_entry(open_id)
+            if entry is not None:
+                entries[open_id] = redact({"rooms": [entry]})["rooms"][0]
+        rooms = {open_id: _encode(entry) for open_id, entry in entries.items()}
+        snapshot: list[tuple[dict[str, Any], bytes]] = []  # made once, if a page needs one
+
+        def whole(client: Client) -> bytes:
+            if not snapshot:
+                doc = status_document(self.node)
+                snapshot.append((doc, sse("snapshot", {"status": doc, **self.meta()})))
+            _remember(client, snapshot[0][0])
+            return snapshot[0][1]
+
         messages: dict[str, bytes] = {}  # each message encoded once, however many pages
 
         def message(key: str) -> bytes:
             if key not in messages:
-                messages[key] = (sse("snapshot", {"status": doc, **self.meta()})
-                                 if key == "\0snapshot" else sse("node", doc["node"])
-                                 if key == "\0node" else sse("room", by_id[key]))
+                messages[key] = (sse("node", node_doc) if key == "\0node"
+                                 else sse("room", entries[key]))
             return messages[key]
 
-        sends: list[tuple[Client, list[str]]] = []
+        sends: list[tuple[Client, list[bytes]]] = []
         with self._lock:
             for client in self._clients:
-                if set(rooms) != set(client.rooms):  # rooms added or removed: start over
-                    keys = ["\0snapshot"]
-                else:
-                    keys = [i for i, encoded in rooms.items() if client.rooms[i] != encoded]
-                    if node != client.node:
-                        keys.append("\0node")
-                client.rooms, client.node = dict(rooms), node
+                if client.config is not config or recomputed is None:
+                    # Rooms added, removed or renamed, or too much changed to know: start over.
+                    sends.append((client, [whole(client)]))
+                    client.config = config
+                    continue
+                keys = [i for i, encoded in rooms.items() if client.rooms.get(i) != encoded]
+                for i in keys:
+                    client.rooms[i] = rooms[i]
+                if node_text != client.node:
+                    keys.append("\0node")
+                    client.node = node_text
                 if keys:
-                    sends.append((client, keys))
-        for client, keys in sends:
-            for key in keys:
-                client.put(message(key))
+                    sends.append((client, [message(key) for key in keys]))
+        for client, batch in sends:
+            for item in batch:
+                client.put(item)
+
+
+def _encode(entry: dict[str, Any]) -> str:
+    """What a page was sent of a room, for comparing with what it is owed."""
+    return json.dumps(entry, sort_keys=True)
 
 
 def _remember(client: Client, doc: dict[str, Any]) -> None:
     """``doc`` is what ``client`` was sent last."""
-    client.rooms = {r["open_id"]: json.dumps(r, sort_keys=True) for r in doc["rooms"]}
+    client.rooms = {r["open_id"]: _encode(r) for r in doc["rooms"]}
     client.node = json.dumps(doc["node"], sort_keys=True, default=str)

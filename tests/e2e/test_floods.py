@@ -346,7 +346,7 @@ def test_an_answer_that_fails_is_a_500_and_one_line(server: WebServer,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     import display.web.server as web_server
 
-    def broken(node: Node) -> None:
+    def broken(node: Node, **filters: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(web_server, "status_document", broken)

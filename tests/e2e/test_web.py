@@ -156,6 +156,20 @@ def test_api_status_is_the_status_document_without_organizers_or_secrets(
     assert any(r["name"] == XSS_NAME for r in doc["rooms"])
 
 
+def test_api_status_is_compact_and_filtered_by_rooms_or_floor(node: WebNode) -> None:
+    code, _, body = node.get("/api/status")
+    assert code == 200 and b"\n" not in body.strip()  # no indentation: a fifth of 20,000 rooms
+    _, _, body = node.get("/api/status?rooms=omm_a,omm_nope")
+    assert [r["open_id"] for r in json.loads(body)["rooms"]] == ["omm_a"]
+    _, _, body = node.get("/api/status?floor=5F")
+    assert [r["name"] for r in json.loads(body)["rooms"]] == ["5F Focus"]
+    _, _, body = node.get("/api/status?floor=3F,5F&rooms=omm_b")
+    doc = json.loads(body)
+    assert [r["open_id"] for r in doc["rooms"]] == ["omm_b"] and doc["node"]["running"] is True
+    _, _, body = node.get("/api/status?floor=")
+    assert len(json.loads(body)["rooms"]) == 3  # an empty filter is no filter
+
+
 def test_sign_png_is_what_preview_draws(node: WebNode, tmp_path: Path) -> None:
     def same() -> bool:
         code, headers, body = node.get("/rooms/omm_a/sign.png")

@@ -400,11 +400,12 @@ class Resync:
                 received = self._clock.now()
                 chunk_changed: set[str] = set()
                 try:
-                    for room, bookings in answer.items():
-                        if self._store.resync_room(room, window, bookings, requested_at,
-                                                   received):
-                            chunk_changed.add(room)
-                        synced += 1
+                    with self._store.batch():  # one commit (one fsync) per chunk of rooms
+                        for room, bookings in answer.items():
+                            if self._store.resync_room(room, window, bookings, requested_at,
+                                                       received):
+                                chunk_changed.add(room)
+                            synced += 1
                 except StoreError as exc:
                     errors.append(str(exc))
                     break

@@ -20,6 +20,9 @@
   let lastMessage = 0;
   let lostSince = null;
   let renderQueued = false;
+  let roomIndex = new Map();  // open_id -> its place in doc.rooms: a live update finds it at once
+  let sideTimer = null;       // problems, nodes and devices: redrawn at most every SIDE_MS
+  const SIDE_MS = 200;
   let boardPage = 0;
   let boardPages = 1;
   let boardTimer = null;
@@ -552,12 +555,27 @@
     for (const node of document.querySelectorAll("[data-label]")) node.textContent = w(node.dataset.label);
     const name = document.getElementById("node-name");
     if (name) name.textContent = "· " + doc.node.name;
+    // Past a few hundred tiles the browser skips laying out and painting those off screen.
+    document.body.classList.toggle("many", doc.rooms.length > 500);
     renderRooms();
     renderProblems();
     renderNodes();
     renderDevices();
     if (page === "room") loadRoom();
     if (!performance.getEntriesByName("first-render").length) performance.mark("first-render");
+  }
+
+  // The overview's side sections read every room: after a room or node message they are drawn
+  // once for a burst of messages, not once per message (20,000 rooms).
+  function queueSide() {
+    if (sideTimer !== null) return;
+    sideTimer = setTimeout(function () {
+      sideTimer = null;
+      if (!doc) return;
+      renderProblems();
+      renderNodes();
+      renderDevices();
+    }, SIDE_MS);
   }
 
   function queueRender() {
@@ -660,15 +678,15 @@
 
   function onRoom(room) {
     if (!doc) return;
-    const i = doc.rooms.findIndex(function (r) { return r.open_id === room.open_id; });
-    if (i < 0) return;
+    const i = roomIndex.get(room.open_id);
+    if (i === undefined || !doc.rooms[i] || doc.rooms[i].open_id !== room.open_id) return;
     const before = roomProblems(doc.rooms[i]).length > 0;
     doc.rooms[i] = room;
     if (page === "board") { queueRender(); return; }
     const old = document.querySelector('#rooms > li[data-id="' + CSS.escape(room.open_id) + '"]');
     if (old) old.replaceWith(tile(room));
     if (before !== (roomProblems(room).length > 0) || page === "room") queueRender();
-    else if (page === "overview") { renderProblems(); renderDevices(); }
+    else if (page === "overview") queueSide();
   }
 
   function connect() {
@@ -677,6 +695,7 @@
     source.addEventListener("snapshot", function (e) {
       const data = JSON.parse(e.data);
       doc = data.status;
+      roomIndex = new Map(doc.rooms.map(function (r, i) { return [r.open_id, i]; }));
       words = data.labels || {};
       zone = data.timezone || null;
       const at = Date.parse(doc.generated_at);
@@ -690,7 +709,9 @@
     source.addEventListener("node", function (e) {
       if (!doc) return;
       doc.node = JSON.parse(e.data);
-      queueRender();
+      // The tiles do not show the node member: only the board (its clock, counts) and the
+      // side sections do.
+      if (page === "overview") queueSide(); else queueRender();
     });
     source.onmessage = function () {};
     source.onopen = function () { lastMessage = Date.now(); };

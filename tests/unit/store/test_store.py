@@ -200,6 +200,28 @@ def test_replace_room_reports_whether_anything_changed(store: ScheduleStore) -> 
     assert store.bookings("omm_a") == []
 
 
+def test_a_batch_is_one_transaction_kept_or_dropped_whole(tmp_path: Path) -> None:
+    """A re-sync chunk: every room written in ``batch()`` commits together, or none does."""
+    from display.model import Booking
+
+    def slot(room: str) -> list[Booking]:
+        return [Booking(f"{room}_b", f"{room}_b", 0, T10, T11, "ou_x")]
+
+    with ScheduleStore(tmp_path / "schedule.db") as store:
+        with store.batch():
+            assert store.replace_room("omm_a", slot("omm_a")) is True
+            assert store.replace_room("omm_b", slot("omm_b")) is True
+        with pytest.raises(RuntimeError), store.batch():
+            store.replace_room("omm_c", slot("omm_c"))
+            store.replace_room("omm_a", [])
+            raise RuntimeError("the chunk failed half-way")
+        assert store.bookings("omm_c") == []  # rolled back with the rest of its batch
+        assert len(store.bookings("omm_a")) == 1
+    with ScheduleStore(tmp_path / "schedule.db") as again:  # and the first batch was committed
+        assert {b.event_id for r in ("omm_a", "omm_b") for b in again.bookings(r)} == {
+            "omm_a_b", "omm_b_b"}
+
+
 # -- bad input: a clear reason, nothing changed -------------------------------------------------
 
 BAD: list[tuple[str, Any, str]] = [

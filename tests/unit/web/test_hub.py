@@ -98,3 +98,24 @@ def test_a_new_view_reaches_each_page_once(parts: Any) -> None:
     assert events(second) == []
     hub.poll_once()
     assert events(first) == [] and events(second) == []
+
+
+def test_a_round_with_nothing_changed_reads_no_room_without_a_device(
+        parts: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The once-a-second round looks at what can change without a view (the node member, rooms
+    with devices, rooms the node recomputed), never every room: it costs what changed."""
+    node, sink, _clock, hub, link = parts
+    page, _ = hub.subscribe()
+    read: list[str] = []
+    real = node.room_entry
+    monkeypatch.setattr(node, "room_entry", lambda open_id: read.append(open_id) or real(open_id))
+    hub.poll_once()
+    assert set(read) <= {"omm_a"}  # omm_a has a device: its health may change
+    assert events(page) == []
+    link.up = False
+    sink.accept(envelope(start=START, end=START + timedelta(hours=1), event_time=1))
+    node.tick()  # not attached: the view reaches the page through the round, not on_view
+    hub.poll_once()
+    got = events(page)
+    assert sorted(name for name, _ in got) == ["node", "room"]
+    assert next(data for name, data in got if name == "room")["state"] == "busy"
