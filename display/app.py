@@ -266,8 +266,14 @@ class App:
         elif self.config.role == "agent":
             self.checkin_forwarder = CheckinForwarder(self.mqtt.link, self.clock)
             self.checkin_forwarder.attach()
-        if self.mqtt.peers is not None:
-            self.mqtt.peers.on_role.append(self._took_over)
+        peers = self.mqtt.peers
+        if peers is not None:
+            peers.on_role.append(self._took_over)
+            if self.checkin is not None:
+                # Several bridges: only the one that publishes releases, so a no-show is not
+                # released twice. A bridge that never met another (one bridge a site) releases
+                # whatever its broker link does.
+                self.checkin.releasing = lambda: peers.is_publisher() or not peers.met_others()
         self.mqtt.start()
 
     def _took_over(self, floor: dict[str, int] | None) -> None:

@@ -116,6 +116,11 @@ class Peers:
         self.node.add_schedule_listener(lambda rooms: self.link.call_soon(self.pump))
         self._poller.start()
 
+    def met_others(self) -> bool:
+        """Whether this bridge has ever seen another bridge on its broker (kept in its store)."""
+        with self._lock:
+            return self._met
+
     def is_publisher(self) -> bool:
         """True while this bridge writes the retained room topics.
 
