@@ -663,6 +663,12 @@ class RoomsApi:
             return [c.query.get("page_token", [""])[0] for c in self.calls
                     if c.path == ROOMS_PATH]
 
+    def levels_asked(self) -> list[Any]:
+        """The ``level_ids`` of each ``room_levels/mget`` request, in order."""
+        with self.lock:
+            return [(c.json() or {}).get("level_ids") for c in self.calls
+                    if c.path == ROOM_LEVELS_MGET_PATH]
+
 
 # -- titles and names (README "Titles and organizers") -------------------------------------------
 
@@ -752,61 +758,6 @@ class DetailsApi:
         with self.lock:
             return [(str(e.get("uid")), int(e.get("original_time") or 0))
                     for c in self.summary_calls for e in (c.json() or {}).get("EventUids", [])]
-
-
-LEVELS_PATH = ROOM_LEVELS_MGET_PATH
-
-
-class DirectoryApi:
-    """A smaller room directory than :class:`RoomsApi`, for the room-name tests:
-    ``GET vc/v1/rooms`` (paged by ``page_size``/``page_token``) and
-    ``POST vc/v1/room_levels/mget``, from :attr:`rooms` (``room_id`` -> ``(name, level path)``)
-    and :attr:`levels` (level id -> name). ``rate_limited`` answers that many next calls with
-    HTTP 429. Calls are recorded in :attr:`room_calls` and :attr:`level_calls`.
-    """
-
-    def __init__(self, standin: FeishuStandIn) -> None:
-        self.rooms: dict[str, tuple[str, list[str]]] = {}
-        self.levels: dict[str, str] = {}
-        self.rate_limited = 0
-        self.room_calls: list[Request] = []
-        self.level_calls: list[Request] = []
-        self.lock = threading.Lock()
-        standin.add_route("GET", ROOMS_PATH, self._rooms)
-        standin.add_route("POST", LEVELS_PATH, self._levels)
-
-    def _rooms(self, req: Request) -> tuple[Any, ...]:
-        with self.lock:
-            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
-                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
-            self.room_calls.append(req)
-            if self.rate_limited > 0:
-                self.rate_limited -= 1
-                return (429, {"code": 99991400, "msg": "request trigger frequency limit"},
-                        {"x-ogw-ratelimit-reset": "1"})
-            size = min(100, int((req.query.get("page_size") or ["20"])[0]))
-            start = int((req.query.get("page_token") or ["0"])[0] or 0)
-            ids = sorted(self.rooms)
-            page = ids[start:start + size]
-            items = [{"room_id": rid, "name": self.rooms[rid][0], "capacity": 8,
-                      "room_level_id": (self.rooms[rid][1] or ["0"])[-1],
-                      "path": list(self.rooms[rid][1]),
-                      "room_status": {"status": True, "disable_start_time": "0"}}
-                     for rid in page]
-            more = start + size < len(ids)
-            return 200, {"code": 0, "msg": "success", "data": {
-                "rooms": items, "page_token": str(start + size) if more else "",
-                "has_more": more}}
-
-    def _levels(self, req: Request) -> tuple[Any, ...]:
-        with self.lock:
-            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
-                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
-            self.level_calls.append(req)
-            asked = (req.json() or {}).get("level_ids") or []
-            return 200, {"code": 0, "msg": "success", "data": {"items": [
-                {"room_level_id": i, "name": self.levels[i], "parent_id": "0"}
-                for i in asked if i in self.levels]}}
 
 
 # -- check-in release: meeting_room/instance/reply ----------------------------------------------
