@@ -357,6 +357,33 @@ FREEBUSY_PATH = "/open-apis/meeting_room/freebusy/batch_get"
 TENANT_TOKEN = "t-test"
 
 
+def token_granted() -> tuple[Any, ...]:
+    """Feishu's answer granting :data:`TENANT_TOKEN` for two hours."""
+    return 200, {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN, "expire": 7200}
+
+
+def tenant_token(standin: FeishuStandIn, req: Request,
+                 granted: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """The answer to a tenant-token request: ``granted`` (default :func:`token_granted`) for
+    the stand-in's app id and secret, Feishu's code 10014 for any other."""
+    body = req.json() or {}
+    if (body.get("app_id"), body.get("app_secret")) != (standin.app_id, standin.app_secret):
+        return 200, {"code": 10014, "msg": "app secret invalid"}
+    return granted if granted is not None else token_granted()
+
+
+class _Table:
+    """A stand-in API answering from attributes, changed under its lock."""
+
+    lock: threading.Lock
+
+    def set(self, **changes: Any) -> None:
+        """Change attributes under the lock (so no answer sees half a change)."""
+        with self.lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
+
 @dataclass
 class Held:
     """A free/busy request the stand-in holds until :meth:`release` (its answer is fixed)."""
@@ -369,7 +396,7 @@ class Held:
         self.gate.set()
 
 
-class FreeBusyApi:
+class FreeBusyApi(_Table):
     """Tenant token and ``meeting_room/freebusy/batch_get`` on a stand-in, from a table.
 
     ``slots`` maps room id -> busy slots (as Feishu writes them), and ``calendar`` (a
@@ -387,9 +414,7 @@ class FreeBusyApi:
         self.calendar = Calendar()
         self.error_rooms: set[str] = set()
         self.answer: tuple[Any, ...] | None = None
-        self.token_answer: tuple[Any, ...] = (200, {"code": 0, "msg": "ok",
-                                                    "tenant_access_token": TENANT_TOKEN,
-                                                    "expire": 7200})
+        self.token_answer: tuple[Any, ...] = token_granted()
         self.hold = False
         self.calls: list[Request] = []
         self.token_calls: list[Request] = []
@@ -399,20 +424,10 @@ class FreeBusyApi:
         standin.add_route("POST", TOKEN_PATH, self._token)
         standin.add_route("GET", FREEBUSY_PATH, self._freebusy)
 
-    def set(self, **changes: Any) -> None:
-        """Change attributes under the lock (so no answer sees half a change)."""
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-
     def _token(self, req: Request) -> tuple[Any, ...]:
         with self.lock:
             self.token_calls.append(req)
-            body = req.json() or {}
-            if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
-                                                                 self.standin.app_secret):
-                return 200, {"code": 10014, "msg": "app secret invalid"}
-            return self.token_answer
+            return tenant_token(self.standin, req, self.token_answer)
 
     def _freebusy(self, req: Request) -> tuple[Any, ...]:
         rooms = req.query.get("room_ids", [])
@@ -567,7 +582,7 @@ def room_level(level_id: str, name: str, parent: str = "0",
             "has_child": True, "custom_group_id": ""}
 
 
-class RoomsApi:
+class RoomsApi(_Table):
     """The tenant token, ``GET vc/v1/rooms`` (paged) and ``POST vc/v1/room_levels/mget``.
 
     ``rooms`` and ``levels`` (by id) are what the tenant has. Pages hold ``page_size`` rooms
@@ -592,19 +607,8 @@ class RoomsApi:
         if ("POST", TOKEN_PATH) not in standin.routes:
             standin.add_route("POST", TOKEN_PATH, self._token)
 
-    def set(self, **changes: Any) -> None:
-        """Change attributes under the lock (so no answer sees half a change)."""
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-
     def _token(self, req: Request) -> tuple[Any, ...]:
-        body = req.json() or {}
-        if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
-                                                             self.standin.app_secret):
-            return 200, {"code": 10014, "msg": "app secret invalid"}
-        return 200, {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN,
-                     "expire": 7200}
+        return tenant_token(self.standin, req)
 
     def _refusal(self, req: Request) -> tuple[Any, ...] | None:
         """Authorization, rate limit and scope, in the order Feishu's gateway checks them."""
