@@ -179,10 +179,14 @@ class FeishuStandIn:
                 extra: dict[str, str] = answer[2] if len(answer) > 2 else {}
                 body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                # JSON unless the route says otherwise (a gateway's HTML error page).
+                self.send_header("Content-Type", next(
+                    (v for k, v in extra.items() if k.lower() == "content-type"),
+                    "application/json"))
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in extra.items():
-                    self.send_header(name, value)
+                    if name.lower() != "content-type":
+                        self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -208,7 +212,8 @@ class FeishuStandIn:
         return f"http://127.0.0.1:{self._http.server_address[1]}"
 
     def add_route(self, method: str, path: str, route: Route) -> None:
-        """Serve ``method path`` with ``route(request) -> (status, JSON payload[, headers])``."""
+        """Serve ``method path`` with ``route(request) -> (status, JSON payload[, headers])``;
+        a payload of bytes goes as it is, with the headers' ``Content-Type`` if they name one."""
         self.routes[(method, path)] = route
 
     # -- HTTP endpoints -------------------------------------------------------------------------

@@ -127,6 +127,22 @@ def test_an_answer_the_sdk_cannot_decode_is_not_json(standin: FeishuStandIn, ech
     assert str(err) == f"{standin.domain} answered something that is not JSON"
 
 
+@pytest.mark.parametrize(("status", "body"), [(502, b"<html>Bad Gateway</html>"), (200, b"")])
+def test_an_answer_that_says_it_is_no_json_is_not_json_with_its_status(
+        standin: FeishuStandIn, echo: Echo, status: int, body: bytes) -> None:
+    echo.answer = (status, body, {"Content-Type": "text/html"})
+    err = failure(raw(standin))
+    assert (err.failure, err.status, err.code) == (Failure.NOT_JSON, status, None)
+    assert str(err) == f"HTTP {status}, an answer that is not a JSON object"
+
+
+def test_a_gateways_plain_429_is_a_rate_limit(standin: FeishuStandIn, echo: Echo) -> None:
+    echo.answer = (429, b"Too Many Requests",
+                   {"Content-Type": "text/plain", "x-ogw-ratelimit-reset": "4"})
+    err = failure(raw(standin))
+    assert (err.failure, err.code, err.retry_after) == (Failure.RATE_LIMITED, None, 4.0)
+
+
 def test_json_that_is_no_object_is_not_json_with_its_status(standin: FeishuStandIn,
                                                             echo: Echo) -> None:
     echo.answer = (200, b"null")
