@@ -149,8 +149,8 @@ def reset_seconds(value: str | None) -> float | None:
     except ValueError:
         seconds = math.nan
     if not math.isfinite(seconds):
-        log.warning("ignoring %s %.40r (not a number of seconds); backing off as usual",
-                    RESET_HEADER, value)
+        log.error("ignoring %s %.40r (not a number of seconds); backing off as usual",
+                  RESET_HEADER, value)
         return None
     return max(0.0, seconds)
 
