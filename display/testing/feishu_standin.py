@@ -179,10 +179,14 @@ class FeishuStandIn:
                 extra: dict[str, str] = answer[2] if len(answer) > 2 else {}
                 body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                # JSON unless the route says otherwise (a gateway's HTML error page).
+                self.send_header("Content-Type", next(
+                    (v for k, v in extra.items() if k.lower() == "content-type"),
+                    "application/json"))
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in extra.items():
-                    self.send_header(name, value)
+                    if name.lower() != "content-type":
+                        self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -208,7 +212,8 @@ class FeishuStandIn:
         return f"http://127.0.0.1:{self._http.server_address[1]}"
 
     def add_route(self, method: str, path: str, route: Route) -> None:
-        """Serve ``method path`` with ``route(request) -> (status, JSON payload[, headers])``."""
+        """Serve ``method path`` with ``route(request) -> (status, JSON payload[, headers])``;
+        a payload of bytes goes as it is, with the headers' ``Content-Type`` if they name one."""
         self.routes[(method, path)] = route
 
     # -- HTTP endpoints -------------------------------------------------------------------------
@@ -357,6 +362,33 @@ FREEBUSY_PATH = "/open-apis/meeting_room/freebusy/batch_get"
 TENANT_TOKEN = "t-test"
 
 
+def token_granted() -> tuple[Any, ...]:
+    """Feishu's answer granting :data:`TENANT_TOKEN` for two hours."""
+    return 200, {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN, "expire": 7200}
+
+
+def tenant_token(standin: FeishuStandIn, req: Request,
+                 granted: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """The answer to a tenant-token request: ``granted`` (default :func:`token_granted`) for
+    the stand-in's app id and secret, Feishu's code 10014 for any other."""
+    body = req.json() or {}
+    if (body.get("app_id"), body.get("app_secret")) != (standin.app_id, standin.app_secret):
+        return 200, {"code": 10014, "msg": "app secret invalid"}
+    return granted if granted is not None else token_granted()
+
+
+class _Table:
+    """A stand-in API answering from attributes, changed under its lock."""
+
+    lock: threading.Lock
+
+    def set(self, **changes: Any) -> None:
+        """Change attributes under the lock (so no answer sees half a change)."""
+        with self.lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
+
 @dataclass
 class Held:
     """A free/busy request the stand-in holds until :meth:`release` (its answer is fixed)."""
@@ -369,7 +401,7 @@ class Held:
         self.gate.set()
 
 
-class FreeBusyApi:
+class FreeBusyApi(_Table):
     """Tenant token and ``meeting_room/freebusy/batch_get`` on a stand-in, from a table.
 
     ``slots`` maps room id -> busy slots (as Feishu writes them), and ``calendar`` (a
@@ -387,9 +419,7 @@ class FreeBusyApi:
         self.calendar = Calendar()
         self.error_rooms: set[str] = set()
         self.answer: tuple[Any, ...] | None = None
-        self.token_answer: tuple[Any, ...] = (200, {"code": 0, "msg": "ok",
-                                                    "tenant_access_token": TENANT_TOKEN,
-                                                    "expire": 7200})
+        self.token_answer: tuple[Any, ...] = token_granted()
         self.hold = False
         self.calls: list[Request] = []
         self.token_calls: list[Request] = []
@@ -399,20 +429,10 @@ class FreeBusyApi:
         standin.add_route("POST", TOKEN_PATH, self._token)
         standin.add_route("GET", FREEBUSY_PATH, self._freebusy)
 
-    def set(self, **changes: Any) -> None:
-        """Change attributes under the lock (so no answer sees half a change)."""
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-
     def _token(self, req: Request) -> tuple[Any, ...]:
         with self.lock:
             self.token_calls.append(req)
-            body = req.json() or {}
-            if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
-                                                                 self.standin.app_secret):
-                return 200, {"code": 10014, "msg": "app secret invalid"}
-            return self.token_answer
+            return tenant_token(self.standin, req, self.token_answer)
 
     def _freebusy(self, req: Request) -> tuple[Any, ...]:
         rooms = req.query.get("room_ids", [])
@@ -567,7 +587,7 @@ def room_level(level_id: str, name: str, parent: str = "0",
             "has_child": True, "custom_group_id": ""}
 
 
-class RoomsApi:
+class RoomsApi(_Table):
     """The tenant token, ``GET vc/v1/rooms`` (paged) and ``POST vc/v1/room_levels/mget``.
 
     ``rooms`` and ``levels`` (by id) are what the tenant has. Pages hold ``page_size`` rooms
@@ -592,19 +612,8 @@ class RoomsApi:
         if ("POST", TOKEN_PATH) not in standin.routes:
             standin.add_route("POST", TOKEN_PATH, self._token)
 
-    def set(self, **changes: Any) -> None:
-        """Change attributes under the lock (so no answer sees half a change)."""
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-
     def _token(self, req: Request) -> tuple[Any, ...]:
-        body = req.json() or {}
-        if (body.get("app_id"), body.get("app_secret")) != (self.standin.app_id,
-                                                             self.standin.app_secret):
-            return 200, {"code": 10014, "msg": "app secret invalid"}
-        return 200, {"code": 0, "msg": "ok", "tenant_access_token": TENANT_TOKEN,
-                     "expire": 7200}
+        return tenant_token(self.standin, req)
 
     def _refusal(self, req: Request) -> tuple[Any, ...] | None:
         """Authorization, rate limit and scope, in the order Feishu's gateway checks them."""
@@ -662,6 +671,12 @@ class RoomsApi:
         with self.lock:
             return [c.query.get("page_token", [""])[0] for c in self.calls
                     if c.path == ROOMS_PATH]
+
+    def levels_asked(self) -> list[Any]:
+        """The ``level_ids`` of each ``room_levels/mget`` request, in order."""
+        with self.lock:
+            return [(c.json() or {}).get("level_ids") for c in self.calls
+                    if c.path == ROOM_LEVELS_MGET_PATH]
 
 
 # -- titles and names (README "Titles and organizers") -------------------------------------------
@@ -752,61 +767,6 @@ class DetailsApi:
         with self.lock:
             return [(str(e.get("uid")), int(e.get("original_time") or 0))
                     for c in self.summary_calls for e in (c.json() or {}).get("EventUids", [])]
-
-
-LEVELS_PATH = ROOM_LEVELS_MGET_PATH
-
-
-class DirectoryApi:
-    """A smaller room directory than :class:`RoomsApi`, for the room-name tests:
-    ``GET vc/v1/rooms`` (paged by ``page_size``/``page_token``) and
-    ``POST vc/v1/room_levels/mget``, from :attr:`rooms` (``room_id`` -> ``(name, level path)``)
-    and :attr:`levels` (level id -> name). ``rate_limited`` answers that many next calls with
-    HTTP 429. Calls are recorded in :attr:`room_calls` and :attr:`level_calls`.
-    """
-
-    def __init__(self, standin: FeishuStandIn) -> None:
-        self.rooms: dict[str, tuple[str, list[str]]] = {}
-        self.levels: dict[str, str] = {}
-        self.rate_limited = 0
-        self.room_calls: list[Request] = []
-        self.level_calls: list[Request] = []
-        self.lock = threading.Lock()
-        standin.add_route("GET", ROOMS_PATH, self._rooms)
-        standin.add_route("POST", LEVELS_PATH, self._levels)
-
-    def _rooms(self, req: Request) -> tuple[Any, ...]:
-        with self.lock:
-            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
-                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
-            self.room_calls.append(req)
-            if self.rate_limited > 0:
-                self.rate_limited -= 1
-                return (429, {"code": 99991400, "msg": "request trigger frequency limit"},
-                        {"x-ogw-ratelimit-reset": "1"})
-            size = min(100, int((req.query.get("page_size") or ["20"])[0]))
-            start = int((req.query.get("page_token") or ["0"])[0] or 0)
-            ids = sorted(self.rooms)
-            page = ids[start:start + size]
-            items = [{"room_id": rid, "name": self.rooms[rid][0], "capacity": 8,
-                      "room_level_id": (self.rooms[rid][1] or ["0"])[-1],
-                      "path": list(self.rooms[rid][1]),
-                      "room_status": {"status": True, "disable_start_time": "0"}}
-                     for rid in page]
-            more = start + size < len(ids)
-            return 200, {"code": 0, "msg": "success", "data": {
-                "rooms": items, "page_token": str(start + size) if more else "",
-                "has_more": more}}
-
-    def _levels(self, req: Request) -> tuple[Any, ...]:
-        with self.lock:
-            if req.headers.get("Authorization") != f"Bearer {TENANT_TOKEN}":
-                return 400, {"code": 99991663, "msg": "Invalid access token for authorization"}
-            self.level_calls.append(req)
-            asked = (req.json() or {}).get("level_ids") or []
-            return 200, {"code": 0, "msg": "success", "data": {"items": [
-                {"room_level_id": i, "name": self.levels[i], "parent_id": "0"}
-                for i in asked if i in self.levels]}}
 
 
 # -- check-in release: meeting_room/instance/reply ----------------------------------------------

@@ -1,4 +1,6 @@
-"""A real node (``room-display run``, webhook intake) serving its web page, for the web tests."""
+"""A node serving its web page, for the web tests: :class:`WebNode` runs ``room-display run``
+(webhook intake) as a process; :func:`node_with_web` runs a node's loop on a thread of this
+process with a fake clock and no intake, for tests that move the clock or feed its status."""
 
 from __future__ import annotations
 
@@ -7,15 +9,25 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from display.config import Secret, WebConfig, parse_config
+from display.devices.factory import make_device
+from display.node import Node
+from display.store import ScheduleStore
 from display.testing.broker import free_port
+from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
 from display.testing.waiting import wait_for
+from display.web.server import WebServer
 
 XSS_NAME = '<script>alert("x")</script><img src=x onerror=alert(1)> & Co'
 
@@ -208,3 +220,53 @@ def book_states(web: WebNode, rooms: list[str]) -> dict[str, str]:
         if picked:
             web.book(picked, uid=f"states-{state}", start=start, minutes=minutes)
     return meant
+
+
+@dataclass(frozen=True)
+class ServedNode:
+    """What :func:`node_with_web` runs: the node, its fake clock and its web server."""
+
+    node: Node
+    clock: FakeClock
+    web: WebServer
+
+    @property
+    def url(self) -> str:
+        """The page's address (``http://127.0.0.1:port``)."""
+        return f"http://{self.web.address}"
+
+
+@contextmanager
+def node_with_web(directory: Path, config_text: str, now: datetime, *,
+                  setup: Callable[[Node, FakeClock], object] | None = None
+                  ) -> Iterator[ServedNode]:
+    """A node from ``config_text`` (its file in ``directory``) on a :class:`FakeClock` at
+    ``now``, its loop on a thread and its web page on a free loopback port without a token.
+
+    ``setup(node, clock)`` runs before the loop starts (status sources, link states). On the
+    way out the page closes first, then the loop stops, then the node and its store.
+    """
+    config = parse_config(config_text, directory / "room-display.toml")
+    clock = FakeClock(now)
+    store = ScheduleStore(directory / "schedule.db", durable=False)
+    node = Node(config, store, clock, make_device)
+    stop = threading.Event()
+    loop = threading.Thread(target=node.run, args=(stop,), name="node-loop", daemon=True)
+    web: WebServer | None = None
+    try:
+        if setup is not None:
+            setup(node, clock)
+        loop.start()
+        web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
+        if not web.start():
+            raise RuntimeError("the node's web page did not start")
+        yield ServedNode(node, clock, web)
+    finally:
+        if web is not None:
+            web.close()
+        stop.set()
+        node.wake()
+        if loop.is_alive():
+            loop.join(timeout=5)
+        node.close()
+        store.close()

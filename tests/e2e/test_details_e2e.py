@@ -36,9 +36,11 @@ from display.testing.feishu_standin import (
     INVALID_ID,
     NO_PERMISSION,
     DetailsApi,
-    DirectoryApi,
     FeishuStandIn,
     FreeBusyApi,
+    RoomsApi,
+    directory_room,
+    room_level,
     slot,
 )
 from display.testing.intake_support import HttpClient
@@ -344,7 +346,7 @@ class WholeNode:
         self.standin.app_id = f"cli_node_{next(_apps)}"
         self.freebusy = FreeBusyApi(self.standin)
         self.details = DetailsApi(self.standin)
-        self.directory = DirectoryApi(self.standin)
+        self.directory = RoomsApi(self.standin)
         self.hook = free_port()
         self.dir = tmp
         path = tmp / "config.toml"
@@ -505,18 +507,24 @@ def test_directory_pages_and_level_names(standin: FeishuStandIn, tmp_path: Path,
                                          apis: tuple[FreeBusyApi, DetailsApi]) -> None:
     from display.intake.feishu.room_names import DirectoryFollower, LarkDirectoryApi
 
-    directory = DirectoryApi(standin)
-    directory.rooms = {f"omm_r{i:03d}": (f"Room {i}", ["lvl_hq", "lvl_5f"]) for i in range(150)}
-    directory.rooms["omm_a"] = ("5F Focus Room", ["lvl_hq", "lvl_5f"])
-    directory.levels = {"lvl_hq": "HQ", "lvl_5f": "5F"}
+    directory = RoomsApi(standin)
+    path = ("lvl_hq", "lvl_5f")
+    # omm_a last: on the second page.
+    directory.rooms = [directory_room(f"omm_r{i:03d}", f"Room {i}", level="lvl_5f", path=path)
+                       for i in range(150)]
+    directory.rooms.append(directory_room("omm_a", "5F Focus Room", level="lvl_5f", path=path))
+    directory.levels = {"lvl_hq": room_level("lvl_hq", "HQ"),
+                        "lvl_5f": room_level("lvl_5f", "5F", "lvl_hq", ("lvl_hq",))}
     h = Harness(standin, tmp_path, "room_names = true")
     changed: list[frozenset[str]] = []
     follower = DirectoryFollower(LarkDirectoryApi(feishu(standin)), h.store, lambda: h.config,
                                  changed.append)
     assert follower.refresh() == {"omm_a"}  # omm_b is not in the directory: left alone
-    assert len(directory.room_calls) == 2  # 151 rooms: two pages of 100
-    assert directory.room_calls[1].query["page_token"] == ["100"]
-    assert directory.level_calls[0].json() == {"level_ids": ["lvl_5f", "lvl_hq"]}
+    # 151 rooms: two pages of 100, the second asked with the token the first handed out (the
+    # stand-in refuses any other).
+    first, second = directory.pages_asked()
+    assert first == "" and second
+    assert directory.levels_asked() == [["lvl_5f", "lvl_hq"]]
     from display.details import decode_room_meta, room_meta_key
 
     assert decode_room_meta(h.store.meta(room_meta_key("omm_a"))) == ("5F Focus Room", "HQ / 5F")
@@ -533,12 +541,15 @@ def test_renaming_a_room_in_feishu_renames_its_sign(tmp_path: Path) -> None:
     node = WholeNode(tmp_path, "", feishu_extra="room_names = true",
                      args=("--resync-interval", "0.5"))
     try:
-        node.directory.rooms = {"omm_a": ("5F Focus Room", ["hq", "f5"])}
-        node.directory.levels = {"hq": "HQ", "f5": "5F"}
+        node.directory.set(rooms=[directory_room("omm_a", "5F Focus Room", level="f5",
+                                                 path=("hq", "f5"))],
+                           levels={"hq": room_level("hq", "HQ"),
+                                   "f5": room_level("f5", "5F", "hq", ("hq",))})
         room = wait_for(lambda: (r := node.room("omm_a"))["name"] == "5F Focus Room" and r, 30,
                         "the directory's name")
         assert room["path"] == "HQ / 5F"
-        node.directory.rooms = {"omm_a": ("5F Focus Room 专注室", ["hq", "f5"])}
+        node.directory.set(rooms=[directory_room("omm_a", "5F Focus Room 专注室", level="f5",
+                                                 path=("hq", "f5"))])
         wait_for(lambda: node.room("omm_a")["name"] == "5F Focus Room 专注室", 15, "the rename")
         view = node.app.node.views()["omm_a"]
         texts = {t.role: t.text for t in compose(view, node.app.config.rooms[0].devices[0]).texts}

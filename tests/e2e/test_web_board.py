@@ -9,7 +9,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,7 +19,7 @@ from PIL import Image
 
 from display.testing.browser import chromium
 from display.testing.waiting import wait_for
-from display.testing.web_node import WebNode, book_states, site_rooms
+from display.testing.web_node import WebNode, book_states, node_with_web, site_rooms
 
 NODE_ZONE = "Asia/Shanghai"
 BROWSER_ZONE = "America/New_York"  # 12 or 13 hours away from the node: a wrong clock shows
@@ -289,52 +289,31 @@ def test_every_page_says_until_by_the_one_rule(site: WebNode) -> None:
 
 
 def test_malformed_fleet_entries_never_break_the_overview(tmp_path: Path) -> None:
-    import threading
-    from datetime import UTC
-
-    from display.config import Secret, WebConfig, parse_config
-    from display.devices.factory import make_device
     from display.node import Node
-    from display.store import ScheduleStore
-    from display.testing.clock import FakeClock
-    from display.web.server import WebServer
 
-    config = parse_config('[node]\nname = "bridge-1"\ntimezone = "UTC"\nstate_dir = "state"\n'
-                          'clock = "trust"\n[[rooms]]\nopen_id = "omm_a"\nname = "3F East"\n',
-                          tmp_path / "room-display.toml")
-    clock = FakeClock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
-    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
-    node = Node(config, store, clock, make_device)
-    node.add_status_source("fleet", lambda: {
-        "pi-none": None, "pi-text": "garbage", "pi-list": [1, 2],
-        "pi-devices": {"online": True, "devices": "not a list", "version": 3},
-        "pi-odd": {"online": False, "last_seen": 12,
-                   "devices": [None, 5, {"id": "d1", "room": "omm_a"}]},
-        "pi-good": {"online": True, "version": "1.0", "clock_synced": True, "devices": []}})
-    stop = threading.Event()
-    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    loop.start()
-    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
-    assert web.start()
-    try:
-        with chromium(1280, 900) as driver:
-            driver.get(f"http://{web.address}/")
-            wait_for(lambda: any(r["id"] == "omm_a" for r in shown(driver)), 15, "room drawn")
-            nodes = wait_for(lambda: (t := driver.find_element("id", "nodes").text) and
-                             "pi-good" in t and t, 5, "the nodes listed")
-            for name in ("bridge-1", "pi-none", "pi-text", "pi-list", "pi-odd", "pi-good"):
-                assert name in nodes
-            # The offline Pi's panel, named with its room's name (not its id), among the few
-            # devices listed (only the unhealthy ones).
-            devices = driver.find_element("id", "devices").text
-            assert "d1" in devices and "3F East" in devices and "omm_a" not in devices
-            errors = [e for e in driver.get_log("browser")
-                      if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
-            assert errors == [], errors
-    finally:
-        web.close()
-        stop.set()
-        node.wake()
-        loop.join(timeout=5)
-        node.close()
-        store.close()
+    text = ('[node]\nname = "bridge-1"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
+            '[[rooms]]\nopen_id = "omm_a"\nname = "3F East"\n')
+
+    def fleet(node: Node, _clock: object) -> None:
+        node.add_status_source("fleet", lambda: {
+            "pi-none": None, "pi-text": "garbage", "pi-list": [1, 2],
+            "pi-devices": {"online": True, "devices": "not a list", "version": 3},
+            "pi-odd": {"online": False, "last_seen": 12,
+                       "devices": [None, 5, {"id": "d1", "room": "omm_a"}]},
+            "pi-good": {"online": True, "version": "1.0", "clock_synced": True, "devices": []}})
+
+    with node_with_web(tmp_path, text, datetime(2026, 11, 25, 9, 0, tzinfo=UTC),
+                       setup=fleet) as served, chromium(1280, 900) as driver:
+        driver.get(f"{served.url}/")
+        wait_for(lambda: any(r["id"] == "omm_a" for r in shown(driver)), 15, "room drawn")
+        nodes = wait_for(lambda: (t := driver.find_element("id", "nodes").text) and
+                         "pi-good" in t and t, 5, "the nodes listed")
+        for name in ("bridge-1", "pi-none", "pi-text", "pi-list", "pi-odd", "pi-good"):
+            assert name in nodes
+        # The offline Pi's panel, named with its room's name (not its id), among the few
+        # devices listed (only the unhealthy ones).
+        devices = driver.find_element("id", "devices").text
+        assert "d1" in devices and "3F East" in devices and "omm_a" not in devices
+        errors = [e for e in driver.get_log("browser")
+                  if e.get("level") == "SEVERE" and "favicon" not in e.get("message", "")]
+        assert errors == [], errors

@@ -13,7 +13,14 @@ import pytest
 
 from display.testing.browser import chromium
 from display.testing.waiting import wait_for
-from display.testing.web_node import XSS_NAME, WebNode, book_states, sign, unplugged_led
+from display.testing.web_node import (
+    XSS_NAME,
+    WebNode,
+    book_states,
+    node_with_web,
+    sign,
+    unplugged_led,
+)
 
 # Set to a directory (e.g. docs) to keep the screenshots the layout test takes.
 SHOTS = os.environ.get("ROOM_DISPLAY_SCREENSHOTS")
@@ -310,54 +317,36 @@ def test_kiosk_board_with_token_in_the_url_speaks_the_configured_language(
 
 def test_stale_rooms_say_as_of_and_lead_with_the_link_problem(tmp_path: Path) -> None:
     """A node whose Feishu link is down past ``stale_after_minutes`` (clock moved on)."""
-    import threading
     from datetime import UTC, datetime, timedelta
 
-    from display.config import Secret, WebConfig, parse_config
-    from display.devices.factory import make_device
     from display.node import Node
-    from display.store import ScheduleStore
     from display.testing.clock import FakeClock
-    from display.web.server import WebServer
 
-    path = tmp_path / "room-display.toml"
     text = ('[node]\nname = "stale-test"\ntimezone = "UTC"\nstate_dir = "state"\nclock = "trust"\n'
             '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n')
-    config = parse_config(text, path)
-    clock = FakeClock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
-    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
-    node = Node(config, store, clock, make_device)
-    node.freshness.expect("feishu", clock.now())
-    node.set_link("feishu", True)
-    stop = threading.Event()
-    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    loop.start()
-    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
-    assert web.start()
-    try:
-        with chromium(1280, 900) as driver:
-            driver.get(f"http://{web.address}/")
-            wait_for(lambda: tile_state(driver, "omm_a") == "free", 15, "room A free")
-            assert "stale" not in tile_text(driver, "omm_a")
-            clock.advance(timedelta(minutes=5))
-            node.set_link("feishu", False, "connection lost; reconnecting")  # down at 09:05
-            clock.advance(timedelta(minutes=11))
-            node.wake()
-            wait_for(lambda: "as of 09:05" in tile_text(driver, "omm_a"), 10,
-                     "the tile says stale as of when the link went down")
-            wait_for(lambda: "stale" in tile_text(driver, "omm_a"), 5, "tile omm_a in words")
-            # The link's state is not a room's: it follows within the page's 1 s comparison.
-            problems = wait_for(lambda: "link down" in (text := driver.find_element(
-                "id", "problems").text) and text, 5, "the link problem listed")
-            # One cause, and what it explains: the link down since 09:05 left Room A stale.
-            assert ("Feishu link down since 09:05 (connection lost; reconnecting): 1 room stale"
-                    in problems)
-            driver.find_element("css selector", "#problems summary").click()
-            assert "Room A: stale — as of 09:05" in driver.find_element("id", "problems").text
-    finally:
-        web.close()
-        stop.set()
+
+    def link_up(node: Node, clock: FakeClock) -> None:
+        node.freshness.expect("feishu", clock.now())
+        node.set_link("feishu", True)
+
+    with node_with_web(tmp_path, text, datetime(2026, 11, 25, 9, 0, tzinfo=UTC),
+                       setup=link_up) as served, chromium(1280, 900) as driver:
+        node, clock = served.node, served.clock
+        driver.get(f"{served.url}/")
+        wait_for(lambda: tile_state(driver, "omm_a") == "free", 15, "room A free")
+        assert "stale" not in tile_text(driver, "omm_a")
+        clock.advance(timedelta(minutes=5))
+        node.set_link("feishu", False, "connection lost; reconnecting")  # down at 09:05
+        clock.advance(timedelta(minutes=11))
         node.wake()
-        loop.join(timeout=5)
-        node.close()
-        store.close()
+        wait_for(lambda: "as of 09:05" in tile_text(driver, "omm_a"), 10,
+                 "the tile says stale as of when the link went down")
+        wait_for(lambda: "stale" in tile_text(driver, "omm_a"), 5, "tile omm_a in words")
+        # The link's state is not a room's: it follows within the page's 1 s comparison.
+        problems = wait_for(lambda: "link down" in (text := driver.find_element(
+            "id", "problems").text) and text, 5, "the link problem listed")
+        # One cause, and what it explains: the link down since 09:05 left Room A stale.
+        assert ("Feishu link down since 09:05 (connection lost; reconnecting): 1 room stale"
+                in problems)
+        driver.find_element("css selector", "#problems summary").click()
+        assert "Room A: stale — as of 09:05" in driver.find_element("id", "problems").text

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from display.config import Secret, WebConfig, parse_config
-from display.devices.factory import make_device
-from display.node import Node
-from display.store import ScheduleStore
 from display.testing.browser import chromium
-from display.testing.clock import FakeClock
 from display.testing.waiting import wait_for
-from display.web.server import WebServer
+from display.testing.web_node import node_with_web
 
 
 def test_a_closed_room_says_so_on_its_tile_and_in_the_api(tmp_path: Path) -> None:
@@ -27,15 +21,7 @@ def test_a_closed_room_says_so_on_its_tile_and_in_the_api(tmp_path: Path) -> Non
             'open_hours = "Mon-Fri 08:00-20:00"\n'
             '[[rooms]]\nopen_id = "omm_a"\nname = "Room A"\n'
             '[[rooms]]\nopen_id = "omm_b"\nname = "Room B"\nopen_hours = "always"\n')
-    config = parse_config(text, tmp_path / "room-display.toml")
-    clock = FakeClock(datetime(2026, 11, 27, 19, 59, tzinfo=UTC))  # a Friday
-    store = ScheduleStore(tmp_path / "schedule.db", durable=False)
-    node = Node(config, store, clock, make_device)
-    stop = threading.Event()
-    loop = threading.Thread(target=node.run, args=(stop,), daemon=True)
-    loop.start()
-    web = WebServer(WebConfig(listen="127.0.0.1:0", token=Secret("")), node)
-    assert web.start()
+    friday = datetime(2026, 11, 27, 19, 59, tzinfo=UTC)
 
     def tile_text(driver: Any, open_id: str) -> str:
         try:
@@ -44,28 +30,21 @@ def test_a_closed_room_says_so_on_its_tile_and_in_the_api(tmp_path: Path) -> Non
         except StaleElementReferenceException:
             return ""
 
-    try:
+    with node_with_web(tmp_path, text, friday) as served:
         with chromium(1280, 900) as driver:
-            driver.get(f"http://{web.address}/")
+            driver.get(f"{served.url}/")
             wait_for(lambda: "Room A" in tile_text(driver, "omm_a"), 15, "room A shown")
             assert "Closed" not in tile_text(driver, "omm_a")
-            clock.advance(timedelta(minutes=1))
-            node.wake()
+            served.clock.advance(timedelta(minutes=1))
+            served.node.wake()
             wait_for(lambda: "Closed — until 2026-11-30 08:00" in tile_text(driver, "omm_a"), 10,
                      "room A closed until Monday")
             assert "Closed" not in tile_text(driver, "omm_b")
             classes = driver.find_element(By.CSS_SELECTOR,
                                           '#rooms > li[data-id="omm_a"]').get_attribute("class")
             assert "closed" in classes.split()
-        with urllib.request.urlopen(f"http://{web.address}/api/status", timeout=5) as answer:
+        with urllib.request.urlopen(f"{served.url}/api/status", timeout=5) as answer:
             rooms = {r["open_id"]: r for r in json.load(answer)["rooms"]}
-        assert rooms["omm_a"]["closed"] is True
-        assert rooms["omm_a"]["opens_at"] == "2026-11-30T08:00:00+00:00"
-        assert rooms["omm_b"]["closed"] is False and rooms["omm_b"]["opens_at"] is None
-    finally:
-        web.close()
-        stop.set()
-        node.wake()
-        loop.join(timeout=5)
-        node.close()
-        store.close()
+    assert rooms["omm_a"]["closed"] is True
+    assert rooms["omm_a"]["opens_at"] == "2026-11-30T08:00:00+00:00"
+    assert rooms["omm_b"]["closed"] is False and rooms["omm_b"]["opens_at"] is None

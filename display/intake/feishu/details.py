@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from display.backoff import Backoff
 from display.clock import Clock
@@ -33,8 +33,7 @@ from display.errors import ConfigError, FeishuApiError, StoreError
 from display.intake.envelope import MS_THRESHOLD
 
 # lark-oapi's core only (see display.intake.feishu.sdk).
-from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
-from display.intake.feishu.sdk import core as lark
+from display.intake.feishu.rawapi import Failure, RawApi, RawApiError
 from display.model import Booking
 from display.store import ScheduleStore
 
@@ -44,7 +43,6 @@ SUMMARY_URI = "/open-apis/meeting_room/summary/batch_get"
 USERS_URI = "/open-apis/contact/v3/users/batch"
 MAX_IDS = 50  # documented bound of users/batch
 MAX_EVENTS = 20  # summary/batch_get's bound is undocumented: stay modest
-RATE_LIMITED = 99991400
 NO_PERMISSION, INVALID_ID = 41050, 41012
 DEBOUNCE = 0.3
 #: A rate limit's reset header is obeyed up to this many seconds (a wild value must not park
@@ -72,57 +70,38 @@ class UserError(Exception):
         super().__init__(f"contact API code {code}")
 
 
-def _seconds(value: str | None) -> float | None:
-    """A rate limit's ``x-ogw-ratelimit-reset`` in seconds, bounded; ``None`` when unusable."""
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(MAX_RATE_WAIT, max(0.0, seconds))
-
-
 class LarkDetailsApi:
     """The two calls through lark-oapi's token manager and transport (raw JSON, parsed here)."""
 
     def __init__(self, feishu: FeishuConfig) -> None:
         self.domain = feishu.domain
-        self._client = TenantClient(feishu.app_id, feishu.app_secret.reveal(), feishu.domain,
-                                    HTTP_TIMEOUT)
+        self._api = RawApi(feishu, HTTP_TIMEOUT)
 
-    def _call(self, request: Any, what: str) -> tuple[int, Any]:
+    def _call(self, what: str, method: Literal["GET", "POST"], uri: str, *,
+              queries: Sequence[tuple[str, str]] = (), body: Any = None
+              ) -> tuple[int, Mapping[str, Any]]:
+        """Feishu's ``code`` and answer; an error code is the caller's to word."""
         try:
-            response = self._client.request(request)
-        except ObtainAccessTokenException as exc:
-            raise FeishuApiError(f"tenant token refused: code {exc.code}") from exc
-        except OSError as exc:
-            raise FeishuApiError(f"cannot reach {self.domain}: {type(exc).__name__}") from exc
-        except ValueError as exc:
-            raise FeishuApiError(f"{self.domain} answered something that is not JSON") from exc
-        raw = response.raw
-        headers = {str(k).lower(): str(v) for k, v in (raw.headers or {}).items()}
-        try:
-            body = json.loads(raw.content or b"")
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        code = body.get("code") if isinstance(body, Mapping) else None
-        if raw.status_code == 429 or code == RATE_LIMITED:
-            raise FeishuApiError(f"{what}: rate limited (HTTP {raw.status_code})",
-                                 retry_after=_seconds(headers.get("x-ogw-ratelimit-reset")))
-        if not isinstance(body, Mapping) or not isinstance(code, int):
-            raise FeishuApiError(f"{what}: HTTP {raw.status_code}, not a Feishu answer")
-        return code, body
+            return 0, self._api.request(method, uri, queries=queries, body=body)
+        except RawApiError as exc:
+            if exc.failure is Failure.REFUSED and type(exc.code) is int and exc.code != 0:
+                return exc.code, {}
+            if exc.failure is Failure.TOKEN:
+                raise FeishuApiError(f"tenant token refused: code {exc.code}") from exc
+            if exc.failure is Failure.RATE_LIMITED:
+                wait = exc.retry_after
+                raise FeishuApiError(f"{what}: rate limited (HTTP {exc.status})",
+                                     retry_after=None if wait is None
+                                     else min(MAX_RATE_WAIT, wait)) from exc
+            if exc.status is None:  # unreachable; an answer the SDK could not decode
+                raise
+            raise FeishuApiError(f"{what}: HTTP {exc.status}, not a Feishu answer") from exc
 
     def summaries(self, events: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
         """Titles of ``events`` (``(uid, original_time)``); ``None`` for those Feishu listed in
         ``ErrorEventUids`` or left out."""
         body = {"EventUids": [{"uid": uid, "original_time": ot} for uid, ot in events]}
-        request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.POST).uri(SUMMARY_URI)
-                   .token_types({lark.AccessTokenType.TENANT})
-                   .headers({"Content-Type": "application/json; charset=utf-8"})
-                   .body(body).build())
-        code, answer = self._call(request, "summary")
+        code, answer = self._call("summary", "POST", SUMMARY_URI, body=body)
         if code != 0:
             raise FeishuApiError(f"summary: code {code}")
         return parse_summaries(answer, events)
@@ -132,9 +111,7 @@ class LarkDetailsApi:
 
         Raises :class:`UserError` when the call as a whole is refused (41050, 41012)."""
         queries = [("user_ids", i) for i in ids] + [("user_id_type", "open_id")]
-        request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.GET).uri(USERS_URI)
-                   .token_types({lark.AccessTokenType.TENANT}).queries(queries).build())
-        code, answer = self._call(request, "contact")
+        code, answer = self._call("contact", "GET", USERS_URI, queries=queries)
         if code != 0:
             raise UserError(code)
         return parse_users(answer, ids)

@@ -7,7 +7,7 @@ form a free tree (buildings, floors, whatever the tenant made), named through
 ``POST /open-apis/vc/v1/room_levels/mget {"level_ids": [...]}``. ``rooms/search`` would need a
 *user* token, so a name is matched here, locally. lark-oapi has typed clients for both, but they
 load the whole SDK: these are raw requests through its core, as re-sync's
-(:class:`~display.intake.feishu.sdk.TenantClient`).
+(:class:`~display.intake.feishu.rawapi.RawApi`).
 
 A rate limit (HTTP 429 or code 99991400) is waited out when ``x-ogw-ratelimit-reset`` asks for
 at most :data:`MAX_WAIT` seconds, else it is an error saying when to try again. Every failure is
@@ -17,17 +17,15 @@ credentials, a missing scope (with Feishu's code), the network.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from display.config import FeishuConfig
 from display.errors import FeishuApiError
-from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
-from display.intake.feishu.sdk import core as lark
+from display.intake.feishu.rawapi import RATE_LIMITED, Failure, RawApi, RawApiError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ PAGE_SIZE = 100  # the API's largest page
 LEVELS_PER_CALL = 50
 #: A directory larger than this many pages (100,000 rooms) is taken as an answer gone wrong.
 MAX_PAGES = 1000
-RATE_LIMITED = 99991400
 #: Feishu's codes for a scope the app lacks (tenant token; user token).
 SCOPE_CODES = (99991672, 99991679)
 #: The longest rate-limit wait done for the user; a longer one is reported instead.
@@ -75,8 +72,7 @@ class Directory:
                                  "(the app needs the scope vc:room:readonly)")
         self.domain = feishu.domain
         try:
-            self._client = TenantClient(feishu.app_id, feishu.app_secret.reveal(),
-                                        feishu.domain, timeout)
+            self._api = RawApi(feishu, timeout)
         except ValueError as exc:  # a plain-http domain that is not loopback
             raise FeishuApiError(f"[feishu] domain: {exc}") from None
         self._sleep = sleep
@@ -96,7 +92,7 @@ class Directory:
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             queries = [("page_size", str(PAGE_SIZE))] + ([("page_token", token)] if token else [])
-            data = self._call(lark.HttpMethod.GET, ROOMS_URI, queries=queries)
+            data = self._call("GET", ROOMS_URI, queries=queries)
             rooms = data.get("rooms") or []
             if not isinstance(rooms, list):
                 raise FeishuApiError("rooms: Feishu's answer has no list of rooms (data.rooms)")
@@ -112,72 +108,52 @@ class Directory:
         raise FeishuApiError(f"rooms: more than {MAX_PAGES} pages; stopped")
 
     def _levels(self, ids: Sequence[str]) -> dict[str, str]:
-        data = self._call(lark.HttpMethod.POST, LEVELS_URI, body={"level_ids": list(ids)})
+        data = self._call("POST", LEVELS_URI, body={"level_ids": list(ids)})
         items = data.get("items") or []
         return {str(item["room_level_id"]): str(item.get("name") or item["room_level_id"])
                 for item in items if isinstance(item, Mapping)
                 and isinstance(item.get("room_level_id"), str)}
 
-    def _call(self, method: Any, uri: str, *, queries: list[tuple[str, str]] | None = None,
+    def _call(self, method: Literal["GET", "POST"], uri: str, *,
+              queries: list[tuple[str, str]] | None = None,
               body: Any = None) -> Mapping[str, Any]:
         """One request's ``data``, a short rate limit waited out; FeishuApiError otherwise."""
         waited = 0.0
         while True:
-            builder = (lark.BaseRequest.builder().http_method(method).uri(uri)
-                       .token_types({lark.AccessTokenType.TENANT})
-                       # A fresh dict each call: the SDK adds its headers to it.
-                       .headers({"Content-Type": "application/json; charset=utf-8"}))
-            if queries:
-                builder = builder.queries(queries)
-            if body is not None:
-                builder = builder.body(body)
-            status, headers, answer = self._send(builder.build())
-            code = answer.get("code") if isinstance(answer, Mapping) else None
-            if status == 429 or code == RATE_LIMITED:
-                reset = _seconds(headers.get("x-ogw-ratelimit-reset"))
+            try:
+                answer = self._api.request(method, uri, queries=queries or (), body=body)
+            except RawApiError as exc:
+                if exc.failure is not Failure.RATE_LIMITED:
+                    raise _worded(uri, exc) from None
+                reset = exc.retry_after
                 if reset is None or waited + reset > MAX_WAIT:
                     when = f"in {reset:.0f} s" if reset is not None else "in a minute"
                     raise FeishuApiError(f"Feishu's rate limit (code {RATE_LIMITED}) for {uri}: "
-                                         f"try again {when}")
+                                         f"try again {when}") from None
                 log.info("rate limited by Feishu: waiting %.0f s as it asks", reset)
                 self._sleep(reset)
                 waited += reset
                 continue
-            return _data(uri, status, answer)
-
-    def _send(self, request: Any) -> tuple[int, dict[str, str], Any]:
-        try:
-            response = self._client.request(request)
-        except ObtainAccessTokenException as exc:
-            raise FeishuApiError(
-                f"Feishu refused the app credentials (code {exc.code}: {_quote(exc.msg)}); "
-                "check [feishu] app_id and app_secret") from None
-        except OSError as exc:  # requests' exceptions derive from OSError
-            raise FeishuApiError(f"cannot reach {self.domain}: {type(exc).__name__} (network, "
-                                 "DNS or proxy; [feishu] domain)") from None
-        except ValueError:  # the SDK could not decode a JSON answer
-            raise FeishuApiError(f"{self.domain} answered something that is not JSON") from None
-        raw = response.raw
-        headers = {str(k).lower(): str(v) for k, v in (raw.headers or {}).items()}
-        try:
-            answer = json.loads(raw.content or b"")
-        except (ValueError, UnicodeDecodeError):
-            answer = None
-        return int(raw.status_code), headers, answer
+            data = answer.get("data")
+            return data if isinstance(data, Mapping) else {}
 
 
-def _data(uri: str, status: int, answer: Any) -> Mapping[str, Any]:
-    if not isinstance(answer, Mapping):
-        raise FeishuApiError(f"{uri}: HTTP {status}, an answer that is not a JSON object")
-    code, msg = answer.get("code"), _quote(answer.get("msg"))
-    if code in SCOPE_CODES:
-        raise FeishuApiError(f"the app lacks the scope {SCOPE} (Feishu code {code}: {msg}); "
-                             "add it under Permissions in the developer console and publish "
-                             "a new version")
-    if status != 200 or code != 0:
-        raise FeishuApiError(f"{uri}: HTTP {status}, Feishu code {code}: {msg}")
-    data = answer.get("data")
-    return data if isinstance(data, Mapping) else {}
+def _worded(uri: str, exc: RawApiError) -> FeishuApiError:
+    """A failed request in words that name what to fix."""
+    if exc.failure is Failure.TOKEN:
+        return FeishuApiError(f"Feishu refused the app credentials (code {exc.code}: "
+                              f"{_quote(exc.msg)}); check [feishu] app_id and app_secret")
+    if exc.failure is Failure.UNREACHABLE:
+        return FeishuApiError(f"{exc} (network, DNS or proxy; [feishu] domain)")
+    if exc.status is None:  # the SDK could not decode a JSON answer
+        return FeishuApiError(str(exc))
+    if exc.failure is Failure.NOT_JSON:
+        return FeishuApiError(f"{uri}: HTTP {exc.status}, an answer that is not a JSON object")
+    if exc.code in SCOPE_CODES:
+        return FeishuApiError(f"the app lacks the scope {SCOPE} (Feishu code {exc.code}: "
+                              f"{_quote(exc.msg)}); add it under Permissions in the developer "
+                              "console and publish a new version")
+    return FeishuApiError(f"{uri}: HTTP {exc.status}, Feishu code {exc.code}: {_quote(exc.msg)}")
 
 
 def _level_ids(room: Mapping[str, Any]) -> list[str]:
@@ -197,13 +173,6 @@ def _room(room: Mapping[str, Any], names: Mapping[str, str]) -> DirectoryRoom:
         capacity=capacity if isinstance(capacity, int) and not isinstance(capacity, bool)
         else None,
         path=tuple(names.get(i, i) for i in _level_ids(room)))
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _quote(value: Any) -> str:

@@ -30,10 +30,13 @@ import logging
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from display.config import load_config
 from display.errors import ConfigError, EventError, FeishuApiError
+
+if TYPE_CHECKING:  # imported when a release is asked for: lark-oapi's core is slow to load
+    from display.intake.feishu.rawapi import RawApiError
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,8 @@ def release(req: dict[str, Any], config_path: Path) -> dict[str, str]:
         return {"outcome": "failed", "detail": "releasing needs [feishu] app_id and app_secret"}
     # lark-oapi's core only, loaded here (see display.intake.feishu.sdk).
     from display.intake.feishu.freebusy import parse_freebusy
+    from display.intake.feishu.rawapi import RawApi, RawApiError
     from display.intake.feishu.resync import LarkFreeBusy
-    from display.intake.feishu.sdk import TenantClient
-    from display.intake.feishu.sdk import core as lark
 
     room, uid, original = req["room_id"], req["uid"], req["original_time"]
     start = datetime.fromtimestamp(req["start"], UTC)
@@ -95,32 +97,27 @@ def release(req: dict[str, Any], config_path: Path) -> dict[str, str]:
                 "released (which original_time releases one occurrence and not the whole "
                 "series is unconfirmed); end or release it in Feishu"}
     timeout = float(req.get("timeout", 10.0))
-    client = TenantClient(feishu.app_id, feishu.app_secret.reveal(), feishu.domain, timeout)
     body = {"room_id": room, "uid": uid, "original_time": original, "status": req["status"]}
-    request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.POST).uri(REPLY_URI)
-               .token_types({lark.AccessTokenType.TENANT})
-               .headers({"Content-Type": "application/json; charset=utf-8"})
-               .body(body).build())
     try:
-        response = client.request(request)
-    except OSError as exc:  # requests' exceptions (timeouts too) derive from OSError
-        return {"outcome": "unknown", "detail": f"no answer from Feishu ({type(exc).__name__}): "
-                "not sent again"}
-    except ValueError:
-        return {"outcome": "unknown", "detail": "Feishu answered something that is not JSON"}
-    except Exception as exc:  # the token manager's own exceptions: nothing was sent
-        return {"outcome": "failed", "detail": f"tenant token: {exc}"}
-    raw = response.raw
-    try:
-        answer_body = json.loads(raw.content or b"")
-    except (ValueError, UnicodeDecodeError):
-        answer_body = None
-    code = answer_body.get("code") if isinstance(answer_body, dict) else None
-    msg = str(answer_body.get("msg", ""))[:200] if isinstance(answer_body, dict) else ""
-    if raw.status_code != 200 or code != 0:
-        return {"outcome": "refused", "detail": f"Feishu refused: HTTP {raw.status_code}, "
-                f"code {code}: {msg}"}
+        RawApi(feishu, timeout).request("POST", REPLY_URI, body=body)
+    except RawApiError as exc:
+        return _unreleased(exc)
     return {"outcome": "released", "detail": _verify(api, room, uid, original, start, end)}
+
+
+def _unreleased(exc: RawApiError) -> dict[str, str]:
+    """The outcome of a reply Feishu did not accept."""
+    from display.intake.feishu.rawapi import Failure
+
+    if exc.failure is Failure.TOKEN:  # nothing was sent
+        return {"outcome": "failed", "detail": f"{exc}: {exc.msg}"}
+    if exc.failure is Failure.UNREACHABLE:  # timeouts too: it may have happened
+        return {"outcome": "unknown", "detail": f"no answer from Feishu ({exc.reason}): "
+                "not sent again"}
+    if exc.status is None:
+        return {"outcome": "unknown", "detail": "Feishu answered something that is not JSON"}
+    return {"outcome": "refused", "detail": f"Feishu refused: HTTP {exc.status}, "
+            f"code {exc.code}: {exc.msg[:200]}"}
 
 
 def _verify(api: Any, room: str, uid: str, original: int, start: datetime,

@@ -30,11 +30,9 @@ again long before it matters.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -47,8 +45,7 @@ from display.intake.feishu.freebusy import chunks, parse_freebusy, rfc3339
 
 # lark-oapi's core only (token manager, transport): not `import lark_oapi`, which loads every
 # service of the SDK (see display.intake.feishu.sdk).
-from display.intake.feishu.sdk import ObtainAccessTokenException, TenantClient
-from display.intake.feishu.sdk import core as lark
+from display.intake.feishu.rawapi import RATE_LIMITED, Failure, RawApi, RawApiError
 from display.model import RoomEvent
 from display.store import ScheduleStore
 
@@ -61,8 +58,6 @@ BACKOFF_INITIAL = 30.0
 BACKOFF_MAX = 30 * 60.0
 #: The longest wait a rate limit's ``x-ogw-ratelimit-reset`` may ask for (a longer one is capped).
 MAX_RATE_LIMIT_WAIT = 3600.0
-#: Feishu's "request trigger frequency limit" code (it may come with HTTP 400 or 429).
-RATE_LIMITED = 99991400
 #: Seconds between an event for a series and the targeted re-sync of its rooms (batches bursts).
 DEBOUNCE = 2.0
 HTTP_TIMEOUT = 30.0
@@ -78,7 +73,7 @@ class FreeBusyApi(Protocol):
 
 class LarkFreeBusy:
     """``batch_get`` through lark-oapi's token manager, which fetches and caches the tenant
-    token, and its HTTP transport (:class:`~display.intake.feishu.sdk.TenantClient`).
+    token, and its HTTP transport (:class:`~display.intake.feishu.rawapi.RawApi`).
 
     Raises :class:`FeishuApiError` for what retrying later may fix (unreachable, token refused,
     rate limited, an error code) and :class:`EventError` for an answer that is not JSON.
@@ -88,65 +83,43 @@ class LarkFreeBusy:
         self.domain = feishu.domain
         # ValueError for a plain-http domain that is not loopback: the SDK refuses to send
         # the app secret there.
-        self._client = TenantClient(feishu.app_id, feishu.app_secret.reveal(), feishu.domain,
-                                    HTTP_TIMEOUT)
+        self._api = RawApi(feishu, HTTP_TIMEOUT)
 
     def fetch(self, rooms: Sequence[str], time_min: datetime, time_max: datetime) -> Any:
         queries = [("room_ids", room) for room in rooms]
         queries += [("time_min", rfc3339(time_min)), ("time_max", rfc3339(time_max))]
-        request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.GET).uri(FREEBUSY_URI)
-                   .token_types({lark.AccessTokenType.TENANT}).queries(queries).build())
         try:
-            response = self._client.request(request)
-        except ObtainAccessTokenException as exc:
-            if exc.code == RATE_LIMITED:
-                raise FeishuApiError(f"tenant token: rate limited (code {exc.code})") from exc
-            raise FeishuApiError(
-                f"tenant token refused: code {exc.code}: {_text(exc.msg)} "
-                "(check feishu.app_id and feishu.app_secret)") from exc
-        except OSError as exc:  # requests' exceptions derive from OSError
-            raise FeishuApiError(f"cannot reach {self.domain}: {type(exc).__name__}") from exc
-        except ValueError as exc:  # the SDK could not decode a JSON answer (token or free/busy)
-            raise FeishuApiError(f"{self.domain} answered something that is not JSON") from exc
-        raw = response.raw
-        headers = {str(k).lower(): str(v) for k, v in (raw.headers or {}).items()}
-        try:
-            body = json.loads(raw.content or b"")
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        code = body.get("code") if isinstance(body, Mapping) else None
-        msg = _text(body.get("msg")) if isinstance(body, Mapping) else ""
-        if raw.status_code == 429 or code == RATE_LIMITED:
-            raise FeishuApiError(f"rate limited (HTTP {raw.status_code}, code {code})",
-                                 retry_after=_seconds(headers.get("x-ogw-ratelimit-reset")))
-        if raw.status_code != 200:
-            detail = f", code {code}: {msg}" if code is not None else ""
-            raise FeishuApiError(f"free/busy: HTTP {raw.status_code}{detail}")
-        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
-            raise FeishuApiError(f"free/busy: code {code}: {msg}")
-        if body is None:
-            raise EventError("body", "is not JSON")
-        return body
+            return self._api.request("GET", FREEBUSY_URI, queries=queries)
+        except RawApiError as exc:
+            if exc.status == 200 and exc.answer is not None and type(exc.code) is not int:
+                return exc.answer  # JSON, but not Feishu's: parse_freebusy says what is wrong
+            raise _worded(exc) from exc
+
+
+def _worded(exc: RawApiError) -> FeishuApiError | EventError:
+    """Re-sync's wording of a failed request (the status line shows it)."""
+    if exc.failure is Failure.TOKEN:
+        if exc.code == RATE_LIMITED:
+            return FeishuApiError(f"tenant token: rate limited (code {exc.code})")
+        return FeishuApiError(f"tenant token refused: code {exc.code}: {_text(exc.msg)} "
+                              "(check feishu.app_id and feishu.app_secret)")
+    if exc.failure is Failure.RATE_LIMITED:
+        wait = exc.retry_after
+        return FeishuApiError(str(exc), retry_after=None if wait is None
+                              else min(wait, MAX_RATE_LIMIT_WAIT))
+    if exc.failure is Failure.REFUSED or (exc.failure is Failure.NOT_JSON
+                                          and exc.status not in (None, 200)):
+        if exc.status != 200:
+            detail = f", code {exc.code}: {_text(exc.msg)}" if exc.code is not None else ""
+            return FeishuApiError(f"free/busy: HTTP {exc.status}{detail}")
+        return FeishuApiError(f"free/busy: code {exc.code}: {_text(exc.msg)}")
+    if exc.failure is Failure.NOT_JSON and exc.status == 200:
+        return EventError("body", "is not JSON")
+    return FeishuApiError(str(exc))  # unreachable; an answer the SDK could not decode
 
 
 def _text(value: Any) -> str:
     return repr(str(value)[:_TEXT_CHARS]) if value is not None else "''"
-
-
-def _seconds(value: str | None) -> float | None:
-    """The wait a rate limit asks for, within ``0 .. MAX_RATE_LIMIT_WAIT``; ``None`` (the normal
-    backoff) for what is not a finite number: ``inf``, ``nan``, garbage."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds):
-        log.error("re-sync: ignoring x-ogw-ratelimit-reset %.40r (not a number of seconds); "
-                  "backing off as usual", value)
-        return None
-    return min(max(0.0, seconds), MAX_RATE_LIMIT_WAIT)
 
 
 @dataclass(frozen=True, slots=True)

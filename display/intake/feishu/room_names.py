@@ -19,7 +19,6 @@ from display.config import Config
 from display.details import decode_room_meta, encode_room_meta, room_meta_key
 from display.errors import FeishuApiError, StoreError
 from display.intake.feishu.details import LarkDetailsApi
-from display.intake.feishu.sdk import core as lark
 from display.store import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -38,10 +37,7 @@ class LarkDirectoryApi(LarkDetailsApi):
         token = ""
         for _ in range(MAX_PAGES):
             queries = [("page_size", "100")] + ([("page_token", token)] if token else [])
-            request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.GET)
-                       .uri(ROOMS_URI).token_types({lark.AccessTokenType.TENANT})
-                       .queries(queries).build())
-            code, answer = self._call(request, "room directory")
+            code, answer = self._call("room directory", "GET", ROOMS_URI, queries=queries)
             if code != 0:
                 raise FeishuApiError(f"room directory: code {code}")
             data = answer.get("data")
@@ -65,11 +61,7 @@ class LarkDirectoryApi(LarkDetailsApi):
         """Level names by id (those Feishu returns)."""
         if not ids:
             return {}
-        request = (lark.BaseRequest.builder().http_method(lark.HttpMethod.POST).uri(LEVELS_URI)
-                   .token_types({lark.AccessTokenType.TENANT})
-                   .headers({"Content-Type": "application/json; charset=utf-8"})
-                   .body({"level_ids": ids}).build())
-        code, answer = self._call(request, "room levels")
+        code, answer = self._call("room levels", "POST", LEVELS_URI, body={"level_ids": ids})
         if code != 0:
             raise FeishuApiError(f"room levels: code {code}")
         data = answer.get("data")

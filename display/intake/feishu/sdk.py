@@ -149,8 +149,12 @@ class TenantClient:
         response_type = _core["lark_oapi.core.model"].BaseResponse
         content_type = raw.headers.get("Content-Type")
         if content_type is not None and content_type.startswith("application/json"):
-            # As lark.Client does: a JSON answer that does not decode raises ValueError.
-            response = core.JSON.unmarshal(str(raw.content, "utf-8"), response_type)
+            # As lark.Client does: a JSON answer that does not decode raises ValueError; so
+            # does JSON that is not an object (the SDK would raise AttributeError).
+            try:
+                response = core.JSON.unmarshal(str(raw.content, "utf-8"), response_type)
+            except (AttributeError, TypeError) as exc:
+                raise ValueError("the answer is JSON but not an object") from exc
         else:
             response = response_type()
         response.raw = raw

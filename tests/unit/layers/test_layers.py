@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("storeopen", "outbox"),                     # the store, whatever is on disk; replication
     ("transport",),                                                  # bytes -> somewhere
     ("devices", "intake"),                       # renderer + encoder + transport; the feeds
+    #                                              (intake.feishu.rawapi: every raw Feishu call)
     ("checkin",),                                # check-in policy, ledger, release, control
     ("node",),                                   # the loop (a NodeInput for intake)
     ("status",),                                 # the loop's snapshot, read back
@@ -156,6 +157,22 @@ def test_lark_oapi_only_in_the_feishu_child(module: str) -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [name for n in names if n.split(".")[0] == module]
     assert not bad, f"{module} imported outside the Feishu child: {sorted(set(bad))}"
+
+
+def test_feishu_requests_go_through_rawapi() -> None:
+    """One module sends raw Feishu requests and decodes the answers (status, JSON, code, rate
+    limits): the rest of the Feishu intake asks it, never the SDK's token client directly."""
+    sender = "display.intake.feishu.rawapi"
+    bad = []
+    for name, path in modules().items():
+        if name in (sender, "display.intake.feishu.sdk"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "display.intake.feishu.sdk":
+                bad += [f"{name}: {a.name}" for a in node.names
+                        if a.name in ("TenantClient", "ObtainAccessTokenException", "core")]
+    assert not bad, f"raw Feishu requests outside {sender}: {sorted(bad)}"
+    assert LAYER[unit(sender)] == LAYER["intake"]
 
 
 def test_the_check_sees_a_loop_and_an_upward_import() -> None:

@@ -288,10 +288,15 @@ def test_unchanged_image_is_not_resent_and_refresh_policy(sim: BoardSim,
     try:
         states = [State.FREE, State.FREE, State.SOON, State.BUSY, State.ENDING, State.ENDING]
         for state in states:
+            # A second per view, so that the device's last_update says it is done with this
+            # one: the board has the image before the device has counted it (partials, time
+            # of the last full refresh), and the clock must not jump ahead of that count.
+            clock.advance(timedelta(seconds=1))
             dev.show(view(state))
             expected = expected_planes(render(view(state)))
             wait_for(lambda e=expected: sim.image_planes == e, what=f"{state} image")
-            wait_for(lambda: dev.health().online, what="online")
+            wait_for(lambda: (h := dev.health()).online and h.last_update == clock.now(),
+                     what=f"{state} applied")
         # FREE full, SOON partial, BUSY partial, ENDING full (2 partials since the last full).
         begins = sim.messages(pp.ImageBegin)
         assert [b.full_refresh for b in begins] == [True, False, False, True]
