@@ -40,9 +40,9 @@ def plan_from(argv: list[str]) -> SoakPlan:
                         help="seconds of sending and killing (default 90)")
     parser.add_argument("--kills", type=int, default=0,
                         help="instead of --duration: about this many kills (at the mean gap)")
-    parser.add_argument("--rate", type=float, default=20.0, help="deliveries a second (20)")
+    parser.add_argument("--rate", type=float, default=50.0, help="deliveries a second (50)")
     parser.add_argument("--rooms", type=int, default=6)
-    parser.add_argument("--senders", type=int, default=2, help="connections at once (2)")
+    parser.add_argument("--senders", type=int, default=3, help="connections at once (3)")
     parser.add_argument("--kill-min", type=float, default=4.0, help="seconds up, at least (4)")
     parser.add_argument("--kill-max", type=float, default=12.0, help="seconds up, at most (12)")
     parser.add_argument("--seed", type=int, default=None)
@@ -73,9 +73,10 @@ def summary(report: SoakReport) -> list[str]:
     ]
     if report.ready:
         lines.append(
-            f"restart -> webhook answering: median {median(report.webhook_ready):.2f} s, max "
-            f"{max(report.webhook_ready):.2f} s; -> also online on the broker: median "
-            f"{median(report.ready):.2f} s, max {max(report.ready):.2f} s")
+            f"restart -> bridge online on the broker: median {median(report.online_ready):.2f} "
+            f"s, max {max(report.online_ready):.2f} s; -> webhook answering: median "
+            f"{median(report.webhook_ready):.2f} s, max {max(report.webhook_ready):.2f} s; "
+            f"-> both (ready): median {median(report.ready):.2f} s, max {max(report.ready):.2f} s")
     if report.latencies:
         lines.append(
             f"request -> 200: median {median(report.latencies):.1f} ms, "
