@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, median, percentile  # noqa: E402
+from display.testing.broker import mosquitto_binary  # noqa: E402
 from display.testing.soak import Soak, SoakPlan, SoakReport  # noqa: E402
 
 
@@ -100,6 +101,9 @@ def summary(report: SoakReport) -> list[str]:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     plan = plan_from(argv)
+    if mosquitto_binary() is None:
+        print("no mosquitto binary: apt-get install mosquitto (scripts/bootstrap does it as root)")
+        return 1
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="room-display-soak-") as tmp:
         try:

@@ -175,7 +175,8 @@ class Sender:
         for _ in range(self.pace.connections):
             self._work.put(None)
         for t in self._threads:
-            t.join(timeout=self.pace.timeout + 5)
+            if t.ident is not None:  # started
+                t.join(timeout=self.pace.timeout + 5)
 
     # -- threads --------------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ clock = "trust"
 url = "{broker}"
 """
 
+
 @dataclass(frozen=True)
 class SoakPlan:
     """How hard and how long to push."""
@@ -207,65 +208,64 @@ class Soak:
         self.availability = Topics().availability(BRIDGE)
 
     def run(self) -> SoakReport:
+        """Soak, check, stop everything; the report says what was lost (nothing, we hope)."""
         plan = self.plan
         load_before = os.getloadavg()
         t0 = time.perf_counter()
-        self.broker.start()
-        recorder = Recorder(self.broker.port, self.availability)
         workload = Workload(self.rng, self.rooms, f"soak{self.rng.getrandbits(32):08x}")
         sender = Sender(Pace(plan.rate, plan.senders, plan.duplicate_share, plan.timeout),
                         workload, self.rng, self.port)
-        webhook: list[float] = []
-        online: list[float] = []
-        kills = 0
-        try:
-            self.bridge.start()
-            self._ready(recorder, 0)
-            self.say(f"bridge up; sending {plan.rate:g} deliveries/s for {plan.duration:g} s, "
-                     f"killing it every {plan.kill_after[0]:g}-{plan.kill_after[1]:g} s")
-            sender.start()
-            end = time.monotonic() + plan.duration
-            pause = threading.Event()  # never set: its wait() paces the kills
-            while (up := self.rng.uniform(*plan.kill_after)) < end - time.monotonic():
-                pause.wait(up)  # the pace of the kills, not a wait for something
-                kills += 1
-                times = self._restart(recorder)
-                webhook.append(times[0])
-                online.append(times[1])
-                self.say(f"kill {kills}: answering again after {times[0]:.2f} s, online "
-                         f"after {times[1]:.2f} s; {sender.outstanding()} unanswered")
-            pause.wait(max(0.0, end - time.monotonic()))
-            sender.stop_new()
-            self._drain(sender)
-            kills += 1  # the last one: what is checked has been through a restart
-            times = self._restart(recorder)
-            webhook.append(times[0])
-            online.append(times[1])
-            self.say(f"kill {kills} (the last, after every delivery was answered): answering "
-                     f"again after {times[0]:.2f} s")
-            sender.close()
+        with contextlib.ExitStack() as stack:  # stopped in reverse: sender first, broker last
+            self.broker.start()
+            stack.callback(self.broker.stop)
+            stack.callback(self.bridge.stop)
+            stack.callback(self.agent.stop)
+            recorder = Recorder(self.broker.port, self.availability)
+            stack.callback(recorder.close)
+            stack.callback(sender.close)
+            webhook, online = self._kill_loop(recorder, sender)
+            sender.close()  # nothing is posted while the stores are checked
             lost, wrong = self._check(sender.tally)
-        finally:
-            sender.close()
-            recorder.close()
-            self.agent.stop()
-            self.bridge.stop()
-            self.broker.stop()
         tally = sender.tally
         eventual = [(tally.acked[u] - tally.first_sent[u]) * 1000 for u in tally.retried
                     if u in tally.acked]
         return SoakReport(
-            kills=kills, sent=len(tally.deliveries), posts=tally.posts, acked=len(tally.acked),
-            retries=tally.retries, retried=len(tally.retried), answer_lost=tally.answer_lost,
-            again=tally.again,
+            kills=len(webhook) - 1, sent=len(tally.deliveries), posts=tally.posts,
+            acked=len(tally.acked), retries=tally.retries, retried=len(tally.retried),
+            answer_lost=tally.answer_lost, again=tally.again,
             unanswered=tuple(sorted(set(tally.deliveries) - set(tally.acked))),
-            lost=tuple(lost), wrong=tuple(wrong), webhook_ready=tuple(webhook),
-            online_ready=tuple(online), latencies=tuple(tally.latencies),
+            lost=tuple(lost), wrong=tuple(wrong), webhook_ready=tuple(webhook[1:]),
+            online_ready=tuple(online[1:]), latencies=tuple(tally.latencies),
             eventual=tuple(eventual), failures=dict(tally.failures),
             verdicts=dict(tally.verdicts), load_before=load_before,
             load_after=os.getloadavg(),
             tracebacks=self.bridge.tracebacks() + self.agent.tracebacks(),
             seconds=time.perf_counter() - t0)
+
+    def _kill_loop(self, recorder: Recorder, sender: Sender) -> tuple[list[float], list[float]]:
+        """Start the bridge, send, kill and restart it until the plan's time is up; answer
+        every delivery; kill and restart it once more. Seconds from each start to the webhook
+        answering and to ``online`` (the first start first)."""
+        plan = self.plan
+        self.bridge.start()
+        times = [self._ready(recorder, 0)]
+        self.say(f"bridge up; sending {plan.rate:g} deliveries/s for {plan.duration:g} s, "
+                 f"killing it every {plan.kill_after[0]:g}-{plan.kill_after[1]:g} s")
+        sender.start()
+        end = time.monotonic() + plan.duration
+        pause = threading.Event()  # never set: its wait() paces the kills
+        while (up := self.rng.uniform(*plan.kill_after)) < end - time.monotonic():
+            pause.wait(up)  # the pace of the kills, not a wait for something
+            times.append(self._restart(recorder))
+            self.say(f"kill {len(times) - 1}: answering again after {times[-1][0]:.2f} s, "
+                     f"online after {times[-1][1]:.2f} s; {sender.outstanding()} unanswered")
+        pause.wait(max(0.0, end - time.monotonic()))
+        sender.stop_new()
+        self._drain(sender)
+        times.append(self._restart(recorder))  # what is checked has been through a restart
+        self.say(f"kill {len(times) - 1} (the last, after every delivery was answered): "
+                 f"answering again after {times[-1][0]:.2f} s")
+        return [w for w, _ in times], [o for _, o in times]
 
     def _ready(self, recorder: Recorder, online_before: int) -> tuple[float, float]:
         """Seconds from the latest start until the webhook answers ``/healthz``, and until the
