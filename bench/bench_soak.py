@@ -4,19 +4,20 @@ A real ``room-display run`` bridge (webhook intake with an Encrypt Key, MQTT to 
 on loopback) gets signed deliveries at ``--rate`` a second from ``--senders`` connections:
 bookings created, moved and cancelled in ``--rooms`` rooms. A delivery that gets no 200 is sent
 again with its ``uuid`` (Feishu's retries, compressed: 0.5 s doubling to 4 s, never given up);
-5 % of answered ones are sent again (at-least-once). After ``--kill-min``..``--kill-max`` seconds
-up (at random) the bridge's whole process group is SIGKILLed and started again at once (as
-systemd's ``Restart=`` would), for ``--duration`` seconds; then every delivery is answered, the
-bridge is killed once more and restarted, and every answered delivery must be in effect: in
-the bridge's store and in a panel agent's started only then (it sees only the retained room
-topics). How it works: ``display/testing/soak.py``.
+with one new delivery in twenty an answered one is sent again (at-least-once). After
+``--kill-min``..``--kill-max`` seconds up (at random) the bridge's whole process group is
+SIGKILLed and started again at once (as the unit's ``Restart=on-failure`` does, without its
+``RestartSec``), for ``--duration`` seconds; then every delivery is answered, the bridge is
+killed once more and restarted, and every answered delivery must be in effect: in the bridge's
+store and in a panel agent's started only then (it sees only the retained room topics). How it
+works: ``display/testing/soak.py``.
 
 Prints kills, deliveries, retries, acknowledged-but-lost (must be 0), restart -> ready times,
 request latency and the load average; exits 1 if anything acknowledged was lost (or a delivery
 was never answered, or a booking is wrong).
 
-Run: ``scripts/bench soak`` (only by name) or
-``.venv/bin/python bench/bench_soak.py [--duration 90] [--rate 20] [--kills N]``.
+Run: ``scripts/bench soak`` (only by name; ``scripts/bench soak -- --kills 30``) or
+``.venv/bin/python bench/bench_soak.py [--duration 90] [--rate 50] [--kills N]``.
 """
 
 from __future__ import annotations
