@@ -69,6 +69,9 @@ resync = false
 
 [mqtt]
 url = "{broker}"
+
+[web]
+enabled = false  # on by default on 127.0.0.1:8470, a port a shared machine may be using
 """
 
 AGENT_TOML = """\
