@@ -7,10 +7,10 @@ again with its ``uuid`` (Feishu's retries, compressed: 0.5 s doubling to 4 s, ne
 with one new delivery in twenty an answered one is sent again (at-least-once). After
 ``--kill-min``..``--kill-max`` seconds up (at random) the bridge's whole process group is
 SIGKILLed and started again at once (as the unit's ``Restart=on-failure`` does, without its
-``RestartSec``), for ``--duration`` seconds; then every delivery is answered, the bridge is
-killed once more and restarted, and every answered delivery must be in effect: in the bridge's
-store and in a panel agent's started only then (it sees only the retained room topics). How it
-works: ``display/testing/soak.py``.
+``RestartSec``), for ``--duration`` seconds (or ``--kills`` kills); then every delivery is
+answered, the bridge is killed once more and restarted, and every answered delivery must be in
+effect: in the bridge's store and in a panel agent's started only then (it sees only the
+retained room topics). How it works: ``display/testing/soak.py``.
 
 Prints kills, deliveries, retries, acknowledged-but-lost (must be 0), restart -> ready times,
 request latency and the load average; exits 1 if anything acknowledged was lost (or a delivery
@@ -41,7 +41,7 @@ def plan_from(argv: list[str]) -> SoakPlan:
     parser.add_argument("--duration", type=float, default=90.0,
                         help="seconds of sending and killing (default 90)")
     parser.add_argument("--kills", type=int, default=0,
-                        help="instead of --duration: about this many kills (at the mean gap)")
+                        help="instead of --duration: this many kills (the last one included)")
     parser.add_argument("--rate", type=float, default=50.0, help="deliveries a second (50)")
     parser.add_argument("--rooms", type=int, default=6)
     parser.add_argument("--senders", type=int, default=3, help="connections at once (3)")
@@ -52,12 +52,9 @@ def plan_from(argv: list[str]) -> SoakPlan:
     if not 0 < args.kill_min <= args.kill_max or args.rate <= 0 or args.rooms < 1 \
             or args.senders < 1:
         parser.error("need 0 < --kill-min <= --kill-max, --rate > 0, --rooms and --senders >= 1")
-    duration = args.duration
-    if args.kills > 0:  # the last kill comes after the run: the rest are inside it
-        duration = (args.kills - 1) * (args.kill_min + args.kill_max) / 2 + args.kill_max
-    return SoakPlan(duration=duration, rate=args.rate, rooms=args.rooms,
-                    kill_after=(args.kill_min, args.kill_max), senders=args.senders,
-                    seed=args.seed)
+    return SoakPlan(duration=args.duration, kills=max(0, args.kills), rate=args.rate,
+                    rooms=args.rooms, kill_after=(args.kill_min, args.kill_max),
+                    senders=args.senders, seed=args.seed)
 
 
 def summary(report: SoakReport) -> list[str]:

@@ -49,6 +49,7 @@ class Delivery:
     end: datetime
 
     def envelope(self) -> dict[str, Any]:
+        """The v1 envelope Feishu sends for it (encrypted and signed on each try)."""
         return envelope(self.kind, uid=self.uid, start=self.start, end=self.end,
                         rooms=self.rooms, event_time=self.version, uuid=self.uuid, token=TOKEN)
 
@@ -72,6 +73,7 @@ class Workload:
         self.count = 0
 
     def next(self) -> Delivery:
+        """The next event: a newer version than any before it."""
         self.count += 1
         n, rng = self.count, self.rng
         roll = rng.random()
@@ -155,6 +157,7 @@ class Sender:
                                            daemon=True)]
 
     def start(self) -> None:
+        """Start posting (at the pace) and retrying."""
         for t in self._threads:
             t.start()
 
@@ -168,6 +171,7 @@ class Sender:
         self._stop_new.set()
 
     def close(self) -> None:
+        """Stop posting and retrying; what is still unanswered stays so."""
         self._stop_new.set()
         self._stop.set()
         with self._later_cv:

@@ -33,12 +33,6 @@ class NodeProcess:
         self.started_at = 0.0  # time.perf_counter() of the latest start
         self.starts = 0
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise NodeExited("the node is not running")
-        return self.proc.pid
-
     def start(self) -> None:
         """Spawn the node in a new session (its own process group, the intake child in it)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -91,6 +91,7 @@ class SoakPlan:
     """How hard and how long to push."""
 
     duration: float = 90.0  #: seconds of sending and killing
+    kills: int = 0  #: instead of ``duration``: this many kills, the last one included
     rate: float = 50.0  #: new deliveries a second
     rooms: int = 6
     kill_after: tuple[float, float] = (4.0, 12.0)  #: seconds up before each kill (uniform)
@@ -179,6 +180,7 @@ class SoakReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing answered was lost, every delivery was answered, every booking is right."""
         return not (self.lost or self.unanswered or self.wrong)
 
 
@@ -252,17 +254,23 @@ class Soak:
         plan = self.plan
         self.bridge.start()
         times = [self._ready(recorder, 0)]
-        self.say(f"bridge up; sending {plan.rate:g} deliveries/s for {plan.duration:g} s, "
-                 f"killing it every {plan.kill_after[0]:g}-{plan.kill_after[1]:g} s")
+        until = f"{plan.kills} kills" if plan.kills else f"{plan.duration:g} s"
+        self.say(f"bridge up; sending {plan.rate:g} deliveries/s for {until}, killing it "
+                 f"every {plan.kill_after[0]:g}-{plan.kill_after[1]:g} s")
         sender.start()
         end = time.monotonic() + plan.duration
         pause = threading.Event()  # never set: its wait() paces the kills
-        while (up := self.rng.uniform(*plan.kill_after)) < end - time.monotonic():
+        while True:
+            up = self.rng.uniform(*plan.kill_after)
+            if (len(times) >= plan.kills if plan.kills
+                    else up >= end - time.monotonic()):  # the last kill comes after the drain
+                break
             pause.wait(up)  # the pace of the kills, not a wait for something
             times.append(self._restart(recorder))
             self.say(f"kill {len(times) - 1}: answering again after {times[-1][0]:.2f} s, "
                      f"online after {times[-1][1]:.2f} s; {sender.outstanding()} unanswered")
-        pause.wait(max(0.0, end - time.monotonic()))
+        if not plan.kills:
+            pause.wait(max(0.0, end - time.monotonic()))
         sender.stop_new()
         self._drain(sender)
         times.append(self._restart(recorder))  # what is checked has been through a restart

@@ -21,14 +21,14 @@ from display.testing.soak import Soak, SoakPlan, acceptable, wrong_bookings
 
 @pytest.mark.slow
 def test_the_whole_bridge_killed_again_and_again_loses_nothing_answered(tmp_path: Path) -> None:
-    plan = SoakPlan(duration=5, rate=30, rooms=3, kill_after=(0.8, 1.6), duplicate_share=0.2,
+    plan = SoakPlan(kills=4, rate=30, rooms=3, kill_after=(0.8, 1.6), duplicate_share=0.2,
                     seed=23, drain_timeout=30, agent_timeout=20)
     report = Soak(tmp_path, plan).run()
-    assert report.kills >= 3
+    assert report.kills == 4
     assert report.retried > 0, "no kill caught a delivery: the soak proved nothing"
     assert report.again > 0 and report.verdicts.get("duplicate", 0) >= report.again
     assert report.lost == () and report.wrong == () and report.unanswered == ()
-    assert report.acked == report.sent > 100
+    assert report.acked == report.sent > 60
     assert len(report.ready) == report.kills
     assert report.tracebacks == 0
 
