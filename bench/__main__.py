@@ -1,6 +1,7 @@
 """Run every ``bench/bench_*.py`` (or the ones named) one after another, each in a fresh process.
 
 A fresh process per benchmark keeps start-up and memory figures honest (no warm imports).
+Arguments after ``--`` go to each benchmark named (``scripts/bench soak -- --kills 20``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench.common import machine  # noqa: E402
 
-#: Run only when named: ``scale`` alone takes several minutes (four sizes up to 20,000 rooms).
-BY_NAME_ONLY = {"bench_scale"}
+#: Run only when named: ``scale`` alone takes several minutes (four sizes up to 20,000 rooms);
+#: ``soak`` about two (it kills the bridge over and over).
+BY_NAME_ONLY = {"bench_scale", "bench_soak"}
 
 
 def main(argv: list[str]) -> int:
+    argv, options = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [])
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py")
                            if p.stem not in BY_NAME_ONLY)
     print(f"machine: {machine()}", flush=True)
@@ -32,7 +36,7 @@ def main(argv: list[str]) -> int:
             return 2
         print(f"\n== {name} ==", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, str(script)], cwd=HERE.parent)
+        code = subprocess.call([sys.executable, str(script), *options], cwd=HERE.parent)
         print(f"({name}: {time.monotonic() - started:.1f} s, exit {code})", flush=True)
         failed += code != 0
     return 1 if failed else 0
