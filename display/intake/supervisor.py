@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -114,7 +115,8 @@ class IntakeSupervisor:
     ``silence``: kill the child when no line came for this long (it sends ``alive`` lines at a
     quarter of it). ``startup_timeout``: the same before its first line (importing lark_oapi
     takes seconds, more on a Pi without bytecode caches). ``child_args`` go to the child's command
-    line after ours (e.g. ``--resync-interval`` in tests).
+    line after ours (e.g. ``--resync-interval`` in tests). ``stop_grace``: how long a child that
+    died of SIGTERM waits for the node's own stop before it counts as a crash and is restarted.
     """
 
     def __init__(self, config_path: str | PathLike[str], node: NodeInput, *,
@@ -123,7 +125,8 @@ class IntakeSupervisor:
                  child_args: Sequence[str] = (), python: str = sys.executable,
                  silence: float = SILENCE, startup_timeout: float = 180.0,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0,
-                 healthy_after: float = 60.0, kill_grace: float = 5.0) -> None:
+                 healthy_after: float = 60.0, kill_grace: float = 5.0,
+                 stop_grace: float = 0.5) -> None:
         if silence <= 0 or startup_timeout <= 0 or backoff_initial <= 0:
             raise ValueError("silence, startup_timeout and backoff_initial must be positive")
         self.config_path = Path(config_path)
@@ -140,6 +143,7 @@ class IntakeSupervisor:
         self._backoff_max = backoff_max
         self._healthy_after = healthy_after
         self._kill_grace = kill_grace
+        self._stop_grace = stop_grace
         self._stop = threading.Event()
         # Set on the child's EOF and on close(): the monitor blocks on it (no polling) until then
         # or until the child's silence limit runs out.
@@ -269,16 +273,32 @@ class IntakeSupervisor:
                           "changes: %s", reason)
                 self._call(functools.partial(self._node.set_link, self._link, False, reason))
                 return
+            # systemd stops a unit by signalling every process of its group at once, so the
+            # child may die of SIGTERM a moment before the node's own stop reaches us: give
+            # that stop a moment rather than log a restart that is not going to happen.
+            if code == -signal.SIGTERM and self._stop.wait(self._stop_grace):
+                return
             if time.monotonic() - started >= self._healthy_after:
                 backoff.reset()
             delay = backoff.next()
-            hint = " (configuration or credentials rejected)" if code == 2 else ""
-            cause = self.last_failure
-            hint += f": {cause}" if cause and code != 0 else ""
-            log.warning("Feishu intake exited with code %s%s; restarting in %.0f s",
-                        code, hint, delay)
+            log.warning("Feishu intake %s; restarting in %.0f s", self._ending(code), delay)
             if self._stop.wait(delay):
                 return
+
+    def _ending(self, code: int | None) -> str:
+        """How the child ended, for the restart log line (a signal by its name)."""
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = f"was killed by {name}"
+        else:
+            what = f"exited with code {code}"
+        if code == 2:
+            what += " (configuration or credentials rejected)"
+        cause = self.last_failure
+        return what + (f": {cause}" if cause and code != 0 else "")
 
     def _run_child(self) -> int:
         """Spawn one child, watch it until it exits, return its exit code."""

@@ -7,6 +7,7 @@ script that reads its behaviour from CONFIG and speaks (or garbles) the line pro
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -120,6 +121,36 @@ def test_silent_child_is_killed_even_if_it_ignores_sigterm(tmp_path: Path, child
         assert sup.ready_pid is None
 
 
+def test_a_child_killed_by_a_signal_is_named_and_restarted(
+        tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "display.intake.supervisor")
+    rec = Recorder()
+    with IntakeSupervisor(config(tmp_path, "polite"), rec, python=str(child),
+                          backoff_initial=0.1) as sup:
+        first = wait_for(lambda: sup.ready_pid, what="ready")
+        os.kill(first, signal.SIGTERM)  # someone else's SIGTERM, the node keeps running
+        wait_for(lambda: sup.ready_pid not in (None, first), what="the child restarted")
+        assert sup.last_exit == -signal.SIGTERM
+    assert "Feishu intake was killed by SIGTERM; restarting in" in caplog.text
+
+
+def test_a_service_stop_that_signals_the_child_first_logs_no_restart(
+        tmp_path: Path, child: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # systemd's KillMode=control-group: the child gets its SIGTERM as the node gets its own, and
+    # the node's close() may come a moment after the child is gone.
+    caplog.set_level(logging.INFO, "display.intake.supervisor")
+    rec = Recorder()
+    sup = IntakeSupervisor(config(tmp_path, "polite"), rec, python=str(child),
+                           backoff_initial=0.1, stop_grace=30)  # a loaded machine's moment
+    sup.start()
+    first = wait_for(lambda: sup.ready_pid, what="ready")
+    os.kill(first, signal.SIGTERM)
+    wait_for(lambda: sup.last_exit is not None, what="the child gone")
+    sup.close()
+    assert sup.starts == 1
+    assert "restarting" not in caplog.text and "killed by SIGTERM" not in caplog.text
+
+
 def test_close_ends_the_child_through_stdin(tmp_path: Path, child: Path) -> None:
     rec = Recorder()
     sup = IntakeSupervisor(config(tmp_path, "polite"), rec,
@@ -185,7 +216,6 @@ def test_a_webhook_without_verification_token_is_refused_once_not_restarted(
 
 def test_a_child_killed_while_the_process_is_at_its_file_limit_is_restarted(
         tmp_path: Path, child: Path) -> None:
-    import os
     import resource
 
     rec = Recorder()
