@@ -1,0 +1,151 @@
+"""Whole ``room-display run`` processes for the end-to-end tests, as a site deploys them.
+
+Each node runs in a process group of its own (``start_new_session``), so :meth:`NodeProcess.kill`
+ends the node *and* its Feishu intake child at once, as a power cut or the OOM killer would. Its
+status is read the way ``room-display status`` reads it (the status file the node keeps), and a
+bridge's webhook is fed Feishu's encrypted, signed deliveries.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from display.config import Config, parse_config
+from display.status import read_status
+from display.testing.feishu_standin import encrypted_body, signed_headers
+
+#: The webhook's Encrypt Key in :data:`BRIDGE` (deliveries are encrypted and signed with it).
+ENCRYPT_KEY = "process-test-key"
+
+BRIDGE = """\
+[node]
+name = "{name}"
+timezone = "Asia/Shanghai"
+state_dir = "state"
+clock = "trust"
+
+[feishu]
+mode = "webhook"
+listen = "127.0.0.1:{hook}"
+verification_token = "vtoken"
+encrypt_key = "{key}"
+resync = false
+
+[web]
+listen = "127.0.0.1:{web}"
+
+[mqtt]
+url = {url}
+
+{rooms}"""
+
+AGENT = """\
+[node]
+name = "{name}"
+timezone = "Asia/Shanghai"
+state_dir = "state"
+clock = "trust"
+
+[mqtt]
+url = {url}
+
+{rooms}"""
+
+
+def rooms_toml(rooms: tuple[str, ...], *, devices: bool) -> str:
+    """``[[rooms]]`` tables for ``rooms``; with ``devices``, a virtual LED light in each."""
+    parts = []
+    for open_id in rooms:
+        parts.append(f'[[rooms]]\nopen_id = "{open_id}"\nname = "Room {open_id}"\n')
+        if devices:
+            parts.append(f'[[rooms.devices]]\nid = "{open_id}-led"\nkind = "led"\n'
+                         'url = "virtual:panels"\n')
+    return "\n".join(parts)
+
+
+class NodeProcess:
+    """One ``room-display run`` process with its config in ``directory``."""
+
+    def __init__(self, directory: Path, text: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.path = directory / "room-display.toml"
+        self.path.write_text(text, encoding="utf-8")
+        self.config: Config = parse_config(text, self.path)
+        self.log = directory / "node.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.node.name
+
+    def start(self) -> NodeProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "display", "run", "-c", str(self.path)],
+                stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (the node and its intake child)."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def stop(self) -> None:
+        """SIGTERM, as systemd stops it; SIGKILL the group if it does not end in 20 s."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None
+
+    def status(self) -> dict[str, Any]:
+        """What ``room-display status --json`` prints (``node.running`` says if it answered)."""
+        return read_status(self.config)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    # -- a bridge's webhook ------------------------------------------------------------------
+
+    @property
+    def hook(self) -> str:
+        assert self.config.feishu is not None, "not a bridge"
+        return f"http://{self.config.feishu.listen}"
+
+    def webhook_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.hook}/healthz", timeout=5) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def deliver(self, envelope: dict[str, Any]) -> int:
+        """POST ``envelope`` as Feishu does (encrypted, signed); the HTTP status (0: no answer)."""
+        assert self.config.feishu is not None, "not a bridge"
+        body = encrypted_body(envelope, ENCRYPT_KEY)
+        request = urllib.request.Request(f"{self.hook}{self.config.feishu.path}", data=body,
+                                         headers=signed_headers(body, ENCRYPT_KEY),
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
