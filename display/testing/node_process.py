@@ -8,6 +8,7 @@ bridge's webhook is fed Feishu's encrypted, signed deliveries.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 from display.config import Config, parse_config
 from display.status import read_status
+from display.testing.broker import free_port
 from display.testing.feishu_standin import encrypted_body, signed_headers
 
 #: The webhook's Encrypt Key in :data:`BRIDGE` (deliveries are encrypted and signed with it).
@@ -43,7 +45,7 @@ listen = "127.0.0.1:{web}"
 
 [mqtt]
 url = {url}
-
+{mqtt_extra}
 {rooms}"""
 
 AGENT = """\
@@ -55,8 +57,26 @@ clock = "trust"
 
 [mqtt]
 url = {url}
-
+{mqtt_extra}
 {rooms}"""
+
+#: ``[mqtt]`` lines of a node logging in as itself with ``credential:mqtt-password``.
+LOGIN = 'username = "{name}"\npassword = "credential:mqtt-password"\n'
+
+
+def bridge_text(name: str, url: str | list[str], rooms: tuple[str, ...], *,
+                login: bool = False) -> str:
+    """A webhook bridge's config (web page and webhook on free loopback ports)."""
+    return BRIDGE.format(name=name, hook=free_port(), web=free_port(), key=ENCRYPT_KEY,
+                         url=json.dumps(url), rooms=rooms_toml(rooms, devices=False),
+                         mqtt_extra=LOGIN.format(name=name) if login else "")
+
+
+def agent_text(name: str, url: str | list[str], rooms: tuple[str, ...], *,
+               login: bool = False) -> str:
+    """A panel agent's config: a virtual LED light in each room."""
+    return AGENT.format(name=name, url=json.dumps(url), rooms=rooms_toml(rooms, devices=True),
+                        mqtt_extra=LOGIN.format(name=name) if login else "")
 
 
 def rooms_toml(rooms: tuple[str, ...], *, devices: bool) -> str:
@@ -73,12 +93,20 @@ def rooms_toml(rooms: tuple[str, ...], *, devices: bool) -> str:
 class NodeProcess:
     """One ``room-display run`` process with its config in ``directory``."""
 
-    def __init__(self, directory: Path, text: str) -> None:
+    def __init__(self, directory: Path, text: str, *, secret: str | None = None) -> None:
+        """``secret``: its MQTT password, handed over as systemd's ``LoadCredential=`` does
+        (``$CREDENTIALS_DIRECTORY/mqtt-password``, for ``"credential:mqtt-password"``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if secret is not None:
+            creds = directory / "credentials"
+            creds.mkdir(mode=0o700, exist_ok=True)
+            (creds / "mqtt-password").write_text(secret + "\n")
+            self.env["CREDENTIALS_DIRECTORY"] = str(creds)
         self.path = directory / "room-display.toml"
         self.path.write_text(text, encoding="utf-8")
-        self.config: Config = parse_config(text, self.path)
+        self.config: Config = parse_config(text, self.path, resolve_secrets=False)
         self.log = directory / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -87,11 +115,10 @@ class NodeProcess:
         return self.config.node.name
 
     def start(self) -> NodeProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "display", "run", "-c", str(self.path)],
-                stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True)
+                stdout=subprocess.DEVNULL, stderr=log, env=self.env, start_new_session=True)
         return self
 
     def alive(self) -> bool:

@@ -19,15 +19,9 @@ from typing import Any
 
 import pytest
 
-from display.testing.broker import Broker, free_port
+from display.testing.broker import Broker
 from display.testing.envelopes import envelope
-from display.testing.node_process import (
-    AGENT,
-    BRIDGE,
-    ENCRYPT_KEY,
-    NodeProcess,
-    rooms_toml,
-)
+from display.testing.node_process import NodeProcess, agent_text, bridge_text
 from display.testing.waiting import wait_for
 
 ROOMS = ("omm_a", "omm_b", "omm_c", "omm_d")
@@ -39,9 +33,7 @@ KILL_AFTER = 9
 
 def bridge(tmp: Path, broker: Broker, name: str) -> NodeProcess:
     """Configs differ only in the name and the webhook's listen address."""
-    return NodeProcess(tmp / name, BRIDGE.format(
-        name=name, hook=free_port(), web=free_port(), key=ENCRYPT_KEY, url=f'"{broker.url}"',
-        rooms=rooms_toml(ROOMS, devices=False)))
+    return NodeProcess(tmp / name, bridge_text(name, broker.url, ROOMS))
 
 
 @dataclass
@@ -138,8 +130,7 @@ class Watch(threading.Thread):
 @pytest.fixture
 def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
     nodes = [bridge(tmp_path, broker, "bridge-a"), bridge(tmp_path, broker, "bridge-b"),
-             NodeProcess(tmp_path / "agent-1", AGENT.format(
-                 name="agent-1", url=f'"{broker.url}"', rooms=rooms_toml(ROOMS, devices=True)))]
+             NodeProcess(tmp_path / "agent-1", agent_text("agent-1", broker.url, ROOMS))]
     try:
         for node in nodes:
             node.start()

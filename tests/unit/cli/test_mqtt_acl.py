@@ -161,3 +161,45 @@ def test_docs_show_exactly_the_generated_files() -> None:
     for name in ("room-display.conf", "room-display.acl"):
         assert "```\n" + (ROOT / "examples/mosquitto" / name).read_text() + "```" in docs, name
     assert "--device pi-3f-east=lights/3f-east --homeassistant homeassistant" in docs
+
+
+def test_a_broker_bridge_gets_an_account_and_the_standbys_bridge_file(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path), "--bridge", "bridge-a", "--bridge", "bridge-b",
+                 "--agent", "pi-1", "--device", "pi-1=lights/a", "--broker-bridge",
+                 "broker-b=broker-a.local"]) == 0
+    password = (tmp_path / "credentials/broker-b/mqtt-password").read_text().strip()
+    conf = tmp_path / "room-display-bridge-broker-b.conf"
+    lines = conf.read_text().splitlines()
+    assert conf.stat().st_mode & 0o777 == 0o640, "it holds a password"
+    assert "address broker-a.local:1883" in lines and "try_private true" in lines
+    assert f"remote_password {password}" in lines and "remote_username broker-b" in lines
+    carried = [line.split()[1] for line in lines if line.startswith("topic ")]
+    assert carried == ["room-display/#", "homeassistant/#", "lights/a", "lights/a/#"]
+    assert all(line.endswith(" both 1") for line in lines if line.startswith("topic "))
+    # Its account reads and writes exactly what it carries, on both brokers.
+    acl = (tmp_path / "room-display.acl").read_text()
+    section = acl[acl.index("user broker-b\n"):].split("\n\n")[0].splitlines()
+    assert section[1:] == [f"topic readwrite {t}" for t in carried]
+    assert "broker-b:$7$" in (tmp_path / "passwd").read_text()
+    # Run again: the same password; a name alone is the account without a file.
+    assert main(["--out", str(tmp_path), "--bridge", "bridge-a", "--broker-bridge",
+                 "broker-b=10.0.0.1:1884", "--broker-bridge", "broker-c"]) == 0
+    assert f"remote_password {password}\n" in conf.read_text()
+    assert "address 10.0.0.1:1884\n" in conf.read_text()
+    assert not (tmp_path / "room-display-bridge-broker-c.conf").exists()
+    assert "user broker-c\ntopic readwrite room-display/#\n" in \
+        (tmp_path / "room-display.acl").read_text()
+
+
+def test_a_birth_topic_outside_discovery_is_carried_too() -> None:
+    site = Site(bridges=("b",), birth_topic="ha/status")
+    assert site.carried() == ("room-display/#", "homeassistant/#", "ha/status")
+
+
+@pytest.mark.parametrize("value", ["broker b", "b=", "b=host:99999", "b=host name"])
+def test_a_bad_broker_bridge_is_one_line_and_writes_nothing(tmp_path: Path, value: str) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as refused:
+        main(["--out", str(out), "--bridge", "b", "--broker-bridge", value])
+    assert "--broker-bridge" in str(refused.value) and "\n" not in str(refused.value)
+    assert not out.exists()
