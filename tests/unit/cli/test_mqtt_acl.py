@@ -18,10 +18,12 @@ from display.cli.mqtt_acl import (
     DEFAULT_OUT,
     KEEP_MARKER,
     MAX_PACKET_BYTES,
+    BrokerBridge,
     Device,
     Listener,
     Site,
     acl_text,
+    bridge_conf_text,
     conf_text,
     hash_password,
     main,
@@ -203,3 +205,20 @@ def test_a_bad_broker_bridge_is_one_line_and_writes_nothing(tmp_path: Path, valu
         main(["--out", str(out), "--bridge", "b", "--broker-bridge", value])
     assert "--broker-bridge" in str(refused.value) and "\n" not in str(refused.value)
     assert not out.exists()
+
+
+def test_docs_show_exactly_the_generated_broker_bridge() -> None:
+    """docs/MQTT.md, "Two brokers": its command writes the ACL section and file it shows."""
+    docs = (ROOT / "docs/MQTT.md").read_text()
+    command = ("--bridge bridge-hq --bridge bridge-hq2 --agent pi-5f-focus --agent pi-3f-east \\\n"
+               "        --device pi-3f-east=lights/3f-east --homeassistant homeassistant \\\n"
+               "        --broker-bridge broker-b=broker-a.local")
+    assert command in docs
+    site = Site(bridges=("bridge-hq", "bridge-hq2"), agents=EXAMPLE.agents,
+                devices=EXAMPLE.devices, homeassistant="homeassistant",
+                broker_bridges=(BrokerBridge("broker-b", "broker-a.local:1883"),))
+    conf = bridge_conf_text(site, site.broker_bridges[0], "PASSWORD-OF-broker-b")
+    assert "```\n" + conf + "```" in docs
+    acl = acl_text(site)
+    section = acl[acl.index("# Broker bridge broker-b"):acl.index("\n\n" + KEEP_MARKER)]
+    assert "```\n" + section + "\n```" in docs
