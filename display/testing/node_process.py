@@ -145,9 +145,6 @@ class NodeProcess:
         """What ``room-display status --json`` prints (``node.running`` says if it answered)."""
         return read_status(self.config)
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
     # -- a bridge's webhook ------------------------------------------------------------------
 
     @property
