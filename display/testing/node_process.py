@@ -73,9 +73,11 @@ def bridge_text(name: str, url: str | list[str], rooms: tuple[str, ...], *,
 
 
 def agent_text(name: str, url: str | list[str], rooms: tuple[str, ...], *,
-               login: bool = False) -> str:
-    """A panel agent's config: a virtual LED light in each room."""
-    return AGENT.format(name=name, url=json.dumps(url), rooms=rooms_toml(rooms, devices=True),
+               login: bool = False, last_room_devices: str = "") -> str:
+    """A panel agent's config: a virtual LED light in each room, and ``last_room_devices``
+    (``[[rooms.devices]]`` tables) in the last."""
+    return AGENT.format(name=name, url=json.dumps(url),
+                        rooms=rooms_toml(rooms, devices=True) + last_room_devices,
                         mqtt_extra=LOGIN.format(name=name) if login else "")
 
 

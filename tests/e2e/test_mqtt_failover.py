@@ -122,6 +122,9 @@ def test_a_node_starts_on_the_second_broker_when_the_first_is_down(
 # -- the recipe as deployed ------------------------------------------------------------------------
 
 ROOMS = ("omm_a", "omm_b")
+#: A WLED light of room B on the broker of its own choice, driven by agent-1 over MQTT.
+WLED = ('\n[[rooms.devices]]\nid = "b-wled"\nkind = "led"\nprotocol = "wled"\n'
+        'url = "mqtt:lights/b"\n')
 OBSERVER = "user observer\ntopic read #\n"
 
 
@@ -171,7 +174,8 @@ def test_two_deployed_brokers_with_the_generated_accounts_survive_a_killed_broke
     primary, standby = deployed
     out = primary.etc
     mqtt_credentials("--out", str(out), "--bridge", "bridge-a", "--bridge", "bridge-b",
-                     "--agent", "agent-1", "--broker-bridge", f"broker-b={primary.host}")
+                     "--agent", "agent-1", "--device", "agent-1=lights/b=wled-b",
+                     "--broker-bridge", f"broker-b={primary.host}")
     # An administrator's read-only account, below the ACL's keep-line, to look at each broker.
     with (out / "room-display.acl").open("a") as acl:
         acl.write(OBSERVER)
@@ -193,7 +197,8 @@ def test_two_deployed_brokers_with_the_generated_accounts_survive_a_killed_broke
     # bridge-b prefers the standby: replication and availability cross Mosquitto's bridge.
     nodes = [node("bridge-a", bridge_text("bridge-a", urls, ROOMS, login=True)),
              node("bridge-b", bridge_text("bridge-b", urls[::-1], ROOMS, login=True)),
-             node("agent-1", agent_text("agent-1", urls, ROOMS, login=True))]
+             node("agent-1", agent_text("agent-1", urls, ROOMS, login=True,
+                                        last_room_devices=WLED))]
     a, b, agent = nodes
     try:
         for n in nodes:
@@ -215,6 +220,15 @@ def test_two_deployed_brokers_with_the_generated_accounts_survive_a_killed_broke
         send(a, "bk2", "omm_b")  # through the primary
         wait_for(lambda: shown(agent) == {"omm_a": {"bk1"}, "omm_b": {"bk2"}}, timeout=30,
                  what="the agent shows what both bridges received")
+        # The WLED light logs in to the standby with its own account: it gets what the agent on
+        # the primary drives it with (its device topics cross the bridge too).
+        light = Recorder(standby.port, "lights/b/api", username="wled-b",
+                         password=password(out, "wled-b"), host=standby.host)
+        try:
+            wait_for(lambda: light.get("lights/b/api"), timeout=15,
+                     what="the agent's WLED state on the standby")
+        finally:
+            light.close()
         for n in (a, b):
             wait_for(lambda n=n: shown(n) == shown(agent), timeout=30,
                      what=f"{n.name}'s store converged")
