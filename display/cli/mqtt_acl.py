@@ -393,13 +393,18 @@ def _broker_bridge(item: str) -> BrokerBridge:
         raise SystemExit(f"mqtt-credentials: --broker-bridge {user!r}: no spaces in a name")
     if not sep:
         return BrokerBridge(user)
-    host, colon, port = address.rpartition(":") if address.rpartition(":")[2].isdigit() \
-        else (address, "", "")
+    # HOST, HOST:PORT, [IPV6] or [IPV6]:PORT; a bare IPv6 address has no port.
+    bare_v6 = address.count(":") > 1 and not address.startswith("[")
+    host, colon, port = ("", "", "") if bare_v6 else address.rpartition(":") \
+        if address.rpartition(":")[2].isdigit() else (address, "", "")
+    host = address if bare_v6 else host
     if not host.strip("[]") or any(c.isspace() for c in address) \
             or (colon and not 0 < int(port) < 65536):
         raise SystemExit(f"mqtt-credentials: --broker-bridge {item!r}: write NAME or "
-                         "NAME=PRIMARY[:PORT] (the primary broker's address)")
-    return BrokerBridge(user, f"{host}:{port or 1883}")
+                         "NAME=PRIMARY[:PORT] (the primary broker's address; an IPv6 "
+                         "address with a port in brackets)")
+    # Mosquitto's bridge takes the last colon as the port's, and no brackets.
+    return BrokerBridge(user, f"{host.strip('[]')}:{port or 1883}")
 
 
 def _listener(value: str) -> Listener:
@@ -457,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if clash:
         raise SystemExit(f"mqtt-credentials: {', '.join(sorted(clash))}: a node name cannot "
                          "also be Home Assistant's, a device's or a broker bridge's user name")
+    links = {b.user for b in site.broker_bridges}
+    taken = links & ({site.homeassistant} | {d.user for d in site.devices})
+    if taken or len(links) < len(site.broker_bridges):
+        names = ", ".join(sorted(taken)) or "a name"
+        raise SystemExit(f"mqtt-credentials: --broker-bridge {names}: give each broker bridge "
+                         "a user name of its own")
     listener = _listener(args.listen)
     try:
         paths = write_site(site, args.out, rotate=args.rotate, listener=listener,

@@ -193,16 +193,26 @@ def test_a_broker_bridge_gets_an_account_and_the_standbys_bridge_file(tmp_path: 
         (tmp_path / "room-display.acl").read_text()
 
 
+@pytest.mark.parametrize(("value", "address"), [
+    ("b=10.0.0.1", "10.0.0.1:1883"), ("b=fd00::1", "fd00::1:1883"),
+    ("b=[fd00::1]:1884", "fd00::1:1884"), ("b=broker-a.local:8883", "broker-a.local:8883")])
+def test_the_primarys_address_and_port(tmp_path: Path, value: str, address: str) -> None:
+    assert main(["--out", str(tmp_path), "--bridge", "x", "--broker-bridge", value]) == 0
+    assert f"\naddress {address}\n" in (tmp_path / "room-display-bridge-b.conf").read_text()
+
+
 def test_a_birth_topic_outside_discovery_is_carried_too() -> None:
     site = Site(bridges=("b",), birth_topic="ha/status")
     assert site.carried() == ("room-display/#", "homeassistant/#", "ha/status")
 
 
-@pytest.mark.parametrize("value", ["broker b", "b=", "b=host:99999", "b=host name"])
+@pytest.mark.parametrize("value", ["broker b", "b=", "b=host:99999", "b=host name", "ha",
+                                   "x", "b=[::1]:0"])
 def test_a_bad_broker_bridge_is_one_line_and_writes_nothing(tmp_path: Path, value: str) -> None:
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as refused:
-        main(["--out", str(out), "--bridge", "b", "--broker-bridge", value])
+        main(["--out", str(out), "--bridge", "b", "--homeassistant", "ha", "--broker-bridge",
+              "x", "--broker-bridge", value])
     assert "--broker-bridge" in str(refused.value) and "\n" not in str(refused.value)
     assert not out.exists()
 
