@@ -11,7 +11,10 @@ availability and writes its birth topic; a device reads and writes its own topic
 ``--out``: ``room-display.acl`` and ``passwd`` (root:mosquitto 0640, so the broker can read
 them after dropping to its ``mosquitto`` user and nobody else can), ``room-display.conf`` (for
 ``/etc/mosquitto/conf.d/``) and ``credentials/USER/mqtt-password`` (root only; to copy to each
-node, or to type into Home Assistant or a device). Running it again adds what is new and keeps
+node, or to type into Home Assistant or a device). With ``--broker-bridge NAME=PRIMARY`` it also
+writes ``room-display-bridge-NAME.conf``: the standby broker's own Mosquitto bridge to the primary,
+logging in as account ``NAME`` (for the standby's ``conf.d`` only; docs/MQTT.md, "Two
+brokers"). Running it again adds what is new and keeps
 every password, and every ``passwd`` line of an account it does not manage; passwords are
 hashed here (Mosquitto's ``$7$`` PBKDF2-SHA512) and never appear on a command line.
 """
@@ -61,6 +64,14 @@ class Device:
 
 
 @dataclass(frozen=True)
+class BrokerBridge:
+    """A standby broker's Mosquitto bridge to the primary: its account and where it connects."""
+
+    user: str
+    address: str | None = None  # the primary's HOST:PORT; None: the account only
+
+
+@dataclass(frozen=True)
 class Site:
     """The accounts of one site and the topics they use."""
 
@@ -71,6 +82,7 @@ class Site:
     prefix: str = "room-display"
     discovery_prefix: str = "homeassistant"
     birth_topic: str = "homeassistant/status"
+    broker_bridges: tuple[BrokerBridge, ...] = ()
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -80,7 +92,18 @@ class Site:
     def accounts(self) -> tuple[str, ...]:
         """Every user name this site manages, nodes first."""
         ha = (self.homeassistant,) if self.homeassistant else ()
-        return tuple(dict.fromkeys(self.nodes + ha + tuple(d.user for d in self.devices)))
+        return tuple(dict.fromkeys(self.nodes + ha + tuple(d.user for d in self.devices)
+                                   + tuple(b.user for b in self.broker_bridges)))
+
+    def carried(self) -> tuple[str, ...]:
+        """The topic filters a broker bridge carries between two brokers: everything a node,
+        Home Assistant or a device of this site publishes or reads."""
+        filters = [f"{self.prefix}/#", f"{self.discovery_prefix}/#"]
+        if not self.birth_topic.startswith(f"{self.discovery_prefix}/"):
+            filters.append(self.birth_topic)
+        for device in self.devices:
+            filters += [device.topic, f"{device.topic}/#"]
+        return tuple(dict.fromkeys(filters))
 
 
 @dataclass(frozen=True)
@@ -158,6 +181,11 @@ def acl_text(site: Site) -> str:
                   "its own topics (WLED's set).", f"user {device.user}"]
         lines += [f"topic read {device.topic}{tail}" for tail in DEVICE_READS]
         lines += [f"topic write {device.topic}{tail}" for tail in DEVICE_WRITES]
+    for link in site.broker_bridges:
+        lines += ["", f"# Broker bridge {link.user}: the standby broker's own bridge to this "
+                  "one (docs/MQTT.md,", "# Two brokers) carries every topic of the site both "
+                  "ways.", f"user {link.user}"]
+        lines += [f"topic readwrite {topic}" for topic in site.carried()]
     return "\n".join([*lines, "", KEEP_MARKER]) + "\n"
 
 
@@ -185,6 +213,27 @@ def conf_text(out: Path, listener: Listener = Listener()) -> str:
         "# The largest legitimate packet is an e-ink image for a 2000x2000 panel; a bigger one is",
         "# refused and its sender disconnected before it reaches another client.",
         f"max_packet_size {MAX_PACKET_BYTES}",
+    ]) + "\n"
+
+
+def bridge_conf_text(site: Site, bridge: BrokerBridge, password: str) -> str:
+    """``room-display-bridge-USER.conf``: the standby's Mosquitto bridge to the primary at
+    ``bridge.address``, logging in as ``bridge.user`` (docs/MQTT.md, "Two brokers")."""
+    return "\n".join([
+        "# room-display: the standby broker's bridge to the primary (written by",
+        "# scripts/mqtt-credentials; docs/MQTT.md, Two brokers). On the standby only, readable",
+        "# by the broker alone (it holds a password):",
+        f"#   sudo install -m 0640 -g mosquitto room-display-bridge-{bridge.user}.conf "
+        "/etc/mosquitto/conf.d/",
+        f"connection room-display-{bridge.user}",
+        f"address {bridge.address}",
+        *(f"topic {topic} both 1" for topic in site.carried()),
+        "# A bridge connection: the retain flag is kept, nothing is sent back where it came from.",
+        "try_private true",
+        "cleansession true",
+        "restart_timeout 1 5",
+        f"remote_username {bridge.user}",
+        f"remote_password {password}",
     ]) + "\n"
 
 
@@ -304,7 +353,13 @@ def write_site(site: Site, out: Path, *, rotate: bool = False, listener: Listene
     _write(passwd, merge_passwd(existing, passwords), 0o640, gid)
     conf = out / "room-display.conf"
     _write(conf, conf_text(out, listener), 0o644)
-    return [*written, acl, passwd, conf]
+    bridges = []
+    for bridge in site.broker_bridges:
+        if bridge.address is not None:
+            path = out / f"room-display-bridge-{bridge.user}.conf"
+            _write(path, bridge_conf_text(site, bridge, passwords[bridge.user]), 0o640, gid)
+            bridges.append(path)
+    return [*written, acl, passwd, conf, *bridges]
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -331,6 +386,27 @@ def _device(item: str) -> Device:
     return Device(node, topic, user)
 
 
+def _broker_bridge(item: str) -> BrokerBridge:
+    user, sep, address = item.partition("=")
+    _names([user], "--broker-bridge")
+    if any(c.isspace() for c in user):  # it goes into a Mosquitto config line
+        raise SystemExit(f"mqtt-credentials: --broker-bridge {user!r}: no spaces in a name")
+    if not sep:
+        return BrokerBridge(user)
+    # HOST, HOST:PORT, [IPV6] or [IPV6]:PORT; a bare IPv6 address has no port.
+    bare_v6 = address.count(":") > 1 and not address.startswith("[")
+    host, colon, port = ("", "", "") if bare_v6 else address.rpartition(":") \
+        if address.rpartition(":")[2].isdigit() else (address, "", "")
+    host = address if bare_v6 else host
+    if not host.strip("[]") or any(c.isspace() for c in address) \
+            or (colon and not 0 < int(port) < 65536):
+        raise SystemExit(f"mqtt-credentials: --broker-bridge {item!r}: write NAME or "
+                         "NAME=PRIMARY[:PORT] (the primary broker's address; an IPv6 "
+                         "address with a port in brackets)")
+    # Mosquitto's bridge takes the last colon as the port's, and no brackets.
+    return BrokerBridge(user, f"{host.strip('[]')}:{port or 1883}")
+
+
 def _listener(value: str) -> Listener:
     address, _, port = value.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -354,6 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "user name (default: TOPIC with / as -); repeat")
     parser.add_argument("--homeassistant", metavar="USER",
                         help="an account for Home Assistant with this user name")
+    parser.add_argument("--broker-bridge", action="append", default=[],
+                        metavar="NAME[=PRIMARY[:PORT]]",
+                        help="an account for a standby broker's bridge to the primary; with "
+                             "the primary's address, also its room-display-bridge-NAME.conf "
+                             "(docs/MQTT.md, Two brokers)")
     parser.add_argument("--listen", default="1883", metavar="[ADDRESS:]PORT",
                         help="where the broker listens (default 1883 on every interface)")
     parser.add_argument("--prefix", default="room-display", help="[mqtt] topic_prefix")
@@ -370,15 +451,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 homeassistant=_names([args.homeassistant], "--homeassistant")[0]
                 if args.homeassistant else None,
                 prefix=args.prefix.strip("/"), discovery_prefix=args.discovery_prefix,
-                birth_topic=args.birth_topic)
+                birth_topic=args.birth_topic,
+                broker_bridges=tuple(_broker_bridge(b) for b in args.broker_bridge))
     strays = sorted({d.node for d in site.devices} - set(site.nodes))
     if strays:
         raise SystemExit(f"mqtt-credentials: --device names {', '.join(strays)}, which is "
                          "neither a --bridge nor an --agent")
-    clash = set(site.nodes) & ({site.homeassistant} | {d.user for d in site.devices})
+    clash = set(site.nodes) & ({site.homeassistant} | {d.user for d in site.devices}
+                               | {b.user for b in site.broker_bridges})
     if clash:
         raise SystemExit(f"mqtt-credentials: {', '.join(sorted(clash))}: a node name cannot "
-                         "also be Home Assistant's or a device's user name")
+                         "also be Home Assistant's, a device's or a broker bridge's user name")
+    links = {b.user for b in site.broker_bridges}
+    taken = links & ({site.homeassistant} | {d.user for d in site.devices})
+    if taken or len(links) < len(site.broker_bridges):
+        names = ", ".join(sorted(taken)) or "a name"
+        raise SystemExit(f"mqtt-credentials: --broker-bridge {names}: give each broker bridge "
+                         "a user name of its own")
     listener = _listener(args.listen)
     try:
         paths = write_site(site, args.out, rotate=args.rotate, listener=listener,

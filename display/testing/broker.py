@@ -244,6 +244,7 @@ class DeployedBroker:
         self._subnet = self._pick_subnet()
         self.host = f"10.231.{self._subnet}.2"
         self.port = 1883
+        self._up = False
         tree.chmod(0o755)
         for sub in ("etc/mosquitto/conf.d", "run/mosquitto", "var/lib/mosquitto",
                     "var/log/mosquitto"):
@@ -281,11 +282,13 @@ class DeployedBroker:
         parts = [p.read_text(errors="replace") for p in (self.output, self.log) if p.exists()]
         return "".join(parts)
 
-    def start(self, conf_d: Path) -> None:
-        """Install ``conf_d`` (the generated ``room-display.conf``) and start the broker."""
-        shutil.copy2(conf_d, self.root / "etc/mosquitto/conf.d" / conf_d.name)
+    def _network(self) -> None:
+        """The namespace and the veth pair to it (once)."""
+        if self._up:
+            return
         ns, host_side, inner = self.netns, self._veth, f"{self._veth}b"
         _ip("netns", "add", ns)
+        self._up = True
         _ip("link", "add", host_side, "type", "veth", "peer", "name", inner)
         _ip("link", "set", inner, "netns", ns)
         _ip("addr", "add", f"10.231.{self._subnet}.1/30", "dev", host_side)
@@ -293,11 +296,38 @@ class DeployedBroker:
         _ip("-n", ns, "addr", "add", f"{self.host}/30", "dev", inner)
         _ip("-n", ns, "link", "set", inner, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
+
+    def link(self, other: DeployedBroker) -> None:
+        """A network between this broker and ``other`` (two machines on a LAN): each reaches
+        the other at its :attr:`host`, with no forwarding through our own namespace."""
+        self._network()
+        other._network()
+        here, there = f"rdl{free_port()}", f"rdm{free_port()}"
+        _ip("link", "add", here, "netns", self.netns, "type", "veth", "peer", "name", there,
+            "netns", other.netns)
+        net = secrets.randbelow(250) + 1
+        for ns, dev, mine, peer, far in ((self.netns, here, 1, 2, other.host),
+                                         (other.netns, there, 2, 1, self.host)):
+            _ip("-n", ns, "addr", "add", f"10.232.{net}.{mine}/30", "dev", dev)
+            _ip("-n", ns, "link", "set", dev, "up")
+            _ip("-n", ns, "route", "add", f"{far}/32", "via", f"10.232.{net}.{peer}")
+
+    def start(self, conf_d: Path, *more: Path) -> None:
+        """Install ``conf_d`` (the generated ``room-display.conf``) and any ``more`` conf.d files
+        (as ``install -m 0640 -g mosquitto`` puts them) and start the broker."""
+        conf_dir = self.root / "etc/mosquitto/conf.d"
+        shutil.copy2(conf_d, conf_dir / conf_d.name)
+        gid = pwd.getpwnam("mosquitto").pw_gid
+        for extra in more:
+            shutil.copyfile(extra, conf_dir / extra.name)
+            os.chown(conf_dir / extra.name, 0, gid)
+            (conf_dir / extra.name).chmod(0o640)
+        self._network()
         binary = mosquitto_binary()
         assert binary is not None
         with self.output.open("ab") as out:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, binary, "-c",
+                ["ip", "netns", "exec", self.netns, binary, "-c",
                  str(self.root / "etc/mosquitto/mosquitto.conf")], stdout=out, stderr=out)
 
         def listening() -> bool:
@@ -311,6 +341,13 @@ class DeployedBroker:
 
         wait_for(listening, timeout=15, what=f"mosquitto listening on {self.host}")
 
+    def kill(self) -> None:
+        """SIGKILL the broker (what a power cut does); its network stays."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
     def close(self) -> None:
         """Stop the broker; remove the link, the namespace and the tree."""
         if self.proc is not None and self.proc.poll() is None:
@@ -321,7 +358,9 @@ class DeployedBroker:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
-        for args in (("link", "del", self._veth), ("netns", "del", self.netns)):
-            subprocess.run(["ip", *args], capture_output=True, timeout=10)
+        if self._up:  # a link to another broker's namespace goes with this one
+            for args in (("link", "del", self._veth), ("netns", "del", self.netns)):
+                subprocess.run(["ip", *args], capture_output=True, timeout=10)
+            self._up = False
         shutil.rmtree(self.root, ignore_errors=True)
 

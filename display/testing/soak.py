@@ -198,18 +198,12 @@ class Soak:
                              for i, r in enumerate(self.rooms))
         self.broker = Broker(directory / "broker")
         self.port = free_port()
-        config = directory / "bridge.toml"
-        config.write_text(BRIDGE_TOML.format(
+        self.bridge = NodeProcess(directory / "bridge", BRIDGE_TOML.format(
             name=BRIDGE, state=json.dumps(str(directory / "bridge-state")), port=self.port,
-            path=PATH, token=TOKEN, key=KEY, broker=self.broker.url) + rooms_toml,
-            encoding="utf-8")
-        self.bridge = NodeProcess(config, directory / "bridge.log",
-                                  webhook=("127.0.0.1", self.port))
-        agent = directory / "agent.toml"
-        agent.write_text(AGENT_TOML.format(
+            path=PATH, token=TOKEN, key=KEY, broker=self.broker.url) + rooms_toml)
+        self.agent = NodeProcess(directory / "agent", AGENT_TOML.format(
             name=AGENT, state=json.dumps(str(directory / "agent-state")),
-            broker=self.broker.url) + rooms_toml, encoding="utf-8")
-        self.agent = NodeProcess(agent, directory / "agent.log")
+            broker=self.broker.url) + rooms_toml)
         self.availability = Topics().availability(BRIDGE)
 
     def run(self) -> SoakReport:
@@ -332,7 +326,7 @@ class Soak:
                     lost.setdefault(culprit.uuid, f"{where}: {what}, answered {culprit.kind} "
                                                   f"{culprit.uuid} says {_show(culprit.effect)}")
 
-        with ScheduleStore(self.bridge.config.parent / "bridge-state" / "schedule.db") as store:
+        with ScheduleStore(self.directory / "bridge-state" / "schedule.db") as store:
             for uuid in sorted(acked):
                 if not store.seen(uuid):
                     lost.setdefault(uuid, f"bridge store: answered delivery {uuid} not recorded")

@@ -7,7 +7,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,32 +15,14 @@ import pytest
 
 from display.config import parse_config
 from display.encode.mqtt_schedule import MAX_SCHEDULE_BYTES, decode_schedule
-from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.broker import Broker, Recorder
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
-from display.testing.mqtt_nodes import AGENT, BRIDGE, START, RunningNode, fake_clock
+from display.testing.mqtt_nodes import AGENT, BRIDGE, START, RunningNode
 from display.testing.waiting import wait_for
 from display.transport.mqtt_client import probe
 
 P = "room-display/v1"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from running_broker(tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return fake_clock()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[RunningNode]]:
-    started: list[RunningNode] = []
-    yield started
-    for n in reversed(started):
-        n.close()
 
 
 def bridge_node(tmp: Path, b: Broker, clock: FakeClock, nodes: list[RunningNode],

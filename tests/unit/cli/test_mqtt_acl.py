@@ -18,10 +18,12 @@ from display.cli.mqtt_acl import (
     DEFAULT_OUT,
     KEEP_MARKER,
     MAX_PACKET_BYTES,
+    BrokerBridge,
     Device,
     Listener,
     Site,
     acl_text,
+    bridge_conf_text,
     conf_text,
     hash_password,
     main,
@@ -161,3 +163,72 @@ def test_docs_show_exactly_the_generated_files() -> None:
     for name in ("room-display.conf", "room-display.acl"):
         assert "```\n" + (ROOT / "examples/mosquitto" / name).read_text() + "```" in docs, name
     assert "--device pi-3f-east=lights/3f-east --homeassistant homeassistant" in docs
+
+
+def test_a_broker_bridge_gets_an_account_and_the_standbys_bridge_file(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path), "--bridge", "bridge-a", "--bridge", "bridge-b",
+                 "--agent", "pi-1", "--device", "pi-1=lights/a", "--broker-bridge",
+                 "broker-b=broker-a.local"]) == 0
+    password = (tmp_path / "credentials/broker-b/mqtt-password").read_text().strip()
+    conf = tmp_path / "room-display-bridge-broker-b.conf"
+    lines = conf.read_text().splitlines()
+    assert conf.stat().st_mode & 0o777 == 0o640, "it holds a password"
+    assert "address broker-a.local:1883" in lines and "try_private true" in lines
+    assert f"remote_password {password}" in lines and "remote_username broker-b" in lines
+    carried = [line.split()[1] for line in lines if line.startswith("topic ")]
+    assert carried == ["room-display/#", "homeassistant/#", "lights/a", "lights/a/#"]
+    assert all(line.endswith(" both 1") for line in lines if line.startswith("topic "))
+    # Its account reads and writes exactly what it carries, on both brokers.
+    acl = (tmp_path / "room-display.acl").read_text()
+    section = acl[acl.index("user broker-b\n"):].split("\n\n")[0].splitlines()
+    assert section[1:] == [f"topic readwrite {t}" for t in carried]
+    assert "broker-b:$7$" in (tmp_path / "passwd").read_text()
+    # Run again: the same password; a name alone is the account without a file.
+    assert main(["--out", str(tmp_path), "--bridge", "bridge-a", "--broker-bridge",
+                 "broker-b=10.0.0.1:1884", "--broker-bridge", "broker-c"]) == 0
+    assert f"remote_password {password}\n" in conf.read_text()
+    assert "address 10.0.0.1:1884\n" in conf.read_text()
+    assert not (tmp_path / "room-display-bridge-broker-c.conf").exists()
+    assert "user broker-c\ntopic readwrite room-display/#\n" in \
+        (tmp_path / "room-display.acl").read_text()
+
+
+@pytest.mark.parametrize(("value", "address"), [
+    ("b=10.0.0.1", "10.0.0.1:1883"), ("b=fd00::1", "fd00::1:1883"),
+    ("b=[fd00::1]:1884", "fd00::1:1884"), ("b=broker-a.local:8883", "broker-a.local:8883")])
+def test_the_primarys_address_and_port(tmp_path: Path, value: str, address: str) -> None:
+    assert main(["--out", str(tmp_path), "--bridge", "x", "--broker-bridge", value]) == 0
+    assert f"\naddress {address}\n" in (tmp_path / "room-display-bridge-b.conf").read_text()
+
+
+def test_a_birth_topic_outside_discovery_is_carried_too() -> None:
+    site = Site(bridges=("b",), birth_topic="ha/status")
+    assert site.carried() == ("room-display/#", "homeassistant/#", "ha/status")
+
+
+@pytest.mark.parametrize("value", ["broker b", "b=", "b=host:99999", "b=host name", "ha",
+                                   "x", "b=[::1]:0"])
+def test_a_bad_broker_bridge_is_one_line_and_writes_nothing(tmp_path: Path, value: str) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as refused:
+        main(["--out", str(out), "--bridge", "b", "--homeassistant", "ha", "--broker-bridge",
+              "x", "--broker-bridge", value])
+    assert "--broker-bridge" in str(refused.value) and "\n" not in str(refused.value)
+    assert not out.exists()
+
+
+def test_docs_show_exactly_the_generated_broker_bridge() -> None:
+    """docs/MQTT.md, "Two brokers": its command writes the ACL section and file it shows."""
+    docs = (ROOT / "docs/MQTT.md").read_text()
+    command = ("--bridge bridge-hq --bridge bridge-hq2 --agent pi-5f-focus --agent pi-3f-east \\\n"
+               "        --device pi-3f-east=lights/3f-east --homeassistant homeassistant \\\n"
+               "        --broker-bridge broker-b=broker-a.local")
+    assert command in docs
+    site = Site(bridges=("bridge-hq", "bridge-hq2"), agents=EXAMPLE.agents,
+                devices=EXAMPLE.devices, homeassistant="homeassistant",
+                broker_bridges=(BrokerBridge("broker-b", "broker-a.local:1883"),))
+    conf = bridge_conf_text(site, site.broker_bridges[0], "PASSWORD-OF-broker-b")
+    assert "```\n" + conf + "```" in docs
+    acl = acl_text(site)
+    section = acl[acl.index("# Broker bridge broker-b"):acl.index("\n\n" + KEEP_MARKER)]
+    assert "```\n" + section + "\n```" in docs
