@@ -21,10 +21,13 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
+from display.testing.waiting import wait_for
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "hardware" / "firmware"
 PROTOCOL_MD = FIRMWARE_DIR.parent / "PROTOCOL.md"
@@ -274,6 +277,26 @@ class MicroBoard:
         """Press (``True``) or release the board's check-in button (its pin reads 0 while
         held, as a button to ground with the pull-up does)."""
         self.button_file.write_bytes(b"0" if down else b"1")
+
+    def held_seen_ms(self) -> int:
+        """How long the firmware has read the button as held (0 before its first read of the
+        press): from its first to its latest read, on its own clock."""
+        try:
+            first, latest = (self.button_file.parent / (self.button_file.name + ".seen")
+                             ).read_text().split()
+        except (OSError, ValueError):  # not held, or caught between the write's open and end
+            return 0
+        return int(latest) - int(first)
+
+    def press(self, seconds: float = 0.3) -> None:
+        """A person's short press: held ``seconds`` and until the firmware has read it as held
+        for longer than its debounce (on a starved machine its loop may not look for a while;
+        a real pin keeps its level until it does), then released."""
+        self.hold_button(True)
+        time.sleep(seconds)  # the person's press, an action rather than a wait
+        wait_for(lambda: self.held_seen_ms() > 2 * panel_board.DEBOUNCE_MS, 30,
+                 what="the firmware to see the button held")
+        self.hold_button(False)
 
     def errors(self) -> str:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""

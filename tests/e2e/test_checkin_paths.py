@@ -9,7 +9,6 @@ import itertools
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -162,9 +161,7 @@ def test_the_boards_button_checks_in_and_a_long_press_ends_the_meeting(
         with CheckinBox(config, FakeClock(T0)) as box:
             box.book("bk-1", T0, END)
             box.tick_at(T0 + timedelta(minutes=3))
-            board.hold_button(True)
-            time.sleep(0.3)  # a person's short press (an action, not a wait)
-            board.hold_button(False)
+            board.press()  # a person's short press
             wait_for(lambda: steps(box) == [("bk-1_0", Step.CHECKED_IN)], 20,
                      what="the board's check-in")
             assert box.service.checkins == {"button": 1}

@@ -294,9 +294,7 @@ def test_the_button_reaches_the_host_once_and_the_leds_flash_when_it_did(
                 except BoardReset:
                     link.wait_ready(15)
             white_before = board.leds().count((255, 255, 255))
-            board.hold_button(True)
-            time.sleep(0.3)  # a person's short press: held 0.3 s (an action, not a wait)
-            board.hold_button(False)
+            board.press()  # a person's short press: held 0.3 s
             wait_for(lambda: len(heard) == 1, 10, what="the check-in at the host")
             assert heard[0][1] is pp.Press.CHECK_IN
             wait_for(lambda: board.leds().count((255, 255, 255)) > white_before, 5,

@@ -48,6 +48,27 @@ def record(kind, data=b""):
         _log.write(data)
 
 
+def _seen_button(level):
+    """Note in ``button_file`` + ``.seen`` how long this press has been read as held: the first
+    and the latest ``ticks_ms`` of the reads that saw it down (gone when released), so a test
+    can let go of a short press once the firmware has really seen it, however starved the
+    process is."""
+    seen = _BUTTON_FILE + ".seen"
+    if level:
+        if _state.get("down_since") is not None:
+            _state["down_since"] = None
+            try:  # noqa: SIM105 (the unix port has no contextlib)
+                os.remove(seen)
+            except OSError:
+                pass
+        return
+    now = time.ticks_ms()
+    if _state.get("down_since") is None:
+        _state["down_since"] = now
+    with open(seen, "w") as f:
+        f.write(f"{_state['down_since']} {now}")
+
+
 class Pin:
     IN = 0
     OUT = 1
@@ -80,9 +101,11 @@ class Pin:
             if self.id == _BUTTON and _BUTTON_FILE:
                 try:
                     with open(_BUTTON_FILE, "rb") as f:
-                        return 0 if f.read(1) == b"0" else 1
+                        level = 0 if f.read(1) == b"0" else 1
                 except OSError:
-                    return 1
+                    level = 1
+                _seen_button(level)
+                return level
             return self.level
         self.level = 1 if v else 0
         if self.id == _DC:
