@@ -34,6 +34,8 @@ def test_a_requested_resync_runs_a_pass_and_fills_what_events_never_brought(
             assert intake is not None
             wait_for(lambda: {b.uid for b in app.store.bookings("omm_a")} == {"first"},
                      timeout=30, what="the pass at start")
+            # Its report line reaches the node just after its commit reaches the store.
+            wait_for(lambda: app.resync_passes["ok"] >= 1, timeout=10, what="the start's report")
             passes = app.resync_passes["ok"]
             # Booked while no event reached this bridge (another one got it, then died).
             api.slots = {"omm_a": [slot("first", START, START + timedelta(hours=1)),
@@ -42,5 +44,6 @@ def test_a_requested_resync_runs_a_pass_and_fills_what_events_never_brought(
             assert intake.request_resync("took over publishing")
             wait_for(lambda: {b.uid for b in app.store.bookings("omm_a")} == {"first", "missed"},
                      timeout=20, what="the requested pass")
-            assert app.resync_passes["ok"] == passes + 1
+            wait_for(lambda: app.resync_passes["ok"] == passes + 1, timeout=10,
+                     what="the requested pass's report")
             assert app.node.status()["node"]["resync"]["ok"] is True
