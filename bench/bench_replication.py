@@ -21,13 +21,14 @@ configs that differ only in the name and the listen addresses
    from the kill: until the other bridge's first retained schedule is on the broker, and until
    an event POSTed to the live bridge right after the kill is in the retained schedule of its
    room (what an agent shows). A subscriber to the room topics timestamps every message on
-   arrival. The killed bridge is then started again, and the next round waits until it is back,
-   caught up and not publishing (the other keeps publishing); so the bridges take turns. 5
-   rounds: median and max. A bridge that loses power or its network, not its process, is
-   noticed by the broker only after ``keepalive`` x 1.5 (90 s by default): add that.
+   arrival. The killed bridge is then started again, and the next round waits until it is
+   back, caught up and not publishing (the other keeps publishing; a schedule it writes while
+   coming back is counted: there should be none); so the bridges take turns. 5 rounds: median
+   and max. A bridge that loses power or its network, not its process, is noticed by the
+   broker only after ``keepalive`` x 1.5 (90 s by default): add that.
 
-About a minute in all. Run: ``scripts/bench replication`` or
-``.venv/bin/python bench/bench_replication.py``.
+About 20-30 s in all; the load average is printed before and after. Run:
+``scripts/bench replication`` or ``.venv/bin/python bench/bench_replication.py``.
 """
 
 from __future__ import annotations
