@@ -65,7 +65,7 @@ from display.testing.node_process import (  # noqa: E402
 RATE = 100  # events per second
 SECONDS = 10
 SENDERS = 4  # keep-alive connections, as Feishu keeps several open
-POLL = 0.002  # how often B's store is read for the events not there yet
+POLL = 0.002  # how often the stores are read for the events not there yet
 TAKEOVERS = 5
 ROOMS = ("omm_a", "omm_b", "omm_c")
 TAKE_ROOM = "omm_c"  # the takeover rounds' events (the lag's are in omm_a and omm_b)
@@ -76,7 +76,8 @@ class Arrivals(Recorder):
     """A :class:`Recorder` that also timestamps every message on arrival."""
 
     def __init__(self, port: int, topic_filter: str) -> None:
-        self.log: list[tuple[float, str, bytes]] = []  # before the retained ones arrive
+        # set before subscribing: the retained messages arrive at once
+        self.log: list[tuple[float, str, bytes]] = []
         super().__init__(port, topic_filter)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -120,7 +121,7 @@ def agreed(*bridges: NodeProcess) -> str | None:
 
 def read_only(node: NodeProcess) -> sqlite3.Connection:
     """A read-only connection to the node's store (WAL: it never blocks the node's writes)."""
-    return sqlite3.connect(f"file:{store_path(node.config)}?mode=ro", uri=True,
+    return sqlite3.connect(f"{store_path(node.config).resolve().as_uri()}?mode=ro", uri=True,
                            check_same_thread=False)
 
 
@@ -276,20 +277,33 @@ def back(node: NodeProcess, other: NodeProcess, uuid: str) -> bool:
         db.close()
 
 
-def takeover(bridges: dict[str, NodeProcess], rec: Arrivals
-             ) -> tuple[list[float], list[float], list[float], int]:
-    """Per round (ms): kill -> the other's first schedule; kill -> the event POSTed to the
-    live bridge in its room's schedule; that event's 200 -> in the schedule. And how many
-    schedules the bridges wrote while coming back (there should be none)."""
+@dataclass(frozen=True)
+class Round:
+    """One kill of the publisher, as :func:`kill_round` measured it."""
+
+    first_ms: float  #: the kill -> the other's first schedule
+    event_ms: float  #: the kill -> the event POSTed to the live bridge in its room's schedule
+    after_ack_ms: float  #: that event's 200 -> in the schedule
+    killed: float  #: perf_counter() of the kill
+    restarted: float  #: perf_counter() of the killed bridge's start
+    doomed: str  #: the name of the killed bridge
+
+
+def takeover(bridges: dict[str, NodeProcess], rec: Arrivals) -> tuple[list[Round], int]:
+    """:data:`TAKEOVERS` kills, and how many schedules the killed bridges wrote from their
+    restart until the next kill, while the other publishes (there should be none)."""
     begin = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
     rounds = [kill_round(bridges, rec, n, begin + timedelta(minutes=10 * n))
               for n in range(TAKEOVERS)]
-    return ([r[0] for r in rounds], [r[1] for r in rounds], [r[2] for r in rounds],
-            sum(r[3] for r in rounds))
+    ends = [r.killed for r in rounds[1:]] + [time.perf_counter()]
+    stray = sum(at < end and schedule.bridge == r.doomed
+                for r, end in zip(rounds, ends, strict=True)
+                for at, schedule in rec.schedules_since(r.restarted))
+    return rounds, stray
 
 
 def kill_round(bridges: dict[str, NodeProcess], rec: Arrivals, n: int, start_at: datetime
-               ) -> tuple[float, float, float, int]:
+               ) -> Round:
     """One kill of the publisher (see :func:`takeover`); the killed bridge back afterwards."""
     chosen = wait(lambda: agreed(*bridges.values()), 60, "one publisher", interval=0.05)
     doomed = bridges[chosen]
@@ -313,9 +327,9 @@ def kill_round(bridges: dict[str, NodeProcess], rec: Arrivals, n: int, start_at:
     doomed.start()
     wait(lambda: back(doomed, live, uuid), 90,
          f"{doomed.name} back, caught up and not publishing", interval=0.05)
-    # Coming back, it must not write the room topics (an agent would see it flip publishers).
-    stray = sum(s.bridge == doomed.name for _at, s in rec.schedules_since(restarted))
-    return (took - killed) * 1000, (shown - killed) * 1000, (shown - acked) * 1000, stray
+    return Round(first_ms=(took - killed) * 1000, event_ms=(shown - killed) * 1000,
+                 after_ack_ms=(shown - acked) * 1000, killed=killed, restarted=restarted,
+                 doomed=chosen)
 
 
 def main() -> int:
@@ -349,13 +363,16 @@ def main() -> int:
             print(f"  POST -> 200 at A: median {median(got.answer):.1f} ms, "
                   f"p99 {percentile(got.answer, 99):.1f} ms", flush=True)
             rec = Arrivals(broker.port, f"{PREFIX}/v1/rooms/#")
-            took, shown, after_ack, stray = takeover(bridges, rec)
+            rounds, stray = takeover(bridges, rec)
+            took = [r.first_ms for r in rounds]
+            shown = [r.event_ms for r in rounds]
+            after_ack = [r.after_ack_ms for r in rounds]
             print(f"publisher SIGKILLed -> the other's first retained schedule ({len(took)} "
                   f"kills): median {median(took):.0f} ms, max {max(took):.0f} ms")
             print(f"publisher SIGKILLed -> an event POSTed to the live bridge in the retained "
                   f"schedule: median {median(shown):.0f} ms, max {max(shown):.0f} ms "
                   f"(from its 200: median {median(after_ack):.0f} ms, "
-                  f"max {max(after_ack):.0f} ms); schedules written by a bridge coming back: "
+                  f"max {max(after_ack):.0f} ms); schedules written by a killed bridge once back: "
                   f"{stray}")
             traced = sum(node.tracebacks() for node in bridges.values())
             if traced:
