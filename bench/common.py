@@ -138,3 +138,10 @@ def python_cost(code: str, runs: int) -> tuple[list[float], list[float], list[fl
         secs.append(s)
         rss.append(r)
     return secs, walls, rss
+
+
+def loadavg() -> str:
+    """The load average over 1, 5 and 15 minutes, as ``/proc/loadavg`` gives it: what else the
+    machine was doing while the figures were taken."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
