@@ -134,12 +134,14 @@ class Node:
         self._status_written_mono: float | None = None
         self._status_owed = False  # a change waits for STATUS_COALESCE (a large document)
         # The rooms' JSON in configuration order, as last written, and the rooms recomputed
-        # since: a write replaces those and joins the list (not every room made again).
-        self._status_texts: list[str] | None = None
+        # since: a write replaces those and joins the list (not every room made again). The
+        # document itself is not kept (at 20,000 rooms it is 10 MB): what it held is known from
+        # the node member and whether any room's JSON differed from the list's.
+        self._status_texts: list[bytes] | None = None
         self._status_texts_epoch = -1
         self._texts_dirty: set[str] = set()
-        self._status_node_text: str | None = None
-        self._status_body: str | None = None  # the document last written, minus generated_at
+        self._status_node_text: bytes | None = None
+        self._status_size = 0  # bytes of the document last written (0: none yet)
         self._last_prune: float | None = None  # monotonic
         self._prune_held: str | None = None  # why the last due prune was not done (logged once)
         self._last_step: tuple[float, float, datetime] | None = None  # (mono, seconds, wall)
@@ -167,12 +169,13 @@ class Node:
         self._last_stale: bool | None = None
         self._room_index: dict[str, int] = {}
         self._thresholds = Thresholds()
-        # Per room, its status entry without devices and that entry as JSON, made when its view
-        # changed: writing the status document joins them instead of formatting every room.
+        # Per room, its status entry without devices as UTF-8 JSON (bytes: half the memory of a
+        # str holding CJK names), made when its view changed: writing the status document joins
+        # them instead of formatting every room.
         # Any thread may fill it (``status`` is called by the web page's threads): an entry
         # counts only while its (epoch, generation) is current; the loop moves a room's
         # generation when it recomputes the room, and the epoch at a reload.
-        self._room_docs: dict[str, tuple[int, int, str]] = {}
+        self._room_docs: dict[str, tuple[int, int, bytes]] = {}
         self._doc_gen: dict[str, int] = {}
         self._docs_epoch = 0
         # Rooms recomputed, in order, for the web page's hub (:meth:`entry_changes`).
@@ -384,8 +387,7 @@ class Node:
 
     def _status_hold(self) -> float:
         """Seconds a status write must still wait (0: write now)."""
-        if (self._status_written_mono is None or self._status_body is None
-                or len(self._status_body) < LARGE_STATUS):
+        if self._status_written_mono is None or self._status_size < LARGE_STATUS:
             return 0.0
         return max(0.0, self._status_written_mono + STATUS_COALESCE - self.clock.monotonic())
 
@@ -560,12 +562,22 @@ class Node:
                select: Callable[[RoomConfig], bool] | None = None) -> dict[str, Any]:
         """The ``status --json`` document (the contract in the README, "Command line");
         with ``select``, only the rooms it accepts."""
-        now = now or self.clock.now()
-        doc = self._node_status(now)
-        rooms = [r for r in self.config.rooms if select(r)] if select else None
+        doc = self.status_head(now)
         # Parsed from the cached JSON: a caller may change what it gets (``redact`` does).
-        doc["rooms"] = json.loads("[" + ",".join(self._room_entries(rooms)) + "]")
+        doc["rooms"] = json.loads(b"[" + b",".join(self.room_entries_json(select)) + b"]")
         return doc
+
+    def status_head(self, now: datetime | None = None) -> dict[str, Any]:
+        """:meth:`status` without its ``rooms`` member (``generated_at`` and ``node``)."""
+        return self._node_status(now or self.clock.now())
+
+    def room_entries_json(self, select: Callable[[RoomConfig], bool] | None = None
+                          ) -> list[bytes]:
+        """The ``rooms`` of :meth:`status` as each room's compact UTF-8 JSON, in configuration
+        order (only those ``select`` accepts): what a caller that writes JSON out joins, without
+        parsing and encoding every room again."""
+        rooms = self.config.rooms
+        return self._room_entries([r for r in rooms if select(r)] if select else None)
 
     def _node_status(self, now: datetime) -> dict[str, Any]:
         """The document without its rooms."""
@@ -581,7 +593,7 @@ class Node:
         doc["node"] = local_times(doc["node"], tz)
         return doc
 
-    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[str]:
+    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[bytes]:
         """Every room's status entry as JSON, in configuration order.
 
         Only the JSON is kept (a fraction of the memory of the objects), made again when the room
@@ -598,12 +610,13 @@ class Node:
             if devices:
                 entry = json.loads(text)
                 entry["devices"] = local_times([d.health().to_json() for d in devices], tz)
-                text = _dumps(entry)
+                text = _dumps(entry).encode()
             out.append(text)
         return out
 
-    def _room_texts(self) -> list[str]:
-        """Every room's JSON for the status file, made again only where it changed."""
+    def _room_texts(self) -> tuple[list[bytes], bool]:
+        """Every room's JSON for the status file, made again only where it changed, and
+        whether any differs from what the list held (True when it was made anew)."""
         rooms = self.config.rooms
         texts = self._status_texts
         dirty, self._texts_dirty = self._texts_dirty, set()
@@ -611,15 +624,19 @@ class Node:
                 or len(texts) != len(rooms)):
             self._status_texts_epoch = self._docs_epoch
             texts = self._status_texts = self._room_entries()
-            return texts
+            return texts, True
         with_devices = self.rooms_with_devices()
         index = self._room_index
         redo = [rooms[i] for i in sorted(index[r] for r in dirty | with_devices if r in index)]
+        changed = False
         for room, text in zip(redo, self._room_entries(redo), strict=True):
-            texts[index[room.open_id]] = text
-        return texts
+            i = index[room.open_id]
+            if texts[i] != text:
+                texts[i] = text
+                changed = True
+        return texts, changed
 
-    def _cached_entry(self, room: RoomConfig) -> str:
+    def _cached_entry(self, room: RoomConfig) -> bytes:
         """``room``'s status entry without its devices, as JSON (made when stale)."""
         # The key is read before the view: an entry made from a view the loop replaces
         # meanwhile is stored under the old key, so it never counts.
@@ -627,7 +644,8 @@ class Node:
         cached = self._room_docs.get(room.open_id)
         if cached is not None and (cached[0], cached[1]) == key:
             return cached[2]
-        text = _dumps(room_status(room, self._views.get(room.open_id), [], self.config.node.tz))
+        text = _dumps(room_status(room, self._views.get(room.open_id), [],
+                                  self.config.node.tz)).encode()
         self._room_docs[room.open_id] = (*key, text)
         return text
 
@@ -658,6 +676,14 @@ class Node:
         entry: dict[str, Any] = json.loads(self._room_entries([rooms[index]])[0])
         return entry
 
+    def room_entry_json(self, open_id: str) -> bytes | None:
+        """:meth:`room_entry` as compact UTF-8 JSON (what :meth:`room_entries_json` holds)."""
+        index = self._room_index.get(open_id)
+        rooms = self.config.rooms
+        if index is None or index >= len(rooms) or rooms[index].open_id != open_id:
+            return None
+        return self._room_entries([rooms[index]])[0]
+
     def cached_bookings(self, open_id: str) -> list[Booking] | None:
         """The room's bookings as the loop last read them from the store (those that ended
         within :data:`LOOKBACK` included), or None before it read them."""
@@ -681,30 +707,34 @@ class Node:
         """
         doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        node_text = _dumps(doc["node"])
-        if (node_text == self._status_node_text and self._status_body is not None
-                and not self._texts_dirty and not self._devices
-                and self._status_texts_epoch == self._docs_epoch):
-            body = self._status_body  # the heartbeat of an idle node: no rooms joined again
-        else:
-            body = f'{{"node":{node_text},"rooms":[' + ",".join(self._room_texts()) + "]}"
-        self._status_node_text = node_text
-
+        node_text = _dumps(doc["node"]).encode()
+        changed = node_text != self._status_node_text or not self._status_size
+        texts: list[bytes] | None = None
+        if (changed or self._texts_dirty or self._devices
+                or self._status_texts_epoch != self._docs_epoch):
+            texts, rooms_changed = self._room_texts()
+            changed = changed or rooms_changed
+        # else the heartbeat of an idle node: no rooms joined again, only the mtime moves
         path = runtime_status_path(self.config)
         try:
-            if body == self._status_body and path.exists():
+            if not changed and path.exists():
                 os.utime(path)
             else:
+                if texts is None:
+                    texts, _ = self._room_texts()
                 path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
                 if path.parent.stat().st_uid != os.getuid():  # /dev/shm is shared by all users
                     raise PermissionError(errno.EPERM, "directory owned by another user")
-                atomic_write(path, f'{{"generated_at":{json.dumps(generated)},{body[1:]}'
-                             .encode())
-                self._status_body = body
+                body = _document(json.dumps(generated).encode(), node_text, texts)
+                atomic_write(path, body)
+                self._status_size = len(body)
+                del body  # 10 MB at 20,000 rooms: not kept past the write
                 self._link_status(path)
+            self._status_node_text = node_text
             self._status_written = now
             self._status_written_mono = self.clock.monotonic()
         except OSError as exc:
+            self._status_size = 0  # what the file holds is not known: write it whole next time
             log.warning("cannot write %s: %s", path, exc.strerror)
 
     def _link_status(self, target: Path) -> None:
@@ -729,6 +759,17 @@ class Node:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _document(generated: bytes, node: bytes, rooms: list[bytes]) -> bytes:
+    """The status document from its parts (JSON each), joined once: no 10 MB intermediates."""
+    parts = [b'{"generated_at":', generated, b',"node":', node, b',"rooms":[']
+    for i, room in enumerate(rooms):
+        if i:
+            parts.append(b",")
+        parts.append(room)
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],
