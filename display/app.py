@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from display import memory
 from display.checkin.control import ControlServer
 from display.checkin.mqtt import CheckinForwarder, CheckinSubscriber
 from display.checkin.service import Action, CheckinService, Result
@@ -60,6 +61,7 @@ class App:
         self.config = config
         self._stop = threading.Event()
         self.intake_args = tuple(intake_args)
+        memory.tune()  # before the first pass: its large blocks are given back as they go
         self.clock = clock or SystemClock()
         # Never fails over what is in the file: a corrupt one is moved aside (see storeopen).
         self.store, self.store_report = open_store(store_path(config))
@@ -359,7 +361,12 @@ class App:
 
     def run(self, on_tick: Callable[[], None] | None = None) -> None:
         """Run the node's loop until :meth:`stop`."""
+        first = [True]
+
         def tick() -> None:
+            if first[0]:  # every room read and shown: what is left now stays
+                first[0] = False
+                memory.settle()
             self._tell_systemd()
             if on_tick is not None:
                 on_tick()

@@ -564,7 +564,8 @@ class Node:
         with ``select``, only the rooms it accepts."""
         doc = self.status_head(now)
         # Parsed from the cached JSON: a caller may change what it gets (``redact`` does).
-        doc["rooms"] = json.loads(b"[" + b",".join(self.room_entries_json(select)) + b"]")
+        doc["rooms"] = json.loads(
+            b"[" + b",".join(text for _, text in self.room_entries_json(select)) + b"]")
         return doc
 
     def status_head(self, now: datetime | None = None) -> dict[str, Any]:
@@ -572,12 +573,13 @@ class Node:
         return self._node_status(now or self.clock.now())
 
     def room_entries_json(self, select: Callable[[RoomConfig], bool] | None = None
-                          ) -> list[bytes]:
-        """The ``rooms`` of :meth:`status` as each room's compact UTF-8 JSON, in configuration
-        order (only those ``select`` accepts): what a caller that writes JSON out joins, without
-        parsing and encoding every room again."""
-        rooms = self.config.rooms
-        return self._room_entries([r for r in rooms if select(r)] if select else None)
+                          ) -> list[tuple[str, bytes]]:
+        """The ``rooms`` of :meth:`status` as (open id, the room's compact UTF-8 JSON), in
+        configuration order (only those ``select`` accepts): what a caller that writes JSON out
+        joins, without parsing and encoding every room again."""
+        rooms = [r for r in self.config.rooms if select is None or select(r)]
+        return [(room.open_id, text)
+                for room, text in zip(rooms, self._room_entries(rooms), strict=True)]
 
     def _node_status(self, now: datetime) -> dict[str, Any]:
         """The document without its rooms."""
