@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
@@ -82,6 +83,11 @@ class App:
         self._watcher: threading.Thread | None = None
         self._ready = False
         self._last_status_line = ""
+        # The STATUS line's counts, kept up to date from the rooms the node recomputed
+        # (Node.entry_changes): a pass costs what changed, not a scan of every room.
+        self._status_cursor = 0
+        self._room_states: dict[str, tuple[str, bool]] = {}  # open id -> (state, stale)
+        self._state_counts: Counter[tuple[str, bool]] = Counter()
         self._resync: ResyncReport | None = None
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
         self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
@@ -381,17 +387,34 @@ class App:
         if not self._ready:
             self._ready = True
             notify("READY=1")
-        views = self.node.views().values()
-        counts: dict[str, int] = {}
-        for view in views:
-            counts[view.occupancy.state.value] = counts.get(view.occupancy.state.value, 0) + 1
-        stale = sum(1 for v in views if v.stale)
-        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rooms"
+        self._count_states()
+        counts: Counter[str] = Counter()
+        for (state, _), n in self._state_counts.items():
+            counts[state] += n
+        stale = sum(n for (_, is_stale), n in self._state_counts.items() if is_stale)
+        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no rooms"
         line += f"; {stale} stale" if stale else ""
         if line != self._last_status_line:
             self._last_status_line = line
             notify(f"STATUS={line}")
         notify("WATCHDOG=1")
+
+    def _count_states(self) -> None:
+        """Bring the rooms' (state, stale) counts up to date with the node's views."""
+        self._status_cursor, changed = self.node.entry_changes(self._status_cursor)
+        if changed is None:  # a reload, or too much changed to know: count every room
+            self._room_states = {open_id: (v.occupancy.state.value, v.stale)
+                                 for open_id, v in self.node.views().items()}
+            self._state_counts = Counter(self._room_states.values())
+            return
+        for open_id in set(changed):
+            view = self.node.view(open_id)
+            old = self._room_states.pop(open_id, None)
+            if old is not None:
+                self._state_counts[old] -= 1
+            if view is not None:
+                new = self._room_states[open_id] = (view.occupancy.state.value, view.stale)
+                self._state_counts[new] += 1
 
     @property
     def stopped(self) -> bool:

@@ -562,6 +562,10 @@ class Node:
     def views(self) -> dict[str, RoomView]:
         return dict(self._views)
 
+    def view(self, open_id: str) -> RoomView | None:
+        """The room's view as last computed (None before its first pass or when not ours)."""
+        return self._views.get(open_id)
+
     def devices(self) -> Mapping[str, tuple[str, Device]]:
         return dict(self._devices)
 
