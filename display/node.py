@@ -49,6 +49,10 @@ PRUNE_HOLD_AFTER_STEP = 3600.0
 # seconds: a burst of events is one write, still within a second of the first change.
 LARGE_STATUS = 1_000_000
 STATUS_COALESCE = 0.5
+#: And a change to a large document waits this long (seconds) before it is written: writing
+#: holds the interpreter for milliseconds, which the change's own MQTT messages and device
+#: updates, made in the same pass, must not wait for.
+STATUS_SETTLE = 0.1
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
 #: A pass that shows more rooms anew than this logs one line counting them by state instead of
 #: a line a room (the first pass of 20,000 rooms, a reload, the node turning stale).
@@ -137,6 +141,7 @@ class Node:
         self._status_written: datetime | None = None
         self._status_written_mono: float | None = None
         self._status_owed = False  # a change waits for STATUS_COALESCE (a large document)
+        self._status_owed_at: float | None = None  # monotonic: when a change was first owed
         # The rooms' JSON in configuration order, as last written, and the rooms recomputed
         # since: a write replaces those and joins the list (not every room made again). The
         # document itself is not kept (at 20,000 rooms it is 10 MB): what it held is known from
@@ -380,9 +385,10 @@ class Node:
         hold = 0.0
         if (self._status_owed or changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
-            hold = self._status_hold()
+            hold = self._status_hold(self._status_owed or changed or status_dirty)
             self._status_owed = hold > 0
             if not self._status_owed:
+                self._status_owed_at = None
                 self.write_status(now)
         self._maybe_prune(now)
         wake_at = [t for t in (self.freshness.next_change(now), self._next_due()) if t is not None]
@@ -391,11 +397,18 @@ class Node:
             seconds = min(seconds, hold)
         return max(0.0, min(MAX_SLEEP, seconds))
 
-    def _status_hold(self) -> float:
-        """Seconds a status write must still wait (0: write now)."""
+    def _status_hold(self, change: bool) -> float:
+        """Seconds a status write must still wait (0: write now); ``change``: what it shows may
+        have changed (else the idle heartbeat, held only by the coalescing)."""
         if self._status_written_mono is None or self._status_size < LARGE_STATUS:
             return 0.0
-        return max(0.0, self._status_written_mono + STATUS_COALESCE - self.clock.monotonic())
+        mono = self.clock.monotonic()
+        if not change:
+            return max(0.0, self._status_written_mono + STATUS_COALESCE - mono)
+        if self._status_owed_at is None:
+            self._status_owed_at = mono
+        return max(0.0, self._status_written_mono + STATUS_COALESCE - mono,
+                   self._status_owed_at + STATUS_SETTLE - mono)
 
     def _schedule(self, room: RoomConfig, now: datetime) -> None:
         """Queue the next instant ``room``'s view may change (or must be shown again)."""

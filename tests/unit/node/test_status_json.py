@@ -16,7 +16,14 @@ from display.clock import Clock
 from display.config import DeviceConfig, parse_config
 from display.devices.base import Device
 from display.intake.sink import EventSink
-from display.node import LOG_ROOMS, Node, runtime_status_path, status_path
+from display.node import (
+    LOG_ROOMS,
+    STATUS_COALESCE,
+    STATUS_SETTLE,
+    Node,
+    runtime_status_path,
+    status_path,
+)
 from display.store import ScheduleStore
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
@@ -101,3 +108,36 @@ def test_a_failed_write_is_made_whole_at_the_next_pass(many: Any) -> None:
     clock.advance(timedelta(seconds=11))
     node.tick()  # the heartbeat, nothing new since: written whole, the last write failed
     assert json.loads(path.read_text())["rooms"][4]["state"] == "busy"
+
+
+def test_a_large_document_is_written_shortly_after_a_change_and_at_most_twice_a_second(
+        many: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past LARGE_STATUS a change is written STATUS_SETTLE later (its MQTT messages and devices
+    go first) and a burst is one write per STATUS_COALESCE: still within a second."""
+    config, clock, _store, node, sink = many
+    monkeypatch.setattr("display.node.LARGE_STATUS", 1000)  # these 30 rooms count as large
+    node.tick()
+    path = runtime_status_path(config)
+
+    def book(room: str, n: int) -> float:
+        sink.accept(envelope(uid=f"bk{n}", start=START, end=START + timedelta(hours=1),
+                             rooms=(room,), event_time=1))
+        return node.tick()
+
+    def state(i: int) -> str:
+        return str(json.loads(path.read_text())["rooms"][i]["state"])
+
+    clock.advance(timedelta(seconds=1))
+    assert book("omm_001", 1) == pytest.approx(STATUS_SETTLE)  # asleep until it is due
+    assert state(1) == "free"
+    clock.advance(timedelta(seconds=STATUS_SETTLE))
+    node.tick()
+    assert state(1) == "busy"
+    clock.advance(timedelta(seconds=0.2))
+    assert book("omm_002", 2) == pytest.approx(STATUS_COALESCE - 0.2)
+    clock.advance(timedelta(seconds=0.1))
+    book("omm_003", 3)  # the same burst: one write for both
+    assert (state(2), state(3)) == ("free", "free")
+    clock.advance(timedelta(seconds=STATUS_COALESCE - 0.3))
+    node.tick()
+    assert (state(2), state(3)) == ("busy", "busy")
