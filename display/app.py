@@ -6,6 +6,7 @@ Pi by a door. Nothing here imports ``lark_oapi``: the Feishu intake runs in a ch
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -377,7 +378,11 @@ class App:
             if on_tick is not None:
                 on_tick()
 
-        self.node.run(self._stop, tick)
+        memory.hold()
+        try:
+            self.node.run(self._stop, tick)
+        finally:
+            gc.enable()  # a first pass that failed: the process goes on collecting
 
     def _tell_systemd(self) -> None:
         """READY after the first pass, a STATUS line when it changes, and a watchdog ping.
