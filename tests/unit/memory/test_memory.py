@@ -21,6 +21,7 @@ def rss_mb() -> float:
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
     yield
+    gc.enable()
     gc.unfreeze()  # the test process goes on: let its collector see everything again
 
 
@@ -41,4 +42,7 @@ def test_settle_gives_a_freed_peak_back_and_freezes_what_stays(unfrozen: None) -
 def test_no_glibc_no_tuning(monkeypatch: pytest.MonkeyPatch, unfrozen: None) -> None:
     monkeypatch.setattr(memory, "_glibc", lambda: None)
     assert memory.tune() is False
+    memory.hold()
+    assert not gc.isenabled()  # the first pass runs without collections
     assert memory.settle() >= 0  # the collector part still runs
+    assert gc.isenabled()
