@@ -89,6 +89,7 @@ class App:
         self._status_cursor = 0
         self._room_states: dict[str, tuple[str, bool]] = {}  # open id -> (state, stale)
         self._state_counts: Counter[tuple[str, bool]] = Counter()
+        self._state_keys: dict[tuple[str, bool], tuple[str, bool]] = {}
         self._resync: ResyncReport | None = None
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
         self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
@@ -408,8 +409,10 @@ class App:
         """Bring the rooms' (state, stale) counts up to date with the node's views."""
         self._status_cursor, changed = self.node.entry_changes(self._status_cursor)
         if changed is None:  # a reload, or too much changed to know: count every room
-            self._room_states = {open_id: (v.occupancy.state.value, v.stale)
-                                 for open_id, v in self.node.views().items()}
+            self._room_states = {
+                open_id: self._state_keys.setdefault(key, key)
+                for open_id, v in self.node.views().items()
+                for key in [(v.occupancy.state.value, v.stale)]}
             self._state_counts = Counter(self._room_states.values())
             return
         for open_id in set(changed):
@@ -418,7 +421,9 @@ class App:
             if old is not None:
                 self._state_counts[old] -= 1
             if view is not None:
-                new = self._room_states[open_id] = (view.occupancy.state.value, view.stale)
+                key = (view.occupancy.state.value, view.stale)
+                # One tuple per (state, stale), shared by the rooms: not one a room.
+                new = self._room_states[open_id] = self._state_keys.setdefault(key, key)
                 self._state_counts[new] += 1
 
     @property

@@ -9,9 +9,9 @@ And each full collection of Python's garbage collector walks every object the fi
 for good (the configuration, the rooms' views and bookings), holding the GIL while it does.
 
 :func:`tune` fixes the mmap threshold (large blocks are mapped and unmapped as they come and
-go); :func:`settle`, once the first pass is done, collects, moves what is left out of the
-collector's reach (:func:`gc.freeze`) and hands free pages back (``malloc_trim``). Both do
-nothing where the C library is not glibc.
+go) and caps the allocator's arenas; :func:`settle`, once the first pass is done, collects,
+moves what is left out of the collector's reach (:func:`gc.freeze`) and hands free pages back
+(``malloc_trim``). Both do nothing where the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -24,9 +24,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: mallopt's parameter number for the mmap threshold (malloc.h); setting it also turns off
-#: glibc's dynamic threshold.
+#: mallopt's parameter numbers (malloc.h). Setting the mmap threshold also turns off glibc's
+#: dynamic threshold.
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+#: Allocation arenas at most. glibc gives threads arenas of their own (up to eight a core), and
+#: what one thread freed stays in its arena; the interpreter lets one thread run at a time, so
+#: more arenas save no waiting and keep more freed memory.
+ARENA_MAX = 2
 #: Blocks this large or larger are mapped on their own and unmapped when freed: glibc's own
 #: default before it adjusts it (up to 32 MB) after the first such block is freed.
 MMAP_THRESHOLD = 128 * 1024
@@ -46,9 +51,17 @@ def _glibc() -> Any | None:
 
 
 def tune() -> bool:
-    """Fix the allocator's mmap threshold; True when the C library took it."""
+    """Fix the allocator's mmap threshold and its arenas; True when the C library took it."""
     libc = _glibc()
-    return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return (libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+            and bool(libc.mallopt(M_ARENA_MAX, ARENA_MAX)))
+
+
+def trim() -> None:
+    """Hand free memory back to the system after a one-off peak (a page's first message)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def hold() -> None:
@@ -65,8 +78,6 @@ def settle() -> int:
     gc.enable()
     gc.freeze()
     frozen = gc.get_freeze_count()
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    trim()
     log.debug("memory settled: %d objects frozen", frozen)
     return frozen

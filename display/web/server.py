@@ -52,6 +52,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from display import memory
 from display.checkin.service import END_WAIT, Action, Result
 from display.config import WebConfig
 from display.node import Node
@@ -67,6 +68,10 @@ from display.web.document import (
 from display.web.hub import HEARTBEAT_SECONDS, Hub
 
 log = logging.getLogger(__name__)
+
+#: An answer this long (about 2,000 rooms of ``/api/status``) is followed by handing the memory
+#: that making it took back to the system.
+LARGE_ANSWER = 1_000_000
 #: What a flood makes the server say: one line per cause and minute.
 noisy = RateLimitedLog(log, 60.0)
 
@@ -385,6 +390,7 @@ class WebServer:
             # retry: how soon the browser reconnects after losing the node (default ~3 s).
             await self._send_event(writer, head, b"retry: 1000\n\n", first)
             del first  # the whole document (10 MB at 20,000 rooms): not held while a page is open
+            memory.trim()  # and what making it took, given back
             while not client.closed and not self.stopping:
                 messages = await loop.run_in_executor(self._stream_threads, client.take,
                                                       HEARTBEAT_SECONDS)
@@ -459,6 +465,8 @@ class WebServer:
             # Joined from the rooms' JSON: never the whole document as objects.
             body = join_status(*status_parts(node, rooms=_listed(request.query, "rooms"),
                                              floors=_listed(request.query, "floor")))
+            if len(body) > LARGE_ANSWER:
+                memory.trim()  # what joining thousands of rooms took, given back
             return send(HTTPStatus.OK, body, "application/json; charset=utf-8")
         if path == "/metrics":
             metrics = metrics_text(status_document(node), self.counters())
