@@ -90,6 +90,8 @@ class App:
         self._room_states: dict[str, tuple[str, bool]] = {}  # open id -> (state, stale)
         self._state_counts: Counter[tuple[str, bool]] = Counter()
         self._state_keys: dict[tuple[str, bool], tuple[str, bool]] = {}
+        # (config, organizer shown anywhere, title shown anywhere) for ``node.details``.
+        self._details_shown: tuple[Config, bool, bool] | None = None
         self._resync: ResyncReport | None = None
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
         self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
@@ -211,9 +213,13 @@ class App:
             counts = json.loads(raw) if raw else {}
         except (StoreError, ValueError):
             counts = {}
-        rooms = [self.config.room_details(room) for room in self.config.rooms]
-        return {"organizer": any(d.organizer for d in rooms),
-                "title": any(d.title for d in rooms),
+        config = self.config
+        shown = self._details_shown
+        if shown is None or shown[0] is not config:  # once a configuration, not once a call
+            rooms = [config.room_details(room) for room in config.rooms]
+            shown = self._details_shown = (config, any(d.organizer for d in rooms),
+                                           any(d.title for d in rooms))
+        return {"organizer": shown[1], "title": shown[2],
                 "counts": counts if isinstance(counts, dict) else {}}
 
     def intake_store(self, ok: bool, error: str | None) -> None:

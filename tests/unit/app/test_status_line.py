@@ -57,3 +57,19 @@ def test_the_status_line_counts_rooms_as_they_change(tmp_path: Path,
             finally:
                 app.stop()
                 loop.join(15)
+
+
+def test_node_details_follows_a_reload(tmp_path: Path) -> None:
+    """``node.details`` says whether any room shows organizers or titles: worked out once a
+    configuration (not at every status), and again after a reload."""
+    path = tmp_path / "room-display.toml"
+    head = '[node]\nname = "t"\nstate_dir = "state"\ntimezone = "UTC"\n'
+    path.write_text(head + ROOMS)
+    with App(load_config(path), FakeClock(START)) as app:
+        details = app.details_status()  # node.details of a node with [feishu]
+        assert (details["organizer"], details["title"]) == (False, False)
+        path.write_text(head + ROOMS + '[[rooms]]\nopen_id = "omm_c"\nname = "C"\n'
+                        '[rooms.details]\ntitle = true\n')
+        assert app.reload()
+        details = app.details_status()
+        assert (details["organizer"], details["title"]) == (False, True)
