@@ -541,7 +541,9 @@ class Node:
         else:
             self._checkin_wake[room.open_id] = wake
         content = (*_content(name, occ, stale, closed_until, details), path, checkin)
-        shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
+        shown = self._shown.get(room.open_id)
+        if shown is None:
+            shown = self._shown[room.open_id] = Unchanged(REDRAW_EVERY)
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
         # The status entry is made again even when the content is the same: its words read
