@@ -516,10 +516,10 @@ class Node:
         its bridge sent, which the bridge's own config already limited)."""
         return None if self.config.role == "agent" else self.config.room_details(room)
 
-    def _read_details(self, room: RoomConfig) -> Mapping[str, StoredDetails]:
+    def _read_details(self, room: RoomConfig) -> dict[str, StoredDetails]:
         policy = self._policy(room)
         if policy is not None and not policy.any:
-            return _NONE  # the default: nothing read, nothing shown
+            return {}  # the default: nothing read, nothing shown
         return self.store.details(b.key for b in self._bookings[room.open_id])
 
     def _update_room(self, room: RoomConfig, now: datetime, stale: bool,
