@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,7 @@ def test_the_status_line_counts_rooms_as_they_change(tmp_path: Path,
             finally:
                 app.stop()
                 loop.join(15)
+                gc.unfreeze()  # App.run froze what the test process had: let it go again
 
 
 def test_node_details_follows_a_reload(tmp_path: Path) -> None:
