@@ -706,14 +706,6 @@ class Node:
         entry: dict[str, Any] = json.loads(self._room_entries([rooms[index]])[0])
         return entry
 
-    def room_entry_json(self, open_id: str) -> bytes | None:
-        """:meth:`room_entry` as compact UTF-8 JSON (what :meth:`room_entries_json` holds)."""
-        index = self._room_index.get(open_id)
-        rooms = self.config.rooms
-        if index is None or index >= len(rooms) or rooms[index].open_id != open_id:
-            return None
-        return self._room_entries([rooms[index]])[0]
-
     def cached_bookings(self, open_id: str) -> list[Booking] | None:
         """The room's bookings as the loop last read them from the store (those that ended
         within :data:`LOOKBACK` included), or None before it read them."""
