@@ -6,9 +6,11 @@ Pi by a door. Nothing here imports ``lark_oapi``: the Feishu intake runs in a ch
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
@@ -16,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from display import memory
 from display.checkin.control import ControlServer
 from display.checkin.mqtt import CheckinForwarder, CheckinSubscriber
 from display.checkin.service import Action, CheckinService, Result
@@ -60,6 +63,7 @@ class App:
         self.config = config
         self._stop = threading.Event()
         self.intake_args = tuple(intake_args)
+        memory.tune()  # before the first pass: its large blocks are given back as they go
         self.clock = clock or SystemClock()
         # Never fails over what is in the file: a corrupt one is moved aside (see storeopen).
         self.store, self.store_report = open_store(store_path(config))
@@ -80,6 +84,14 @@ class App:
         self._watcher: threading.Thread | None = None
         self._ready = False
         self._last_status_line = ""
+        # The STATUS line's counts, kept up to date from the rooms the node recomputed
+        # (Node.entry_changes): a pass costs what changed, not a scan of every room.
+        self._status_cursor = 0
+        self._room_states: dict[str, tuple[str, bool]] = {}  # open id -> (state, stale)
+        self._state_counts: Counter[tuple[str, bool]] = Counter()
+        self._state_keys: dict[tuple[str, bool], tuple[str, bool]] = {}
+        # (config, organizer shown anywhere, title shown anywhere) for ``node.details``.
+        self._details_shown: tuple[Config, bool, bool] | None = None
         self._resync: ResyncReport | None = None
         self.resync_passes = {"ok": 0, "error": 0}  # since start, for /metrics
         self.event_counts = dict.fromkeys(COUNTED, 0)  # Feishu deliveries since start
@@ -201,9 +213,13 @@ class App:
             counts = json.loads(raw) if raw else {}
         except (StoreError, ValueError):
             counts = {}
-        rooms = [self.config.room_details(room) for room in self.config.rooms]
-        return {"organizer": any(d.organizer for d in rooms),
-                "title": any(d.title for d in rooms),
+        config = self.config
+        shown = self._details_shown
+        if shown is None or shown[0] is not config:  # once a configuration, not once a call
+            rooms = [config.room_details(room) for room in config.rooms]
+            shown = self._details_shown = (config, any(d.organizer for d in rooms),
+                                           any(d.title for d in rooms))
+        return {"organizer": shown[1], "title": shown[2],
                 "counts": counts if isinstance(counts, dict) else {}}
 
     def intake_store(self, ok: bool, error: str | None) -> None:
@@ -359,12 +375,21 @@ class App:
 
     def run(self, on_tick: Callable[[], None] | None = None) -> None:
         """Run the node's loop until :meth:`stop`."""
+        first = [True]
+
         def tick() -> None:
+            if first[0]:  # every room read and shown: what is left now stays
+                first[0] = False
+                memory.settle()
             self._tell_systemd()
             if on_tick is not None:
                 on_tick()
 
-        self.node.run(self._stop, tick)
+        memory.hold()
+        try:
+            self.node.run(self._stop, tick)
+        finally:
+            gc.enable()  # a first pass that failed: the process goes on collecting
 
     def _tell_systemd(self) -> None:
         """READY after the first pass, a STATUS line when it changes, and a watchdog ping.
@@ -374,17 +399,38 @@ class App:
         if not self._ready:
             self._ready = True
             notify("READY=1")
-        views = self.node.views().values()
-        counts: dict[str, int] = {}
-        for view in views:
-            counts[view.occupancy.state.value] = counts.get(view.occupancy.state.value, 0) + 1
-        stale = sum(1 for v in views if v.stale)
-        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no rooms"
+        self._count_states()
+        counts: Counter[str] = Counter()
+        for (state, _), n in self._state_counts.items():
+            counts[state] += n
+        stale = sum(n for (_, is_stale), n in self._state_counts.items() if is_stale)
+        line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if n) or "no rooms"
         line += f"; {stale} stale" if stale else ""
         if line != self._last_status_line:
             self._last_status_line = line
             notify(f"STATUS={line}")
         notify("WATCHDOG=1")
+
+    def _count_states(self) -> None:
+        """Bring the rooms' (state, stale) counts up to date with the node's views."""
+        self._status_cursor, changed = self.node.entry_changes(self._status_cursor)
+        if changed is None:  # a reload, or too much changed to know: count every room
+            self._room_states = {
+                open_id: self._state_keys.setdefault(key, key)
+                for open_id, v in self.node.views().items()
+                for key in [(v.occupancy.state.value, v.stale)]}
+            self._state_counts = Counter(self._room_states.values())
+            return
+        for open_id in set(changed):
+            view = self.node.view(open_id)
+            old = self._room_states.pop(open_id, None)
+            if old is not None:
+                self._state_counts[old] -= 1
+            if view is not None:
+                key = (view.occupancy.state.value, view.stale)
+                # One tuple per (state, stale), shared by the rooms: not one a room.
+                new = self._room_states[open_id] = self._state_keys.setdefault(key, key)
+                self._state_counts[new] += 1
 
     @property
     def stopped(self) -> bool:

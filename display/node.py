@@ -15,9 +15,11 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from display.clock import Clock
@@ -48,7 +50,14 @@ PRUNE_HOLD_AFTER_STEP = 3600.0
 # seconds: a burst of events is one write, still within a second of the first change.
 LARGE_STATUS = 1_000_000
 STATUS_COALESCE = 0.5
+#: And a change to a large document waits this long (seconds) before it is written: writing
+#: holds the interpreter for milliseconds, which the change's own MQTT messages and device
+#: updates, made in the same pass, must not wait for.
+STATUS_SETTLE = 0.1
 LOOKBACK = timedelta(days=1)  # bookings that ended before this are not read
+#: A pass that shows more rooms anew than this logs one line counting them by state instead of
+#: a line a room (the first pass of 20,000 rooms, a reload, the node turning stale).
+LOG_ROOMS = 10
 
 
 def status_path(config: Config) -> Path:
@@ -123,7 +132,7 @@ class Node:
         self._lock = threading.Lock()
         self._dirty_rooms: set[str] = set()
         self._bookings: dict[str, list[Booking]] = {}
-        self._details: dict[str, dict[str, StoredDetails]] = {}  # room -> booking key -> row
+        self._details: dict[str, Mapping[str, StoredDetails]] = {}  # room -> key -> row
         self._published: dict[str, tuple[str | None, str | None]] = {}  # room -> (name, path)
         self._views: dict[str, RoomView] = {}
         # Per room, what its devices were last given: a view is shown again only when its
@@ -133,13 +142,16 @@ class Node:
         self._status_written: datetime | None = None
         self._status_written_mono: float | None = None
         self._status_owed = False  # a change waits for STATUS_COALESCE (a large document)
+        self._status_owed_at: float | None = None  # monotonic: when a change was first owed
         # The rooms' JSON in configuration order, as last written, and the rooms recomputed
-        # since: a write replaces those and joins the list (not every room made again).
-        self._status_texts: list[str] | None = None
+        # since: a write replaces those and joins the list (not every room made again). The
+        # document itself is not kept (at 20,000 rooms it is 10 MB): what it held is known from
+        # the node member and whether any room's JSON differed from the list's.
+        self._status_texts: list[bytes] | None = None
         self._status_texts_epoch = -1
         self._texts_dirty: set[str] = set()
-        self._status_node_text: str | None = None
-        self._status_body: str | None = None  # the document last written, minus generated_at
+        self._status_node_text: bytes | None = None
+        self._status_size = 0  # bytes of the document last written (0: none yet)
         self._last_prune: float | None = None  # monotonic
         self._prune_held: str | None = None  # why the last due prune was not done (logged once)
         self._last_step: tuple[float, float, datetime] | None = None  # (mono, seconds, wall)
@@ -167,12 +179,13 @@ class Node:
         self._last_stale: bool | None = None
         self._room_index: dict[str, int] = {}
         self._thresholds = Thresholds()
-        # Per room, its status entry without devices and that entry as JSON, made when its view
-        # changed: writing the status document joins them instead of formatting every room.
+        # Per room, its status entry without devices as UTF-8 JSON (bytes: half the memory of a
+        # str holding CJK names), made when its view changed: writing the status document joins
+        # them instead of formatting every room.
         # Any thread may fill it (``status`` is called by the web page's threads): an entry
         # counts only while its (epoch, generation) is current; the loop moves a room's
         # generation when it recomputes the room, and the epoch at a reload.
-        self._room_docs: dict[str, tuple[int, int, str]] = {}
+        self._room_docs: dict[str, tuple[int, int, bytes]] = {}
         self._doc_gen: dict[str, int] = {}
         self._docs_epoch = 0
         # Rooms recomputed, in order, for the web page's hub (:meth:`entry_changes`).
@@ -365,15 +378,18 @@ class Node:
             todo = [rooms[i] for i in sorted(index[r] for r in due if r in index)]
         # A recomputed room's entry may change without its view (its until words at midnight).
         changed = bool(todo)
+        shown: list[tuple[RoomConfig, str, State, bool]] = []
         for room in todo:
-            self._update_room(room, now, stale)
+            self._update_room(room, now, stale, shown)
             self._schedule(room, now)
+        _log_shown(shown)
         hold = 0.0
         if (self._status_owed or changed or status_dirty or self._status_written is None
                 or now - self._status_written >= STATUS_EVERY):
-            hold = self._status_hold()
+            hold = self._status_hold(self._status_owed or changed or status_dirty)
             self._status_owed = hold > 0
             if not self._status_owed:
+                self._status_owed_at = None
                 self.write_status(now)
         self._maybe_prune(now)
         wake_at = [t for t in (self.freshness.next_change(now), self._next_due()) if t is not None]
@@ -382,12 +398,18 @@ class Node:
             seconds = min(seconds, hold)
         return max(0.0, min(MAX_SLEEP, seconds))
 
-    def _status_hold(self) -> float:
-        """Seconds a status write must still wait (0: write now)."""
-        if (self._status_written_mono is None or self._status_body is None
-                or len(self._status_body) < LARGE_STATUS):
+    def _status_hold(self, change: bool) -> float:
+        """Seconds a status write must still wait (0: write now); ``change``: what it shows may
+        have changed (else the idle heartbeat, held only by the coalescing)."""
+        if self._status_written_mono is None or self._status_size < LARGE_STATUS:
             return 0.0
-        return max(0.0, self._status_written_mono + STATUS_COALESCE - self.clock.monotonic())
+        mono = self.clock.monotonic()
+        if not change:
+            return max(0.0, self._status_written_mono + STATUS_COALESCE - mono)
+        if self._status_owed_at is None:
+            self._status_owed_at = mono
+        return max(0.0, self._status_written_mono + STATUS_COALESCE - mono,
+                   self._status_owed_at + STATUS_SETTLE - mono)
 
     def _schedule(self, room: RoomConfig, now: datetime) -> None:
         """Queue the next instant ``room``'s view may change (or must be shown again)."""
@@ -500,14 +522,17 @@ class Node:
             return {}  # the default: nothing read, nothing shown
         return self.store.details(b.key for b in self._bookings[room.open_id])
 
-    def _update_room(self, room: RoomConfig, now: datetime, stale: bool) -> RoomView | None:
-        """Recompute one room; show it on its devices when what they display changed."""
+    def _update_room(self, room: RoomConfig, now: datetime, stale: bool,
+                     shown_log: list[tuple[RoomConfig, str, State, bool]]) -> RoomView | None:
+        """Recompute one room; show it on its devices when what they display changed (and add
+        it to ``shown_log`` when that changed)."""
         occ = occupancy(self._bookings[room.open_id], now, self._thresholds, self.config.node.tz)
         closed_until = self.config.hours(room).closed_until(
             now, self.config.node.tz, in_use=occ.state is not State.FREE)
         shown_bookings = (*((occ.current,) if occ.current else ()), *occ.next)
-        details = shown_details(shown_bookings, self._details.get(room.open_id, {}),
-                                self._policy(room))
+        # One shared empty mapping for the rooms that show none (20,000 empty dicts otherwise).
+        details = shown_details(shown_bookings, self._details.get(room.open_id, _NONE),
+                                self._policy(room)) or _NONE
         name, path = self.room_name(room), self.room_path(room)
         checkin, wake = (self._checkin(room, self._bookings[room.open_id], now)
                          if self._checkin is not None else (None, None))
@@ -516,7 +541,9 @@ class Node:
         else:
             self._checkin_wake[room.open_id] = wake
         content = (*_content(name, occ, stale, closed_until, details), path, checkin)
-        shown = self._shown.setdefault(room.open_id, Unchanged(REDRAW_EVERY))
+        shown = self._shown.get(room.open_id)
+        if shown is None:
+            shown = self._shown[room.open_id] = Unchanged(REDRAW_EVERY)
         as_of = self.freshness.as_of(now) if stale else now
         # A closed sign shows no clock, so it is not redrawn every REDRAW_EVERY (quiet hours).
         # The status entry is made again even when the content is the same: its words read
@@ -538,8 +565,7 @@ class Node:
                         details=details, path=path, checkin=checkin)
         self._views[room.open_id] = view
         if shown.last != content:
-            log.info("room %s (%s): %s%s", name, room.open_id, occ.state.value,
-                     " (stale)" if stale else "")
+            shown_log.append((room, name, occ.state, stale))
         shown.record(content, now)
         for room_id, device in self._devices.values():
             if room_id == room.open_id:
@@ -553,6 +579,10 @@ class Node:
     def views(self) -> dict[str, RoomView]:
         return dict(self._views)
 
+    def view(self, open_id: str) -> RoomView | None:
+        """The room's view as last computed (None before its first pass or when not ours)."""
+        return self._views.get(open_id)
+
     def devices(self) -> Mapping[str, tuple[str, Device]]:
         return dict(self._devices)
 
@@ -560,12 +590,24 @@ class Node:
                select: Callable[[RoomConfig], bool] | None = None) -> dict[str, Any]:
         """The ``status --json`` document (the contract in the README, "Command line");
         with ``select``, only the rooms it accepts."""
-        now = now or self.clock.now()
-        doc = self._node_status(now)
-        rooms = [r for r in self.config.rooms if select(r)] if select else None
+        doc = self.status_head(now)
         # Parsed from the cached JSON: a caller may change what it gets (``redact`` does).
-        doc["rooms"] = json.loads("[" + ",".join(self._room_entries(rooms)) + "]")
+        doc["rooms"] = json.loads(
+            b"[" + b",".join(text for _, text in self.room_entries_json(select)) + b"]")
         return doc
+
+    def status_head(self, now: datetime | None = None) -> dict[str, Any]:
+        """:meth:`status` without its ``rooms`` member (``generated_at`` and ``node``)."""
+        return self._node_status(now or self.clock.now())
+
+    def room_entries_json(self, select: Callable[[RoomConfig], bool] | None = None
+                          ) -> list[tuple[str, bytes]]:
+        """The ``rooms`` of :meth:`status` as (open id, the room's compact UTF-8 JSON), in
+        configuration order (only those ``select`` accepts): what a caller that writes JSON out
+        joins, without parsing and encoding every room again."""
+        rooms = [r for r in self.config.rooms if select is None or select(r)]
+        return [(room.open_id, text)
+                for room, text in zip(rooms, self._room_entries(rooms), strict=True)]
 
     def _node_status(self, now: datetime) -> dict[str, Any]:
         """The document without its rooms."""
@@ -581,7 +623,7 @@ class Node:
         doc["node"] = local_times(doc["node"], tz)
         return doc
 
-    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[str]:
+    def _room_entries(self, rooms: list[RoomConfig] | None = None) -> list[bytes]:
         """Every room's status entry as JSON, in configuration order.
 
         Only the JSON is kept (a fraction of the memory of the objects), made again when the room
@@ -598,12 +640,13 @@ class Node:
             if devices:
                 entry = json.loads(text)
                 entry["devices"] = local_times([d.health().to_json() for d in devices], tz)
-                text = _dumps(entry)
+                text = _dumps(entry).encode()
             out.append(text)
         return out
 
-    def _room_texts(self) -> list[str]:
-        """Every room's JSON for the status file, made again only where it changed."""
+    def _room_texts(self) -> tuple[list[bytes], bool]:
+        """Every room's JSON for the status file, made again only where it changed, and
+        whether any differs from what the list held (True when it was made anew)."""
         rooms = self.config.rooms
         texts = self._status_texts
         dirty, self._texts_dirty = self._texts_dirty, set()
@@ -611,15 +654,19 @@ class Node:
                 or len(texts) != len(rooms)):
             self._status_texts_epoch = self._docs_epoch
             texts = self._status_texts = self._room_entries()
-            return texts
+            return texts, True
         with_devices = self.rooms_with_devices()
         index = self._room_index
         redo = [rooms[i] for i in sorted(index[r] for r in dirty | with_devices if r in index)]
+        changed = False
         for room, text in zip(redo, self._room_entries(redo), strict=True):
-            texts[index[room.open_id]] = text
-        return texts
+            i = index[room.open_id]
+            if texts[i] != text:
+                texts[i] = text
+                changed = True
+        return texts, changed
 
-    def _cached_entry(self, room: RoomConfig) -> str:
+    def _cached_entry(self, room: RoomConfig) -> bytes:
         """``room``'s status entry without its devices, as JSON (made when stale)."""
         # The key is read before the view: an entry made from a view the loop replaces
         # meanwhile is stored under the old key, so it never counts.
@@ -627,7 +674,8 @@ class Node:
         cached = self._room_docs.get(room.open_id)
         if cached is not None and (cached[0], cached[1]) == key:
             return cached[2]
-        text = _dumps(room_status(room, self._views.get(room.open_id), [], self.config.node.tz))
+        text = _dumps(room_status(room, self._views.get(room.open_id), [],
+                                  self.config.node.tz)).encode()
         self._room_docs[room.open_id] = (*key, text)
         return text
 
@@ -681,30 +729,34 @@ class Node:
         """
         doc = self._node_status(now)
         generated = doc.pop("generated_at")
-        node_text = _dumps(doc["node"])
-        if (node_text == self._status_node_text and self._status_body is not None
-                and not self._texts_dirty and not self._devices
-                and self._status_texts_epoch == self._docs_epoch):
-            body = self._status_body  # the heartbeat of an idle node: no rooms joined again
-        else:
-            body = f'{{"node":{node_text},"rooms":[' + ",".join(self._room_texts()) + "]}"
-        self._status_node_text = node_text
-
+        node_text = _dumps(doc["node"]).encode()
+        changed = node_text != self._status_node_text or not self._status_size
+        texts: list[bytes] | None = None
+        if (changed or self._texts_dirty or self._devices
+                or self._status_texts_epoch != self._docs_epoch):
+            texts, rooms_changed = self._room_texts()
+            changed = changed or rooms_changed
+        # else the heartbeat of an idle node: no rooms joined again, only the mtime moves
         path = runtime_status_path(self.config)
         try:
-            if body == self._status_body and path.exists():
+            if not changed and path.exists():
                 os.utime(path)
             else:
+                if texts is None:
+                    texts, _ = self._room_texts()
                 path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
                 if path.parent.stat().st_uid != os.getuid():  # /dev/shm is shared by all users
                     raise PermissionError(errno.EPERM, "directory owned by another user")
-                atomic_write(path, f'{{"generated_at":{json.dumps(generated)},{body[1:]}'
-                             .encode())
-                self._status_body = body
+                body = _document(json.dumps(generated).encode(), node_text, texts)
+                atomic_write(path, body)
+                self._status_size = len(body)
+                del body  # 10 MB at 20,000 rooms: not kept past the write
                 self._link_status(path)
+            self._status_node_text = node_text
             self._status_written = now
             self._status_written_mono = self.clock.monotonic()
         except OSError as exc:
+            self._status_size = 0  # what the file holds is not known: write it whole next time
             log.warning("cannot write %s: %s", path, exc.strerror)
 
     def _link_status(self, target: Path) -> None:
@@ -727,8 +779,37 @@ class Node:
             device.close()
 
 
+#: No details: shared by every room that has none (read-only, so sharing it is safe).
+_NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+def _log_shown(shown: list[tuple[RoomConfig, str, State, bool]]) -> None:
+    """A line a room shown anew in one pass, or one line for them all past :data:`LOG_ROOMS`."""
+    if len(shown) <= LOG_ROOMS:
+        for room, name, state, stale in shown:
+            log.info("room %s (%s): %s%s", name, room.open_id, state.value,
+                     " (stale)" if stale else "")
+        return
+    counts = Counter(state.value for _, _, state, _ in shown)
+    stale_rooms = sum(1 for *_, stale in shown if stale)
+    log.info("%d rooms shown anew: %s%s", len(shown),
+             ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+             f" ({stale_rooms} stale)" if stale_rooms else "")
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _document(generated: bytes, node: bytes, rooms: list[bytes]) -> bytes:
+    """The status document from its parts (JSON each), joined once: no 10 MB intermediates."""
+    parts = [b'{"generated_at":', generated, b',"node":', node, b',"rooms":[']
+    for i, room in enumerate(rooms):
+        if i:
+            parts.append(b",")
+        parts.append(room)
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def room_status(room: RoomConfig, view: RoomView | None, devices: list[dict[str, Any]],

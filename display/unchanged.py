@@ -18,6 +18,8 @@ K = TypeVar("K")
 class Unchanged(Generic[K]):
     """The key of what was last delivered (and when); ``max_age`` forces a redelivery."""
 
+    __slots__ = ("_at", "_key", "max_age")  # one a room: 20,000 on a large bridge
+
     def __init__(self, max_age: timedelta | None = None) -> None:
         self.max_age = max_age
         self._key: K | None = None

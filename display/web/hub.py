@@ -7,12 +7,15 @@ is found by a once-a-second comparison, done only while a page is open, of what 
 way: the ``node`` member, the rooms that have devices here, and the rooms the node recomputed
 since the last round (:meth:`~display.node.Node.entry_changes`); never the whole document, so
 its cost follows what changed, not how many rooms there are. Each page is compared with what
-*it* was last sent (its own baseline): a page opening never resets what the pages already open
-are owed.
+*it* was last sent (its own baseline, a digest per room rather than the room's JSON: 1 MB
+instead of 12 at 20,000 rooms): a page opening never resets what the pages already open are owed.
+The first message, the whole document, is joined from the rooms' JSON the node keeps, never
+parsed into objects and encoded again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -24,7 +27,14 @@ from typing import Any
 from display.config import Config
 from display.model import RoomView
 from display.node import Node
-from display.web.document import node_document, redact, room_entry, status_document
+from display.web.document import (
+    compact,
+    node_document,
+    redact,
+    room_entry,
+    status_parts,
+    status_pieces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +45,12 @@ MAX_QUEUE = 5000  # a client this far behind is dropped (it reconnects and gets 
 
 def sse(event: str, data: Any) -> bytes:
     """One Server-Sent Events message (JSON data on one line)."""
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {body}\n\n".encode()
+    return sse_json(event, compact(data))
+
+
+def sse_json(event: str, body: bytes) -> bytes:
+    """:func:`sse` of data already JSON (one line)."""
+    return b"".join((b"event: ", event.encode(), b"\ndata: ", body, b"\n\n"))
 
 
 class Client:
@@ -48,7 +62,7 @@ class Client:
         self.closed = False
         # What this page was last sent (guarded by the hub's lock): each page has its own
         # baseline, so a page that opens later never hides a change from one already open.
-        self.rooms: dict[str, str] = {}
+        self.rooms: dict[str, bytes] = {}  # open id -> digest of the room's JSON
         self.node = ""
         self.config: Config | None = None  # the configuration its snapshot was made from
 
@@ -113,13 +127,19 @@ class Hub:
         with self._lock:
             if not self._clients:  # the first page: nothing before now is owed to anyone
                 self._cursor, _ = self.node.entry_changes(sys.maxsize)
-        doc = status_document(self.node)
+        head, rooms = status_parts(self.node)
         with self._lock:
-            _remember(client, doc)  # this page's baseline only: the others keep theirs
+            _remember(client, head, rooms)  # this page's baseline only: the others keep theirs
             client.config = config
             self._clients.add(client)
         self._wake.set()
-        return client, sse("snapshot", {"status": doc, **self.meta()})
+        return client, self._snapshot(head, rooms)
+
+    def _snapshot(self, head: dict[str, Any], rooms: list[tuple[str, bytes]]) -> bytes:
+        """``sse("snapshot", {"status": document, **meta})``, joined from the rooms' JSON."""
+        meta = compact(self.meta())
+        return b"".join((b'event: snapshot\ndata: {"status":', *status_pieces(head, rooms),
+                         b"," + meta[1:] if len(meta) > 2 else b"}", b"\n\n"))
 
     def unsubscribe(self, client: Client) -> None:
         with self._lock:
@@ -135,13 +155,14 @@ class Hub:
         entry = room_entry(self.node, view)
         if entry is None:
             return
-        encoded = _encode(entry)
+        body = compact(entry)
+        encoded = _digest(body)
         with self._lock:
             behind = [c for c in self._clients if c.rooms.get(view.open_id) != encoded]
             for client in behind:
                 client.rooms[view.open_id] = encoded
         if behind:
-            message = sse("room", entry)
+            message = sse_json("room", body)
             for client in behind:
                 client.put(message)
 
@@ -169,27 +190,28 @@ class Hub:
         ids = self.node.rooms_with_devices()
         if recomputed is not None:
             ids.update(recomputed)
-        entries: dict[str, dict[str, Any]] = {}
+        entries: dict[str, bytes] = {}  # open id -> the room's redacted JSON
         for open_id in ids:
             entry = self.node.room_entry(open_id)
             if entry is not None:
-                entries[open_id] = redact({"rooms": [entry]})["rooms"][0]
-        rooms = {open_id: _encode(entry) for open_id, entry in entries.items()}
-        snapshot: list[tuple[dict[str, Any], bytes]] = []  # made once, if a page needs one
+                entries[open_id] = compact(redact({"rooms": [entry]})["rooms"][0])
+        rooms = {open_id: _digest(body) for open_id, body in entries.items()}
+        # Made once, if a page needs one: (head, rooms, message).
+        snapshot: list[tuple[dict[str, Any], list[tuple[str, bytes]], bytes]] = []
 
         def whole(client: Client) -> bytes:
             if not snapshot:
-                doc = status_document(self.node)
-                snapshot.append((doc, sse("snapshot", {"status": doc, **self.meta()})))
-            _remember(client, snapshot[0][0])
-            return snapshot[0][1]
+                head, all_rooms = status_parts(self.node)
+                snapshot.append((head, all_rooms, self._snapshot(head, all_rooms)))
+            _remember(client, snapshot[0][0], snapshot[0][1])
+            return snapshot[0][2]
 
         messages: dict[str, bytes] = {}  # each message encoded once, however many pages
 
         def message(key: str) -> bytes:
             if key not in messages:
                 messages[key] = (sse("node", node_doc) if key == "\0node"
-                                 else sse("room", entries[key]))
+                                 else sse_json("room", entries[key]))
             return messages[key]
 
         sends: list[tuple[Client, list[bytes]]] = []
@@ -213,12 +235,14 @@ class Hub:
                 client.put(item)
 
 
-def _encode(entry: dict[str, Any]) -> str:
-    """What a page was sent of a room, for comparing with what it is owed."""
-    return json.dumps(entry, sort_keys=True)
+def _digest(body: bytes) -> bytes:
+    """What a page was sent of a room (its compact JSON), for comparing with what it is owed:
+    a digest, so that a page's baseline does not hold a copy of every room."""
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
-def _remember(client: Client, doc: dict[str, Any]) -> None:
-    """``doc`` is what ``client`` was sent last."""
-    client.rooms = {r["open_id"]: _encode(r) for r in doc["rooms"]}
-    client.node = json.dumps(doc["node"], sort_keys=True, default=str)
+def _remember(client: Client, head: dict[str, Any], rooms: list[tuple[str, bytes]]) -> None:
+    """The document of ``head`` and ``rooms`` (:func:`status_parts`) is what ``client`` was
+    sent last."""
+    client.rooms = {open_id: _digest(body) for open_id, body in rooms}
+    client.node = json.dumps(head["node"], sort_keys=True, default=str)

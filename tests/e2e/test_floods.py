@@ -349,7 +349,7 @@ def test_an_answer_that_fails_is_a_500_and_one_line(server: WebServer,
     def broken(node: Node, **filters: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(web_server, "status_document", broken)
+    monkeypatch.setattr(web_server, "status_parts", broken)  # what /api/status is made from
     for _ in range(3):
         with connect(server) as sock:
             sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("display", "errors"),                       # the version, the one exception tree
     ("model", "clock", "outputs", "systemd", "watch", "hours",  # values, OS glue,
      "backoff", "files", "unchanged", "jsonbound",   # helpers said once
-     "ratelimit", "fdreserve"),
+     "ratelimit", "fdreserve", "memory"),
     ("headline",),                               # what a person reads: the one "until" rule
     ("config_schema",),                                              # fields -> TOML keys
     ("config",),                                                     # TOML -> values
