@@ -11,6 +11,7 @@ their defaults, types and checks (:mod:`display.config_schema`); the closed sets
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -539,8 +540,15 @@ class Config:
             return "agent"
         return "bridge" if self.mqtt is not None else "single"
 
+    @functools.cached_property
+    def _rooms_by_id(self) -> dict[str, RoomConfig]:
+        # Made on first use (a frozen dataclass keeps it in its own __dict__): looked up per
+        # event and per status, so not a scan of 20,000 rooms each time.
+        return {r.open_id: r for r in self.rooms}
+
     def room(self, open_id: str) -> RoomConfig | None:
-        return next((r for r in self.rooms if r.open_id == open_id), None)
+        """The room with this ``open_id``, or None."""
+        return self._rooms_by_id.get(open_id)
 
     def hours(self, room: RoomConfig) -> OpenHours:
         """The room's opening hours: its own, else the node's."""
