@@ -65,6 +65,8 @@ class BridgePublisher:
         #: room topics now (None: always), and every bridge's name for the schedules.
         self.gate: Callable[[], bool] | None = None
         self.bridges: Callable[[], list[str]] | None = None
+        #: Called on the worker with (room, version) for each schedule this bridge published.
+        self.on_schedule: Callable[[str, int], None] | None = None
         # The rooms of ``config`` by id, made again only when the configuration is replaced;
         # and whether rooms may have left it (checked at the first flush, after a reload and
         # at every connect: not at every event, which would read the whole list each time).
@@ -148,7 +150,7 @@ class BridgePublisher:
                 bridge=self.link.node_name, details=details, path=path,
                 bridges=bridges)
             if not everything:
-                self._stream(self.link.topics.schedule(open_id), self._schedules[open_id])
+                self._stream_schedule(open_id)
         for open_id, view in views.items():
             if open_id not in configured:
                 continue
@@ -162,7 +164,7 @@ class BridgePublisher:
         if everything:
             topics = self.link.topics
             for open_id in sorted(self._schedules):
-                self._stream(topics.schedule(open_id), self._schedules[open_id])
+                self._stream_schedule(open_id)
             for open_id in sorted(self._states):
                 self._stream(topics.state(open_id), self._states[open_id])
             log.info("published %d schedules and %d states", len(self._schedules),
@@ -211,20 +213,27 @@ class BridgePublisher:
         self._forget_pending = True
         self.flush(everything=True)
 
-    def _stream(self, topic: str, payload: bytes) -> None:
+    def _stream_schedule(self, open_id: str) -> None:
+        if (self._stream(self.link.topics.schedule(open_id), self._schedules[open_id])
+                and self.on_schedule is not None):
+            self.on_schedule(open_id, self._versions[open_id])
+
+    def _stream(self, topic: str, payload: bytes) -> bool:
         """Publish with at most :data:`WINDOW` unacknowledged at a time (a first publish or a
         republish of every room goes at the broker's pace, not all into the client at once)."""
         if self.link.connected and not self.link.wait_window(WINDOW, WINDOW_WAIT):
             # Slow broker: go on unthrottled rather than skip a room (a lost link republishes
             # everything at its next connect anyway).
             log.debug("republish window not drained within %s s", WINDOW_WAIT)
-        self._publish(topic, payload)
+        return self._publish(topic, payload)
 
-    def _publish(self, topic: str, payload: bytes) -> None:
+    def _publish(self, topic: str, payload: bytes) -> bool:
         if self.gate is not None and not self.gate():
-            return  # another bridge publishes; ours stays cached for a takeover
-        if self.link.publish(topic, payload, retain=True) is not None:
-            self.published += 1
+            return False  # another bridge publishes; ours stays cached for a takeover
+        if self.link.publish(topic, payload, retain=True) is None:
+            return False
+        self.published += 1
+        return True
 
     def _forget_removed(self, configured: set[str]) -> None:
         """Delete the retained topics of rooms no longer configured, once connected."""
