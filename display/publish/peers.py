@@ -95,10 +95,14 @@ class Peers:
         self._newest: tuple[int, str] | None = None  # (version, bridge) of the newest schedule
         self._settled = False
         self._connect_no = 0
-        # Echoes of our own progress still to come before we settle: one per forced progress
-        # while unsettled (each follows the retained messages of the subscriptions before it).
-        self._echoes_owed = 0
+        # Our progress messages published and their echoes heard since the connect; the
+        # echo of number ``_echo_target`` follows the retained messages of every subscription
+        # made before it (the broker keeps a client's packets in order).
+        self._progress_count = 0
+        self._echoes_heard = 0
+        self._echo_target = 0
         self._following = False  # subscribed to the room schedules
+        self._reassert_queued = False
         self._publisher: str | None = None
         self._active = False  # what the on_role hooks were last told
         self._progress_sent: tuple[str, float] | None = None
@@ -136,9 +140,9 @@ class Peers:
             return
         self._following = True
         self.link.subscribe(f"{self.link.topics.prefix}/v1/rooms/+/schedule", self._on_schedule)
-        if self.link.connected and not self._settled and self._echoes_owed > 0:
-            self._echoes_owed += 1
+        if self.link.connected and not self._settled and self._echo_target > 0:
             self._publish_progress(force=True)
+            self._echo_target = self._progress_count
 
     def published(self, open_id: str, version: int) -> None:
         """On the worker: this bridge published ``version`` of the room's schedule (what its
@@ -202,8 +206,9 @@ class Peers:
             # Whatever was in flight when the link dropped may be lost (clean session).
             self._cursor = min([self._cursor, *self._their_applied.values()])
         self._active = self.is_publisher()  # the other connect hooks did as this says
-        self._echoes_owed = 1
+        self._progress_count = self._echoes_heard = 0
         self._publish_progress(force=True)  # its echo tells us the retained ones came first
+        self._echo_target = max(1, self._progress_count)
         timer = threading.Timer(SETTLE_SECONDS,
                                 lambda: self.link.call_soon(lambda: self._settle(number)))
         timer.daemon = True
@@ -267,6 +272,7 @@ class Peers:
         doc["at"] = self.clock.now().isoformat()
         if self.link.publish(progress_topic(self.link.topics.prefix, self.me),
                              json.dumps(doc, separators=(",", ":")), retain=True) is not None:
+            self._progress_count += 1
             self._progress_sent = (content, mono)
             if last is None or json.loads(last[0])["applied"] != doc["applied"]:
                 try:
@@ -288,9 +294,9 @@ class Peers:
         if name is None:
             return
         if name == self.me:
-            if not message.retain and not self._settled:  # our own echo: the retained came
-                self._echoes_owed -= 1
-                if self._echoes_owed <= 0:
+            if not message.retain:  # our own echo: the retained before it came
+                self._echoes_heard += 1
+                if self._echoes_heard >= self._echo_target and not self._settled:
                     self._settle(self._connect_no)
             return
         if not message.payload:  # a bridge withdrawn by hand: forget it
@@ -366,13 +372,25 @@ class Peers:
             if bridge != before:
                 self._decide()
         if bridge != self.me and not message.retain and self._active:
-            # Another bridge wrote a room while we publish (it started before it knew of us):
-            # say ours again, above its version, so agents keep the current schedule.
-            log.info("bridge %s wrote room %s while this bridge publishes: republishing",
-                     bridge, open_id)
-            floor = dict(self._versions)
-            for hook in self.on_role:
-                hook(floor)
+            self._reassert(bridge, open_id)
+
+    def _reassert(self, bridge: str, open_id: str) -> None:
+        """Another bridge wrote a room while we publish (it started before it knew of us): say
+        ours again, above its version, so agents keep the current schedule. Once for a run of
+        such messages (each republish covers every room), after the ones queued behind."""
+        if self._reassert_queued:
+            return
+        self._reassert_queued = True
+        log.info("bridge %s wrote room %s while this bridge publishes: republishing",
+                 bridge, open_id)
+
+        def republish() -> None:
+            self._reassert_queued = False
+            if self._active:
+                floor = dict(self._versions)
+                for hook in self.on_role:
+                    hook(floor)
+        self.link.call_soon(republish)
 
     def _on_events(self, message: MqttMessage) -> None:
         origin = self._name(message.topic, "/events")

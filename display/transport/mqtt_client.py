@@ -268,6 +268,11 @@ class MqttLink:
         if client is not None and self.connected:
             client.subscribe(topic_filter, qos)
 
+    def subscriptions(self) -> list[str]:
+        """The filters this link subscribes to (again at every connect)."""
+        with self._lock:
+            return sorted(self._subs)
+
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             known = self._subs.pop(topic_filter, None)
