@@ -37,8 +37,11 @@ log = logging.getLogger(__name__)
 
 META_PUBLISHED = "mqtt.published_rooms"
 # A republish (after a connect) keeps at most WINDOW messages unacknowledged: it streams at the
-# broker's pace instead of queueing every room in the client at once.
-WINDOW = 4000
+# broker's pace instead of queueing every room in the client at once. Small, so that a message
+# is acknowledged before Python's garbage collector moves it to its oldest generation: with 4,000
+# a 20,000-room republish set off 4-5 full collections of the node's heap (0.7-1.0 s CPU), with
+# 500 about 3 (0.2-0.3 s), and no slower on loopback.
+WINDOW = 500
 WINDOW_WAIT = 5.0  # seconds without a PUBACK before the republish stops waiting for the window
 
 

@@ -50,7 +50,13 @@ noisy = RateLimitedLog(log, 600.0)  # what another client's oversized messages m
 
 BACKOFF = (1, 60)  # paho's reconnect delay: first retry after 1 s, doubling up to 60 s
 SETUP_RETRY = 30.0  # seconds between looks for missing TLS files
-MAX_INFLIGHT = 100  # QoS 1 messages in flight: a 1,000-room republish is not throttled to 20
+#: paho's own limit of QoS 1 messages in flight: none (0). With a limit, paho walks its whole list
+#: of unacknowledged messages at every PUBACK to find the next one to send (O(limit) a message;
+#: a 20,000-room republish took 2.1-2.7 s of node CPU without, 2.7-3.4 s with a limit of 100,
+#: on a loaded machine). The bulk publisher bounds what is in flight itself
+#: (:meth:`MqttLink.wait_window`, the bridge's ``WINDOW``); paho does not follow an MQTT 5
+#: broker's Receive Maximum either way. Mosquitto acknowledges QoS 1 at once, whatever the count.
+MAX_INFLIGHT = 0
 CLOSE_TIMEOUT = 2.0
 #: Largest message a node takes in (a schedule is at most 256 KiB, a node status 64 KiB). With
 #: MQTT 5 the broker is told so (CONNECT's Maximum Packet Size) and never sends a larger one;
