@@ -37,10 +37,11 @@ log = logging.getLogger(__name__)
 
 META_PUBLISHED = "mqtt.published_rooms"
 # A republish (after a connect) keeps at most WINDOW messages unacknowledged: it streams at the
-# broker's pace instead of queueing every room in the client at once. Small, so that a message
-# is acknowledged before Python's garbage collector moves it to its oldest generation: with 4,000
-# a 20,000-room republish set off 4-5 full collections of the node's heap (0.7-1.0 s CPU), with
-# 500 about 3 (0.2-0.3 s), and no slower on loopback.
+# broker's pace instead of queueing every room in the client at once. Smaller than it was
+# (4,000): fewer messages live long enough for Python's garbage collector to move them to its
+# oldest generation, whose collections walk the whole heap of a 20,000-room node (4-5 of them,
+# 0.7-1.0 s CPU, in a republish at 4,000; about 3, 0.2-0.3 s, at 500). A republish of 20,000
+# rooms took 2.3-2.8 s of node CPU at 500, 2.7-3.4 s at 1,000, 2.4-3.8 s at 4,000 (loaded VM).
 WINDOW = 500
 WINDOW_WAIT = 5.0  # seconds without a PUBACK before the republish stops waiting for the window
 
