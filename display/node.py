@@ -497,12 +497,12 @@ class Node:
         ids = [room.open_id for room in rooms]
         bookings = self.store.bookings_many(ids, ending_after=now - LOOKBACK)
         self._bookings.update(bookings)
-        reading = [room for room in rooms if self._reads_details(room)]
-        stored = self.store.details(b.key for room in reading for b in bookings[room.open_id])
-        for room in rooms:
-            self._details[room.open_id] = (
-                {b.key: stored[b.key] for b in bookings[room.open_id] if b.key in stored}
-                if self._reads_details(room) else {})
+        reading = {room.open_id for room in rooms if self._reads_details(room)}
+        stored = self.store.details(b.key for room_id in reading for b in bookings[room_id])
+        for room_id in ids:
+            self._details[room_id] = (
+                {b.key: stored[b.key] for b in bookings[room_id] if b.key in stored}
+                if room_id in reading else {})
         metas = self.store.meta_many(room_meta_key(room_id) for room_id in ids)
         for room_id in ids:
             self._published[room_id] = decode_room_meta(metas.get(room_meta_key(room_id)))

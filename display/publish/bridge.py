@@ -139,7 +139,10 @@ class BridgePublisher:
             room = configured.get(open_id)
             if room is None:
                 continue
-            bookings = tuple(bookings_window(self._bookings(open_id, now)))
+            current = self._bookings(open_id, now)
+            if current is None:
+                continue  # the node has not read it yet: it tells us when it did
+            bookings = tuple(bookings_window(current))
             details = self._details(room, bookings)
             name, path = self.node.room_name(room), self.node.room_path(room)
             content = (name, path, bookings, tuple(sorted(details.items())), bridges)
@@ -176,12 +179,13 @@ class BridgePublisher:
         if self._forget_pending:
             self._forget_removed(set(configured))
 
-    def _bookings(self, open_id: str, now: datetime) -> list[Booking]:
+    def _bookings(self, open_id: str, now: datetime) -> list[Booking] | None:
         """The room's bookings not ended at ``now``: the node's copy, read when it told us the
-        room changed (20,000 rooms are not read twice), else the store's."""
+        room changed (20,000 rooms are not read twice); None before the node's first read of
+        it, which tells the schedule listeners (at start, before its first pass)."""
         cached = self.node.cached_bookings(open_id)
         if cached is None:
-            return self.store.bookings(open_id, ending_after=now)
+            return None
         now_ms = to_epoch_ms(now)
         return [b for b in cached if to_epoch_ms(b.end) > now_ms]
 
