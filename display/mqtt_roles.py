@@ -83,6 +83,7 @@ class MqttServices:
         bridge = self.bridge
         bridge.gate = peers.is_publisher
         bridge.bridges = peers.bridges
+        bridge.on_schedule = peers.published
         peers.on_role.append(bridge.take_over)
         peers.on_bridges.append(bridge.reconfigure_bridges)
         if self.homeassistant is not None:

@@ -611,26 +611,51 @@ class ScheduleStore:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def bookings(self, room_id: str, *, ending_after: datetime | None = None) -> list[Booking]:
-        """The room's bookings in start order, optionally only those ending after a time."""
-        after = to_epoch_ms(ending_after) if ending_after is not None else -1
+    def meta_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The values of those ``keys`` that are set (one query per 500 keys)."""
+        out: dict[str, str] = {}
         with self._lock:
             try:
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM slots WHERE room_id = ? AND end_ms > ? "
-                    "ORDER BY start_ms, key", (room_id, after)).fetchall()
-                released = {(r[0], r[1]): int(r[2]) for r in self._db.execute(
-                    "SELECT key, start_ms, free_from_ms FROM released WHERE room_id = ?",
-                    (room_id,))}
+                for part in _chunks(list(dict.fromkeys(keys))):
+                    marks = ",".join("?" * len(part))
+                    out.update((str(k), str(v)) for k, v in self._db.execute(
+                        f"SELECT key, value FROM meta WHERE key IN ({marks})", part))
             except sqlite3.Error as exc:
                 raise StoreError(f"schedule store {self.path}: {exc}") from exc
-        out = []
+        return out
+
+    def bookings(self, room_id: str, *, ending_after: datetime | None = None) -> list[Booking]:
+        """The room's bookings in start order, optionally only those ending after a time."""
+        return self.bookings_many([room_id], ending_after=ending_after)[room_id]
+
+    def bookings_many(self, room_ids: Iterable[str], *, ending_after: datetime | None = None
+                      ) -> dict[str, list[Booking]]:
+        """:meth:`bookings` of every room of ``room_ids`` (each present, maybe empty), read in
+        one query per 500 rooms instead of one per room: a node's first pass over 20,000
+        rooms."""
+        after = to_epoch_ms(ending_after) if ending_after is not None else -1
+        wanted = list(dict.fromkeys(room_ids))
+        rows: list[Any] = []
+        released: dict[tuple[str, str, int], int] = {}
+        with self._lock:
+            try:
+                for part in _chunks(wanted):
+                    marks = ",".join("?" * len(part))
+                    rows += self._db.execute(
+                        f"SELECT room_id, {_COLUMNS} FROM slots WHERE room_id IN ({marks}) "
+                        "AND end_ms > ? ORDER BY room_id, start_ms, key", (*part, after))
+                    released.update(((r[0], r[1], r[2]), int(r[3])) for r in self._db.execute(
+                        "SELECT room_id, key, start_ms, free_from_ms FROM released "
+                        f"WHERE room_id IN ({marks})", part))
+            except sqlite3.Error as exc:
+                raise StoreError(f"schedule store {self.path}: {exc}") from exc
+        out: dict[str, list[Booking]] = {room_id: [] for room_id in wanted}
         for r in rows:
-            free_from = released.get((r[0], r[1]))
+            free_from = released.get((r[0], r[1], r[2])) if released else None
             if free_from is None:
-                out.append(_booking(r))
-            elif free_from > r[1]:  # ended early: it lasted until then
-                out.append(_booking((*r[:2], min(r[2], free_from), *r[3:])))
+                out[r[0]].append(_booking(r[1:]))
+            elif free_from > r[2]:  # ended early: it lasted until then
+                out[r[0]].append(_booking((*r[1:3], min(r[3], free_from), *r[4:])))
         return out
 
     def rooms(self) -> list[str]:
@@ -652,6 +677,13 @@ class _Poisoned(Exception):
 
 #: What one event's values can raise while being bound or stored (not the database's own errors).
 _PER_EVENT = (OverflowError, ValueError, TypeError, sqlite3.InterfaceError, sqlite3.DataError)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """``items`` in runs of at most ``size`` (SQLite's bound on host parameters is 999 in old
+    builds; one more is left for the query's own)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def _ms(delta: timedelta) -> int:

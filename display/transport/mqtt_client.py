@@ -50,7 +50,13 @@ noisy = RateLimitedLog(log, 600.0)  # what another client's oversized messages m
 
 BACKOFF = (1, 60)  # paho's reconnect delay: first retry after 1 s, doubling up to 60 s
 SETUP_RETRY = 30.0  # seconds between looks for missing TLS files
-MAX_INFLIGHT = 100  # QoS 1 messages in flight: a 1,000-room republish is not throttled to 20
+#: paho's own limit of QoS 1 messages in flight: none (0). With a limit, paho walks its whole list
+#: of unacknowledged messages at every PUBACK to find the next one to send (O(limit) a message;
+#: a 20,000-room republish took 2.1-2.7 s of node CPU without, 2.7-3.4 s with a limit of 100,
+#: on a loaded machine). The bulk publisher bounds what is in flight itself
+#: (:meth:`MqttLink.wait_window`, the bridge's ``WINDOW``); paho does not follow an MQTT 5
+#: broker's Receive Maximum either way. Mosquitto acknowledges QoS 1 at once, whatever the count.
+MAX_INFLIGHT = 0
 CLOSE_TIMEOUT = 2.0
 #: Largest message a node takes in (a schedule is at most 256 KiB, a node status 64 KiB). With
 #: MQTT 5 the broker is told so (CONNECT's Maximum Packet Size) and never sends a larger one;
@@ -268,6 +274,11 @@ class MqttLink:
         if client is not None and self.connected:
             client.subscribe(topic_filter, qos)
 
+    def subscriptions(self) -> list[str]:
+        """The filters this link subscribes to (again at every connect)."""
+        with self._lock:
+            return sorted(self._subs)
+
     def unsubscribe(self, topic_filter: str) -> None:
         with self._lock:
             known = self._subs.pop(topic_filter, None)
@@ -305,11 +316,16 @@ class MqttLink:
         if qos > 0:
             with self._lock:
                 self._unacked.append(info)
-                self._prune()
+                if len(self._unacked) > self._sweep_at:
+                    self._prune()
         return info
 
     def _prune(self) -> None:
-        """Drop acknowledged handles (with the lock held); amortised O(1) a publish."""
+        """Drop acknowledged handles (with the lock held); amortised O(1) a publish.
+
+        Called when the deque grew past the sweep size or when a count is asked for, not at
+        every publish: looking at a handle takes paho's lock for it (a tenth of a republish's
+        CPU when it was looked at twice a message)."""
         unacked = self._unacked
         while unacked and unacked[0].is_published():
             unacked.popleft()
@@ -331,6 +347,8 @@ class MqttLink:
         False when the link went down or ``timeout`` passed first."""
         deadline = time.monotonic() + timeout
         with self._lock:
+            if len(self._unacked) < limit:  # acknowledged ones included: fewer still in flight
+                return True
             self._prune()
             if len(self._unacked) < limit:
                 return True
