@@ -522,9 +522,9 @@ class Node:
         reading = {room.open_id for room in rooms if self._reads_details(room)}
         stored = self.store.details(b.key for room_id in reading for b in bookings[room_id])
         for room_id in ids:
-            self._details[room_id] = (
-                {b.key: stored[b.key] for b in bookings[room_id] if b.key in stored}
-                if room_id in reading else {})
+            found = ({b.key: stored[b.key] for b in bookings[room_id] if b.key in stored}
+                     if room_id in reading else None)
+            self._details[room_id] = found or _NONE  # one shared empty mapping, not 20,000
         metas = self.store.meta_many(room_meta_key(room_id) for room_id in ids)
         for room_id in ids:
             self._published[room_id] = decode_room_meta(metas.get(room_meta_key(room_id)))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time
@@ -138,7 +139,18 @@ def build_client(config: MqttConfig, client_id: str) -> mqtt.Client:
                             ) from exc
     client.reconnect_delay_set(*BACKOFF)
     client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.on_socket_open = _no_delay
     return client
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Send each packet at once (``TCP_NODELAY``; paho leaves Nagle's algorithm on).
+
+    A change is several small packets in a row (a room's schedule, then its state): with Nagle
+    the second waits in the kernel for the broker's delayed acknowledgement of the first, about
+    40 ms, which was most of an event's way to the broker."""
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket (a Unix one): no Nagle
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def connect_properties(config: MqttConfig) -> Properties | None:

@@ -3,6 +3,7 @@ messages drains to zero, and a publisher that waits for the window never has mor
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +71,13 @@ def test_waiting_for_the_window_gives_up_when_the_link_is_down(
     wait_for(lambda: not link.connected, timeout=30, what="the link to notice")
     assert link.publish("gone/1", b"x") is None  # nothing is queued while disconnected
     assert link.wait_window(1, 5) is True  # nothing unacknowledged: nothing to wait for
+
+
+def test_the_link_sends_each_packet_at_once(link: MqttLink) -> None:
+    # A change is a room's schedule then its state, back to back: with Nagle's algorithm on
+    # (paho's default) the state waited ~40 ms for the broker's delayed ACK of the schedule.
+    client = link._client
+    assert client is not None
+    sock = client.socket()
+    assert sock is not None
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
