@@ -168,7 +168,10 @@ class BridgePublisher:
             self._states[open_id] = payload
             if not everything:
                 self._stream(self.link.topics.state(open_id), payload)
-        if everything:
+        if everything and self.gate is not None and not self.gate():
+            log.info("another bridge publishes: %d schedules and %d states kept for a takeover",
+                     len(self._schedules), len(self._states))
+        elif everything:
             topics = self.link.topics
             for open_id in sorted(self._schedules):
                 self._stream_schedule(open_id)

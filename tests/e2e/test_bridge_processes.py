@@ -9,6 +9,7 @@ only the dead bridge received is cancelled through the live one, and the agent n
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -235,10 +236,15 @@ def test_two_bridge_processes_lose_no_acknowledged_event_when_one_is_killed(
         wait_for(lambda: watch.samples and watch.samples[-1][0] - killed_at[0] >= 2.0,
                  timeout=30, what="the agent watched for 2 s after the kill")
 
+        log_before = doomed.log.stat().st_size
         doomed.start()  # the dead bridge returns: the live one stays the publisher
         until_shown(agent, site.expected(), "every acknowledged event on the agent")
         until_shown(live, site.expected(), "every acknowledged event in the live bridge")
         assert replication(live)["publishing"] is True
+        # Its journal says it keeps quiet, not that it published what its gate held back.
+        wait_for(lambda: b"kept for a takeover" in doomed.log.read_bytes()[log_before:],
+                 timeout=10, what="the returning bridge's quiet line")
+        assert not re.search(rb"published \d+ schedules", doomed.log.read_bytes()[log_before:])
     finally:
         watch.halt.set()
         watch.join(timeout=10)
