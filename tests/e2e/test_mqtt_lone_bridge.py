@@ -4,39 +4,18 @@ schedules and agree on one publisher."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from display.encode.mqtt_schedule import decode_schedule
-from display.testing.broker import Broker, Recorder, running_broker
+from display.testing.broker import Broker, Recorder
 from display.testing.clock import FakeClock
 from display.testing.envelopes import envelope
-from display.testing.mqtt_nodes import BRIDGE, RunningNode, fake_clock
+from display.testing.mqtt_nodes import BRIDGE, RunningNode
 from display.testing.waiting import wait_for
 
 P = "room-display/v1"
 SCHEDULES = f"{P}/rooms/+/schedule"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    yield from running_broker(tmp_path)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return fake_clock()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[RunningNode]]:
-    started: list[RunningNode] = []
-    yield started
-    for n in reversed(started):
-        n.close()
 
 
 def start(tmp: Path, b: Broker, clock: FakeClock, nodes: list[RunningNode],
